@@ -1,0 +1,75 @@
+"""Entry point: `python -m controller` (or `ade-runner-operator`) runs the operator.
+
+It loads the configuration from the environment, sets up logging, starts the metrics endpoint,
+registers the handlers and runs kopf against the in-cluster configuration or the current
+kubeconfig.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import kopf
+import prometheus_client
+
+from controller import config as config_
+from controller import handlers
+from controller.observe import metrics
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ade-runner-operator",
+        description="Builds, verifies and publishes runner images for Azure Deployment "
+        "Environments.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="run the operator (the default); configured by ADE_* variables")
+    return parser
+
+
+def run(config: config_.Config) -> None:
+    """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    kopf.configure(
+        verbose=config.log_level == "DEBUG",
+        quiet=config.log_level in ("WARNING", "ERROR"),
+        log_format=kopf.LogFormat.JSON
+        if config.log_format is config_.LogFormat.JSON
+        else kopf.LogFormat.FULL,
+    )
+    if config.metrics_port:
+        prometheus_client.start_http_server(config.metrics_port, registry=metrics.REGISTRY)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, config)
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            clusterwide=config.clusterwide,
+            namespaces=list(config.namespaces),
+            standalone=not config.peering,
+            priority=0,
+            peering_name=config.peering or None,
+            liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz"
+            if config.health_port
+            else None,
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = config_.from_env(os.environ)
+    except config_.ConfigError as error:
+        print(f"ade-runner-operator: configuration error: {error}", file=sys.stderr)
+        return 2
+    if args.command in (None, "run"):
+        run(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Condition types and reasons of RunnerImage status (kstatus vocabulary plus step conditions).
+
+`Ready` summarizes; `Reconciling` and `Stalled` are "abnormal-true" conditions, present only while
+true, as kstatus expects. Each reconcile step owns one step condition.
+"""
+
+from typing import Final
+
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+
+# Step conditions, one per reconcile step that does work in the world.
+INPUTS_RESOLVED: Final = "InputsResolved"
+REGISTRY_ACCESS: Final = "RegistryAccessReady"
+BUILT: Final = "Built"
+VERIFIED: Final = "Verified"
+CATALOG_SYNCED: Final = "CatalogSynced"
+
+STEP_CONDITIONS: Final = (INPUTS_RESOLVED, REGISTRY_ACCESS, BUILT, VERIFIED, CATALOG_SYNCED)
+
+TRUE: Final = "True"
+FALSE: Final = "False"
+UNKNOWN: Final = "Unknown"
+
+
+class Reason:
+    """Reasons shared across conditions. Step-specific reasons live beside their steps."""
+
+    SUCCEEDED: Final = "Succeeded"
+    INVALID_SPEC: Final = "InvalidSpec"
+    SUSPENDED: Final = "Suspended"
+    PROGRESSING: Final = "Progressing"
+    NOT_CONFIGURED: Final = "NotConfigured"
+    NOT_IMPLEMENTED: Final = "NotImplemented"
+    RECONCILE_ERROR: Final = "ReconcileError"

@@ -1,0 +1,12 @@
+"""Names that identify the RunnerImage API on the API server."""
+
+GROUP = "runners.ade.dev"
+VERSION = "v1alpha1"
+KIND = "RunnerImage"
+PLURAL = "runnerimages"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+FINALIZER = f"{GROUP}/finalizer"
+RECONCILE_REQUEST_ANNOTATION = f"{GROUP}/reconcile-requested-at"
+"""Set to any new value (e.g. a timestamp) to ask for a reconcile now; echoed in
+`status.lastHandledReconcileAt` once handled (the Flux convention)."""

@@ -1,0 +1,358 @@
+"""A typed, read-only model of `RunnerImage.spec`, parsed from the raw object.
+
+Pure: no I/O. The API server has already applied the CRD schema (types, patterns, defaults), so
+parsing here only shapes the data; rules the schema cannot express live in
+`controller.reconcile.validate`. Defaults are repeated here so that a spec read outside the API
+server (the command line, unit tests) means the same; `tests/api/test_crd_model.py` fails if they
+drift from the CRD.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from controller import errors
+
+
+class RegistryAccessMode(enum.StrEnum):
+    ANONYMOUS_PULL = "AnonymousPull"
+    PRIVATE_PULL = "PrivatePull"
+
+
+class PinMode(enum.StrEnum):
+    TAG = "Tag"
+    DIGEST = "Digest"
+
+
+class BuildBackend(enum.StrEnum):
+    JOB = "Job"
+    BUILDKIT_DAEMON = "BuildKitDaemon"
+    DOCKER = "Docker"
+
+
+DEFAULT_TAG_TEMPLATE = "{shortRevision}-{shortBuildKey}"
+DEFAULT_COMMIT_MESSAGE = "Use runner image {image} ({reason})"
+DEFAULT_AUTHOR_NAME = "ade-runner-operator"
+DEFAULT_AUTHOR_EMAIL = "ade-runner-operator@users.noreply.local"
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretRef:
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GitSource:
+    url: str
+    ref: str = "main"
+    path: str = "."
+    secret_ref: SecretRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class InlineSource:
+    dockerfile: str
+    scripts: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    git: GitSource | None = None
+    inline: InlineSource | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    registry: str
+    repository: str
+    tag: str = DEFAULT_TAG_TEMPLATE
+    push_secret_ref: SecretRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AcrRef:
+    subscription_id: str
+    resource_group: str
+    name: str
+    credentials_secret_ref: SecretRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryAccess:
+    acr: AcrRef
+    mode: RegistryAccessMode = RegistryAccessMode.ANONYMOUS_PULL
+    principal_ids: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogGit:
+    url: str
+    branch: str = "main"
+    secret_ref: SecretRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitSpec:
+    author_name: str = DEFAULT_AUTHOR_NAME
+    author_email: str = DEFAULT_AUTHOR_EMAIL
+    message_template: str = DEFAULT_COMMIT_MESSAGE
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalog:
+    git: CatalogGit
+    manifests: tuple[str, ...]
+    field: str = "runner"
+    pin: PinMode = PinMode.TAG
+    commit: CommitSpec = CommitSpec()
+    push_branch: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Trigger:
+    interval: str | None = None
+    enabled: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Triggers:
+    base_image: Trigger = Trigger()
+    source: Trigger = Trigger()
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildSpec:
+    backend: BuildBackend = BuildBackend.JOB
+    timeout: str = "30m"
+    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryLimit:
+    succeeded: int = 5
+    failed: int = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerImageSpec:
+    source: Source
+    image: ImageSpec
+    dockerfile: str = "Dockerfile"
+    build_args: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    platforms: tuple[str, ...] = ("linux/amd64",)
+    target: str | None = None
+    registry_access: RegistryAccess | None = None
+    catalog: Catalog | None = None
+    triggers: Triggers = Triggers()
+    build: BuildSpec = BuildSpec()
+    history_limit: HistoryLimit = HistoryLimit()
+    suspend: bool = False
+
+
+class _Reader:
+    """Reads one mapping of the raw spec, naming fields by their full path in errors."""
+
+    def __init__(self, raw: Any, path: str) -> None:
+        if not isinstance(raw, Mapping):
+            raise errors.SpecError(path, "must be an object")
+        self._raw = raw
+        self.path = path
+
+    def has(self, key: str) -> bool:
+        return self._raw.get(key) is not None
+
+    def _get(self, key: str, kind: type, default: Any) -> Any:
+        value = self._raw.get(key)
+        if value is None:
+            if default is _REQUIRED:
+                raise errors.SpecError(f"{self.path}.{key}", "is required")
+            return default
+        if kind is int and isinstance(value, bool):
+            raise errors.SpecError(f"{self.path}.{key}", "must be an integer")
+        if not isinstance(value, kind):
+            raise errors.SpecError(f"{self.path}.{key}", f"must be of type {kind.__name__}")
+        return value
+
+    def text(self, key: str, default: Any = None) -> Any:
+        return self._get(key, str, default)
+
+    def required_str(self, key: str) -> str:
+        value: str = self._get(key, str, _REQUIRED)
+        return value
+
+    def flag(self, key: str, default: bool) -> bool:
+        value: bool = self._get(key, bool, default)
+        return value
+
+    def integer(self, key: str, default: int) -> int:
+        value: int = self._get(key, int, default)
+        return value
+
+    def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        items = self._get(key, list, None)
+        if items is None:
+            return default
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                raise errors.SpecError(f"{self.path}.{key}[{index}]", "must be a string")
+        return tuple(items)
+
+    def string_map(self, key: str) -> dict[str, str]:
+        mapping = self._get(key, Mapping, {})
+        for name, value in mapping.items():
+            if not isinstance(value, str):
+                raise errors.SpecError(f"{self.path}.{key}.{name}", "must be a string")
+        return dict(mapping)
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        return dict(self._get(key, Mapping, {}))
+
+    def child(self, key: str) -> _Reader | None:
+        if not self.has(key):
+            return None
+        return _Reader(self._raw[key], f"{self.path}.{key}")
+
+    def enum(self, key: str, kind: type[enum.StrEnum], default: enum.StrEnum) -> Any:
+        value = self.text(key)
+        if value is None:
+            return default
+        try:
+            return kind(value)
+        except ValueError:
+            allowed = ", ".join(member.value for member in kind)
+            raise errors.SpecError(
+                f"{self.path}.{key}", f"must be one of {allowed} (got {value!r})"
+            ) from None
+
+
+_REQUIRED = object()
+
+
+def _secret_ref(reader: _Reader, key: str) -> SecretRef | None:
+    child = reader.child(key)
+    return None if child is None else SecretRef(name=child.required_str("name"))
+
+
+def _source(reader: _Reader) -> Source:
+    git = reader.child("git")
+    inline = reader.child("inline")
+    return Source(
+        git=None
+        if git is None
+        else GitSource(
+            url=git.required_str("url"),
+            ref=git.text("ref", "main"),
+            path=git.text("path", "."),
+            secret_ref=_secret_ref(git, "secretRef"),
+        ),
+        inline=None
+        if inline is None
+        else InlineSource(
+            dockerfile=inline.required_str("dockerfile"),
+            scripts=inline.string_map("scripts"),
+        ),
+    )
+
+
+def _image(reader: _Reader) -> ImageSpec:
+    return ImageSpec(
+        registry=reader.required_str("registry"),
+        repository=reader.required_str("repository"),
+        tag=reader.text("tag", DEFAULT_TAG_TEMPLATE),
+        push_secret_ref=_secret_ref(reader, "pushSecretRef"),
+    )
+
+
+def _registry_access(reader: _Reader) -> RegistryAccess:
+    acr = reader.child("acr")
+    if acr is None:
+        raise errors.SpecError(f"{reader.path}.acr", "is required")
+    return RegistryAccess(
+        acr=AcrRef(
+            subscription_id=acr.required_str("subscriptionId"),
+            resource_group=acr.required_str("resourceGroup"),
+            name=acr.required_str("name"),
+            credentials_secret_ref=_secret_ref(acr, "credentialsSecretRef"),
+        ),
+        mode=reader.enum("mode", RegistryAccessMode, RegistryAccessMode.ANONYMOUS_PULL),
+        principal_ids=reader.strings("principalIds"),
+    )
+
+
+def _catalog(reader: _Reader) -> Catalog:
+    git = reader.child("git")
+    if git is None:
+        raise errors.SpecError(f"{reader.path}.git", "is required")
+    commit = reader.child("commit")
+    return Catalog(
+        git=CatalogGit(
+            url=git.required_str("url"),
+            branch=git.text("branch", "main"),
+            secret_ref=_secret_ref(git, "secretRef"),
+        ),
+        manifests=reader.strings("manifests"),
+        field=reader.text("field", "runner"),
+        pin=reader.enum("pin", PinMode, PinMode.TAG),
+        commit=CommitSpec()
+        if commit is None
+        else CommitSpec(
+            author_name=commit.text("authorName", DEFAULT_AUTHOR_NAME),
+            author_email=commit.text("authorEmail", DEFAULT_AUTHOR_EMAIL),
+            message_template=commit.text("messageTemplate", DEFAULT_COMMIT_MESSAGE),
+        ),
+        push_branch=reader.text("pushBranch", ""),
+    )
+
+
+def _trigger(reader: _Reader | None) -> Trigger:
+    if reader is None:
+        return Trigger()
+    return Trigger(interval=reader.text("interval"), enabled=reader.flag("enabled", True))
+
+
+def parse(raw: Mapping[str, Any]) -> RunnerImageSpec:
+    """Shape a raw `spec` mapping into the typed model; raise SpecError naming the field."""
+    spec = _Reader(raw, "spec")
+    source = spec.child("source")
+    image = spec.child("image")
+    if source is None:
+        raise errors.SpecError("spec.source", "is required")
+    if image is None:
+        raise errors.SpecError("spec.image", "is required")
+    access = spec.child("registryAccess")
+    catalog = spec.child("catalog")
+    triggers = spec.child("triggers")
+    build = spec.child("build")
+    history = spec.child("historyLimit")
+    return RunnerImageSpec(
+        source=_source(source),
+        image=_image(image),
+        dockerfile=spec.text("dockerfile", "Dockerfile"),
+        build_args=spec.string_map("buildArgs"),
+        platforms=spec.strings("platforms", ("linux/amd64",)),
+        target=spec.text("target"),
+        registry_access=None if access is None else _registry_access(access),
+        catalog=None if catalog is None else _catalog(catalog),
+        triggers=Triggers()
+        if triggers is None
+        else Triggers(
+            base_image=_trigger(triggers.child("baseImage")),
+            source=_trigger(triggers.child("source")),
+        ),
+        build=BuildSpec()
+        if build is None
+        else BuildSpec(
+            backend=build.enum("backend", BuildBackend, BuildBackend.JOB),
+            timeout=build.text("timeout", "30m"),
+            resources=build.mapping("resources"),
+        ),
+        history_limit=HistoryLimit()
+        if history is None
+        else HistoryLimit(
+            succeeded=history.integer("succeeded", 5), failed=history.integer("failed", 5)
+        ),
+        suspend=spec.flag("suspend", False),
+    )

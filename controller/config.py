@@ -1,0 +1,101 @@
+"""The operator's configuration: one typed object read from environment variables.
+
+| variable | default | meaning |
+| --- | --- | --- |
+| `ADE_WATCH_NAMESPACES` | (empty: all) | comma-separated namespaces; empty: the whole cluster |
+| `ADE_MAX_CONCURRENT_RECONCILES` | `8` | RunnerImages reconciled at once |
+| `ADE_RESYNC_INTERVAL` | `10m` | how often each RunnerImage is reconciled with no change seen |
+| `ADE_METRICS_PORT` | `8080` | port of the Prometheus `/metrics` endpoint; `0` turns it off |
+| `ADE_HEALTH_PORT` | `8081` | port of the liveness endpoint `/healthz`; `0` turns it off |
+| `ADE_LOG_FORMAT` | `plain` | `plain` or `json` |
+| `ADE_LOG_LEVEL` | `INFO` | `DEBUG`, `INFO`, `WARNING` or `ERROR` |
+| `ADE_PEERING` | (empty: standalone) | name of a kopf peering object, for several replicas |
+
+Every variable is read once at start; a bad value stops the operator with a message naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+
+from controller import durations
+
+
+class LogFormat(enum.StrEnum):
+    PLAIN = "plain"
+    JSON = "json"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value the operator cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    namespaces: tuple[str, ...] = ()
+    max_concurrent_reconciles: int = 8
+    resync_interval: float = 600.0
+    metrics_port: int = 8080
+    health_port: int = 8081
+    log_format: LogFormat = LogFormat.PLAIN
+    log_level: str = "INFO"
+    peering: str = ""
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"{name}: must be a port number from 0 to 65535 (got {value})")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: must be a whole number (got {raw!r})") from None
+
+
+def from_env(env: Mapping[str, str]) -> Config:
+    """Read the configuration from `env` (normally `os.environ`)."""
+    namespaces = tuple(
+        n.strip() for n in env.get("ADE_WATCH_NAMESPACES", "").split(",") if n.strip()
+    )
+    workers = _int(env, "ADE_MAX_CONCURRENT_RECONCILES", Config.max_concurrent_reconciles)
+    if workers < 1:
+        raise ConfigError(f"ADE_MAX_CONCURRENT_RECONCILES: must be at least 1 (got {workers})")
+    try:
+        resync = durations.parse(env.get("ADE_RESYNC_INTERVAL", "").strip() or "10m")
+    except ValueError as error:
+        raise ConfigError(f"ADE_RESYNC_INTERVAL: {error}") from None
+    if resync < 1:
+        raise ConfigError("ADE_RESYNC_INTERVAL: must be at least 1s")
+    try:
+        log_format = LogFormat(env.get("ADE_LOG_FORMAT", "plain").strip().lower() or "plain")
+    except ValueError:
+        raise ConfigError("ADE_LOG_FORMAT: must be plain or json") from None
+    level = env.get("ADE_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"ADE_LOG_LEVEL: must be one of {', '.join(LOG_LEVELS)}")
+    return Config(
+        namespaces=namespaces,
+        max_concurrent_reconciles=workers,
+        resync_interval=resync,
+        metrics_port=_port(env, "ADE_METRICS_PORT", Config.metrics_port),
+        health_port=_port(env, "ADE_HEALTH_PORT", Config.health_port),
+        log_format=log_format,
+        log_level=level,
+        peering=env.get("ADE_PEERING", "").strip(),
+    )

@@ -1,0 +1,95 @@
+"""kopf registrations, a few lines each: every cause delegates to one level-based reconcile.
+
+Resume, create, update (including the manual-trigger annotation) and a periodic timer all call
+`_reconcile`, which runs `controller.reconcile.runner` under a per-object lock, hands the status
+patch to kopf (written once, and only when non-empty) and posts the Events the runner chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from controller import config as config_
+from controller.api import identity
+from controller.observe import metrics
+from controller.reconcile import pipeline, runner
+
+_RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
+MAX_RETRY_DELAY = 300.0
+
+
+def retry_delay(retry: int) -> float:
+    """Backoff for transient failures: 5 s doubling per retry, capped at five minutes."""
+    return float(min(5.0 * 2.0 ** min(retry, 16), MAX_RETRY_DELAY))
+
+
+def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
+    """Register every handler of the operator into `registry`."""
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = identity.FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+            prefix=identity.GROUP
+        )
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=identity.GROUP, key="last-handled-configuration"
+        )
+        settings.posting.level = logging.CRITICAL + 1  # only the Events the runner chooses
+        settings.batching.worker_limit = config.max_concurrent_reconciles
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.peering.standalone = not config.peering
+        if config.peering:
+            settings.peering.name = config.peering
+            settings.peering.clusterwide = config.clusterwide
+
+    @kopf.on.resume(*_RESOURCE, registry=registry)
+    @kopf.on.create(*_RESOURCE, registry=registry)
+    @kopf.on.update(*_RESOURCE, registry=registry)
+    async def on_change(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
+    ) -> None:
+        await _reconcile(body, patch, memo, retry)
+
+    @kopf.timer(*_RESOURCE, interval=config.resync_interval, registry=registry)
+    async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        await _reconcile(body, patch, memo, retry=0)
+
+    @kopf.on.delete(*_RESOURCE, registry=registry)
+    async def on_delete(body: kopf.Body, **_: Any) -> None:
+        # Nothing outside the cluster is removed: pushed images and catalog commits stay (see
+        # README, "Deleting a RunnerImage"). Objects the operator creates carry owner references
+        # and are collected by the garbage collector.
+        metrics.forget(namespace=body.metadata.namespace or "", name=body.metadata.name or "")
+
+
+async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int) -> None:
+    lock: asyncio.Lock = memo.setdefault("reconcile_lock", asyncio.Lock())
+    async with lock:
+        started = time.monotonic()
+        obj = runner.ObjectView.of(body)
+        report = await runner.reconcile(
+            obj, pipeline.default_steps(), now=datetime.datetime.now(datetime.UTC)
+        )
+        if report.status_patch:
+            patch.status.update(report.status_patch)
+        for event in report.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        metrics.report_reconcile(
+            result=report.result.value,
+            seconds=time.monotonic() - started,
+            wrote_status=bool(report.status_patch),
+        )
+        metrics.report_ready(
+            namespace=obj.namespace, name=obj.name, ready=report.result is runner.Result.READY
+        )
+    if report.retry:
+        delay = report.requeue_after or retry_delay(retry)
+        raise kopf.TemporaryError(report.message, delay=delay)

@@ -1,0 +1,1 @@
+"""The level-based reconcile: an ordered list of small steps, each owning its conditions."""

@@ -1,0 +1,241 @@
+"""One level-based reconcile of a RunnerImage: validate, run the ordered steps, summarize.
+
+Safe to run at any time and any number of times (create, update, resume, timer): it reads the
+object, lets each step compare the world with status, and returns the smallest status patch and
+the Events due. It never talks to kopf; the handlers apply what it returns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from controller import errors
+from controller.api import conditions as types
+from controller.api import identity
+from controller.api import spec as model
+from controller.observe import conditions, events, status
+from controller.reconcile import steps as steps_
+from controller.reconcile import validate
+
+Reason = types.Reason
+
+
+class Result(enum.Enum):
+    READY = "ready"
+    WAITING = "waiting"
+    BLOCKED = "blocked"
+    STALLED = "stalled"
+    SUSPENDED = "suspended"
+    FAILED = "failed"
+    """A transient failure: retried with backoff."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectView:
+    """The parts of a RunnerImage a reconcile reads."""
+
+    name: str
+    namespace: str
+    generation: int
+    spec: Mapping[str, Any]
+    status: Mapping[str, Any]
+    annotations: Mapping[str, str]
+
+    @classmethod
+    def of(cls, body: Mapping[str, Any]) -> ObjectView:
+        meta = body.get("metadata", {})
+        return cls(
+            name=str(meta.get("name", "")),
+            namespace=str(meta.get("namespace", "")),
+            generation=int(meta.get("generation", 0)),
+            spec=body.get("spec") or {},
+            status=body.get("status") or {},
+            annotations=meta.get("annotations") or {},
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What a reconcile decided: apply `status_patch`, post `events`, come back later if asked."""
+
+    result: Result
+    status_patch: dict[str, Any]
+    events: list[events.Event]
+    message: str
+    requeue_after: float | None = None
+    """Look again after this many seconds (work in flight)."""
+    retry: bool = False
+    """A transient failure: retry with backoff (at `requeue_after` when the error said so)."""
+
+
+@dataclasses.dataclass
+class _Summary:
+    result: Result
+    desired: dict[str, conditions.Condition | None]
+    message: str
+    requeue_after: float | None = None
+    retry: bool = False
+
+
+async def reconcile(
+    obj: ObjectView, steps: Sequence[steps_.Step], *, now: datetime.datetime
+) -> Report:
+    """Reconcile `obj` once with `steps`; return the status patch and Events it calls for."""
+    updates: dict[str, Any] = {}
+    summary = await _run(obj, steps, now, updates)
+    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    old_conditions = obj.status.get("conditions") or []
+    new_conditions = conditions.merge(
+        old_conditions, summary.desired, generation=obj.generation, now=stamp
+    )
+    new_status: dict[str, Any] = {
+        **updates,
+        "observedGeneration": obj.generation,
+        "conditions": new_conditions,
+    }
+    requested = obj.annotations.get(identity.RECONCILE_REQUEST_ANNOTATION)
+    if requested:
+        new_status["lastHandledReconcileAt"] = requested
+    return Report(
+        result=summary.result,
+        status_patch=status.merge_patch(obj.status, new_status),
+        events=events.transitions(old_conditions, new_conditions),
+        message=summary.message,
+        requeue_after=summary.requeue_after,
+        retry=summary.retry,
+    )
+
+
+async def _run(
+    obj: ObjectView,
+    steps: Sequence[steps_.Step],
+    now: datetime.datetime,
+    updates: dict[str, Any],
+) -> _Summary:
+    try:
+        spec = model.parse(obj.spec)
+        validate.check(spec)
+    except errors.StalledError as error:
+        return _stalled(error, {})
+    if spec.suspend:
+        message = "reconciliation is suspended (spec.suspend is true)"
+        return _Summary(
+            Result.SUSPENDED,
+            {
+                types.READY: conditions.Condition.false(types.READY, Reason.SUSPENDED, message),
+                types.RECONCILING: None,
+                types.STALLED: None,
+            },
+            message,
+        )
+    ctx = steps_.Context(
+        name=obj.name,
+        namespace=obj.namespace,
+        generation=obj.generation,
+        spec=spec,
+        status=obj.status,
+        now=now,
+        updates=updates,
+    )
+    return await _run_steps(ctx, steps)
+
+
+async def _run_steps(ctx: steps_.Context, steps: Sequence[steps_.Step]) -> _Summary:
+    desired: dict[str, conditions.Condition | None] = {}
+    done: list[str] = []
+    for step in steps:
+        try:
+            outcome = await step(ctx)
+        except errors.StalledError as error:
+            desired[step.condition] = conditions.Condition.false(
+                step.condition, error.reason, error.message
+            )
+            return _stalled(error, desired)
+        except errors.TransientError as error:
+            desired[step.condition] = conditions.Condition.false(
+                step.condition, error.reason, errors.redact(error.message)
+            )
+            return _failed(error.reason, errors.redact(error.message), desired, error.retry_after)
+        except Exception as error:  # a bug or an unexpected failure: retry, report
+            message = errors.redact(f"{type(error).__name__}: {error}")
+            desired[step.condition] = conditions.Condition.false(
+                step.condition, Reason.RECONCILE_ERROR, message
+            )
+            return _failed(Reason.RECONCILE_ERROR, message, desired, None)
+        if outcome.kind is steps_.Kind.SKIPPED:
+            desired[step.condition] = None
+            continue
+        if outcome.kind is steps_.Kind.DONE:
+            desired[step.condition] = conditions.Condition.true(
+                step.condition, outcome.reason, outcome.message
+            )
+            done.append(outcome.message)
+            continue
+        desired[step.condition] = conditions.Condition.unknown(
+            step.condition, outcome.reason, outcome.message
+        )
+        return _stopped(outcome, desired)
+    message = "; ".join(done) if done else "nothing to do"
+    desired.update(
+        {
+            types.READY: conditions.Condition.true(types.READY, Reason.SUCCEEDED, message),
+            types.RECONCILING: None,
+            types.STALLED: None,
+        }
+    )
+    return _Summary(Result.READY, desired, message)
+
+
+def _stalled(
+    error: errors.StalledError, desired: dict[str, conditions.Condition | None]
+) -> _Summary:
+    message = errors.redact(error.message)
+    desired.update(
+        {
+            types.READY: conditions.Condition.false(types.READY, error.reason, message),
+            types.RECONCILING: None,
+            types.STALLED: conditions.Condition.true(types.STALLED, error.reason, message),
+        }
+    )
+    return _Summary(Result.STALLED, desired, message)
+
+
+def _failed(
+    reason: str,
+    message: str,
+    desired: dict[str, conditions.Condition | None],
+    retry_after: float | None,
+) -> _Summary:
+    desired.update(
+        {
+            types.READY: conditions.Condition.false(types.READY, reason, message),
+            types.RECONCILING: None,
+            types.STALLED: None,
+        }
+    )
+    return _Summary(Result.FAILED, desired, message, requeue_after=retry_after, retry=True)
+
+
+def _stopped(outcome: steps_.Outcome, desired: dict[str, conditions.Condition | None]) -> _Summary:
+    waiting = outcome.kind is steps_.Kind.WAITING
+    desired.update(
+        {
+            types.READY: conditions.Condition.false(types.READY, outcome.reason, outcome.message),
+            types.RECONCILING: conditions.Condition.true(
+                types.RECONCILING, outcome.reason, outcome.message
+            )
+            if waiting
+            else None,
+            types.STALLED: None,
+        }
+    )
+    return _Summary(
+        Result.WAITING if waiting else Result.BLOCKED,
+        desired,
+        outcome.message,
+        requeue_after=outcome.requeue_after,
+    )

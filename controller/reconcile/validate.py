@@ -1,0 +1,186 @@
+"""Validation of a RunnerImage spec beyond what the CRD schema can say. Pure.
+
+Every problem names the field by its full path (`spec.catalog.manifests[1]: ...`) so that the
+`Stalled` condition tells the user exactly what to fix. Problems are collected, not stopped at
+the first, so one edit can fix them all.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import string
+from collections.abc import Generator, Iterator
+
+from controller import durations, errors
+from controller.api import spec as model
+
+TAG_PLACEHOLDERS = {
+    "revision": 40,
+    "shortRevision": 12,
+    "buildKey": 64,
+    "shortBuildKey": 12,
+    "timestamp": 14,
+}
+"""Tag template placeholders and the longest text each can expand to."""
+
+COMMIT_PLACEHOLDERS = frozenset({"image", "digest", "reason", "files", "name", "namespace"})
+
+MIN_TRIGGER_INTERVAL = 60.0
+MAX_BUILD_TIMEOUT = 24 * 3600.0
+MIN_BUILD_TIMEOUT = 60.0
+
+_URL_PASSWORD = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+def problems(spec: model.RunnerImageSpec) -> list[errors.SpecError]:
+    """Every rule the spec breaks; empty when the spec can be acted on."""
+    return list(_problems(spec))
+
+
+def check(spec: model.RunnerImageSpec) -> None:
+    """Raise one SpecError that lists every problem of the spec, if any."""
+    found = problems(spec)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        first = found[0]
+        error = errors.SpecError(first.field, first.problem)
+        error.message = "; ".join(problem.message for problem in found)
+        raise error
+
+
+def _problems(spec: model.RunnerImageSpec) -> Iterator[errors.SpecError]:
+    yield from _relative_path("spec.dockerfile", spec.dockerfile)
+    if spec.source.git is not None:
+        yield from _url("spec.source.git.url", spec.source.git.url, "spec.source.git.secretRef")
+        yield from _relative_path("spec.source.git.path", spec.source.git.path, allow_dot=True)
+    if spec.source.inline is not None and spec.dockerfile != "Dockerfile":
+        yield errors.SpecError(
+            "spec.dockerfile", "must be Dockerfile (or unset) with spec.source.inline"
+        )
+    yield from _tag_template("spec.image.tag", spec.image.tag)
+    if spec.catalog is not None:
+        yield from _catalog(spec.catalog)
+    for name, trigger in (
+        ("baseImage", spec.triggers.base_image),
+        ("source", spec.triggers.source),
+    ):
+        if trigger.interval is not None:
+            yield from _duration(
+                f"spec.triggers.{name}.interval", trigger.interval, MIN_TRIGGER_INTERVAL, None
+            )
+    yield from _duration(
+        "spec.build.timeout", spec.build.timeout, MIN_BUILD_TIMEOUT, MAX_BUILD_TIMEOUT
+    )
+
+
+def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
+    yield from _url("spec.catalog.git.url", catalog.git.url, "spec.catalog.git.secretRef")
+    for index, glob in enumerate(catalog.manifests):
+        field = f"spec.catalog.manifests[{index}]"
+        if glob.startswith("/") or "\\" in glob:
+            yield errors.SpecError(field, "must be a relative path with forward slashes")
+        elif _escapes(glob):
+            yield errors.SpecError(field, "glob matches outside the repository")
+    yield from _template(
+        "spec.catalog.commit.messageTemplate", catalog.commit.message_template, COMMIT_PLACEHOLDERS
+    )
+    if catalog.push_branch and catalog.push_branch == catalog.git.branch:
+        yield errors.SpecError(
+            "spec.catalog.pushBranch", "must differ from spec.catalog.git.branch (or be empty)"
+        )
+    for field, branch in (
+        ("spec.catalog.git.branch", catalog.git.branch),
+        ("spec.catalog.pushBranch", catalog.push_branch),
+    ):
+        if branch and not _valid_branch(branch):
+            yield errors.SpecError(field, f"{branch!r} is not a valid git branch name")
+
+
+def _escapes(path: str) -> bool:
+    normalized = posixpath.normpath(path)
+    return normalized == ".." or normalized.startswith("../")
+
+
+def _relative_path(field: str, path: str, *, allow_dot: bool = False) -> Iterator[errors.SpecError]:
+    if path.startswith("/") or "\\" in path:
+        yield errors.SpecError(field, "must be a relative path with forward slashes")
+    elif _escapes(path):
+        yield errors.SpecError(field, "must stay inside the source folder (no ..)")
+    elif not allow_dot and posixpath.normpath(path) == ".":
+        yield errors.SpecError(field, "must name a file")
+
+
+def _url(field: str, url: str, secret_field: str) -> Iterator[errors.SpecError]:
+    if _URL_PASSWORD.match(url):
+        # Never echo the URL: it carries a credential.
+        yield errors.SpecError(
+            field,
+            f"must not embed credentials in the URL; put them in a Secret named by {secret_field}",
+        )
+
+
+def _tag_template(field: str, template: str) -> Iterator[errors.SpecError]:
+    names = yield from _template(field, template, frozenset(TAG_PLACEHOLDERS))
+    if names is None:
+        return
+    longest = string.Formatter().vformat(
+        template, (), {name: "x" * size for name, size in TAG_PLACEHOLDERS.items()}
+    )
+    sample = string.Formatter().vformat(template, (), dict.fromkeys(TAG_PLACEHOLDERS, "a0"))
+    if len(longest) > 128:
+        yield errors.SpecError(
+            field, f"can expand to {len(longest)} characters; a tag has at most 128"
+        )
+    elif not _TAG.match(sample):
+        yield errors.SpecError(field, "does not render to a valid tag")
+    elif not names:
+        yield errors.SpecError(
+            field,
+            "must contain a placeholder ({shortRevision}, {shortBuildKey}, ...) so that every build"
+            " gets its own tag; a fixed tag would be overwritten",
+        )
+
+
+def _template(
+    field: str, template: str, allowed: frozenset[str]
+) -> Generator[errors.SpecError, None, frozenset[str] | None]:
+    """Yield a problem with `template`; return the placeholder names it uses when it is valid."""
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as error:
+        yield errors.SpecError(field, f"is not a valid template: {error}")
+        return None
+    names = frozenset(name for _, name, _, _ in parts if name is not None)
+    unknown = sorted(name for name in names if name not in allowed)
+    if unknown:
+        known = ", ".join("{" + name + "}" for name in sorted(allowed))
+        yield errors.SpecError(field, f"unknown placeholder {{{unknown[0]}}} (known: {known})")
+        return None
+    return names
+
+
+def _duration(
+    field: str, text: str, minimum: float, maximum: float | None
+) -> Iterator[errors.SpecError]:
+    try:
+        seconds = durations.parse(text)
+    except ValueError as error:
+        yield errors.SpecError(field, str(error))
+        return
+    if seconds < minimum:
+        yield errors.SpecError(field, f"must be at least {int(minimum)}s (got {text})")
+    elif maximum is not None and seconds > maximum:
+        yield errors.SpecError(field, f"must be at most {int(maximum // 3600)}h (got {text})")
+
+
+_BRANCH_FORBIDDEN = re.compile(
+    r"(\.\.|[\x00-\x20~^:?*\[\\]|@\{|//|/\.|\.lock$|\.lock/|^[./-]|[/.]$)"
+)
+
+
+def _valid_branch(name: str) -> bool:
+    """git check-ref-format rules for a branch name."""
+    return name != "@" and not _BRANCH_FORBIDDEN.search(name)

@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Compiles the test environment's binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok) from the Go module proxy at the versions pinned in hack/tools.versions,
+# caches them outside the repository keyed by name and version, and reuses the cache.
+#
+#   hack/tools.sh              build what is missing, print progress, then the bin directory
+#   hack/tools.sh --print-bin  the same, but print only the bin directory on stdout
+#
+# Cache root: $ADE_TOOLS_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/ade-runner-operator/tools.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tools.versions
+source "$here/tools.versions"
+
+cache=${ADE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ade-runner-operator/tools}
+quiet=false
+[ "${1:-}" = "--print-bin" ] && quiet=true
+
+export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
+
+log() { echo "[tools $(date +%H:%M:%S)] $*" >&2; }
+
+# Prints a line every 100 packages compiled, so a long cold build shows it is alive.
+progress() {
+  local name=$1 n=0
+  while IFS= read -r line; do
+    n=$((n + 1))
+    if [ $((n % 100)) -eq 0 ]; then log "$name: $n packages compiled"; fi
+    case "$line" in *": "*|*error*|*cannot*) echo "$line" >&2 ;; esac
+  done
+  log "$name: $n packages compiled in total"
+}
+
+# build NAME VERSION MODULE@VERSION "EXTRA go.mod LINES" "LDFLAGS" PKG...
+build() {
+  local name=$1 version=$2 require=$3 extra=$4 ldflags=$5
+  shift 5
+  local dest="$cache/$name-$version"
+  if [ -f "$dest/.complete" ]; then
+    log "$name $version: cached in $dest"
+    return
+  fi
+  local work start
+  work=$(mktemp -d)
+  start=$(date +%s)
+  log "$name $version: preparing a wrapper module in $work"
+  {
+    echo "module ade.dev/tools/$name"
+    echo "go 1.24"
+    echo "require ${require%@*} ${require#*@}"
+    printf '%s\n' "$extra"
+  } >"$work/go.mod"
+  {
+    echo "//go:build tools"
+    echo "package tools"
+    for pkg in "$@"; do echo "import _ \"$pkg\""; done
+  } >"$work/tools.go"
+  log "$name $version: resolving and downloading modules"
+  (cd "$work" && go mod tidy >&2)
+  mkdir -p "$dest.tmp"
+  for pkg in "$@"; do
+    log "$name $version: compiling ${pkg##*/}"
+    (cd "$work" && go build -v -trimpath -ldflags "-s -w $ldflags" -o "$dest.tmp/" "$pkg" 2>&1) |
+      progress "${pkg##*/}"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || { log "$name: build of $pkg failed"; exit 1; }
+  done
+  rm -rf "$dest" && mv "$dest.tmp" "$dest" && touch "$dest/.complete"
+  rm -rf "$work"
+  log "$name $version: done in $(($(date +%s) - start)) s"
+}
+
+kubernetes() {
+  local v=$KUBERNETES_VERSION staging mod replaces="" minor
+  mod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  # k8s.io/kubernetes points its staging modules at ./staging; a wrapper module replaces each
+  # with the published k8s.io/<name> v0.<minor>.<patch>.
+  for staging in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$mod"); do
+    replaces+="replace $staging => $staging v0.${v#v1.}"$'\n'
+  done
+  minor=${v#v1.}
+  minor=${minor%%.*}
+  local x="-X k8s.io/component-base/version"
+  build kubernetes "$v" "k8s.io/kubernetes@$v" "$replaces" \
+    "$x.gitVersion=$v $x.gitMajor=1 $x.gitMinor=$minor $x.gitTreeState=clean $x.buildDate=1970-01-01T00:00:00Z" \
+    k8s.io/kubernetes/cmd/kube-apiserver \
+    k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+mkdir -p "$cache"
+build etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "" "" go.etcd.io/etcd/server/v3
+kubernetes
+build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" "" \
+  "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" sigs.k8s.io/kwok/cmd/kwok
+
+# One directory of links to the pinned binaries, keyed by the versions file.
+key=$(sha256sum "$here/tools.versions" | cut -c1-12)
+bin="$cache/bin-$key"
+if [ ! -d "$bin" ]; then
+  mkdir -p "$bin.tmp"
+  ln -sf "$cache/etcd-$ETCD_VERSION/v3" "$bin.tmp/etcd"
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    ln -sf "$cache/kubernetes-$KUBERNETES_VERSION/$b" "$bin.tmp/$b"
+  done
+  ln -sf "$cache/kwok-$KWOK_VERSION/kwok" "$bin.tmp/kwok"
+  mv "$bin.tmp" "$bin"
+fi
+$quiet || log "all tools ready in $bin"
+echo "$bin"
