@@ -36,10 +36,10 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = identity.FINALIZER
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=identity.GROUP
+            prefix=identity.KOPF_STATE_PREFIX
         )
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=identity.GROUP, key="last-handled-configuration"
+            prefix=identity.KOPF_STATE_PREFIX, key="last-handled-configuration"
         )
         settings.posting.level = logging.CRITICAL + 1  # only the Events the runner chooses
         settings.batching.worker_limit = config.max_concurrent_reconciles
@@ -49,6 +49,11 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         if config.peering:
             settings.peering.name = config.peering
             settings.peering.clusterwide = config.clusterwide
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.resume(*_RESOURCE, registry=registry)
     @kopf.on.create(*_RESOURCE, registry=registry)

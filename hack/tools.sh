@@ -27,12 +27,12 @@ progress() {
   while IFS= read -r line; do
     n=$((n + 1))
     if [ $((n % 100)) -eq 0 ]; then log "$name: $n packages compiled"; fi
-    case "$line" in *": "*|*error*|*cannot*) echo "$line" >&2 ;; esac
+    case "$line" in *.go:*|*cannot*|*"no required module"*) echo "$line" >&2 ;; esac
   done
   log "$name: $n packages compiled in total"
 }
 
-# build NAME VERSION MODULE@VERSION "EXTRA go.mod LINES" "LDFLAGS" PKG...
+# build NAME VERSION MODULE@VERSION "EXTRA go.mod LINES" "LDFLAGS" PKG[=BINARY]...
 build() {
   local name=$1 version=$2 require=$3 extra=$4 ldflags=$5
   shift 5
@@ -54,15 +54,17 @@ build() {
   {
     echo "//go:build tools"
     echo "package tools"
-    for pkg in "$@"; do echo "import _ \"$pkg\""; done
+    for pkg in "$@"; do echo "import _ \"${pkg%%=*}\""; done
   } >"$work/tools.go"
   log "$name $version: resolving and downloading modules"
   (cd "$work" && go mod tidy >&2)
   mkdir -p "$dest.tmp"
   for pkg in "$@"; do
-    log "$name $version: compiling ${pkg##*/}"
-    (cd "$work" && go build -v -trimpath -ldflags "-s -w $ldflags" -o "$dest.tmp/" "$pkg" 2>&1) |
-      progress "${pkg##*/}"
+    local binary=${pkg##*/}
+    case "$pkg" in *=*) binary=${pkg#*=} pkg=${pkg%%=*} ;; esac
+    log "$name $version: compiling $binary"
+    (cd "$work" && go build -v -trimpath -ldflags "-s -w $ldflags" -o "$dest.tmp/$binary" "$pkg" 2>&1) |
+      progress "$binary"
     [ "${PIPESTATUS[0]}" -eq 0 ] || { log "$name: build of $pkg failed"; exit 1; }
   done
   rm -rf "$dest" && mv "$dest.tmp" "$dest" && touch "$dest/.complete"
@@ -89,7 +91,7 @@ kubernetes() {
 }
 
 mkdir -p "$cache"
-build etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "" "" go.etcd.io/etcd/server/v3
+build etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "" "" go.etcd.io/etcd/server/v3=etcd
 kubernetes
 build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" "" \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" sigs.k8s.io/kwok/cmd/kwok
@@ -97,14 +99,11 @@ build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" "" \
 # One directory of links to the pinned binaries, keyed by the versions file.
 key=$(sha256sum "$here/tools.versions" | cut -c1-12)
 bin="$cache/bin-$key"
-if [ ! -d "$bin" ]; then
-  mkdir -p "$bin.tmp"
-  ln -sf "$cache/etcd-$ETCD_VERSION/v3" "$bin.tmp/etcd"
-  for b in kube-apiserver kube-controller-manager kube-scheduler; do
-    ln -sf "$cache/kubernetes-$KUBERNETES_VERSION/$b" "$bin.tmp/$b"
-  done
-  ln -sf "$cache/kwok-$KWOK_VERSION/kwok" "$bin.tmp/kwok"
-  mv "$bin.tmp" "$bin"
-fi
+mkdir -p "$bin"
+ln -sfn "$cache/etcd-$ETCD_VERSION/etcd" "$bin/etcd"
+for b in kube-apiserver kube-controller-manager kube-scheduler; do
+  ln -sfn "$cache/kubernetes-$KUBERNETES_VERSION/$b" "$bin/$b"
+done
+ln -sfn "$cache/kwok-$KWOK_VERSION/kwok" "$bin/kwok"
 $quiet || log "all tools ready in $bin"
 echo "$bin"

@@ -10,3 +10,7 @@ FINALIZER = f"{GROUP}/finalizer"
 RECONCILE_REQUEST_ANNOTATION = f"{GROUP}/reconcile-requested-at"
 """Set to any new value (e.g. a timestamp) to ask for a reconcile now; echoed in
 `status.lastHandledReconcileAt` once handled (the Flux convention)."""
+
+KOPF_STATE_PREFIX = f"kopf.{GROUP}"
+"""Annotation prefix of kopf's own bookkeeping. It must differ from GROUP: kopf ignores changes
+to annotations under its prefix, and the reconcile-request annotation must be seen."""

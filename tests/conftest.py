@@ -1,0 +1,89 @@
+"""Shared fixtures: the real control plane (once per session), a namespace per test, the operator."""
+
+from __future__ import annotations
+
+import pathlib
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.env import controlplane, kube
+from tests.env import operator as operator_
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.ControlPlane]:
+    folder = tmp_path_factory.mktemp("control-plane")
+    with controlplane.running(folder) as plane:
+        plane.kubectl("apply", "-f", str(controlplane.REPO / "crds" / "runnerimages.yaml"))
+        plane.kubectl(
+            "wait",
+            "--for=condition=Established",
+            "crd/runnerimages.runners.ade.dev",
+            "--timeout=60s",
+        )
+        yield plane
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(control_plane: controlplane.ControlPlane) -> pathlib.Path:
+    """The operator's own identity, so the audit log can tell its requests apart."""
+    return control_plane.user_kubeconfig(kube.OPERATOR_USER, "system:masters")
+
+
+@pytest.fixture
+def cluster(control_plane: controlplane.ControlPlane) -> kube.Cluster:
+    return kube.Cluster(control_plane)
+
+
+@pytest.fixture
+def namespace(cluster: kube.Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.plane.kubectl("create", "namespace", name)
+    yield name
+    cluster.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+StartOperator = Callable[..., operator_.OperatorProcess]
+
+
+@pytest.fixture
+def start_operator(
+    operator_kubeconfig: pathlib.Path,
+    namespace: str,
+    tmp_path: pathlib.Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[StartOperator]:
+    """Start the operator (as a process) watching this test's namespace; stopped at teardown."""
+    started: list[operator_.OperatorProcess] = []
+
+    def start(**env: str) -> operator_.OperatorProcess:
+        process = operator_.OperatorProcess(
+            kubeconfig=operator_kubeconfig,
+            namespaces=(namespace,),
+            log=tmp_path / f"operator-{len(started)}.log",
+            env=env,
+        )
+        process.start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+        if request.node.stash.get(_FAILED, False):
+            print(f"--- operator log {process.log} ---\n{process.logs()[-8000:]}")
+
+
+_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
+    report = yield
+    if getattr(report, "failed", False):
+        item.stash[_FAILED] = True
+    return report

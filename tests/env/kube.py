@@ -1,0 +1,117 @@
+"""Test-side helpers over the real API server: read objects, wait on conditions, count writes."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from tests.env import controlplane
+
+OPERATOR_USER = "ade-runner-operator"
+WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
+
+T = TypeVar("T")
+
+
+def wait_for(
+    probe: Callable[[], T | None], *, timeout: float, what: str, interval: float = 0.1
+) -> T:
+    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+
+
+def condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for item in (obj.get("status") or {}).get("conditions") or []:
+        if item.get("type") == type_:
+            return dict(item)
+    return None
+
+
+class Cluster:
+    def __init__(self, plane: controlplane.ControlPlane) -> None:
+        self.plane = plane
+
+    def apply(self, namespace: str, manifest: str) -> None:
+        self.plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
+
+    def get(self, namespace: str, name: str, kind: str = "runnerimage") -> dict[str, Any] | None:
+        result = self.plane.kubectl(
+            "get", kind, name, "-n", namespace, "-o", "json", check=False
+        )
+        if result.returncode != 0:
+            if "NotFound" in result.stderr:
+                return None
+            raise AssertionError(result.stderr)
+        obj: dict[str, Any] = json.loads(result.stdout)
+        return obj
+
+    def wait_condition(
+        self,
+        namespace: str,
+        name: str,
+        type_: str,
+        *,
+        status: str | None = None,
+        reason: str | None = None,
+        timeout: float = 30.0,
+    ) -> dict[str, Any]:
+        """Wait until the operator has seen the current generation and the condition matches."""
+
+        def probe() -> dict[str, Any] | None:
+            obj = self.get(namespace, name)
+            if obj is None:
+                return None
+            current = (obj.get("status") or {}).get("observedGeneration") == obj["metadata"].get(
+                "generation"
+            )
+            found = condition(obj, type_)
+            if not current or found is None:
+                return None
+            if status is not None and found.get("status") != status:
+                return None
+            if reason is not None and found.get("reason") != reason:
+                return None
+            return obj
+
+        return wait_for(
+            probe,
+            timeout=timeout,
+            what=f"{namespace}/{name} {type_}={status} reason={reason}",
+        )
+
+    def events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        result = self.plane.kubectl(
+            "get",
+            "events",
+            "-n",
+            namespace,
+            "--field-selector",
+            f"involvedObject.name={name}",
+            "-o",
+            "json",
+        )
+        items: list[dict[str, Any]] = json.loads(result.stdout)["items"]
+        return items
+
+    def writes_by(self, user: str, *, since: datetime.datetime) -> list[dict[str, Any]]:
+        """Write requests `user` made to the API server since `since` (from the audit log)."""
+        out = []
+        for event in self.plane.audit_events():
+            if event.get("user", {}).get("username") != user:
+                continue
+            if event.get("verb") not in WRITE_VERBS:
+                continue
+            stamp = datetime.datetime.fromisoformat(event["requestReceivedTimestamp"])
+            if stamp >= since:
+                out.append(event)
+        return out

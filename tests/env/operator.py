@@ -1,0 +1,92 @@
+"""The operator under test, run as a separate process exactly as in production (`python -m controller`)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+from tests.env import controlplane
+
+
+class OperatorProcess:
+    """`python -m controller` against a kubeconfig, watching the given namespaces."""
+
+    def __init__(
+        self,
+        *,
+        kubeconfig: pathlib.Path,
+        namespaces: tuple[str, ...],
+        log: pathlib.Path,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespaces = namespaces
+        self.log = log
+        self.extra_env = env or {}
+        self.metrics_port = controlplane.free_port()
+        self.health_port = controlplane.free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *, timeout: float = 60.0) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "ADE_WATCH_NAMESPACES": ",".join(self.namespaces),
+            "ADE_METRICS_PORT": str(self.metrics_port),
+            "ADE_HEALTH_PORT": str(self.health_port),
+            "ADE_RESYNC_INTERVAL": "10m",
+            **self.extra_env,
+        }
+        with self.log.open("ab") as handle:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "controller"],
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=controlplane.REPO,
+            )
+        self._wait_healthy(timeout)
+
+    def _wait_healthy(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc is None or self._proc.poll() is not None:
+                raise RuntimeError(f"operator exited early:\n{self.logs()[-4000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.health_port}/healthz"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"operator not healthy after {timeout}s:\n{self.logs()[-4000:]}")
+
+    def stop(self, *, timeout: float = 20.0) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def metrics(self) -> str:
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -1,0 +1,114 @@
+"""Reading the operator configuration from environment variables (controller.config.from_env)."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller import config
+
+
+def test_defaults_from_empty_env() -> None:
+    cfg = config.from_env({})
+    assert cfg == config.Config()
+    assert cfg.namespaces == ()
+    assert cfg.clusterwide
+    assert cfg.max_concurrent_reconciles == 8
+    assert cfg.resync_interval == 600.0
+    assert (cfg.metrics_port, cfg.health_port) == (8080, 8081)
+    assert cfg.log_format is config.LogFormat.PLAIN
+    assert cfg.log_level == "INFO"
+    assert cfg.peering == ""
+
+
+def test_blank_values_mean_defaults() -> None:
+    blank = {
+        name: "  "
+        for name in (
+            "ADE_WATCH_NAMESPACES",
+            "ADE_MAX_CONCURRENT_RECONCILES",
+            "ADE_RESYNC_INTERVAL",
+            "ADE_METRICS_PORT",
+            "ADE_HEALTH_PORT",
+            "ADE_LOG_FORMAT",
+            "ADE_LOG_LEVEL",
+            "ADE_PEERING",
+        )
+    }
+    assert config.from_env(blank) == config.Config()
+
+
+def test_every_variable_read() -> None:
+    cfg = config.from_env(
+        {
+            "ADE_WATCH_NAMESPACES": " team-a, ,team-b ,",
+            "ADE_MAX_CONCURRENT_RECONCILES": " 3 ",
+            "ADE_RESYNC_INTERVAL": "1h30m",
+            "ADE_METRICS_PORT": "0",
+            "ADE_HEALTH_PORT": "65535",
+            "ADE_LOG_FORMAT": " JSON ",
+            "ADE_LOG_LEVEL": "debug",
+            "ADE_PEERING": " ade-peering ",
+        }
+    )
+    assert cfg.namespaces == ("team-a", "team-b")
+    assert not cfg.clusterwide
+    assert cfg.max_concurrent_reconciles == 3
+    assert cfg.resync_interval == 5400.0
+    assert cfg.metrics_port == 0
+    assert cfg.health_port == 65535
+    assert cfg.log_format is config.LogFormat.JSON
+    assert cfg.log_level == "DEBUG"
+    assert cfg.peering == "ade-peering"
+
+
+@pytest.mark.parametrize("level", ["DEBUG", "INFO", "WARNING", "ERROR", "warning"])
+def test_log_levels_accepted(level: str) -> None:
+    assert config.from_env({"ADE_LOG_LEVEL": level}).log_level == level.upper()
+
+
+def test_resync_of_one_second_is_allowed() -> None:
+    assert config.from_env({"ADE_RESYNC_INTERVAL": "1s"}).resync_interval == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ADE_MAX_CONCURRENT_RECONCILES", "eight"),
+        ("ADE_MAX_CONCURRENT_RECONCILES", "2.5"),
+        ("ADE_MAX_CONCURRENT_RECONCILES", "0"),
+        ("ADE_MAX_CONCURRENT_RECONCILES", "-1"),
+        ("ADE_RESYNC_INTERVAL", "10"),
+        ("ADE_RESYNC_INTERVAL", "ten minutes"),
+        ("ADE_RESYNC_INTERVAL", "500ms"),
+        ("ADE_RESYNC_INTERVAL", "0s"),
+        ("ADE_METRICS_PORT", "http"),
+        ("ADE_METRICS_PORT", "65536"),
+        ("ADE_METRICS_PORT", "-1"),
+        ("ADE_HEALTH_PORT", "8081x"),
+        ("ADE_HEALTH_PORT", "70000"),
+        ("ADE_LOG_FORMAT", "yaml"),
+        ("ADE_LOG_LEVEL", "TRACE"),
+        ("ADE_LOG_LEVEL", "CRITICAL"),
+    ],
+)
+def test_bad_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(config.ConfigError) as caught:
+        config.from_env({name: value})
+    assert str(caught.value).startswith(f"{name}: ")
+
+
+def test_config_error_is_a_value_error() -> None:
+    assert issubclass(config.ConfigError, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ADE_MAX_CONCURRENT_RECONCILES", "eight", "'eight'"),
+        ("ADE_METRICS_PORT", "65536", "65536"),
+        ("ADE_RESYNC_INTERVAL", "10", "'10'"),
+    ],
+)
+def test_bad_value_quotes_what_was_given(name: str, value: str, expected: str) -> None:
+    with pytest.raises(config.ConfigError, match=expected):
+        config.from_env({name: value})

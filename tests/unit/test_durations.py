@@ -1,0 +1,37 @@
+"""Parsing of Go-style durations by controller.durations.parse."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller import durations
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("0s", 0.0),
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1h30m", 5400.0),
+        ("2h3m4s", 7384.0),
+        ("500ms", 0.5),
+        ("1s500ms", 1.5),
+        ("1.5h", 5400.0),
+        ("0.25m", 15.0),
+        ("1m1m", 120.0),
+    ],
+)
+def test_parse_valid(text: str, seconds: float) -> None:
+    assert durations.parse(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "5", "m", "1d", "-1s", " 5s", "5s ", "1m30", "1 m", "1.s", ".5s", "5S", "s5", "1h-1m"],
+)
+def test_parse_invalid_raises_value_error_quoting_text(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration") as caught:
+        durations.parse(text)
+    assert repr(text) in str(caught.value)

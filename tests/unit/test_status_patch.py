@@ -1,0 +1,109 @@
+"""The smallest JSON merge patch between two statuses (controller.observe.status.merge_patch)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.observe import status
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {},
+        {"observedGeneration": 3},
+        {"a": {"b": {"c": [1, 2]}}, "conditions": [{"type": "Ready", "status": "True"}]},
+    ],
+)
+def test_identical_gives_empty_patch(value: dict[str, Any]) -> None:
+    assert status.merge_patch(value, dict(value)) == {}
+
+
+def test_changed_scalar() -> None:
+    assert status.merge_patch({"a": 1, "b": 2}, {"a": 1, "b": 3}) == {"b": 3}
+
+
+def test_new_key_added() -> None:
+    assert status.merge_patch({"a": 1}, {"a": 1, "b": {"c": 2}}) == {"b": {"c": 2}}
+
+
+def test_nested_diff_only_changed_leaves() -> None:
+    old = {"latestImage": {"reference": "r:1", "digest": "sha256:a", "reason": "new"}, "x": 1}
+    new = {"latestImage": {"reference": "r:2", "digest": "sha256:a", "reason": "new"}, "x": 1}
+    assert status.merge_patch(old, new) == {"latestImage": {"reference": "r:2"}}
+
+
+def test_deeply_nested_unchanged_branch_omitted() -> None:
+    old = {"a": {"b": {"c": 1}, "d": {"e": 2}}}
+    new = {"a": {"b": {"c": 1}, "d": {"e": 3}}}
+    assert status.merge_patch(old, new) == {"a": {"d": {"e": 3}}}
+
+
+def test_none_removes_existing_key() -> None:
+    assert status.merge_patch({"a": 1, "b": 2}, {"a": None}) == {"a": None}
+
+
+def test_none_for_existing_null_value_still_removes() -> None:
+    assert status.merge_patch({"a": None}, {"a": None}) == {"a": None}
+
+
+def test_none_for_missing_key_is_omitted() -> None:
+    assert status.merge_patch({"a": 1}, {"b": None}) == {}
+
+
+def test_nested_none_removes_only_existing() -> None:
+    old = {"catalog": {"revision": "abc", "pushedAt": "t"}}
+    new = {"catalog": {"revision": None, "manifests": None}}
+    assert status.merge_patch(old, new) == {"catalog": {"revision": None}}
+
+
+def test_keys_absent_from_new_are_left_alone() -> None:
+    assert status.merge_patch({"a": 1, "b": 2}, {}) == {}
+
+
+def test_lists_replaced_whole() -> None:
+    old = {"builds": [{"name": "b1"}, {"name": "b2"}], "c": [1, 2, 3]}
+    new = {"builds": [{"name": "b1"}, {"name": "b3"}], "c": [1, 2, 3]}
+    assert status.merge_patch(old, new) == {"builds": [{"name": "b1"}, {"name": "b3"}]}
+
+
+def test_list_order_matters() -> None:
+    assert status.merge_patch({"l": [1, 2]}, {"l": [2, 1]}) == {"l": [2, 1]}
+
+
+def test_mapping_replacing_scalar_is_sent_whole() -> None:
+    assert status.merge_patch({"a": "text"}, {"a": {"b": 1}}) == {"a": {"b": 1}}
+
+
+def test_scalar_replacing_mapping() -> None:
+    assert status.merge_patch({"a": {"b": 1}}, {"a": 5}) == {"a": 5}
+
+
+def test_inputs_not_mutated() -> None:
+    old = {"a": {"b": 1}}
+    new = {"a": {"b": 2, "c": None}}
+    status.merge_patch(old, new)
+    assert old == {"a": {"b": 1}}
+    assert new == {"a": {"b": 2, "c": None}}
+
+
+def _apply(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    result = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _apply(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def test_applying_patch_yields_new_for_named_keys() -> None:
+    old = {"keep": 1, "gone": 2, "nested": {"x": 1, "y": 2}, "list": [1]}
+    new = {"gone": None, "nested": {"x": 5, "y": None, "z": 3}, "list": [2], "added": True}
+    patched = _apply(old, status.merge_patch(old, new))
+    assert patched == {"keep": 1, "nested": {"x": 5, "z": 3}, "list": [2], "added": True}
+    assert status.merge_patch(patched, new) == {}

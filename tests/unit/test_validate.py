@@ -1,0 +1,507 @@
+"""Spec rules beyond the CRD schema (controller.reconcile.validate): paths, URLs, templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller import errors
+from controller.api import spec as model
+from controller.reconcile import validate
+
+TAG_KNOWN = "(known: {buildKey}, {revision}, {shortBuildKey}, {shortRevision}, {timestamp})"
+COMMIT_KNOWN = "(known: {digest}, {files}, {image}, {name}, {namespace}, {reason})"
+SECRET_HINT = "must not embed credentials in the URL; put them in a Secret named by"
+
+
+def raw_spec() -> dict[str, Any]:
+    """A valid spec that uses every rule-bearing field."""
+    return {
+        "source": {"git": {"url": "https://github.com/org/runner.git", "path": "."}},
+        "image": {"registry": "contoso.azurecr.io", "repository": "ade/runner"},
+        "catalog": {
+            "git": {"url": "https://github.com/org/catalog.git", "branch": "main"},
+            "manifests": ["Environments/**/environment.yaml", "other.yaml"],
+        },
+        "triggers": {"baseImage": {"interval": "6h"}, "source": {"interval": "1m"}},
+        "build": {"timeout": "30m"},
+    }
+
+
+def messages(raw: dict[str, Any]) -> list[str]:
+    return [problem.message for problem in validate.problems(model.parse(raw))]
+
+
+def with_manifest(glob: str) -> dict[str, Any]:
+    raw = raw_spec()
+    raw["catalog"]["manifests"] = ["ok/*.yaml", glob]
+    return raw
+
+
+def test_valid_spec_has_no_problems() -> None:
+    assert messages(raw_spec()) == []
+    validate.check(model.parse(raw_spec()))
+
+
+def test_minimal_spec_has_no_problems() -> None:
+    raw = raw_spec()
+    del raw["catalog"], raw["triggers"], raw["build"]
+    assert messages(raw) == []
+
+
+def test_problems_are_spec_errors_with_fields() -> None:
+    found = validate.problems(model.parse(with_manifest("../x")))
+    assert len(found) == 1
+    assert isinstance(found[0], errors.SpecError)
+    assert found[0].field == "spec.catalog.manifests[1]"
+    assert found[0].reason == "InvalidSpec"
+
+
+# --- catalog manifests -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("glob", ["../x", "a/../../x", "..", "a/b/../../..", "./../x", "*/../../x"])
+def test_manifest_glob_escaping_repository(glob: str) -> None:
+    assert messages(with_manifest(glob)) == [
+        "spec.catalog.manifests[1]: glob matches outside the repository"
+    ]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: '**' can match zero directories, so '**/../x' globs '../x', but normpath "
+    "collapses it to 'x' and validate._escapes accepts it",
+)
+def test_manifest_glob_escaping_through_double_star() -> None:
+    assert messages(with_manifest("**/../outside.yaml")) == [
+        "spec.catalog.manifests[1]: glob matches outside the repository"
+    ]
+
+
+@pytest.mark.parametrize("glob", ["/etc/passwd", "/", "envs\\a.yaml", "C:\\catalog\\x.yaml"])
+def test_manifest_glob_must_be_relative_with_forward_slashes(glob: str) -> None:
+    assert messages(with_manifest(glob)) == [
+        "spec.catalog.manifests[1]: must be a relative path with forward slashes"
+    ]
+
+
+@pytest.mark.parametrize("glob", ["a/../b.yaml", "**/*.yaml", "./x.yaml", "a/./b/*.yml", "..a"])
+def test_manifest_glob_inside_repository(glob: str) -> None:
+    assert messages(with_manifest(glob)) == []
+
+
+def test_each_bad_manifest_named_by_index() -> None:
+    raw = raw_spec()
+    raw["catalog"]["manifests"] = ["../a", "ok.yaml", "/b"]
+    assert messages(raw) == [
+        "spec.catalog.manifests[0]: glob matches outside the repository",
+        "spec.catalog.manifests[2]: must be a relative path with forward slashes",
+    ]
+
+
+# --- dockerfile and source path ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("../Dockerfile", "must stay inside the source folder (no ..)"),
+        ("a/../../Dockerfile", "must stay inside the source folder (no ..)"),
+        ("..", "must stay inside the source folder (no ..)"),
+        ("/Dockerfile", "must be a relative path with forward slashes"),
+        ("docker\\Dockerfile", "must be a relative path with forward slashes"),
+        (".", "must name a file"),
+        ("docker/..", "must name a file"),
+    ],
+)
+def test_dockerfile_rules(path: str, problem: str) -> None:
+    raw = raw_spec()
+    raw["dockerfile"] = path
+    assert messages(raw) == [f"spec.dockerfile: {problem}"]
+
+
+@pytest.mark.parametrize("path", ["Dockerfile", "docker/Dockerfile.prod", "a/../Dockerfile"])
+def test_dockerfile_inside_context(path: str) -> None:
+    raw = raw_spec()
+    raw["dockerfile"] = path
+    assert messages(raw) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [
+        ("../runner", "must stay inside the source folder (no ..)"),
+        ("images/../../x", "must stay inside the source folder (no ..)"),
+        ("/images", "must be a relative path with forward slashes"),
+    ],
+)
+def test_source_git_path_rules(path: str, problem: str) -> None:
+    raw = raw_spec()
+    raw["source"]["git"]["path"] = path
+    assert messages(raw) == [f"spec.source.git.path: {problem}"]
+
+
+@pytest.mark.parametrize("path", [".", "images/runner", "./images", "images/.."])
+def test_source_git_path_may_be_the_root(path: str) -> None:
+    raw = raw_spec()
+    raw["source"]["git"]["path"] = path
+    assert messages(raw) == []
+
+
+def test_inline_source_needs_default_dockerfile() -> None:
+    raw = raw_spec()
+    raw["source"] = {"inline": {"dockerfile": "FROM alpine", "scripts": {}}}
+    assert messages(raw) == []
+    raw["dockerfile"] = "other/Dockerfile"
+    assert messages(raw) == [
+        "spec.dockerfile: must be Dockerfile (or unset) with spec.source.inline"
+    ]
+
+
+# --- URLs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://alice:s3cr3tPW@github.com/org/repo.git",
+        "http://alice:s3cr3tPW@git.example:8080/repo",
+        "ssh://git:s3cr3tPW@example.com/org/repo",
+        "https://x-access-token:s3cr3tPW@github.com/o/r",
+    ],
+)
+@pytest.mark.parametrize(
+    ("location", "field", "secret_field"),
+    [
+        ("source", "spec.source.git.url", "spec.source.git.secretRef"),
+        ("catalog", "spec.catalog.git.url", "spec.catalog.git.secretRef"),
+    ],
+)
+def test_url_with_password_rejected_without_echoing_it(
+    url: str, location: str, field: str, secret_field: str
+) -> None:
+    raw = raw_spec()
+    raw[location]["git"]["url"] = url
+    found = messages(raw)
+    assert found == [f"{field}: {SECRET_HINT} {secret_field}"]
+    with pytest.raises(errors.SpecError) as caught:
+        validate.check(model.parse(raw))
+    for text in (caught.value.message, str(caught.value), caught.value.problem):
+        assert "s3cr3tPW" not in text
+        assert "alice" not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/org/repo.git",
+        "ssh://git@github.com/org/repo.git",
+        "git@github.com:org/repo.git",
+        "https://github.com/org/repo:with-colon@v1",
+    ],
+)
+def test_url_without_password_accepted(url: str) -> None:
+    raw = raw_spec()
+    raw["source"]["git"]["url"] = url
+    raw["catalog"]["git"]["url"] = url
+    assert messages(raw) == []
+
+
+# --- tag template --------------------------------------------------------------------------------
+
+
+def with_tag(tag: str) -> dict[str, Any]:
+    raw = raw_spec()
+    raw["image"]["tag"] = tag
+    return raw
+
+
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "{shortRevision}-{shortBuildKey}",
+        "v1-{timestamp}",
+        "{revision}",
+        "{buildKey}{revision}{shortBuildKey}{shortRevision}",  # exactly 128
+        "build_{timestamp}.{shortRevision}",
+    ],
+)
+def test_tag_template_valid(tag: str) -> None:
+    assert messages(with_tag(tag)) == []
+
+
+@pytest.mark.parametrize(
+    ("tag", "unknown"),
+    [("{branch}-{shortRevision}", "branch"), ("{sha}", "sha"), ("v{0}", "0"), ("{}", "")],
+)
+def test_tag_template_unknown_placeholder(tag: str, unknown: str) -> None:
+    assert messages(with_tag(tag)) == [
+        f"spec.image.tag: unknown placeholder {{{unknown}}} {TAG_KNOWN}"
+    ]
+
+
+def test_tag_template_names_first_unknown_alphabetically() -> None:
+    assert messages(with_tag("{zeta}-{alpha}")) == [
+        f"spec.image.tag: unknown placeholder {{alpha}} {TAG_KNOWN}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("tag", "length"),
+    [
+        ("{buildKey}{revision}{shortBuildKey}{shortRevision}x", 129),
+        ("{revision}-{buildKey}-{revision}", 146),
+        ("{buildKey}-{buildKey}", 129),
+    ],
+)
+def test_tag_template_too_long(tag: str, length: int) -> None:
+    assert messages(with_tag(tag)) == [
+        f"spec.image.tag: can expand to {length} characters; a tag has at most 128"
+    ]
+
+
+@pytest.mark.parametrize("tag", ["latest", "v1.2.3"])
+def test_tag_template_without_placeholder(tag: str) -> None:
+    found = messages(with_tag(tag))
+    assert len(found) == 1
+    assert found[0].startswith("spec.image.tag: must contain a placeholder")
+    assert "a fixed tag would be overwritten" in found[0]
+
+
+@pytest.mark.parametrize("tag", [".{revision}", "-{revision}", "a/{revision}", "{revision}:x"])
+def test_tag_template_must_render_to_valid_tag(tag: str) -> None:
+    assert messages(with_tag(tag)) == ["spec.image.tag: does not render to a valid tag"]
+
+
+@pytest.mark.parametrize("tag", ["{revision", "v}{revision}"])
+def test_tag_template_malformed(tag: str) -> None:
+    found = messages(with_tag(tag))
+    assert len(found) == 1
+    assert found[0].startswith("spec.image.tag: is not a valid template: ")
+
+
+# --- commit message template ---------------------------------------------------------------------
+
+
+def with_commit_template(template: str) -> dict[str, Any]:
+    raw = raw_spec()
+    raw["catalog"]["commit"] = {"messageTemplate": template}
+    return raw
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "Use runner image {image} ({reason})",
+        "{name}/{namespace}: {image}@{digest} in {files}",
+        "Update the runner image",
+    ],
+)
+def test_commit_template_valid(template: str) -> None:
+    assert messages(with_commit_template(template)) == []
+
+
+def test_commit_template_unknown_placeholder() -> None:
+    assert messages(with_commit_template("Pin {image} at {sha}")) == [
+        f"spec.catalog.commit.messageTemplate: unknown placeholder {{sha}} {COMMIT_KNOWN}"
+    ]
+
+
+def test_commit_template_malformed() -> None:
+    found = messages(with_commit_template("Pin {image"))
+    assert len(found) == 1
+    assert found[0].startswith("spec.catalog.commit.messageTemplate: is not a valid template: ")
+
+
+# --- durations -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["baseImage", "source"])
+@pytest.mark.parametrize("interval", ["59s", "30s", "500ms", "0s", "0.9m"])
+def test_trigger_interval_too_short(name: str, interval: str) -> None:
+    raw = raw_spec()
+    raw["triggers"][name]["interval"] = interval
+    assert messages(raw) == [
+        f"spec.triggers.{name}.interval: must be at least 60s (got {interval})"
+    ]
+
+
+@pytest.mark.parametrize("name", ["baseImage", "source"])
+@pytest.mark.parametrize("interval", ["daily", "60", "1d", ""])
+def test_trigger_interval_not_a_duration(name: str, interval: str) -> None:
+    raw = raw_spec()
+    raw["triggers"][name]["interval"] = interval
+    found = messages(raw)
+    assert len(found) == 1
+    assert found[0].startswith(f"spec.triggers.{name}.interval: not a duration: ")
+
+
+@pytest.mark.parametrize("interval", ["1m", "60s", "168h"])
+def test_trigger_interval_long_enough(interval: str) -> None:
+    raw = raw_spec()
+    raw["triggers"]["source"]["interval"] = interval
+    assert messages(raw) == []
+
+
+def test_trigger_without_interval_not_checked() -> None:
+    raw = raw_spec()
+    raw["triggers"] = {"baseImage": {"enabled": False}, "source": {}}
+    assert messages(raw) == []
+
+
+@pytest.mark.parametrize(
+    ("timeout", "problem"),
+    [
+        ("59s", "must be at least 60s (got 59s)"),
+        ("0s", "must be at least 60s (got 0s)"),
+        ("24h1s", "must be at most 24h (got 24h1s)"),
+        ("25h", "must be at most 24h (got 25h)"),
+        ("48h", "must be at most 24h (got 48h)"),
+    ],
+)
+def test_build_timeout_bounds(timeout: str, problem: str) -> None:
+    raw = raw_spec()
+    raw["build"]["timeout"] = timeout
+    assert messages(raw) == [f"spec.build.timeout: {problem}"]
+
+
+@pytest.mark.parametrize("timeout", ["1m", "60s", "30m", "24h", "23h59m59s"])
+def test_build_timeout_within_bounds(timeout: str) -> None:
+    raw = raw_spec()
+    raw["build"]["timeout"] = timeout
+    assert messages(raw) == []
+
+
+def test_build_timeout_not_a_duration() -> None:
+    raw = raw_spec()
+    raw["build"]["timeout"] = "forever"
+    found = messages(raw)
+    assert len(found) == 1
+    assert found[0].startswith("spec.build.timeout: not a duration: 'forever'")
+
+
+# --- branches ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("branch", ["main", "", None])
+def test_push_branch_equal_to_branch(branch: str | None) -> None:
+    raw = raw_spec()
+    if branch is None:
+        del raw["catalog"]["git"]["branch"]  # default: main
+    else:
+        raw["catalog"]["git"]["branch"] = "main"
+    raw["catalog"]["pushBranch"] = "main"
+    assert messages(raw) == [
+        "spec.catalog.pushBranch: must differ from spec.catalog.git.branch (or be empty)"
+    ]
+
+
+@pytest.mark.parametrize("push_branch", ["", "runner-updates"])
+def test_push_branch_empty_or_different(push_branch: str) -> None:
+    raw = raw_spec()
+    raw["catalog"]["pushBranch"] = push_branch
+    assert messages(raw) == []
+
+
+INVALID_BRANCHES = [
+    "a..b",
+    "a b",
+    "a\tb",
+    "a~1",
+    "a^",
+    "a:b",
+    "a?",
+    "a*",
+    "a[b",
+    "a\\b",
+    "a@{b",
+    "a//b",
+    "a/.b",
+    "a.lock",
+    "a.lock/b",
+    ".a",
+    "/a",
+    "-a",
+    "a/",
+    "a.",
+    "@",
+]
+
+
+@pytest.mark.parametrize("branch", INVALID_BRANCHES)
+def test_invalid_catalog_branch(branch: str) -> None:
+    raw = raw_spec()
+    raw["catalog"]["git"]["branch"] = branch
+    assert messages(raw) == [f"spec.catalog.git.branch: {branch!r} is not a valid git branch name"]
+
+
+@pytest.mark.parametrize("branch", INVALID_BRANCHES)
+def test_invalid_push_branch(branch: str) -> None:
+    raw = raw_spec()
+    raw["catalog"]["pushBranch"] = branch
+    assert messages(raw) == [f"spec.catalog.pushBranch: {branch!r} is not a valid git branch name"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: git check-ref-format forbids DEL (\\x7f) but validate._BRANCH_FORBIDDEN only "
+    "covers \\x00-\\x20",
+)
+def test_branch_with_del_character_is_invalid() -> None:
+    raw = raw_spec()
+    raw["catalog"]["pushBranch"] = "runner\x7fupdates"
+    assert messages(raw) == [
+        "spec.catalog.pushBranch: 'runner\\x7fupdates' is not a valid git branch name"
+    ]
+
+
+@pytest.mark.parametrize(
+    "branch", ["main", "feature/x", "release-1.2", "a@b", "user/feature_x", "v1.0/rc.1", "a-"]
+)
+def test_valid_branches(branch: str) -> None:
+    raw = raw_spec()
+    raw["catalog"]["git"]["branch"] = branch
+    raw["catalog"]["pushBranch"] = f"bot/{branch}"
+    assert messages(raw) == []
+
+
+# --- check ---------------------------------------------------------------------------------------
+
+
+def test_check_raises_the_single_problem() -> None:
+    spec = model.parse(with_manifest("../x"))
+    with pytest.raises(errors.SpecError) as caught:
+        validate.check(spec)
+    assert caught.value.field == "spec.catalog.manifests[1]"
+    assert caught.value.message == "spec.catalog.manifests[1]: glob matches outside the repository"
+
+
+def test_check_lists_every_problem_in_one_message() -> None:
+    raw = raw_spec()
+    raw["dockerfile"] = "../Dockerfile"
+    raw["source"]["git"]["url"] = "https://bob:hunter2@github.com/org/runner.git"
+    raw["image"]["tag"] = "latest"
+    raw["catalog"]["manifests"] = ["ok.yaml", "a/../../x"]
+    raw["catalog"]["commit"] = {"messageTemplate": "{sha}"}
+    raw["catalog"]["pushBranch"] = "main"
+    raw["triggers"]["source"]["interval"] = "10s"
+    raw["build"]["timeout"] = "2d"
+    spec = model.parse(raw)
+    expected = [problem.message for problem in validate.problems(spec)]
+    assert [message.split(":")[0] for message in expected] == [
+        "spec.dockerfile",
+        "spec.source.git.url",
+        "spec.image.tag",
+        "spec.catalog.manifests[1]",
+        "spec.catalog.commit.messageTemplate",
+        "spec.catalog.pushBranch",
+        "spec.triggers.source.interval",
+        "spec.build.timeout",
+    ]
+    with pytest.raises(errors.SpecError) as caught:
+        validate.check(spec)
+    assert caught.value.message == "; ".join(expected)
+    assert caught.value.field == "spec.dockerfile"
+    assert caught.value.reason == "InvalidSpec"
+    assert "hunter2" not in caught.value.message
