@@ -42,7 +42,8 @@ class SpecError(StalledError):
         self.problem = problem
 
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s]*@")
+"""User information runs to the last "@" before the path, so a password holding "@" is covered."""
 
 
 def redact(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import socket
 import time
 from typing import Any
 
@@ -42,13 +43,19 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
             prefix=identity.KOPF_STATE_PREFIX, key="last-handled-configuration"
         )
         settings.posting.level = logging.CRITICAL + 1  # only the Events the runner chooses
-        settings.batching.worker_limit = config.max_concurrent_reconciles
+        settings.posting.reporting_component = "ade-runner-operator"
+        settings.posting.reporting_instance = socket.gethostname()
+        # Concurrency is bounded by `slots` below, not by kopf's worker_limit: kopf's per-object
+        # workers linger for batching.idle_timeout after each event, so a small worker_limit
+        # turns into a queue that drains a few objects every few seconds.
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
         settings.peering.standalone = not config.peering
         if config.peering:
             settings.peering.name = config.peering
             settings.peering.clusterwide = config.clusterwide
+
+    slots = asyncio.Semaphore(config.max_concurrent_reconciles)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -61,11 +68,13 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     async def on_change(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
     ) -> None:
-        await _reconcile(body, patch, memo, retry)
+        async with slots:
+            await _reconcile(body, patch, memo, retry)
 
     @kopf.timer(*_RESOURCE, interval=config.resync_interval, registry=registry)
     async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        await _reconcile(body, patch, memo, retry=0)
+        async with slots:
+            await _reconcile(body, patch, memo, retry=0)
 
     @kopf.on.delete(*_RESOURCE, registry=registry)
     async def on_delete(body: kopf.Body, **_: Any) -> None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real control plane (once per session), a namespace per test, the operator."""
+"""Shared fixtures: the real control plane (once a session), a namespace a test, the operator."""
 
 from __future__ import annotations
 
@@ -80,9 +80,7 @@ _FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
     if getattr(report, "failed", False):
         item.stash[_FAILED] = True

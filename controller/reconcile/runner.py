@@ -152,7 +152,7 @@ async def _run_steps(ctx: steps_.Context, steps: Sequence[steps_.Step]) -> _Summ
             outcome = await step(ctx)
         except errors.StalledError as error:
             desired[step.condition] = conditions.Condition.false(
-                step.condition, error.reason, error.message
+                step.condition, error.reason, errors.redact(error.message)
             )
             return _stalled(error, desired)
         except errors.TransientError as error:

@@ -30,7 +30,10 @@ MIN_TRIGGER_INTERVAL = 60.0
 MAX_BUILD_TIMEOUT = 24 * 3600.0
 MIN_BUILD_TIMEOUT = 60.0
 
-_URL_PASSWORD = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]*:[^/@\s]*@")
+_URL_CREDENTIALS = re.compile(
+    r"^(https?://[^/\s]*@|[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]*:[^/\s]*@)", re.IGNORECASE
+)
+"""Any user information in an http(s) URL (a token is often the user name), or a password in any."""
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
@@ -100,8 +103,9 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
 
 
 def _escapes(path: str) -> bool:
-    normalized = posixpath.normpath(path)
-    return normalized == ".." or normalized.startswith("../")
+    # Any ".." segment is refused, not only one that normalizes outside: "**/../x" matches "../x"
+    # because "**" may match no folder at all.
+    return ".." in path.split("/")
 
 
 def _relative_path(field: str, path: str, *, allow_dot: bool = False) -> Iterator[errors.SpecError]:
@@ -114,7 +118,7 @@ def _relative_path(field: str, path: str, *, allow_dot: bool = False) -> Iterato
 
 
 def _url(field: str, url: str, secret_field: str) -> Iterator[errors.SpecError]:
-    if _URL_PASSWORD.match(url):
+    if _URL_CREDENTIALS.match(url):
         # Never echo the URL: it carries a credential.
         yield errors.SpecError(
             field,
@@ -177,7 +181,7 @@ def _duration(
 
 
 _BRANCH_FORBIDDEN = re.compile(
-    r"(\.\.|[\x00-\x20~^:?*\[\\]|@\{|//|/\.|\.lock$|\.lock/|^[./-]|[/.]$)"
+    r"(\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock$|\.lock/|^[./-]|[/.]$)"
 )
 
 

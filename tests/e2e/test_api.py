@@ -1,4 +1,4 @@
-"""The CRD on a real API server: the example is accepted, bad resources are refused, columns read."""
+"""The CRD on a real API server: the example is accepted, bad input refused, columns shown."""
 
 from __future__ import annotations
 
@@ -89,8 +89,11 @@ def test_example_is_accepted_with_defaults(cluster: kube.Cluster, namespace: str
         ("spec.buildArgs", {"BAD-NAME": "x"}, "build argument names must match"),
         ("spec.platforms", ["linux"], "spec.platforms[0]"),
         ("spec.historyLimit", {"succeeded": -1}, "spec.historyLimit.succeeded"),
-        ("spec.catalog", {"git": {"url": "https://g/x.git"}, "manifests": [], "pin": "Sha"},
-         'Unsupported value: "Sha"'),
+        (
+            "spec.catalog",
+            {"git": {"url": "https://g/x.git"}, "manifests": [], "pin": "Sha"},
+            'Unsupported value: "Sha"',
+        ),
         ("spec.image", None, "spec.image: Required value"),
     ],
 )

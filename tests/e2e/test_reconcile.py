@@ -1,10 +1,12 @@
-"""The operator, as a process, on the real API server: status, validation, suspend, triggers, events."""
+"""The operator as a process on the real API server: status, validation, suspend, events."""
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
+from ruamel.yaml import YAML
 
 from tests.conftest import StartOperator
 from tests.env import controlplane, kube
@@ -47,7 +49,9 @@ def test_invalid_spec_stalls_naming_the_field_and_recovers(
         "manifests": ["Environments/**/environment.yaml", "../elsewhere/*.yaml"],
     }
     cluster.apply(namespace, json.dumps(obj))
-    stalled = cluster.wait_condition(namespace, NAME, "Stalled", status="True", reason="InvalidSpec")
+    stalled = cluster.wait_condition(
+        namespace, NAME, "Stalled", status="True", reason="InvalidSpec"
+    )
     message = kube.condition(stalled, "Stalled")["message"]  # type: ignore[index]
     assert message == "spec.catalog.manifests[1]: glob matches outside the repository"
     ready = kube.condition(stalled, "Ready")
@@ -112,7 +116,8 @@ def test_manual_trigger_is_echoed_in_status(
 
     def echoed() -> bool:
         obj = cluster.get(namespace, NAME) or {}
-        return obj.get("status", {}).get("lastHandledReconcileAt") == "2026-11-26T12:00:00Z"
+        echoed: object = obj.get("status", {}).get("lastHandledReconcileAt")
+        return echoed == "2026-11-26T12:00:00Z"
 
     kube.wait_for(echoed, timeout=15, what="lastHandledReconcileAt")
 
@@ -128,13 +133,6 @@ def test_metrics_count_reconciles(
     assert f'ade_runner_ready{{name="{NAME}",namespace="{namespace}"}} 0.0' in text
 
 
-def _example_object() -> dict[str, object]:
-    result = cluster_yaml_to_json(EXAMPLE)
-    return result
-
-
-def cluster_yaml_to_json(text: str) -> dict[str, object]:
-    from ruamel.yaml import YAML
-
-    data: dict[str, object] = YAML(typ="safe").load(text)
+def _example_object() -> dict[str, Any]:
+    data: dict[str, Any] = YAML(typ="safe").load(EXAMPLE)
     return data

@@ -1,1 +1,1 @@
-"""The real test environment: a Kubernetes control plane on loopback, and the operator as a process."""
+"""The real test environment: a control plane on loopback, and the operator as a process."""

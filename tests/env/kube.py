@@ -45,9 +45,7 @@ class Cluster:
         self.plane.kubectl("apply", "-n", namespace, "-f", "-", input=manifest)
 
     def get(self, namespace: str, name: str, kind: str = "runnerimage") -> dict[str, Any] | None:
-        result = self.plane.kubectl(
-            "get", kind, name, "-n", namespace, "-o", "json", check=False
-        )
+        result = self.plane.kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
         if result.returncode != 0:
             if "NotFound" in result.stderr:
                 return None

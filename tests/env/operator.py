@@ -1,4 +1,4 @@
-"""The operator under test, run as a separate process exactly as in production (`python -m controller`)."""
+"""The operator under test, as a separate process as in production (`python -m controller`)."""
 
 from __future__ import annotations
 

@@ -41,7 +41,10 @@ def test_factories_set_status() -> None:
 
 def test_new_condition_gets_now_and_generation() -> None:
     merged = conditions.merge(
-        [], {types.READY: Condition.true(types.READY, "Succeeded", "all good")}, generation=3, now=T1
+        [],
+        {types.READY: Condition.true(types.READY, "Succeeded", "all good")},
+        generation=3,
+        now=T1,
     )
     assert merged == [
         {

@@ -21,19 +21,17 @@ def test_defaults_from_empty_env() -> None:
 
 
 def test_blank_values_mean_defaults() -> None:
-    blank = {
-        name: "  "
-        for name in (
-            "ADE_WATCH_NAMESPACES",
-            "ADE_MAX_CONCURRENT_RECONCILES",
-            "ADE_RESYNC_INTERVAL",
-            "ADE_METRICS_PORT",
-            "ADE_HEALTH_PORT",
-            "ADE_LOG_FORMAT",
-            "ADE_LOG_LEVEL",
-            "ADE_PEERING",
-        )
-    }
+    names = (
+        "ADE_WATCH_NAMESPACES",
+        "ADE_MAX_CONCURRENT_RECONCILES",
+        "ADE_RESYNC_INTERVAL",
+        "ADE_METRICS_PORT",
+        "ADE_HEALTH_PORT",
+        "ADE_LOG_FORMAT",
+        "ADE_LOG_LEVEL",
+        "ADE_PEERING",
+    )
+    blank = dict.fromkeys(names, "  ")
     assert config.from_env(blank) == config.Config()
 
 

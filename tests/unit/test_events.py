@@ -47,9 +47,7 @@ def test_no_event_without_ready() -> None:
 
 def test_normal_event_when_ready_becomes_true() -> None:
     old = [cond(types.READY, types.FALSE, "Progressing")]
-    assert events.transitions(old, [READY_TRUE]) == [
-        Event("Normal", "Succeeded", "image pushed")
-    ]
+    assert events.transitions(old, [READY_TRUE]) == [Event("Normal", "Succeeded", "image pushed")]
 
 
 def test_event_for_first_ready() -> None:
@@ -87,9 +85,7 @@ def test_warning_when_stalled_appears() -> None:
         cond(types.READY, types.FALSE, "InvalidSpec", "spec.x: bad"),
         cond(types.STALLED, types.TRUE, "InvalidSpec", "spec.x: bad"),
     ]
-    assert events.transitions([READY_TRUE], new) == [
-        Event("Warning", "InvalidSpec", "spec.x: bad")
-    ]
+    assert events.transitions([READY_TRUE], new) == [Event("Warning", "InvalidSpec", "spec.x: bad")]
 
 
 def test_warning_when_stalled_appears_even_if_ready_unchanged() -> None:

@@ -68,11 +68,6 @@ def test_manifest_glob_escaping_repository(glob: str) -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: '**' can match zero directories, so '**/../x' globs '../x', but normpath "
-    "collapses it to 'x' and validate._escapes accepts it",
-)
 def test_manifest_glob_escaping_through_double_star() -> None:
     assert messages(with_manifest("**/../outside.yaml")) == [
         "spec.catalog.manifests[1]: glob matches outside the repository"
@@ -86,7 +81,7 @@ def test_manifest_glob_must_be_relative_with_forward_slashes(glob: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("glob", ["a/../b.yaml", "**/*.yaml", "./x.yaml", "a/./b/*.yml", "..a"])
+@pytest.mark.parametrize("glob", ["**/*.yaml", "./x.yaml", "a/./b/*.yml", "..a"])
 def test_manifest_glob_inside_repository(glob: str) -> None:
     assert messages(with_manifest(glob)) == []
 
@@ -112,7 +107,7 @@ def test_each_bad_manifest_named_by_index() -> None:
         ("/Dockerfile", "must be a relative path with forward slashes"),
         ("docker\\Dockerfile", "must be a relative path with forward slashes"),
         (".", "must name a file"),
-        ("docker/..", "must name a file"),
+        ("docker/..", "must stay inside the source folder (no ..)"),
     ],
 )
 def test_dockerfile_rules(path: str, problem: str) -> None:
@@ -121,7 +116,7 @@ def test_dockerfile_rules(path: str, problem: str) -> None:
     assert messages(raw) == [f"spec.dockerfile: {problem}"]
 
 
-@pytest.mark.parametrize("path", ["Dockerfile", "docker/Dockerfile.prod", "a/../Dockerfile"])
+@pytest.mark.parametrize("path", ["Dockerfile", "docker/Dockerfile.prod"])
 def test_dockerfile_inside_context(path: str) -> None:
     raw = raw_spec()
     raw["dockerfile"] = path
@@ -142,7 +137,7 @@ def test_source_git_path_rules(path: str, problem: str) -> None:
     assert messages(raw) == [f"spec.source.git.path: {problem}"]
 
 
-@pytest.mark.parametrize("path", [".", "images/runner", "./images", "images/.."])
+@pytest.mark.parametrize("path", [".", "images/runner", "./images"])
 def test_source_git_path_may_be_the_root(path: str) -> None:
     raw = raw_spec()
     raw["source"]["git"]["path"] = path
@@ -443,11 +438,6 @@ def test_invalid_push_branch(branch: str) -> None:
     assert messages(raw) == [f"spec.catalog.pushBranch: {branch!r} is not a valid git branch name"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: git check-ref-format forbids DEL (\\x7f) but validate._BRANCH_FORBIDDEN only "
-    "covers \\x00-\\x20",
-)
 def test_branch_with_del_character_is_invalid() -> None:
     raw = raw_spec()
     raw["catalog"]["pushBranch"] = "runner\x7fupdates"

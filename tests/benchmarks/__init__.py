@@ -1,0 +1,1 @@
+"""Benchmarks that run in the suite and print their figures (marked `benchmark`)."""

@@ -1,0 +1,116 @@
+"""Restarts, idling and deletion: quiet when nothing changes, never blocking a deletion."""
+
+from __future__ import annotations
+
+import datetime
+import re
+import time
+
+import pytest
+
+from tests.conftest import StartOperator
+from tests.env import controlplane, kube
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLE = (controlplane.REPO / "examples" / "runnerimage.yaml").read_text()
+NAME = "bicep-runner"
+IDLE_WINDOW = 30.0
+
+
+def _reconciles(metrics: str) -> float:
+    return sum(
+        float(value)
+        for value in re.findall(r"^ade_runner_reconciles_total\{[^}]*\} (\S+)$", metrics, re.M)
+    )
+
+
+def test_restart_changes_nothing_and_idle_writes_nothing(
+    cluster: kube.Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    started = datetime.datetime.now(datetime.UTC)
+    operator = start_operator()
+    for index in range(3):
+        cluster.apply(namespace, EXAMPLE.replace(f"name: {NAME}", f"name: {NAME}-{index}"))
+    settled = {
+        index: cluster.wait_condition(
+            namespace, f"{NAME}-{index}", "Ready", reason="NotImplemented"
+        )
+        for index in range(3)
+    }
+    # The audit log does see this operator's writes (finalizers, status): the count below is real.
+    assert cluster.writes_by(kube.OPERATOR_USER, since=started)
+
+    operator.restart()
+    # The resumed operator reconciles every object once; wait until it has, then watch it idle.
+    kube.wait_for(
+        lambda: _reconciles(operator.metrics()) >= 3, timeout=30, what="3 resume reconciles"
+    )
+    since = datetime.datetime.now(datetime.UTC)
+    writes = _writes_during(cluster, since=since, seconds=IDLE_WINDOW)
+    assert writes == [], [(w["verb"], w["requestURI"]) for w in writes]
+    for index, before in settled.items():
+        after = cluster.get(namespace, f"{NAME}-{index}")
+        assert after is not None
+        assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+        assert after["status"] == before["status"]
+
+
+def _writes_during(
+    cluster: kube.Cluster, *, since: datetime.datetime, seconds: float
+) -> list[dict[str, object]]:
+    """The operator's writes from `since` over `seconds`, checked every second (fails fast)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        writes = cluster.writes_by(kube.OPERATOR_USER, since=since)
+        if writes:
+            return writes
+        time.sleep(1.0)
+    return cluster.writes_by(kube.OPERATOR_USER, since=since)
+
+
+def test_delete_releases_the_finalizer(
+    cluster: kube.Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    start_operator()
+    cluster.apply(namespace, EXAMPLE)
+    obj = cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    assert obj["metadata"]["finalizers"] == ["runners.ade.dev/finalizer"]
+    cluster.plane.kubectl("delete", "ri", NAME, "-n", namespace, "--timeout=30s")
+    assert cluster.get(namespace, NAME) is None
+
+
+def test_namespace_deletion_finishes(
+    cluster: kube.Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    start_operator()
+    cluster.apply(namespace, EXAMPLE)
+    cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    cluster.plane.kubectl("delete", "namespace", namespace, "--wait=false")
+    kube.wait_for(
+        lambda: cluster.plane.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+        timeout=60,
+        what=f"namespace {namespace} to be gone",
+        interval=0.5,
+    )
+
+
+def test_documented_finalizer_removal_when_the_operator_is_gone(
+    cluster: kube.Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    operator = start_operator()
+    cluster.apply(namespace, EXAMPLE)
+    cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    operator.stop()
+    cluster.plane.kubectl("delete", "ri", NAME, "-n", namespace, "--wait=false")
+    stuck = cluster.get(namespace, NAME)
+    assert stuck is not None
+    assert stuck["metadata"]["deletionTimestamp"]
+    # The command README.md documents for this case:
+    cluster.plane.kubectl(
+        "patch", "runnerimage", NAME, "-n", namespace, "--type=merge",
+        "-p", '{"metadata":{"finalizers":null}}',
+    )  # fmt: skip
+    kube.wait_for(
+        lambda: cluster.get(namespace, NAME) is None, timeout=15, what="the object to be gone"
+    )
