@@ -1,0 +1,1 @@
+"""Build sources: git revisions and trees over HTTP(S)/SSH, and inline sources."""
