@@ -1,0 +1,1 @@
+"""Builds: pure renderers of buildctl arguments and Job manifests, and the three backends."""

@@ -1,0 +1,74 @@
+"""What every build backend offers the reconcile: start a build for a key, report its state.
+
+A backend is idempotent per build key: starting a build that already runs (or ran) adopts it.
+The reconcile never waits on a build; it asks for the state on each pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import pathlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from controller.build import buildctl, job
+
+
+class Phase(enum.Enum):
+    MISSING = "Missing"
+    """No build for this key is known (never started, or lost with a restart of the operator)."""
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildState:
+    phase: Phase
+    digest: str | None = None
+    message: str = ""
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """Everything a backend needs to run one build."""
+
+    owner: job.Owner
+    key: str
+    reason: str
+    request: buildctl.BuildRequest
+    context_dir: pathlib.Path
+    """The build context on the operator's file system (Dockerfile and scripts/)."""
+    context_files: tuple[job.ContextFile, ...]
+    docker_config: Mapping[str, Any] | None
+    """The push credentials as a parsed `.dockerconfigjson` (None: anonymous push)."""
+    push_secret: str | None
+    """The name of the push Secret (the Job backend mounts it)."""
+    timeout_seconds: int
+    resources: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return job.job_name(self.owner.name, self.key)
+
+
+class Backend(Protocol):
+    async def start(self, plan: BuildPlan) -> None: ...
+
+    async def state(self, plan: BuildPlan) -> BuildState: ...
+
+
+def digest_from_metadata(text: str) -> str | None:
+    """`containerimage.digest` from BuildKit's metadata file (JSON; never scraped as text)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    digest = data.get("containerimage.digest") if isinstance(data, dict) else None
+    if isinstance(digest, str) and digest.startswith("sha256:") and len(digest) == 71:
+        return digest
+    return None

@@ -1,0 +1,125 @@
+"""The Docker backend: the Docker Engine API (`docker` package, `DOCKER_HOST`): build, then push.
+
+For a laptop with a Docker engine. The classic builder makes one platform per build; the digest
+comes from the push result (`aux.Digest`), never from parsing progress text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import docker
+
+from controller import errors
+from controller.build import backend, inprocess
+
+OUTPUT_TAIL = 15
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerSettings:
+    base_url: str | None = None
+    """None: DOCKER_HOST or the default socket."""
+
+
+class DockerBackend:
+    def __init__(self, *, settings: DockerSettings, tasks: inprocess.Tasks) -> None:
+        self._settings = settings
+        self._tasks = tasks
+
+    async def start(self, plan: backend.BuildPlan) -> None:
+        self._tasks.start(plan, self._run)
+
+    async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
+        return self._tasks.state(plan)
+
+    async def _run(self, plan: backend.BuildPlan) -> backend.BuildState:
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(self._build_and_push, plan), timeout=plan.timeout_seconds
+            )
+        except TimeoutError:
+            return backend.BuildState(
+                backend.Phase.FAILED,
+                name=plan.name,
+                message=f"the build did not finish within {plan.timeout_seconds}s",
+            )
+
+    def _client(self) -> Any:
+        if self._settings.base_url:
+            return docker.APIClient(base_url=self._settings.base_url)
+        return docker.APIClient(**docker.utils.kwargs_from_env())
+
+    def _build_and_push(self, plan: backend.BuildPlan) -> backend.BuildState:
+        api = self._client()
+        try:
+            request = plan.request
+            repository, _, tag = request.image.rpartition(":")
+            log: list[str] = []
+            for chunk in api.build(
+                path=str(plan.context_dir),
+                dockerfile=request.dockerfile,
+                tag=request.image,
+                buildargs=dict(request.build_args),
+                target=request.target,
+                platform=request.platforms[0] if request.platforms else None,
+                labels=dict(request.labels),
+                rm=True,
+                forcerm=True,
+                decode=True,
+            ):
+                if "error" in chunk:
+                    log.append(str(chunk["error"]))
+                    return self._failed(plan, log)
+                log.extend(str(chunk.get("stream", "")).splitlines())
+            digest = None
+            for chunk in api.push(
+                repository,
+                tag=tag,
+                auth_config=_auth_for(plan.docker_config, repository),
+                stream=True,
+                decode=True,
+            ):
+                if "error" in chunk:
+                    log.append(str(chunk["error"]))
+                    return self._failed(plan, log)
+                aux = chunk.get("aux") or {}
+                digest = aux.get("Digest") or digest
+            if not digest:
+                return backend.BuildState(
+                    backend.Phase.FAILED, name=plan.name, message="the push reported no digest"
+                )
+            return backend.BuildState(backend.Phase.SUCCEEDED, digest=str(digest), name=plan.name)
+        except docker.errors.APIError as error:
+            return backend.BuildState(
+                backend.Phase.FAILED, name=plan.name, message=errors.redact(str(error.explanation))
+            )
+        finally:
+            api.close()
+
+    @staticmethod
+    def _failed(plan: backend.BuildPlan, log: list[str]) -> backend.BuildState:
+        tail = "\n".join(line for line in log[-OUTPUT_TAIL:] if line.strip())
+        return backend.BuildState(backend.Phase.FAILED, name=plan.name, message=errors.redact(tail))
+
+
+def _auth_for(config: Mapping[str, Any] | None, repository: str) -> dict[str, str] | None:
+    """The Engine API's auth_config for the registry of `repository`, from a dockerconfigjson."""
+    host = repository.split("/", 1)[0]
+    for server, entry in _entries(config):
+        if server.removeprefix("https://").removeprefix("http://").split("/", 1)[0] != host:
+            continue
+        if "auth" in entry:
+            username, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+        else:
+            username, password = entry.get("username", ""), entry.get("password", "")
+        return {"username": username, "password": password, "serveraddress": host}
+    return None
+
+
+def _entries(config: Mapping[str, Any] | None) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    yield from ((config or {}).get("auths") or {}).items()

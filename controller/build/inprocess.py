@@ -1,0 +1,63 @@
+"""Builds that run inside the operator process (BuildKit daemon, Docker engine), one task per key.
+
+The registry of tasks is what makes `start` idempotent for these backends. It lives in memory:
+after an operator restart a build in flight is unknown (`Missing`) and is started again, which
+BuildKit's and Docker's layer caches make cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from controller.build import backend
+
+
+class Tasks:
+    def __init__(self) -> None:
+        self._tasks: dict[tuple[str, str, str], asyncio.Task[backend.BuildState]] = {}
+
+    @staticmethod
+    def _key(plan: backend.BuildPlan) -> tuple[str, str, str]:
+        return (plan.owner.namespace, plan.owner.name, plan.key)
+
+    def start(
+        self,
+        plan: backend.BuildPlan,
+        run: Callable[[backend.BuildPlan], Awaitable[backend.BuildState]],
+    ) -> None:
+        key = self._key(plan)
+        if key in self._tasks:
+            return
+        self._tasks[key] = asyncio.ensure_future(run(plan))
+
+    def state(self, plan: backend.BuildPlan) -> backend.BuildState:
+        task = self._tasks.get(self._key(plan))
+        if task is None:
+            return backend.BuildState(backend.Phase.MISSING, name=plan.name)
+        if not task.done():
+            return backend.BuildState(backend.Phase.RUNNING, name=plan.name)
+        if task.cancelled():
+            return backend.BuildState(backend.Phase.FAILED, name=plan.name, message="cancelled")
+        error = task.exception()
+        if error is not None:
+            return backend.BuildState(
+                backend.Phase.FAILED,
+                name=plan.name,
+                message=f"the build crashed: {type(error).__name__}: {error}",
+            )
+        return task.result()
+
+    def running(self) -> int:
+        return sum(1 for task in self._tasks.values() if not task.done())
+
+    def forget(self, *, namespace: str, name: str) -> None:
+        """Drop finished tasks of one RunnerImage (cancel running ones: it was deleted)."""
+        for key in [k for k in self._tasks if k[:2] == (namespace, name)]:
+            self._tasks.pop(key).cancel()
+
+    async def close(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()

@@ -1,0 +1,223 @@
+"""The Kubernetes Job (and inline-context ConfigMap) that runs one build with rootless BuildKit. Pure.
+
+The pod runs `buildctl-daemonless.sh build ...` in the pinned rootless BuildKit image, with the
+settings rootless BuildKit needs (user 1000, seccomp and AppArmor unconfined, no process
+sandbox, emptyDirs for its state), the push secret as `DOCKER_CONFIG`, and writes BuildKit's
+metadata file to the termination message, from which the operator reads the digest. On failure
+the termination message falls back to the end of the log: that is what `BuildFailed` shows.
+The context (Dockerfile and scripts, fetched by the operator) travels in a ConfigMap with the
+file modes kept. The Job name is derived from the RunnerImage name and the build key, so a build is never started
+twice for one key: creating it again answers 409.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from controller.api import identity
+from controller.build import buildctl
+
+BUILDKIT_IMAGE = "moby/buildkit:v0.25.2-rootless"
+"""Pinned: never a floating tag (Shipwright's users were broken by `master`)."""
+
+LABEL_RUNNERIMAGE = f"{identity.GROUP}/runnerimage"
+LABEL_BUILD_KEY = f"{identity.GROUP}/build-key"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "ade-runner-operator"
+ANNOTATION_BUILD_KEY = f"{identity.GROUP}/build-key"
+ANNOTATION_IMAGE = f"{identity.GROUP}/image"
+ANNOTATION_REASON = f"{identity.GROUP}/build-reason"
+
+HOME = "/home/user"
+CONTEXT_MOUNT = "/workspace/context"
+METADATA_FILE = "/tmp/metadata.json"
+CONTAINER = "buildkit"
+DEFAULT_TTL = 24 * 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class Owner:
+    """The RunnerImage that owns the build objects (for the garbage collector)."""
+
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSettings:
+    image: str = BUILDKIT_IMAGE
+    ttl_seconds: int = DEFAULT_TTL
+    service_account: str | None = None
+
+
+def job_name(owner_name: str, key: str) -> str:
+    """`<name>-build-<key12>`, cut to 63 characters (a DNS label; the Job's pods add a suffix)."""
+    suffix = f"-build-{key[:12]}"
+    head = owner_name[: 52 - len(suffix)].rstrip("-.")
+    if head != owner_name:
+        head = f"{head}-{hashlib.sha256(owner_name.encode()).hexdigest()[:4]}"
+    return f"{head}{suffix}"
+
+
+def labels(owner: Owner, key: str) -> dict[str, str]:
+    return {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_RUNNERIMAGE: owner.name[:63].rstrip("-._"),
+        LABEL_BUILD_KEY: key[:63],
+    }
+
+
+def owner_reference(owner: Owner) -> dict[str, Any]:
+    return {
+        "apiVersion": identity.API_VERSION,
+        "kind": identity.KIND,
+        "name": owner.name,
+        "uid": owner.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+MAX_CONTEXT_BYTES = 900 * 1024
+"""A ConfigMap holds at most 1 MiB; runner contexts (a Dockerfile and scripts) are far smaller."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ContextFile:
+    path: str
+    content: bytes
+    executable: bool = False
+
+
+def context_config_map(owner: Owner, key: str, files: tuple[ContextFile, ...]) -> dict[str, Any]:
+    """The build context as a ConfigMap; `context_items` maps its keys back to paths and modes."""
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    for index, item in enumerate(files):
+        name = f"f{index:04d}"
+        try:
+            data[name] = item.content.decode("utf-8")
+        except UnicodeDecodeError:
+            binary[name] = base64.b64encode(item.content).decode()
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": job_name(owner.name, key),
+            "namespace": owner.namespace,
+            "labels": labels(owner, key),
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "data": data,
+    }
+    if binary:
+        body["binaryData"] = binary
+    return body
+
+
+def context_items(files: tuple[ContextFile, ...]) -> list[dict[str, Any]]:
+    return [
+        {"key": f"f{index:04d}", "path": item.path, "mode": 0o755 if item.executable else 0o644}
+        for index, item in enumerate(files)
+    ]
+
+
+def build_job(
+    owner: Owner,
+    key: str,
+    request: buildctl.BuildRequest,
+    *,
+    reason: str,
+    timeout_seconds: int,
+    push_secret: str | None,
+    resources: Mapping[str, Any],
+    context_files: tuple[ContextFile, ...],
+    settings: JobSettings = JobSettings(),
+) -> dict[str, Any]:
+    """The Job for one build; its context is the ConfigMap of `context_config_map`."""
+    name = job_name(owner.name, key)
+    build = shlex.join(["buildctl-daemonless.sh", "build", *buildctl.arguments(request)])
+    script = f"set -e\n{build}\ncat {METADATA_FILE} > /dev/termination-log\n"
+    mounts: list[dict[str, Any]] = [
+        {"name": "buildkitd", "mountPath": f"{HOME}/.local/share/buildkit"},
+        {"name": "tmp", "mountPath": f"{HOME}/.local/tmp"},
+    ]
+    volumes: list[dict[str, Any]] = [
+        {"name": "buildkitd", "emptyDir": {}},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    env: list[dict[str, Any]] = [
+        {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
+        {"name": "HOME", "value": HOME},
+    ]
+    if push_secret:
+        env.append({"name": "DOCKER_CONFIG", "value": f"{HOME}/.docker"})
+        mounts.append({"name": "docker-config", "mountPath": f"{HOME}/.docker", "readOnly": True})
+        volumes.append(
+            {
+                "name": "docker-config",
+                "secret": {
+                    "secretName": push_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
+    mounts.append({"name": "context", "mountPath": CONTEXT_MOUNT, "readOnly": True})
+    volumes.append(
+        {"name": "context", "configMap": {"name": name, "items": context_items(context_files)}}
+    )
+    unconfined = {"type": "Unconfined"}
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+        "containers": [
+            {
+                "name": CONTAINER,
+                "image": settings.image,
+                "command": ["/bin/sh", "-c", script],
+                "env": env,
+                "volumeMounts": mounts,
+                "resources": dict(resources),
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "securityContext": {
+                    "runAsUser": 1000,
+                    "runAsGroup": 1000,
+                    "seccompProfile": unconfined,
+                    "appArmorProfile": unconfined,
+                },
+            }
+        ],
+        "volumes": volumes,
+    }
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    metadata = {
+        "labels": labels(owner, key),
+        "annotations": {
+            ANNOTATION_BUILD_KEY: key,
+            ANNOTATION_IMAGE: request.image,
+            ANNOTATION_REASON: reason,
+        },
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": owner.namespace,
+            **metadata,
+            "ownerReferences": [owner_reference(owner)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": timeout_seconds,
+            "ttlSecondsAfterFinished": settings.ttl_seconds,
+            "template": {"metadata": metadata, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,127 @@
+"""The Job backend: one Kubernetes Job running rootless BuildKit per build key.
+
+Starting creates the context ConfigMap and the Job under a name derived from the key; a 409
+means the build already exists and is adopted (after an operator restart, or a second reconcile).
+The state is read from the Job and its pod: the digest from the termination message (BuildKit's
+metadata file, parsed as JSON), the failure from the end of the log, and a pod left Pending
+longer than `pending_timeout` fails the build with the scheduler's reason and is deleted.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from controller import kube as kube_
+from controller.build import backend, job
+
+
+class JobBackend:
+    def __init__(
+        self,
+        *,
+        kube: kube_.Kube,
+        settings: job.JobSettings = job.JobSettings(),
+        pending_timeout: float = 300.0,
+    ) -> None:
+        self._kube = kube
+        self._settings = settings
+        self._pending_timeout = pending_timeout
+
+    async def start(self, plan: backend.BuildPlan) -> None:
+        await self._kube.create(job.context_config_map(plan.owner, plan.key, plan.context_files))
+        await self._kube.create(
+            job.build_job(
+                plan.owner,
+                plan.key,
+                plan.request,
+                reason=plan.reason,
+                timeout_seconds=plan.timeout_seconds,
+                push_secret=plan.push_secret,
+                resources=plan.resources,
+                context_files=plan.context_files,
+                settings=self._settings,
+            )
+        )
+
+    async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
+        namespace, name = plan.owner.namespace, plan.name
+        found = await self._kube.get_job(namespace=namespace, name=name)
+        if found is None:
+            return backend.BuildState(backend.Phase.MISSING, name=name)
+        status = found.get("status") or {}
+        pods = await self._kube.list_pods(namespace=namespace, selector=f"job-name={name}")
+        pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), default=None)
+        if status.get("succeeded"):
+            message = _termination_message(pod)
+            digest = backend.digest_from_metadata(message)
+            if digest is None:
+                return backend.BuildState(
+                    backend.Phase.FAILED,
+                    name=name,
+                    message="the build pod succeeded but its termination message holds no "
+                    "containerimage.digest (BuildKit metadata file missing or cut at 4 KiB)",
+                )
+            return backend.BuildState(backend.Phase.SUCCEEDED, digest=digest, name=name)
+        failed = _condition(found, "Failed")
+        if status.get("failed") or failed is not None:
+            detail = _termination_message(pod).strip() or (failed or {}).get("message", "")
+            return backend.BuildState(
+                backend.Phase.FAILED, name=name, message=_last_lines(detail) or "the build failed"
+            )
+        if pod is None or pod.get("status", {}).get("phase") in (None, "Pending"):
+            reason = _pending_reason(pod)
+            if _pending_for(pod, found) > self._pending_timeout:
+                await self._kube.delete_job(namespace=namespace, name=name)
+                return backend.BuildState(
+                    backend.Phase.FAILED,
+                    name=name,
+                    message=f"the build pod stayed Pending for more than "
+                    f"{int(self._pending_timeout)}s: {reason or 'not scheduled'}",
+                )
+            return backend.BuildState(backend.Phase.PENDING, name=name, message=reason)
+        return backend.BuildState(backend.Phase.RUNNING, name=name)
+
+
+def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == type_ and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
+def _termination_message(pod: Mapping[str, Any] | None) -> str:
+    if pod is None:
+        return ""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != job.CONTAINER:
+            continue
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        return str(terminated.get("message") or "")
+    return ""
+
+
+def _pending_reason(pod: Mapping[str, Any] | None) -> str:
+    if pod is None:
+        return "no pod created yet"
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return f"{condition.get('reason', '')}: {condition.get('message', '')}".strip(": ")
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        if waiting:
+            return f"{waiting.get('reason', '')}: {waiting.get('message', '')}".strip(": ")
+    return ""
+
+
+def _pending_for(pod: Mapping[str, Any] | None, found: Mapping[str, Any]) -> float:
+    stamp = (pod or found)["metadata"].get("creationTimestamp")
+    if not stamp:
+        return 0.0
+    created = datetime.datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+    return (datetime.datetime.now(datetime.UTC) - created).total_seconds()
+
+
+def _last_lines(text: str, lines: int = 15) -> str:
+    return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,142 @@
+"""The operator's own calls to the Kubernetes API (beyond what kopf does): Secrets, Jobs, Pods,
+ConfigMaps. One place for every such request, on the `kubernetes` client run in worker threads.
+
+Creates are idempotent: 409 Conflict means the object already exists, and the caller adopts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed; `status` is the HTTP status (0 when unreachable)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    name: str
+    type: str
+    data: Mapping[str, bytes]
+
+    def __repr__(self) -> str:
+        return f"Secret(name={self.name!r}, type={self.type!r}, keys={sorted(self.data)!r})"
+
+
+def api_client() -> client.ApiClient:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
+    try:
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return client.ApiClient(configuration)
+    except config.ConfigException:
+        api: client.ApiClient = config.new_client_from_config()  # type: ignore[no-untyped-call]
+        return api
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._core = client.CoreV1Api(api)
+        self._batch = client.BatchV1Api(api)
+
+    async def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.to_thread(function, *args, **kwargs)
+        except ApiException as error:
+            raise KubeError(
+                int(error.status or 0), f"{what}: {error.status} {error.reason}"
+            ) from None
+        except OSError as error:
+            raise KubeError(0, f"{what}: {type(error).__name__}") from None
+
+    async def read_secret(self, *, namespace: str, name: str) -> Secret | None:
+        try:
+            raw = await self._call(
+                f"reading Secret {namespace}/{name}",
+                self._core.read_namespaced_secret,
+                name,
+                namespace,
+            )
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+        data = {key: base64.b64decode(value) for key, value in (raw.data or {}).items()}
+        return Secret(name=name, type=str(raw.type or ""), data=data)
+
+    async def create(self, body: Mapping[str, Any]) -> bool:
+        """Create a ConfigMap or Job; False when it already existed (409)."""
+        kind = body["kind"]
+        namespace = body["metadata"]["namespace"]
+        name = body["metadata"]["name"]
+        function = {
+            "ConfigMap": self._core.create_namespaced_config_map,
+            "Job": self._batch.create_namespaced_job,
+        }[kind]
+        try:
+            await self._call(f"creating {kind} {namespace}/{name}", function, namespace, dict(body))
+        except KubeError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    async def get_job(self, *, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            job = await self._call(
+                f"reading Job {namespace}/{name}", self._batch.read_namespaced_job, name, namespace
+            )
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+        result: dict[str, Any] = self._batch.api_client.sanitize_for_serialization(job)
+        return result
+
+    async def list_jobs(self, *, namespace: str, selector: str) -> list[dict[str, Any]]:
+        jobs = await self._call(
+            f"listing Jobs in {namespace}",
+            self._batch.list_namespaced_job,
+            namespace,
+            label_selector=selector,
+        )
+        items: list[dict[str, Any]] = self._batch.api_client.sanitize_for_serialization(jobs)[
+            "items"
+        ]
+        return items
+
+    async def list_pods(self, *, namespace: str, selector: str) -> list[dict[str, Any]]:
+        pods = await self._call(
+            f"listing Pods in {namespace}",
+            self._core.list_namespaced_pod,
+            namespace,
+            label_selector=selector,
+        )
+        items: list[dict[str, Any]] = self._core.api_client.sanitize_for_serialization(pods)[
+            "items"
+        ]
+        return items
+
+    async def delete_job(self, *, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                f"deleting Job {namespace}/{name}",
+                self._batch.delete_namespaced_job,
+                name,
+                namespace,
+                propagation_policy="Background",
+            )
+        except KubeError as error:
+            if error.status != 404:
+                raise
