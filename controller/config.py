@@ -4,12 +4,19 @@
 | --- | --- | --- |
 | `ADE_WATCH_NAMESPACES` | (empty: all) | comma-separated namespaces; empty: the whole cluster |
 | `ADE_MAX_CONCURRENT_RECONCILES` | `8` | RunnerImages reconciled at once |
-| `ADE_RESYNC_INTERVAL` | `10m` | how often each RunnerImage is reconciled with no change seen |
+| `ADE_RESYNC_INTERVAL` | `1m` | how often each RunnerImage is looked at with no change seen |
 | `ADE_METRICS_PORT` | `8080` | port of the Prometheus `/metrics` endpoint; `0` turns it off |
 | `ADE_HEALTH_PORT` | `8081` | port of the liveness endpoint `/healthz`; `0` turns it off |
 | `ADE_LOG_FORMAT` | `plain` | `plain` or `json` |
 | `ADE_LOG_LEVEL` | `INFO` | `DEBUG`, `INFO`, `WARNING` or `ERROR` |
 | `ADE_PEERING` | (empty: standalone) | name of a kopf peering object, for several replicas |
+| `ADE_WORK_DIR` | `/tmp/ade-runner-operator` | where fetched sources (build contexts) are kept |
+| `ADE_MAX_CONCURRENT_BUILDS` | `4` | builds in flight across the operator; more wait queued |
+| `ADE_BUILD_PENDING_TIMEOUT` | `5m` | a Job build pod Pending longer than this fails the build |
+| `ADE_BUILDKIT_ADDR` | `unix:///run/buildkit/buildkitd.sock` | buildkitd for BuildKitDaemon |
+| `ADE_BUILDKIT_TLS_DIR` | (empty) | folder with ca.crt, tls.crt, tls.key for mTLS to buildkitd |
+| `ADE_BUILDKIT_IMAGE` | (pinned) | rootless BuildKit image the Job backend runs |
+| `ADE_INSECURE_REGISTRIES` | (empty) | registries reached over plain HTTP (loopback always is) |
 
 Every variable is read once at start; a bad value stops the operator with a message naming it.
 """
@@ -39,12 +46,19 @@ class ConfigError(ValueError):
 class Config:
     namespaces: tuple[str, ...] = ()
     max_concurrent_reconciles: int = 8
-    resync_interval: float = 600.0
+    resync_interval: float = 60.0
     metrics_port: int = 8080
     health_port: int = 8081
     log_format: LogFormat = LogFormat.PLAIN
     log_level: str = "INFO"
     peering: str = ""
+    work_dir: str = "/tmp/ade-runner-operator"  # noqa: S108 - a cache, private to the process
+    max_concurrent_builds: int = 4
+    build_pending_timeout: float = 300.0
+    buildkit_addr: str = "unix:///run/buildkit/buildkitd.sock"
+    buildkit_tls_dir: str = ""
+    buildkit_image: str = ""
+    insecure_registries: tuple[str, ...] = ()
 
     @property
     def clusterwide(self) -> bool:
@@ -76,12 +90,10 @@ def from_env(env: Mapping[str, str]) -> Config:
     workers = _int(env, "ADE_MAX_CONCURRENT_RECONCILES", Config.max_concurrent_reconciles)
     if workers < 1:
         raise ConfigError(f"ADE_MAX_CONCURRENT_RECONCILES: must be at least 1 (got {workers})")
-    try:
-        resync = durations.parse(env.get("ADE_RESYNC_INTERVAL", "").strip() or "10m")
-    except ValueError as error:
-        raise ConfigError(f"ADE_RESYNC_INTERVAL: {error}") from None
-    if resync < 1:
-        raise ConfigError("ADE_RESYNC_INTERVAL: must be at least 1s")
+    resync = _duration(env, "ADE_RESYNC_INTERVAL", "1m")
+    builds = _int(env, "ADE_MAX_CONCURRENT_BUILDS", Config.max_concurrent_builds)
+    if builds < 1:
+        raise ConfigError(f"ADE_MAX_CONCURRENT_BUILDS: must be at least 1 (got {builds})")
     try:
         log_format = LogFormat(env.get("ADE_LOG_FORMAT", "plain").strip().lower() or "plain")
     except ValueError:
@@ -98,4 +110,23 @@ def from_env(env: Mapping[str, str]) -> Config:
         log_format=log_format,
         log_level=level,
         peering=env.get("ADE_PEERING", "").strip(),
+        work_dir=env.get("ADE_WORK_DIR", "").strip() or Config.work_dir,
+        max_concurrent_builds=builds,
+        build_pending_timeout=_duration(env, "ADE_BUILD_PENDING_TIMEOUT", "5m"),
+        buildkit_addr=env.get("ADE_BUILDKIT_ADDR", "").strip() or Config.buildkit_addr,
+        buildkit_tls_dir=env.get("ADE_BUILDKIT_TLS_DIR", "").strip(),
+        buildkit_image=env.get("ADE_BUILDKIT_IMAGE", "").strip(),
+        insecure_registries=tuple(
+            h.strip() for h in env.get("ADE_INSECURE_REGISTRIES", "").split(",") if h.strip()
+        ),
     )
+
+
+def _duration(env: Mapping[str, str], name: str, default: str) -> float:
+    try:
+        seconds = durations.parse(env.get(name, "").strip() or default)
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+    if seconds < 1:
+        raise ConfigError(f"{name}: must be at least 1s")
+    return seconds

@@ -16,10 +16,11 @@ from typing import Any
 
 import kopf
 
+from controller import assembly
 from controller import config as config_
 from controller.api import identity
 from controller.observe import metrics
-from controller.reconcile import pipeline, runner
+from controller.reconcile import pipeline, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
 MAX_RETRY_DELAY = 300.0
@@ -56,6 +57,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
             settings.peering.clusterwide = config.clusterwide
 
     slots = asyncio.Semaphore(config.max_concurrent_reconciles)
+    services_ = assembly.services_from_config(config)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -69,28 +71,35 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
     ) -> None:
         async with slots:
-            await _reconcile(body, patch, memo, retry)
+            await _reconcile(services_, body, patch, memo, retry)
 
     @kopf.timer(*_RESOURCE, interval=config.resync_interval, registry=registry)
     async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         async with slots:
-            await _reconcile(body, patch, memo, retry=0)
+            await _reconcile(services_, body, patch, memo, retry=0)
 
     @kopf.on.delete(*_RESOURCE, registry=registry)
     async def on_delete(body: kopf.Body, **_: Any) -> None:
         # Nothing outside the cluster is removed: pushed images and catalog commits stay (see
         # README, "Deleting a RunnerImage"). Objects the operator creates carry owner references
         # and are collected by the garbage collector.
-        metrics.forget(namespace=body.metadata.namespace or "", name=body.metadata.name or "")
+        namespace, name = body.metadata.namespace or "", body.metadata.name or ""
+        metrics.forget(namespace=namespace, name=name)
+        services.forget(services_, namespace=namespace, name=name)
 
 
-async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int) -> None:
+async def _reconcile(
+    services_: services.Services, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
+) -> None:
     lock: asyncio.Lock = memo.setdefault("reconcile_lock", asyncio.Lock())
     async with lock:
         started = time.monotonic()
         obj = runner.ObjectView.of(body)
+        memory: services.ObjectMemory = memo.setdefault("memory", services.ObjectMemory())
         report = await runner.reconcile(
-            obj, pipeline.default_steps(), now=datetime.datetime.now(datetime.UTC)
+            obj,
+            pipeline.default_steps(services_, memory),
+            now=datetime.datetime.now(datetime.UTC),
         )
         if report.status_patch:
             patch.status.update(report.status_patch)
@@ -107,3 +116,7 @@ async def _reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry:
     if report.retry:
         delay = report.requeue_after or retry_delay(retry)
         raise kopf.TemporaryError(report.message, delay=delay)
+    if report.requeue_after is not None:
+        # Work in flight (a build): look again soon. kopf has no plain requeue; a temporary
+        # error with a delay is its way to run the handler again.
+        raise kopf.TemporaryError(f"waiting: {report.message}", delay=report.requeue_after)

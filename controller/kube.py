@@ -128,6 +128,18 @@ class Kube:
         ]
         return items
 
+    async def delete_config_map(self, *, namespace: str, name: str) -> None:
+        try:
+            await self._call(
+                f"deleting ConfigMap {namespace}/{name}",
+                self._core.delete_namespaced_config_map,
+                name,
+                namespace,
+            )
+        except KubeError as error:
+            if error.status != 404:
+                raise
+
     async def delete_job(self, *, namespace: str, name: str) -> None:
         try:
             await self._call(

@@ -61,6 +61,9 @@ class Backend(Protocol):
 
     async def state(self, plan: BuildPlan) -> BuildState: ...
 
+    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+        """Remove the finished builds of `owner` whose names are not in `keep`."""
+
 
 def digest_from_metadata(text: str) -> str | None:
     """`containerimage.digest` from BuildKit's metadata file (JSON; never scraped as text)."""

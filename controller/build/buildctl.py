@@ -1,14 +1,16 @@
 """The one renderer of `buildctl build` arguments, shared by the Job and the daemon backends. Pure.
 
 A build request says where the context folder is (the operator fetches git sources itself: it
-must read the Dockerfile anyway), which Dockerfile, build args, platforms and target, where to push, and where to write the
-metadata file whose `containerimage.digest` is the pushed digest (parsed as JSON, never as text).
+must read the Dockerfile anyway), which Dockerfile, build args, platforms and target, where to
+push, and where to write the metadata file whose `containerimage.digest` is the pushed digest
+(parsed as JSON, never as text).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+
 
 @dataclasses.dataclass(frozen=True)
 class LocalContext:

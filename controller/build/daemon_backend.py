@@ -16,7 +16,7 @@ import pathlib
 import tempfile
 
 from controller import errors
-from controller.build import backend, buildctl, inprocess
+from controller.build import backend, buildctl, inprocess, job
 
 OUTPUT_TAIL = 15
 
@@ -38,6 +38,9 @@ class DaemonBackend:
 
     async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
         return self._tasks.state(plan)
+
+    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+        self._tasks.prune(owner, keep=keep)
 
     def _prefix(self) -> list[str]:
         argv = [self._settings.buildctl, "--addr", self._settings.address]
@@ -86,9 +89,7 @@ class DaemonBackend:
             if process.returncode != 0:
                 tail = "\n".join(text.splitlines()[-OUTPUT_TAIL:])
                 return backend.BuildState(backend.Phase.FAILED, name=plan.name, message=tail)
-            digest = backend.digest_from_metadata(
-                metadata.read_text() if metadata.exists() else ""
-            )
+            digest = backend.digest_from_metadata(metadata.read_text() if metadata.exists() else "")
             if digest is None:
                 return backend.BuildState(
                     backend.Phase.FAILED,

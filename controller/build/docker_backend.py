@@ -15,7 +15,7 @@ from typing import Any
 import docker
 
 from controller import errors
-from controller.build import backend, inprocess
+from controller.build import backend, inprocess, job
 
 OUTPUT_TAIL = 15
 
@@ -36,6 +36,9 @@ class DockerBackend:
 
     async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
         return self._tasks.state(plan)
+
+    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+        self._tasks.prune(owner, keep=keep)
 
     async def _run(self, plan: backend.BuildPlan) -> backend.BuildState:
         try:

@@ -55,7 +55,10 @@ def build_key(spec: model.RunnerImageSpec, inputs: Inputs) -> str:
 def inline_revision(spec: model.RunnerImageSpec) -> str:
     """A content hash standing in for a commit when the source is inline."""
     assert spec.source.inline is not None
-    content = {"dockerfile": spec.source.inline.dockerfile, "scripts": dict(spec.source.inline.scripts)}
+    content = {
+        "dockerfile": spec.source.inline.dockerfile,
+        "scripts": dict(spec.source.inline.scripts),
+    }
     digest = hashlib.sha256(
         json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
@@ -77,7 +80,9 @@ def render_tag(template: str, *, revision: str, key: str, at: datetime.datetime)
     return string.Formatter().vformat(template, (), values)[:128]
 
 
-def reasons(previous: Mapping[str, Any] | None, current: Mapping[str, Any]) -> tuple[str, list[str]]:
+def reasons(
+    previous: Mapping[str, Any] | None, current: Mapping[str, Any]
+) -> tuple[str, list[str]]:
     """Why a build runs (kpack-style) and what changed, from the last built key material.
 
     The reason is `SourceChanged`, `BaseImageChanged` or `SpecChanged` (the first that applies,

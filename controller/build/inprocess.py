@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from controller.build import backend
+from controller.build import backend, job
 
 
 class Tasks:
@@ -50,6 +50,12 @@ class Tasks:
 
     def running(self) -> int:
         return sum(1 for task in self._tasks.values() if not task.done())
+
+    def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+        """Drop finished tasks of one RunnerImage whose build names are not kept."""
+        for key in [k for k in self._tasks if k[:2] == (owner.namespace, owner.name)]:
+            if self._tasks[key].done() and job.job_name(owner.name, key[2]) not in keep:
+                del self._tasks[key]
 
     def forget(self, *, namespace: str, name: str) -> None:
         """Drop finished tasks of one RunnerImage (cancel running ones: it was deleted)."""

@@ -1,4 +1,4 @@
-"""The Kubernetes Job (and inline-context ConfigMap) that runs one build with rootless BuildKit. Pure.
+"""The Kubernetes Job (and context ConfigMap) that runs one build with rootless BuildKit. Pure.
 
 The pod runs `buildctl-daemonless.sh build ...` in the pinned rootless BuildKit image, with the
 settings rootless BuildKit needs (user 1000, seccomp and AppArmor unconfined, no process
@@ -6,8 +6,8 @@ sandbox, emptyDirs for its state), the push secret as `DOCKER_CONFIG`, and write
 metadata file to the termination message, from which the operator reads the digest. On failure
 the termination message falls back to the end of the log: that is what `BuildFailed` shows.
 The context (Dockerfile and scripts, fetched by the operator) travels in a ConfigMap with the
-file modes kept. The Job name is derived from the RunnerImage name and the build key, so a build is never started
-twice for one key: creating it again answers 409.
+file modes kept. The Job name is derived from the RunnerImage name and the build key, so a
+build is never started twice for one key: creating it again answers 409.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ ANNOTATION_REASON = f"{identity.GROUP}/build-reason"
 
 HOME = "/home/user"
 CONTEXT_MOUNT = "/workspace/context"
-METADATA_FILE = "/tmp/metadata.json"
+METADATA_FILE = "/tmp/metadata.json"  # noqa: S108 - inside the build pod's own file system
 CONTAINER = "buildkit"
 DEFAULT_TTL = 24 * 3600
 
@@ -54,6 +54,9 @@ class JobSettings:
     image: str = BUILDKIT_IMAGE
     ttl_seconds: int = DEFAULT_TTL
     service_account: str | None = None
+
+
+DEFAULT_SETTINGS = JobSettings()
 
 
 def job_name(owner_name: str, key: str) -> str:
@@ -138,7 +141,7 @@ def build_job(
     push_secret: str | None,
     resources: Mapping[str, Any],
     context_files: tuple[ContextFile, ...],
-    settings: JobSettings = JobSettings(),
+    settings: JobSettings = DEFAULT_SETTINGS,
 ) -> dict[str, Any]:
     """The Job for one build; its context is the ConfigMap of `context_config_map`."""
     name = job_name(owner.name, key)

@@ -22,7 +22,7 @@ class JobBackend:
         self,
         *,
         kube: kube_.Kube,
-        settings: job.JobSettings = job.JobSettings(),
+        settings: job.JobSettings = job.DEFAULT_SETTINGS,
         pending_timeout: float = 300.0,
     ) -> None:
         self._kube = kube
@@ -82,6 +82,17 @@ class JobBackend:
                 )
             return backend.BuildState(backend.Phase.PENDING, name=name, message=reason)
         return backend.BuildState(backend.Phase.RUNNING, name=name)
+
+    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+        """Delete finished build Jobs (and their context ConfigMaps) beyond the history kept."""
+        selector = f"{job.LABEL_RUNNERIMAGE}={job.labels(owner, '')[job.LABEL_RUNNERIMAGE]}"
+        for found in await self._kube.list_jobs(namespace=owner.namespace, selector=selector):
+            name = found["metadata"]["name"]
+            status = found.get("status") or {}
+            finished = status.get("succeeded") or status.get("failed")
+            if name not in keep and finished:
+                await self._kube.delete_job(namespace=owner.namespace, name=name)
+                await self._kube.delete_config_map(namespace=owner.namespace, name=name)
 
 
 def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:

@@ -44,6 +44,7 @@ class ObjectView:
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
     annotations: Mapping[str, str]
+    uid: str = ""
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> ObjectView:
@@ -55,6 +56,7 @@ class ObjectView:
             spec=body.get("spec") or {},
             status=body.get("status") or {},
             annotations=meta.get("annotations") or {},
+            uid=str(meta.get("uid", "")),
         )
 
 
@@ -140,6 +142,8 @@ async def _run(
         status=obj.status,
         now=now,
         updates=updates,
+        annotations=obj.annotations,
+        uid=obj.uid,
     )
     return await _run_steps(ctx, steps)
 

@@ -63,6 +63,10 @@ class Context:
     now: datetime.datetime
     updates: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Status fields (other than conditions) to merge into status; None removes a field."""
+    shared: dict[str, object] = dataclasses.field(default_factory=dict)
+    """What one step found for the steps after it (e.g. the resolved inputs), by step name."""
+    annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    uid: str = ""
 
 
 class Step(Protocol):

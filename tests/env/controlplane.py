@@ -1,4 +1,4 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
+"""A real Kubernetes control plane on loopback: etcd, API server, controller manager, scheduler.
 
 The API server serves TLS, authenticates client certificates, authorizes with RBAC, signs
 service-account tokens and writes a JSON audit log (used to count the operator's writes). The
@@ -156,6 +156,17 @@ class ControlPlane:
                 "--bind-address=127.0.0.1",
                 f"--secure-port={free_port()}",
                 "--concurrent-gc-syncs=5",
+                "--v=1",
+            ],
+        )
+        self._spawn(
+            "kube-scheduler",
+            [
+                str(self.bin / "kube-scheduler"),
+                f"--kubeconfig={self.kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
                 "--v=1",
             ],
         )

@@ -13,7 +13,10 @@ def test_defaults_from_empty_env() -> None:
     assert cfg.namespaces == ()
     assert cfg.clusterwide
     assert cfg.max_concurrent_reconciles == 8
-    assert cfg.resync_interval == 600.0
+    assert cfg.resync_interval == 60.0
+    assert cfg.max_concurrent_builds == 4
+    assert cfg.build_pending_timeout == 300.0
+    assert cfg.insecure_registries == ()
     assert (cfg.metrics_port, cfg.health_port) == (8080, 8081)
     assert cfg.log_format is config.LogFormat.PLAIN
     assert cfg.log_level == "INFO"
@@ -30,6 +33,13 @@ def test_blank_values_mean_defaults() -> None:
         "ADE_LOG_FORMAT",
         "ADE_LOG_LEVEL",
         "ADE_PEERING",
+        "ADE_WORK_DIR",
+        "ADE_MAX_CONCURRENT_BUILDS",
+        "ADE_BUILD_PENDING_TIMEOUT",
+        "ADE_BUILDKIT_ADDR",
+        "ADE_BUILDKIT_TLS_DIR",
+        "ADE_BUILDKIT_IMAGE",
+        "ADE_INSECURE_REGISTRIES",
     )
     blank = dict.fromkeys(names, "  ")
     assert config.from_env(blank) == config.Config()
@@ -109,4 +119,34 @@ def test_config_error_is_a_value_error() -> None:
 )
 def test_bad_value_quotes_what_was_given(name: str, value: str, expected: str) -> None:
     with pytest.raises(config.ConfigError, match=expected):
+        config.from_env({name: value})
+
+
+def test_build_settings_read() -> None:
+    cfg = config.from_env(
+        {
+            "ADE_WORK_DIR": "/var/cache/ade",
+            "ADE_MAX_CONCURRENT_BUILDS": "2",
+            "ADE_BUILD_PENDING_TIMEOUT": "90s",
+            "ADE_BUILDKIT_ADDR": "tcp://buildkitd:1234",
+            "ADE_BUILDKIT_TLS_DIR": "/etc/buildkit/tls",
+            "ADE_BUILDKIT_IMAGE": "mirror.local/buildkit:v0.25.2-rootless",
+            "ADE_INSECURE_REGISTRIES": "registry.local:5000, mirror.local",
+        }
+    )
+    assert cfg.work_dir == "/var/cache/ade"
+    assert cfg.max_concurrent_builds == 2
+    assert cfg.build_pending_timeout == 90.0
+    assert cfg.buildkit_addr == "tcp://buildkitd:1234"
+    assert cfg.buildkit_tls_dir == "/etc/buildkit/tls"
+    assert cfg.buildkit_image == "mirror.local/buildkit:v0.25.2-rootless"
+    assert cfg.insecure_registries == ("registry.local:5000", "mirror.local")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ADE_MAX_CONCURRENT_BUILDS", "0"), ("ADE_BUILD_PENDING_TIMEOUT", "soon")],
+)
+def test_bad_build_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(config.ConfigError, match=f"^{name}: "):
         config.from_env({name: value})

@@ -1,0 +1,41 @@
+"""Builds the operator's `Services` from its configuration: clients, backends, limits, folders."""
+
+from __future__ import annotations
+
+import pathlib
+
+from controller import config as config_
+from controller import kube
+from controller.api import spec as model
+from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend
+from controller.reconcile import services
+
+
+def services_from_config(config: config_.Config) -> services.Services:
+    cluster = kube.Kube(kube.api_client())
+    tasks = inprocess.Tasks()
+    return services.Services(
+        kube=cluster,
+        backends={
+            model.BuildBackend.JOB: job_backend.JobBackend(
+                kube=cluster,
+                settings=job.JobSettings(image=config.buildkit_image or job.BUILDKIT_IMAGE),
+                pending_timeout=config.build_pending_timeout,
+            ),
+            model.BuildBackend.BUILDKIT_DAEMON: daemon_backend.DaemonBackend(
+                settings=daemon_backend.DaemonSettings(
+                    address=config.buildkit_addr,
+                    tls_dir=pathlib.Path(config.buildkit_tls_dir)
+                    if config.buildkit_tls_dir
+                    else None,
+                ),
+                tasks=tasks,
+            ),
+            model.BuildBackend.DOCKER: docker_backend.DockerBackend(
+                settings=docker_backend.DockerSettings(), tasks=tasks
+            ),
+        },
+        slots=services.BuildSlots(limit=config.max_concurrent_builds),
+        workdir=pathlib.Path(config.work_dir),
+        insecure_registries=frozenset(config.insecure_registries),
+    )

@@ -1,0 +1,256 @@
+"""Step 4, build: exactly one build per build key, adopted after restarts, recorded with its reason.
+
+Same key as the latest image: nothing to do. Otherwise the backend is asked for the state of the
+build of this key: a running one is waited for (Reconciling), a finished one is recorded, and a
+missing one is started — unless the last build of this same key failed, which waits for a change
+of spec, source or base image, or a manual trigger, instead of retrying in a loop. A failed key
+never blocks a later one. Builds over the operator-wide limit wait queued.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from controller import durations, errors
+from controller.api import conditions
+from controller.api import identity as api_identity
+from controller.build import backend, buildctl, identity, job
+from controller.reconcile import inputs as inputs_
+from controller.reconcile import services as services_
+from controller.reconcile import steps
+
+POLL_SECONDS = 3.0
+QUEUED_POLL_SECONDS = 10.0
+LABEL_PREFIX = "org.opencontainers.image"
+
+
+class BuildFailed(errors.StalledError):
+    def __init__(self, message: str) -> None:
+        super().__init__("BuildFailed", message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    services: services_.Services
+    memory: services_.ObjectMemory
+    condition: str = conditions.BUILT
+
+    async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+        found = inputs_.resolved(ctx)
+        latest: Mapping[str, Any] = ctx.status.get("latestImage") or {}
+        if latest.get("buildKey") == found.key and latest.get("digest"):
+            return steps.Outcome.done("Built", f"{latest['reference']} ({latest['digest']})")
+        records = [dict(r) for r in ctx.status.get("builds") or []]
+        record = next((r for r in records if r.get("buildKey") == found.key), None)
+        plan = self._plan(ctx, found, record, latest)
+        slot = (ctx.namespace, ctx.name, found.key)
+        state = await self._backend(ctx).state(plan)
+        if state.phase in (backend.Phase.PENDING, backend.Phase.RUNNING):
+            self.services.slots.hold(slot)
+            record = _upsert(records, plan, record, result="Running", now=ctx.now)
+            _write_builds(ctx, records)
+            detail = f": {state.message}" if state.message else ""
+            return steps.Outcome.waiting(
+                "Building",
+                f"build {plan.name} ({plan.reason}) is {state.phase.value.lower()}{detail}",
+                requeue_after=POLL_SECONDS,
+            )
+        if state.phase is backend.Phase.SUCCEEDED:
+            self.services.slots.release(slot)
+            assert state.digest is not None
+            outcome = self._succeeded(
+                ctx, found=found, plan=plan, records=records, record=record, digest=state.digest
+            )
+            await self._prune(ctx, plan)
+            return outcome
+        if state.phase is backend.Phase.FAILED:
+            self.services.slots.release(slot)
+            _upsert(records, plan, record, result="Failed", now=ctx.now, message=state.message)
+            _write_builds(ctx, records)
+            await self._prune(ctx, plan)
+            raise BuildFailed(f"build {plan.name} failed: {state.message}")
+        # Missing: start one, unless this key already failed and nobody asked for a retry.
+        if record is not None and record.get("result") == "Failed" and not self._retry(ctx, record):
+            raise BuildFailed(f"build {plan.name} failed: {record.get('message', '')}")
+        if not self.services.slots.try_acquire(slot):
+            return steps.Outcome.waiting(
+                "BuildQueued",
+                f"waiting for a build slot ({self.services.slots.limit} builds run at once)",
+                requeue_after=QUEUED_POLL_SECONDS,
+            )
+        config = await services_.docker_config(
+            self.services, namespace=ctx.namespace, spec=ctx.spec
+        )
+        adopted = await self._existing_tag(ctx, plan, config)
+        if adopted is not None:
+            self.services.slots.release(slot)
+            return self._succeeded(
+                ctx, found=found, plan=plan, records=records, record=record, digest=adopted
+            )
+        await self._backend(ctx).start(dataclasses.replace(plan, docker_config=config))
+        new = _upsert(records, plan, record, result="Running", now=ctx.now, restart=True)
+        requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
+        if requested:
+            new["requestedAt"] = requested
+        _write_builds(ctx, records)
+        return steps.Outcome.waiting(
+            "Building", f"build {plan.name} started ({plan.reason})", requeue_after=POLL_SECONDS
+        )
+
+    def _backend(self, ctx: steps.Context) -> backend.Backend:
+        return self.services.backends[ctx.spec.build.backend]
+
+    def _retry(self, ctx: steps.Context, record: Mapping[str, Any]) -> bool:
+        requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
+        return bool(requested) and requested != record.get("requestedAt")
+
+    def _plan(
+        self,
+        ctx: steps.Context,
+        found: inputs_.Resolved,
+        record: Mapping[str, Any] | None,
+        latest: Mapping[str, Any],
+    ) -> backend.BuildPlan:
+        spec = ctx.spec
+        reason, _ = identity.reasons(latest.get("inputs"), found.material)
+        if record is not None and record.get("result") == "Failed" and self._retry(ctx, record):
+            reason = "Manual"
+        image = (record or {}).get("image") or (
+            f"{spec.image.registry}/{spec.image.repository}:"
+            + identity.render_tag(
+                spec.image.tag, revision=found.inputs.revision, key=found.key, at=ctx.now
+            )
+        )
+        return backend.BuildPlan(
+            owner=job.Owner(name=ctx.name, namespace=ctx.namespace, uid=ctx.uid),
+            key=found.key,
+            reason=(record or {}).get("reason") or reason,
+            request=buildctl.BuildRequest(
+                context=buildctl.LocalContext(job.CONTEXT_MOUNT),
+                dockerfile=spec.dockerfile,
+                image=image,
+                build_args=spec.build_args,
+                platforms=spec.platforms,
+                target=spec.target,
+                metadata_file=job.METADATA_FILE,
+                cache_ref=f"{spec.image.registry}/{spec.image.repository}:buildcache",
+                labels={
+                    f"{LABEL_PREFIX}.revision": found.inputs.revision,
+                    f"{api_identity.GROUP}/build-key": found.key,
+                },
+            ),
+            context_dir=found.context_dir,
+            context_files=found.context_files(),
+            docker_config=None,
+            push_secret=spec.image.push_secret_ref.name if spec.image.push_secret_ref else None,
+            timeout_seconds=int(durations.parse(spec.build.timeout)),
+            resources=spec.build.resources,
+        )
+
+    async def _prune(self, ctx: steps.Context, plan: backend.BuildPlan) -> None:
+        kept = {str(r.get("name")) for r in ctx.updates.get("builds") or []}
+        await self._backend(ctx).prune(plan.owner, keep=kept)
+
+    async def _existing_tag(
+        self, ctx: steps.Context, plan: backend.BuildPlan, config: Mapping[str, Any] | None
+    ) -> str | None:
+        """The digest already under the planned tag, when it is this key's image; else None.
+
+        A tag that exists and was not produced by this build key is never overwritten.
+        """
+        digest = await self.services.resolve(
+            plan.request.image, docker_config=config, auth_reason="PushFailed", not_found=None
+        )
+        if digest is None:
+            return None
+        if "{buildKey}" in ctx.spec.image.tag or "{shortBuildKey}" in ctx.spec.image.tag:
+            return digest  # the tag names this very key: the image is already built
+        raise errors.StalledError(
+            "TagExists",
+            f"spec.image.tag: {plan.request.image} already exists ({digest}) and "
+            "is not this build's; tags are never overwritten — use a template with "
+            "{shortBuildKey} or {timestamp}",
+        )
+
+    def _succeeded(
+        self,
+        ctx: steps.Context,
+        *,
+        found: inputs_.Resolved,
+        plan: backend.BuildPlan,
+        records: list[dict[str, Any]],
+        record: dict[str, Any] | None,
+        digest: str,
+    ) -> steps.Outcome:
+        _upsert(records, plan, record, result="Succeeded", now=ctx.now, digest=digest)
+        _write_builds(ctx, records)
+        _, changes = identity.reasons(
+            (ctx.status.get("latestImage") or {}).get("inputs"), found.material
+        )
+        ctx.updates["latestImage"] = {
+            "reference": plan.request.image,
+            "digest": digest,
+            "builtAt": _stamp(ctx),
+            "reason": plan.reason,
+            "changes": changes,
+            "buildKey": found.key,
+            "inputs": found.material,
+        }
+        return steps.Outcome.done("Built", f"{plan.request.image} ({digest})")
+
+
+def _stamp(ctx: steps.Context) -> str:
+    return ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _upsert(
+    records: list[dict[str, Any]],
+    plan: backend.BuildPlan,
+    record: dict[str, Any] | None,
+    *,
+    result: str,
+    now: Any,
+    message: str = "",
+    digest: str | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if record is None or restart:
+        if record is not None:
+            records.remove(record)
+        record = {
+            "name": plan.name,
+            "buildKey": plan.key,
+            "reason": plan.reason,
+            "image": plan.request.image,
+            "startedAt": stamp,
+        }
+        records.insert(0, record)
+    if record.get("result") != result:
+        record["result"] = result
+        if result in ("Succeeded", "Failed"):
+            record["finishedAt"] = stamp
+    if message:
+        record["message"] = errors.redact(message)[-2000:]
+    if digest:
+        record["digest"] = digest
+    return record
+
+
+def _write_builds(ctx: steps.Context, records: list[dict[str, Any]]) -> None:
+    limits = ctx.spec.history_limit
+    kept: list[dict[str, Any]] = []
+    succeeded = failed = 0
+    for record in records:
+        if record.get("result") == "Succeeded":
+            succeeded += 1
+            if succeeded > limits.succeeded:
+                continue
+        elif record.get("result") == "Failed":
+            failed += 1
+            if failed > limits.failed:
+                continue
+        kept.append(record)
+    ctx.updates["builds"] = kept

@@ -1,0 +1,195 @@
+"""Step 2, resolve inputs: the source revision, the build context, the base image digest, the key.
+
+For a git source the revision is the commit of `ref` (`git ls-remote`), polled at most once per
+`spec.triggers.source.interval`; for an inline source it is a content hash. The context is
+materialized once per revision in the work folder. The base image is the final stage's `FROM`
+(BuildKit's parser, `ARG`s applied), its digest read from the registry at most once per
+`spec.triggers.baseImage.interval`. A spec change or a manual trigger polls both at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import time
+from typing import Any
+
+from controller import durations, errors
+from controller.api import conditions
+from controller.api import identity as api_identity
+from controller.api import spec as model
+from controller.build import dockerfile, identity, job
+from controller.reconcile import services as services_
+from controller.reconcile import steps
+from controller.sources import git
+
+SHARED_KEY = "inputs"
+GIT_TIMEOUT = 120.0
+DEFAULT_SOURCE_INTERVAL = 300.0
+DEFAULT_BASE_INTERVAL = 3600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+    """What this step found, for the build and verify steps."""
+
+    inputs: identity.Inputs
+    key: str
+    material: dict[str, Any]
+    context_dir: pathlib.Path
+
+    def context_files(self) -> tuple[job.ContextFile, ...]:
+        files = []
+        for path in sorted(self.context_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                files.append(
+                    job.ContextFile(
+                        path=path.relative_to(self.context_dir).as_posix(),
+                        content=path.read_bytes(),
+                        executable=os.access(path, os.X_OK),
+                    )
+                )
+        return tuple(files)
+
+
+def resolved(ctx: steps.Context) -> Resolved:
+    found = ctx.shared.get(SHARED_KEY)
+    assert isinstance(found, Resolved), "the inputs step runs before the steps that need it"
+    return found
+
+
+@dataclasses.dataclass(frozen=True)
+class ResolveInputs:
+    services: services_.Services
+    memory: services_.ObjectMemory
+    condition: str = conditions.INPUTS_RESOLVED
+
+    async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+        spec = ctx.spec
+        requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
+        if requested and requested != self.memory.handled_request:
+            self.memory.source_checked = self.memory.base_checked = None
+            self.memory.handled_request = requested
+        revision = await self._revision(ctx)
+        folder = await self._context(ctx, revision)
+        path = folder / spec.dockerfile
+        if not path.is_file():
+            raise errors.StalledError(
+                "DockerfileNotFound",
+                f"spec.dockerfile: {spec.dockerfile!r} does not exist in the source "
+                f"at revision {identity.short_revision(revision)}",
+            )
+        base = dockerfile.final_base_image(
+            path.read_text(errors="replace"), build_args=spec.build_args, target=spec.target
+        )
+        digest = await self._base_digest(ctx, base)
+        inputs = identity.Inputs(revision=revision, base_image=base.reference, base_digest=digest)
+        key = identity.build_key(spec, inputs)
+        self.memory.checked_generation = ctx.generation
+        ctx.shared[SHARED_KEY] = Resolved(
+            inputs=inputs,
+            key=key,
+            material=inputs.key_material(spec),
+            context_dir=folder,
+        )
+        ctx.updates.update({"sourceRevision": revision, "baseImageDigest": digest, "buildKey": key})
+        base_text = "scratch" if base.reference is None else f"{base.reference}@{digest}"
+        return steps.Outcome.done(
+            "Resolved", f"revision {identity.short_revision(revision)}, base {base_text}"
+        )
+
+    async def _revision(self, ctx: steps.Context) -> str:
+        spec = ctx.spec
+        if spec.source.inline is not None:
+            return identity.inline_revision(spec)
+        assert spec.source.git is not None
+        previous = ctx.status.get("sourceRevision")
+        interval = _interval(spec.triggers.source, DEFAULT_SOURCE_INTERVAL)
+        if previous and not self.memory.due(
+            self.memory.source_checked, interval, generation=ctx.generation
+        ):
+            return str(previous)
+        credentials = await services_.git_source_credentials(
+            self.services, namespace=ctx.namespace, spec=spec
+        )
+        revision = await git.ls_remote(
+            url=spec.source.git.url,
+            ref=spec.source.git.ref,
+            credentials=credentials,
+            timeout=GIT_TIMEOUT,
+        )
+        self.memory.source_checked = time.monotonic()
+        return revision
+
+    async def _context(self, ctx: steps.Context, revision: str) -> pathlib.Path:
+        folder = self.services.workdir / "sources" / ctx.namespace / ctx.name / revision
+        if (folder / ".complete").exists():
+            return folder
+        scratch = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        spec = ctx.spec
+        if spec.source.inline is not None:
+            (scratch / "Dockerfile").write_text(spec.source.inline.dockerfile)
+            (scratch / "scripts").mkdir()
+            for name, content in spec.source.inline.scripts.items():
+                script = scratch / "scripts" / name
+                script.write_text(content)
+                script.chmod(0o755)
+        else:
+            assert spec.source.git is not None
+            credentials = await services_.git_source_credentials(
+                self.services, namespace=ctx.namespace, spec=spec
+            )
+            await git.fetch_tree(
+                url=spec.source.git.url,
+                revision=revision,
+                path=spec.source.git.path,
+                dest=scratch,
+                credentials=credentials,
+                timeout=GIT_TIMEOUT,
+            )
+        # Keep only the current revision of this object's sources.
+        for old in folder.parent.glob("*"):
+            if old != scratch:
+                shutil.rmtree(old, ignore_errors=True)
+        scratch.rename(folder)
+        (folder / ".complete").touch()
+        return folder
+
+    async def _base_digest(
+        self,
+        ctx: steps.Context,
+        base: dockerfile.BaseImage,
+    ) -> str | None:
+        if base.reference is None:
+            return None
+        previous = ctx.status.get("baseImageDigest")
+        interval = _interval(ctx.spec.triggers.base_image, DEFAULT_BASE_INTERVAL)
+        if previous and not self.memory.due(
+            self.memory.base_checked, interval, generation=ctx.generation
+        ):
+            return str(previous)
+        config = await services_.docker_config(
+            self.services, namespace=ctx.namespace, spec=ctx.spec
+        )
+        digest = await self.services.resolve(
+            base.reference,
+            docker_config=config,
+            auth_reason="BaseImageAuthFailed",
+            not_found=errors.StalledError(
+                "BaseImageNotFound",
+                f"the base image {base.reference} (Dockerfile line {base.line}) does not exist",
+            ),
+        )
+        self.memory.base_checked = time.monotonic()
+        return digest
+
+
+def _interval(trigger: model.Trigger, default: float) -> float | None:
+    """Seconds between polls; None when the trigger is off (then only a change polls)."""
+    if not trigger.enabled:
+        return None
+    return durations.parse(trigger.interval) if trigger.interval else default

@@ -1,0 +1,186 @@
+"""What the reconcile steps use to reach the world, built once at start-up and handed to them.
+
+`Services` bundles the Kubernetes client, the build backends, the registry access and the work
+folder; `ObjectMemory` is the in-memory, per-RunnerImage state that must not be written to the
+API server (when the source and the base image were last polled); `BuildSlots` bounds how many
+builds run at once across the whole operator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import shutil
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from controller import errors
+from controller import kube as kube_
+from controller.api import spec as model
+from controller.build import backend
+from controller.registry import client as registry_client
+from controller.sources import credentials as git_credentials
+
+
+@dataclasses.dataclass
+class ObjectMemory:
+    """Per-object state kept in the operator's memory (kopf's memo), never in status."""
+
+    source_checked: float | None = None
+    base_checked: float | None = None
+    checked_generation: int | None = None
+    handled_request: str | None = None
+    verified: tuple[str, str] | None = None
+    """The (reference, digest) last proven to resolve in the registry."""
+
+    def due(self, last: float | None, interval: float | None, *, generation: int) -> bool:
+        if last is None or self.checked_generation != generation:
+            return True
+        return interval is not None and time.monotonic() - last >= interval
+
+
+@dataclasses.dataclass
+class BuildSlots:
+    """Bounds the builds in flight across the operator; a build over the limit waits queued."""
+
+    limit: int
+    active: set[tuple[str, str, str]] = dataclasses.field(default_factory=set)
+
+    def try_acquire(self, key: tuple[str, str, str]) -> bool:
+        if key in self.active:
+            return True
+        if len(self.active) >= self.limit:
+            return False
+        self.active.add(key)
+        return True
+
+    def hold(self, key: tuple[str, str, str]) -> None:
+        """Count a build found running (e.g. adopted after a restart) against the limit."""
+        self.active.add(key)
+
+    def release(self, key: tuple[str, str, str]) -> None:
+        self.active.discard(key)
+
+
+@dataclasses.dataclass
+class Services:
+    kube: kube_.Kube
+    backends: Mapping[model.BuildBackend, backend.Backend]
+    slots: BuildSlots
+    workdir: pathlib.Path
+    insecure_registries: frozenset[str] = frozenset()
+    registry_transport: Any = None
+    """An httpx transport for the registry client (tests only); None: the network."""
+
+    def registry(self, docker_config: Mapping[str, Any] | None) -> registry_client.RegistryClient:
+        try:
+            credentials = registry_client.credentials_from_docker_config(docker_config)
+        except ValueError as error:
+            raise errors.StalledError(
+                "SecretInvalid", f"spec.image.pushSecretRef: {error}"
+            ) from None
+        return registry_client.RegistryClient(
+            credentials=credentials,
+            insecure_hosts=self.insecure_registries,
+            transport=self.registry_transport,
+        )
+
+    async def resolve(
+        self,
+        reference: str,
+        *,
+        docker_config: Mapping[str, Any] | None,
+        auth_reason: str,
+        not_found: errors.ReconcileError | None,
+    ) -> str | None:
+        """The digest `reference` resolves to; None when it does not exist and `not_found` is
+        None. Registry failures become reconcile errors: auth -> Stalled(`auth_reason`),
+        unreachable or throttled -> Transient (honouring Retry-After)."""
+        registry = self.registry(docker_config)
+        try:
+            return (await registry.resolve(ref=reference)).digest
+        except registry_client.ManifestNotFound:
+            if not_found is None:
+                return None
+            raise not_found from None
+        except registry_client.RegistryAuthError as error:
+            raise errors.StalledError(auth_reason, str(error)) from None
+        except registry_client.PlatformNotFound as error:
+            raise errors.StalledError("PlatformNotFound", str(error)) from None
+        except registry_client.RegistryUnavailable as error:
+            raise errors.TransientError(
+                "RegistryUnavailable", str(error), retry_after=error.retry_after
+            ) from None
+        except registry_client.RegistryError as error:
+            raise errors.TransientError("RegistryError", str(error)) from None
+        finally:
+            await registry.aclose()
+
+
+def forget(services: Services, *, namespace: str, name: str) -> None:
+    """Drop what the operator keeps of a deleted RunnerImage (fetched sources, finished tasks)."""
+    shutil.rmtree(services.workdir / "sources" / namespace / name, ignore_errors=True)
+
+
+class SecretMissing(errors.StalledError):
+    def __init__(self, field: str, namespace: str, name: str) -> None:
+        super().__init__(
+            "SecretNotFound", f"{field}: Secret {name!r} not found in namespace {namespace!r}"
+        )
+
+
+async def docker_config(
+    services: Services, *, namespace: str, spec: model.RunnerImageSpec
+) -> dict[str, Any] | None:
+    """The push Secret's `.dockerconfigjson`, parsed (None when the spec names no Secret)."""
+    ref = spec.image.push_secret_ref
+    if ref is None:
+        return None
+    field = "spec.image.pushSecretRef"
+    secret = await _secret(services, namespace=namespace, name=ref.name, field=field)
+    raw = secret.data.get(".dockerconfigjson") or secret.data.get("config.json")
+    if raw is None:
+        raise errors.StalledError(
+            "SecretInvalid",
+            f"{field}: Secret {ref.name!r} has no .dockerconfigjson key "
+            "(create it with kubectl create secret docker-registry)",
+        )
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise errors.StalledError(
+            "SecretInvalid", f"{field}: Secret {ref.name!r} holds no valid .dockerconfigjson"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise errors.StalledError(
+            "SecretInvalid", f"{field}: Secret {ref.name!r} holds no valid .dockerconfigjson"
+        )
+    return parsed
+
+
+async def git_source_credentials(
+    services: Services, *, namespace: str, spec: model.RunnerImageSpec
+) -> git_credentials.Credentials | None:
+    git = spec.source.git
+    if git is None or git.secret_ref is None:
+        return None
+    secret = await _secret(
+        services, namespace=namespace, name=git.secret_ref.name, field="spec.source.git.secretRef"
+    )
+    return git_credentials.credentials_from_secret(secret.data, secret=secret.name)
+
+
+async def _secret(services: Services, *, namespace: str, name: str, field: str) -> kube_.Secret:
+    try:
+        secret = await services.kube.read_secret(namespace=namespace, name=name)
+    except kube_.KubeError as error:
+        if error.status == 403:
+            raise errors.StalledError(
+                "SecretForbidden", f"{field}: the operator may not read Secret {name!r}"
+            ) from None
+        raise errors.TransientError("KubernetesUnavailable", str(error)) from None
+    if secret is None:
+        raise SecretMissing(field, namespace, name)
+    return secret

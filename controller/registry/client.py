@@ -1,0 +1,1084 @@
+"""The OCI distribution v2 client the reconcile steps use: resolve digests, read manifests, blobs.
+
+Why httpx and not oras: the operator only needs a handful of read calls (HEAD/GET manifest, GET
+blob, the token flow), and it needs control that oras-py does not give — async I/O inside kopf's
+event loop, typed errors per failure, Retry-After-aware retries, token caching per scope, an
+anonymous mode to prove anonymous pull, and injectable transports for protocol tests.
+
+Authentication follows the registry's challenge. A 401 carries `WWW-Authenticate`: for `Basic`
+the configured credentials are sent; for `Bearer` a token is fetched from the realm (HTTP Basic
+with the credentials, or `grant_type=refresh_token` with an identity token, or anonymously when
+there are none) and cached per (realm, service, scope) until it expires. The challenge is
+remembered per host so later requests carry a token from the start. `anonymous=True` never sends
+any credential (used to prove that anonymous pull works).
+
+Retries: connection errors, time-outs, 408, 429 and 5xx (but 501, 505) are retried up to
+`max_attempts` times with exponential backoff and equal jitter, waiting at least `Retry-After`
+(seconds or an HTTP date). A `Retry-After` longer than `max_retry_after` is not slept in-process:
+`RegistryUnavailable.retry_after` carries it to the caller to requeue.
+
+How reconcile steps should map the errors (they are deliberately not `ReconcileError`s: the same
+error means different things in different steps):
+
+- `RegistryUnavailable` -> `TransientError` with `retry_after=e.retry_after` (None: own backoff).
+- `RegistryAuthError` -> `StalledError` (the user must fix credentials or grants), except when
+  proving anonymous pull right after enabling it, where it is transient (propagation delay).
+- `ManifestNotFound` -> for a base image or a user-given reference, `StalledError`; for the image
+  just pushed, `TransientError`. `BlobNotFound` -> `TransientError`.
+- `PlatformNotFound` -> `StalledError` (the spec's platforms are not in the base image).
+- `RegistryProtocolError` (digest mismatch, size cap, malformed or unsupported manifest) ->
+  `TransientError`; it names what was wrong.
+
+No message or `repr` carries a credential or a token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email.utils
+import hashlib
+import ipaddress
+import json
+import logging
+import math
+import random
+import ssl
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, overload
+
+import httpx
+
+from controller.registry import auth, reference
+
+logger = logging.getLogger(__name__)
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
+
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+DEFAULT_MAX_BLOB_SIZE = 256 * 1024 * 1024
+DEFAULT_TOKEN_LIFETIME = 60.0
+USER_AGENT = "ade-runner-operator"
+
+CredentialSource = Mapping[str, auth.Credentials] | Callable[[str], auth.Credentials | None]
+RefLike = reference.Reference | str
+"""A parsed reference, or text parsed with `reference.parse` (raising `InvalidReference`)."""
+Action = Literal["pull", "push"]
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class RegistryError(Exception):
+    """Base of the client's errors: names the registry and the repository, never a secret."""
+
+    def __init__(self, message: str, *, registry: str, repository: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.registry = registry
+        self.repository = repository
+
+
+class RegistryAuthError(RegistryError):
+    """401/403 after authenticating (or the token service refused): credentials or grants."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str,
+        repository: str,
+        action: str,
+        status: int,
+        anonymous: bool,
+    ) -> None:
+        super().__init__(message, registry=registry, repository=repository)
+        self.action = action
+        self.status = status
+        self.anonymous = anonymous
+
+
+class ManifestNotFound(RegistryError):
+    """404 for a manifest (unknown tag, digest or repository)."""
+
+    def __init__(self, message: str, *, registry: str, repository: str, reference: str) -> None:
+        super().__init__(message, registry=registry, repository=repository)
+        self.reference = reference
+
+
+class BlobNotFound(RegistryError):
+    """404 for a blob."""
+
+    def __init__(self, message: str, *, registry: str, repository: str, digest: str) -> None:
+        super().__init__(message, registry=registry, repository=repository)
+        self.digest = digest
+
+
+class PlatformNotFound(RegistryError):
+    """An index has no manifest for the platform asked for; `available` lists what it has."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str,
+        repository: str,
+        platform: str,
+        available: tuple[str, ...],
+    ) -> None:
+        super().__init__(message, registry=registry, repository=repository)
+        self.platform = platform
+        self.available = available
+
+
+class RegistryUnavailable(RegistryError):
+    """Cannot reach the registry, or it kept failing: `status` is the last HTTP status (None
+    for a connection error), `retry_after` what the registry asked for, if anything."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        registry: str,
+        repository: str,
+        status: int | None,
+        attempts: int,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, registry=registry, repository=repository)
+        self.status = status
+        self.attempts = attempts
+        self.retry_after = retry_after
+
+
+class RegistryProtocolError(RegistryError):
+    """The registry answered something this client cannot accept (digest mismatch, too large,
+    malformed or unsupported manifest, an unexpected status)."""
+
+    def __init__(
+        self, message: str, *, registry: str, repository: str, status: int | None = None
+    ) -> None:
+        super().__init__(message, registry=registry, repository=repository)
+        self.status = status
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        """`linux/amd64`, `linux/arm64/v8`."""
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"{text!r} is not a platform (os/architecture[/variant])")
+        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def normalized(self) -> Platform:
+        arch = _ARCH_ALIASES.get(self.architecture, self.architecture)
+        variant = self.variant
+        if arch == "arm64" and variant == "v8":
+            variant = None
+        if arch == "arm" and variant is None:
+            variant = "v7"
+        return Platform(self.os.lower(), arch, variant)
+
+    def matches(self, wanted: Platform) -> bool:
+        have, want = self.normalized(), wanted.normalized()
+        if (have.os, have.architecture) != (want.os, want.architecture):
+            return False
+        return want.variant is None or want.variant == have.variant
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclasses.dataclass(frozen=True)
+class Descriptor:
+    """What points at content: digest, media type, size (and the platform, in an index)."""
+
+    digest: str
+    media_type: str
+    size: int
+    platform: Platform | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    """An image manifest (OCI or Docker v2); `reference` is pinned by its digest."""
+
+    reference: reference.Reference
+    descriptor: Descriptor
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    raw: bytes = dataclasses.field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+
+@dataclasses.dataclass(frozen=True)
+class Index:
+    """An OCI image index or a Docker manifest list."""
+
+    reference: reference.Reference
+    descriptor: Descriptor
+    manifests: tuple[Descriptor, ...]
+    raw: bytes = dataclasses.field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestEvent:
+    """One HTTP exchange, for metrics. `outcome`: `ok` (an answer that is not retried, whatever
+    its status: 401 and 404 included), `retry` (a retryable failure, tried again) or `error` (a
+    retryable failure after which the client gave up)."""
+
+    registry: str
+    kind: str  # manifest, blob, token
+    method: str
+    status: int | None
+    outcome: str
+    attempt: int
+    duration: float
+    error: str | None = None  # exception class name for connection errors
+
+
+RequestHook = Callable[[RequestEvent], None]
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def credentials_from_docker_config(
+    payload: Mapping[str, Any] | bytes | str | None,
+) -> auth.CredentialStore | None:
+    """The credentials of a `.dockerconfigjson` payload (None stays None: anonymous)."""
+    return None if payload is None else auth.parse_docker_config(payload)
+
+
+def as_reference(ref: RefLike) -> reference.Reference:
+    return reference.parse(ref) if isinstance(ref, str) else ref
+
+
+def digest_of(data: bytes, algorithm: str = "sha256") -> str:
+    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None if absent or bad."""
+    if not value:
+        return None
+    text = value.strip()
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def backoff_delay(
+    *,
+    attempt: int,
+    base: float,
+    cap: float,
+    retry_after: float | None,
+    rng: random.Random,
+) -> float:
+    """Equal-jitter exponential backoff for `attempt` (1-based), never below `retry_after`."""
+    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 60))
+    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+def is_retryable(status: int) -> bool:
+    return status in (408, 429) or (500 <= status <= 599 and status not in (501, 505))
+
+
+def _media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def _descriptor(value: Any, *, where: str) -> Descriptor:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} is not an object")
+    digest = value.get("digest")
+    media_type = value.get("mediaType")
+    size = value.get("size")
+    if not isinstance(digest, str) or not reference.is_digest(digest):
+        raise ValueError(f"{where}.digest is not a valid digest")
+    if not isinstance(media_type, str) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"{where} lacks mediaType or size")
+    platform = None
+    raw = value.get("platform")
+    if isinstance(raw, Mapping) and isinstance(raw.get("os"), str):
+        variant = raw.get("variant")
+        platform = Platform(
+            str(raw["os"]),
+            str(raw.get("architecture", "")),
+            variant if isinstance(variant, str) and variant else None,
+        )
+    return Descriptor(digest, media_type, size, platform)
+
+
+def parse_manifest(
+    raw: bytes, *, ref: reference.Reference, descriptor: Descriptor
+) -> Manifest | Index:
+    """A manifest or index from its bytes; ValueError for anything not OCI/Docker v2."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("the manifest is not JSON") from None
+    if not isinstance(document, Mapping):
+        raise ValueError("the manifest is not a JSON object")
+    media_type = descriptor.media_type or str(document.get("mediaType") or "")
+    if media_type in DOCKER_SCHEMA1 or document.get("schemaVersion") == 1:
+        raise ValueError("Docker schema 1 manifests are not supported")
+    if not media_type or media_type == "application/json":
+        media_type = OCI_INDEX if "manifests" in document else OCI_MANIFEST
+    descriptor = dataclasses.replace(descriptor, media_type=media_type)
+    pinned = ref.with_digest(descriptor.digest)
+    if media_type in INDEX_TYPES:
+        entries = document.get("manifests")
+        if not isinstance(entries, list):
+            raise ValueError("the index has no manifests list")
+        manifests = tuple(
+            _descriptor(entry, where=f"manifests[{i}]") for i, entry in enumerate(entries)
+        )
+        return Index(pinned, descriptor, manifests, raw)
+    if media_type in MANIFEST_TYPES:
+        layers = document.get("layers")
+        if not isinstance(layers, list):
+            raise ValueError("the manifest has no layers list")
+        return Manifest(
+            pinned,
+            descriptor,
+            _descriptor(document.get("config"), where="config"),
+            tuple(_descriptor(layer, where=f"layers[{i}]") for i, layer in enumerate(layers)),
+            raw,
+        )
+    raise ValueError(f"unsupported manifest media type {media_type!r}")
+
+
+def select_platform(index: Index, wanted: Platform) -> Descriptor | None:
+    """The first manifest of `index` for `wanted` (attestations, `unknown/unknown`, never match)."""
+    for entry in index.manifests:
+        if entry.platform is not None and entry.platform.matches(wanted):
+            return entry
+    return None
+
+
+def is_plain_http_host(host: str, insecure_hosts: frozenset[str]) -> bool:
+    """Loopback hosts and the configured insecure hosts are spoken to over plain HTTP."""
+    host = host.lower()
+    if host in insecure_hosts:
+        return True
+    name = urllib.parse.urlsplit(f"//{host}").hostname or ""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _registry_error(response: httpx.Response) -> str:
+    """`HTTP 401, CODE: message` from a distribution error body (bounded), else the status."""
+    detail = f"HTTP {response.status_code}"
+    try:
+        document = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError, httpx.ResponseNotRead):
+        return detail
+    errors = document.get("errors") if isinstance(document, Mapping) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+        code, message = errors[0].get("code", ""), errors[0].get("message", "")
+        detail += f", {str(code)[:60]}: {str(message)[:200]}"
+    return detail
+
+
+# -- the client --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    registry: str
+    endpoint: str
+    repository: str
+    action: Action
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.repository}:{self.action}"
+
+
+@dataclasses.dataclass(repr=False)
+class _Token:
+    value: str
+    expires: float
+
+    def __repr__(self) -> str:
+        return f"_Token(expires={self.expires})"
+
+
+class RegistryClient:
+    """Async OCI distribution client; use as `async with RegistryClient(...) as client`."""
+
+    def __init__(
+        self,
+        *,
+        credentials: CredentialSource | None = None,
+        anonymous: bool = False,
+        insecure_hosts: Iterable[str] = (),
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        max_retry_after: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: ssl.SSLContext | bool = True,
+        on_request: RequestHook | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._credentials = None if anonymous else credentials
+        self.anonymous = anonymous
+        self._insecure = frozenset(auth.normalize_host(h) for h in insecure_hosts)
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._max_retry_after = max_retry_after
+        self._hook = on_request
+        self._sleep = sleep
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=timeout,
+            verify=verify,
+            follow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+        self._challenges: dict[str, auth.Challenge] = {}
+        self._tokens: dict[tuple[str, str, str], _Token] = {}
+        self._token_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"RegistryClient(anonymous={self.anonymous}, insecure_hosts={sorted(self._insecure)})"
+        )
+
+    async def __aenter__(self) -> RegistryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # -- public operations -------------------------------------------------------------------
+
+    async def resolve(self, *, ref: RefLike) -> Descriptor:
+        """The digest, media type and size `ref` points at (HEAD; GET if no digest header)."""
+        ref = as_reference(ref)
+        target = self._target(ref)
+        response = await self._request(
+            target=target,
+            method="HEAD",
+            url=self._url(target, f"manifests/{ref.identifier}"),
+            kind="manifest",
+            headers={"Accept": ACCEPT},
+        )
+        if response.status_code == 404:
+            raise self._manifest_missing(target, ref, response)
+        digest = response.headers.get("Docker-Content-Digest")
+        if response.status_code == 200 and digest and reference.is_digest(digest):
+            if ref.digest is not None and digest != ref.digest:
+                raise RegistryProtocolError(
+                    f"{ref} resolved to {digest} on {target.registry}",
+                    registry=target.registry,
+                    repository=target.repository,
+                )
+            length = response.headers.get("Content-Length", "")
+            return Descriptor(
+                digest,
+                _media_type(response.headers.get("Content-Type")),
+                int(length) if length.isdigit() else 0,
+            )
+        if response.status_code not in (200, 405):
+            raise self._unexpected(target, response, f"HEAD manifest {ref.identifier}")
+        manifest = await self.get_manifest(ref=ref)
+        return manifest.descriptor
+
+    @overload
+    async def get_manifest(self, *, ref: RefLike, platform: None = None) -> Manifest | Index: ...
+
+    @overload
+    async def get_manifest(self, *, ref: RefLike, platform: Platform | str) -> Manifest: ...
+
+    async def get_manifest(
+        self, *, ref: RefLike, platform: Platform | str | None = None
+    ) -> Manifest | Index:
+        """The manifest or index at `ref`; with `platform`, the image manifest for it (an index
+        is followed to the matching entry; a plain manifest is returned as it is)."""
+        ref = as_reference(ref)
+        found = await self._fetch_manifest(ref=ref)
+        if platform is None:
+            return found
+        wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+        for _ in range(2):  # an index may nest one more index
+            if isinstance(found, Manifest):
+                return found
+            entry = select_platform(found, wanted)
+            if entry is None:
+                available = tuple(str(m.platform) for m in found.manifests if m.platform)
+                raise PlatformNotFound(
+                    f"{ref} on {ref.registry} has no manifest for {wanted}"
+                    f" (it has {', '.join(available) or 'no platforms'})",
+                    registry=ref.registry,
+                    repository=ref.repository,
+                    platform=str(wanted),
+                    available=available,
+                )
+            found = await self._fetch_manifest(ref=ref.with_digest(entry.digest))
+        if isinstance(found, Manifest):
+            return found
+        raise RegistryProtocolError(
+            f"{ref} on {ref.registry}: indexes nested too deep",
+            registry=ref.registry,
+            repository=ref.repository,
+        )
+
+    async def get_blob(
+        self,
+        *,
+        ref: RefLike,
+        digest: str,
+        max_size: int = DEFAULT_MAX_BLOB_SIZE,
+    ) -> bytes:
+        """A blob's bytes, verified against `digest`, refused past `max_size` bytes."""
+        chunks: list[bytes] = []
+        await self.copy_blob(ref=ref, digest=digest, sink=chunks.append, max_size=max_size)
+        return b"".join(chunks)
+
+    async def copy_blob(
+        self,
+        *,
+        ref: RefLike,
+        digest: str,
+        sink: Callable[[bytes], object],
+        max_size: int = DEFAULT_MAX_BLOB_SIZE,
+    ) -> int:
+        """Stream a blob into `sink` chunk by chunk; returns its size. What the sink received is
+        only trustworthy once this returns: a digest mismatch raises after the last chunk."""
+        reference.validate_digest(digest)
+        algorithm = digest.split(":", 1)[0]
+        target = self._target(as_reference(ref))
+        response = await self._request(
+            target=target,
+            method="GET",
+            url=self._url(target, f"blobs/{digest}"),
+            kind="blob",
+            stream=True,
+        )
+        try:
+            if response.status_code == 404:
+                await response.aread()
+                raise BlobNotFound(
+                    f"blob {digest} not found in {target.repository} on {target.registry}"
+                    f" ({_registry_error(response)})",
+                    registry=target.registry,
+                    repository=target.repository,
+                    digest=digest,
+                )
+            if response.status_code != 200:
+                await response.aread()
+                raise self._unexpected(target, response, f"GET blob {digest}")
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > max_size:
+                raise self._too_large(target, f"blob {digest}", max_size)
+            hasher = hashlib.new(algorithm)
+            total = 0
+            try:
+                async for chunk in response.aiter_bytes():
+                    total += len(chunk)
+                    if total > max_size:
+                        raise self._too_large(target, f"blob {digest}", max_size)
+                    hasher.update(chunk)
+                    sink(chunk)
+            except (httpx.TransportError, httpx.StreamError) as error:
+                raise RegistryUnavailable(
+                    f"reading blob {digest} from {target.registry} failed: {type(error).__name__}",
+                    registry=target.registry,
+                    repository=target.repository,
+                    status=None,
+                    attempts=1,
+                ) from None
+        finally:
+            await response.aclose()
+        got = f"{algorithm}:{hasher.hexdigest()}"
+        if got != digest:
+            raise RegistryProtocolError(
+                f"blob {digest} from {target.repository} on {target.registry} has digest {got}",
+                registry=target.registry,
+                repository=target.repository,
+            )
+        return total
+
+    # -- manifests ---------------------------------------------------------------------------
+
+    async def _fetch_manifest(self, *, ref: reference.Reference) -> Manifest | Index:
+        target = self._target(ref)
+        response = await self._request(
+            target=target,
+            method="GET",
+            url=self._url(target, f"manifests/{ref.identifier}"),
+            kind="manifest",
+            headers={"Accept": ACCEPT},
+            stream=True,
+        )
+        try:
+            if response.status_code == 404:
+                await response.aread()
+                raise self._manifest_missing(target, ref, response)
+            if response.status_code != 200:
+                await response.aread()
+                raise self._unexpected(target, response, f"GET manifest {ref.identifier}")
+            raw = await self._read_capped(target, response, MAX_MANIFEST_SIZE, "manifest")
+        finally:
+            await response.aclose()
+        header = response.headers.get("Docker-Content-Digest")
+        expected = ref.digest or (header if header and reference.is_digest(header) else None)
+        algorithm = expected.split(":", 1)[0] if expected else "sha256"
+        computed = digest_of(raw, algorithm)
+        if expected is not None and computed != expected:
+            raise RegistryProtocolError(
+                f"manifest {ref.identifier} of {target.repository} on {target.registry}"
+                f" has digest {computed}, expected {expected}",
+                registry=target.registry,
+                repository=target.repository,
+            )
+        descriptor = Descriptor(
+            computed, _media_type(response.headers.get("Content-Type")), len(raw)
+        )
+        try:
+            return parse_manifest(raw, ref=ref, descriptor=descriptor)
+        except ValueError as error:
+            raise RegistryProtocolError(
+                f"manifest {ref.identifier} of {target.repository} on {target.registry}: {error}",
+                registry=target.registry,
+                repository=target.repository,
+            ) from None
+
+    async def _read_capped(
+        self, target: _Target, response: httpx.Response, cap: int, what: str
+    ) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                total += len(chunk)
+                if total > cap:
+                    raise self._too_large(target, what, cap)
+                chunks.append(chunk)
+        except (httpx.TransportError, httpx.StreamError) as error:
+            raise RegistryUnavailable(
+                f"reading a {what} from {target.registry} failed: {type(error).__name__}",
+                registry=target.registry,
+                repository=target.repository,
+                status=None,
+                attempts=1,
+            ) from None
+        return b"".join(chunks)
+
+    # -- requests: auth and retries ----------------------------------------------------------
+
+    def _target(self, ref: reference.Reference, action: Action = "pull") -> _Target:
+        return _Target(ref.registry, ref.endpoint, ref.repository, action)
+
+    def _scheme(self, host: str) -> str:
+        return "http" if is_plain_http_host(host, self._insecure) else "https"
+
+    def _url(self, target: _Target, path: str) -> str:
+        return f"{self._scheme(target.endpoint)}://{target.endpoint}/v2/{target.repository}/{path}"
+
+    def _credentials_for(self, registry: str) -> auth.Credentials | None:
+        source = self._credentials
+        if source is None:
+            return None
+        if isinstance(source, Mapping):
+            found = source.get(registry) or source.get(registry.lower())
+            return found if isinstance(found, auth.Credentials) else None
+        return source(registry)
+
+    async def _request(
+        self,
+        *,
+        target: _Target,
+        method: str,
+        url: str,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+    ) -> httpx.Response:
+        """Send with authentication; a 401 is answered once by (re)authenticating. Returns any
+        other response (open when `stream`); raises for auth failure and exhausted retries."""
+        authenticated = False
+        while True:
+            sent = dict(headers or {})
+            authorization = await self._authorization(target)
+            if authorization is not None:
+                sent["Authorization"] = authorization
+            response = await self._send(
+                target=target, method=method, url=url, kind=kind, headers=sent, stream=stream
+            )
+            if response.status_code not in (401, 403):
+                return response
+            await response.aread()
+            await response.aclose()
+            challenges = auth.parse_challenges(response.headers.get("WWW-Authenticate", ""))
+            if response.status_code == 401 and not authenticated and challenges:
+                self._forget(target, authorization)
+                self._challenges[target.endpoint] = _pick(challenges)
+                authenticated = True
+                continue
+            raise self._auth_error(target, response, "the registry refused")
+
+    async def _authorization(self, target: _Target) -> str | None:
+        challenge = self._challenges.get(target.endpoint)
+        if challenge is None:
+            return None
+        credentials = self._credentials_for(target.registry)
+        if challenge.scheme == "basic":
+            if credentials is None or credentials.identity_token:
+                return None
+            return credentials.basic
+        if challenge.scheme == "bearer":
+            token = await self._token(target, challenge, credentials)
+            return f"Bearer {token}"
+        return None
+
+    def _forget(self, target: _Target, authorization: str | None) -> None:
+        """Drop the cached token that was just refused, so the next try fetches a new one."""
+        if authorization is None or not authorization.startswith("Bearer "):
+            return
+        value = authorization.removeprefix("Bearer ")
+        for key, token in list(self._tokens.items()):
+            if token.value == value:
+                del self._tokens[key]
+
+    async def _token(
+        self,
+        target: _Target,
+        challenge: auth.Challenge,
+        credentials: auth.Credentials | None,
+    ) -> str:
+        realm = challenge.realm
+        if not realm:
+            raise RegistryProtocolError(
+                f"{target.registry} asked for a bearer token without a realm",
+                registry=target.registry,
+                repository=target.repository,
+            )
+        service = challenge.service or ""
+        key = (realm, service, target.scope)
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            cached = self._tokens.get(key)
+            if cached is not None and cached.expires > self._clock():
+                return cached.value
+            token = await self._fetch_token(target, realm, service, credentials)
+            self._tokens[key] = token
+            return token.value
+
+    async def _fetch_token(
+        self,
+        target: _Target,
+        realm: str,
+        service: str,
+        credentials: auth.Credentials | None,
+    ) -> _Token:
+        split = urllib.parse.urlsplit(realm)
+        if split.scheme not in ("http", "https") or not split.netloc:
+            raise RegistryProtocolError(
+                f"{target.registry} names a token realm that is not an HTTP(S) URL",
+                registry=target.registry,
+                repository=target.repository,
+            )
+        if (
+            credentials is not None
+            and split.scheme == "http"
+            and not is_plain_http_host(split.netloc, self._insecure)
+        ):
+            raise RegistryProtocolError(
+                f"{target.registry} asks for credentials over plain HTTP ({split.netloc});"
+                " refusing to send them",
+                registry=target.registry,
+                repository=target.repository,
+            )
+        params = {"service": service, "scope": target.scope} if service else {"scope": target.scope}
+        started = self._clock()
+        if credentials is not None and credentials.identity_token:
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": credentials.identity_token,
+                "client_id": USER_AGENT,
+                **params,
+            }
+            response = await self._send(
+                target=target,
+                method="POST",
+                url=realm,
+                kind="token",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+                content=urllib.parse.urlencode(form).encode(),
+            )
+        else:
+            headers = {"Authorization": credentials.basic} if credentials is not None else {}
+            response = await self._send(
+                target=target,
+                method="GET",
+                url=f"{realm}{'&' if split.query else '?'}{urllib.parse.urlencode(params)}",
+                kind="token",
+                headers=headers,
+            )
+        if response.status_code in (401, 403):
+            raise self._auth_error(target, response, "the token service refused")
+        if response.status_code != 200:
+            raise self._unexpected(target, response, "token request")
+        try:
+            body = response.json()
+            value = body.get("token") or body.get("access_token")
+            lifetime = float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME)
+        except (ValueError, AttributeError, TypeError):
+            value, lifetime = None, 0.0
+        if not isinstance(value, str) or not value:
+            raise RegistryProtocolError(
+                f"the token service of {target.registry} answered without a token",
+                registry=target.registry,
+                repository=target.repository,
+            )
+        # Renew a little early: the registry checks expiry against its own clock.
+        return _Token(value, started + max(1.0, lifetime * 0.9))
+
+    async def _send(
+        self,
+        *,
+        target: _Target,
+        method: str,
+        url: str,
+        kind: str,
+        headers: Mapping[str, str],
+        stream: bool = False,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        """One logical request with retries on connection errors, 408, 429 and 5xx."""
+        last_status: int | None = None
+        last_error = ""
+        retry_after: float | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            started = time.monotonic()
+            request = self._http.build_request(method, url, headers=headers, content=content)
+            try:
+                response = await self._http.send(
+                    request, stream=stream, follow_redirects=kind == "blob"
+                )
+            except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
+                last_status, last_error = None, type(e).__name__
+                retry_after = None
+                final = attempt == self._max_attempts
+                self._report(
+                    target=target,
+                    kind=kind,
+                    method=method,
+                    status=None,
+                    outcome="error" if final else "retry",
+                    attempt=attempt,
+                    started=started,
+                    error=e,
+                )
+            else:
+                status = response.status_code
+                if not is_retryable(status):
+                    self._report(
+                        target=target,
+                        kind=kind,
+                        method=method,
+                        status=status,
+                        outcome="ok",
+                        attempt=attempt,
+                        started=started,
+                    )
+                    return response
+                await response.aread()
+                await response.aclose()
+                last_status, last_error = status, _registry_error(response)
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                final = attempt == self._max_attempts
+                if retry_after is not None and retry_after > self._max_retry_after:
+                    final = True
+                self._report(
+                    target=target,
+                    kind=kind,
+                    method=method,
+                    status=status,
+                    outcome="error" if final else "retry",
+                    attempt=attempt,
+                    started=started,
+                )
+                if retry_after is not None and retry_after > self._max_retry_after:
+                    raise RegistryUnavailable(
+                        f"{target.registry} asks to retry {kind} requests for"
+                        f" {target.repository} after {retry_after:.0f}s ({last_error})",
+                        registry=target.registry,
+                        repository=target.repository,
+                        status=status,
+                        attempts=attempt,
+                        retry_after=retry_after,
+                    )
+            if attempt == self._max_attempts:
+                break
+            delay = backoff_delay(
+                attempt=attempt,
+                base=self._backoff,
+                cap=self._max_backoff,
+                retry_after=retry_after,
+                rng=self._rng,
+            )
+            logger.debug(
+                "%s %s on %s: %s; retrying in %.2fs",
+                method,
+                kind,
+                target.registry,
+                last_error,
+                delay,
+            )
+            await self._sleep(delay)
+        raise RegistryUnavailable(
+            f"{kind} request for {target.repository} on {target.registry} failed after"
+            f" {self._max_attempts} attempts ({last_error or 'no answer'})",
+            registry=target.registry,
+            repository=target.repository,
+            status=last_status,
+            attempts=self._max_attempts,
+            retry_after=retry_after,
+        )
+
+    def _report(
+        self,
+        *,
+        target: _Target,
+        kind: str,
+        method: str,
+        status: int | None,
+        outcome: str,
+        attempt: int,
+        started: float,
+        error: BaseException | None = None,
+    ) -> None:
+        if self._hook is None:
+            return
+        event = RequestEvent(
+            registry=target.registry,
+            kind=kind,
+            method=method,
+            status=status,
+            outcome=outcome,
+            attempt=attempt,
+            duration=time.monotonic() - started,
+            error=type(error).__name__ if error is not None else None,
+        )
+        try:
+            self._hook(event)
+        except Exception:  # a metrics hook must never break a pull
+            logger.exception("registry request hook failed")
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def _auth_error(
+        self, target: _Target, response: httpx.Response, what: str
+    ) -> RegistryAuthError:
+        anonymous = self._credentials_for(target.registry) is None
+        who = "anonymous access" if anonymous else "the configured credentials"
+        return RegistryAuthError(
+            f"{what} to {target.action} {target.repository} on {target.registry}"
+            f" with {who} ({_registry_error(response)})",
+            registry=target.registry,
+            repository=target.repository,
+            action=target.action,
+            status=response.status_code,
+            anonymous=anonymous,
+        )
+
+    def _manifest_missing(
+        self, target: _Target, ref: reference.Reference, response: httpx.Response
+    ) -> ManifestNotFound:
+        return ManifestNotFound(
+            f"manifest {ref.identifier} not found in {target.repository} on {target.registry}"
+            f" ({_registry_error(response)})",
+            registry=target.registry,
+            repository=target.repository,
+            reference=ref.identifier,
+        )
+
+    def _unexpected(
+        self, target: _Target, response: httpx.Response, what: str
+    ) -> RegistryProtocolError:
+        return RegistryProtocolError(
+            f"{what} for {target.repository} on {target.registry}: unexpected"
+            f" {_registry_error(response)}",
+            registry=target.registry,
+            repository=target.repository,
+            status=response.status_code,
+        )
+
+    def _too_large(self, target: _Target, what: str, cap: int) -> RegistryProtocolError:
+        return RegistryProtocolError(
+            f"{what} of {target.repository} on {target.registry} is larger than {cap} bytes",
+            registry=target.registry,
+            repository=target.repository,
+        )
+
+
+def _pick(challenges: Sequence[auth.Challenge]) -> auth.Challenge:
+    """Bearer over Basic over anything else, as Docker does."""
+    for scheme in ("bearer", "basic"):
+        for challenge in challenges:
+            if challenge.scheme == scheme:
+                return challenge
+    return challenges[0]

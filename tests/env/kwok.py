@@ -1,0 +1,95 @@
+"""Simulated nodes for Job builds: kwok runs one fake node, and its stages move build pods.
+
+Pods are scheduled by the real kube-scheduler onto the fake node and become Running. They finish
+only when a test says so, by labelling the pod (so timing is in the test's hands, never a race):
+
+- `kwok.ade.dev/complete=true` with annotation `kwok.ade.dev/digest=sha256:...`: the container
+  terminates with exit code 0 and a termination message holding BuildKit's metadata JSON with
+  that digest (what `cat metadata.json > /dev/termination-log` produces in a real build pod);
+- `kwok.ade.dev/complete=fail`: the container exits 1 with a build-log-like message.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import signal
+import subprocess
+from typing import Any
+
+from tests.env import controlplane, kube
+
+NODE = "kwok-node-0"
+COMPLETE_LABEL = "kwok.ade.dev/complete"
+DIGEST_ANNOTATION = "kwok.ade.dev/digest"
+FAILURE_MESSAGE = "#7 ERROR: process '/bin/sh -c exit 3' did not complete successfully: exit code 3"
+
+STAGES = pathlib.Path(__file__).with_name("kwok-stages.yaml")
+"""kwok's Stage objects: pod-ready, pod-complete (on the label), pod-fail, pod-delete."""
+
+
+class Kwok:
+    """One fake node managed by kwok against the test control plane."""
+
+    def __init__(self, plane: controlplane.ControlPlane, folder: pathlib.Path) -> None:
+        self.plane = plane
+        self.folder = folder
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        config = self.folder / "kwok.yaml"
+        config.write_text(STAGES.read_text())
+        with (self.folder / "kwok.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    str(self.plane.bin / "kwok"),
+                    f"--kubeconfig={self.plane.kubeconfig}",
+                    f"--config={config}",
+                    "--manage-all-nodes=false",
+                    "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                    "--server-address=127.0.0.1:0",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self.plane.kubectl("apply", "-f", "-", input=json.dumps(_node()))
+        kube.wait_for(self._node_ready, timeout=60, what=f"node {NODE} Ready", interval=0.2)
+        # The API server taints new nodes not-ready; the node lifecycle controller, which would
+        # lift it, is not run here (kwok owns the node's health).
+        self.plane.kubectl("patch", "node", NODE, "--type=merge", "-p", '{"spec":{"taints":null}}')
+
+    def _node_ready(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError((self.folder / "kwok.log").read_text()[-3000:])
+        out = self.plane.kubectl(
+            "get", "node", NODE, "-o",
+            "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False,
+        )  # fmt: skip
+        return out.stdout.strip() == "True"
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+
+def _node() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {"kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "type": "kwok"},
+        },
+        "status": {
+            "allocatable": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+        },
+    }

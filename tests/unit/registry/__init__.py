@@ -1,0 +1,1 @@
+"""Unit tests of the registry package: references, auth data, the client's protocol edges."""
