@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import pathlib
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.env import controlplane, kube
+from tests.env import controlplane, kube, kwok, registry, tokenserver
 from tests.env import operator as operator_
 
 
@@ -43,6 +45,45 @@ def namespace(cluster: kube.Cluster) -> Iterator[str]:
     cluster.plane.kubectl("create", "namespace", name)
     yield name
     cluster.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+PUSH_USER = "pusher"
+PUSH_PASSWORD = "pUsh-s3cret-Pa55word"  # the test registry's; grepped for in every output
+
+
+@pytest.fixture(scope="session")
+def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tokenserver.TokenServer]:
+    """The ACR-like token service in front of the test registry (anonymous pull off)."""
+    server = tokenserver.TokenServer(
+        tmp_path_factory.mktemp("token-server"),
+        users={PUSH_USER: tokenserver.User(password=PUSH_PASSWORD)},
+    )
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def oci_registry(
+    tmp_path_factory: pytest.TempPathFactory, token_server: tokenserver.TokenServer
+) -> Iterator[registry.Registry]:
+    """A real distribution registry (Debian's docker-registry) behind token auth."""
+    with registry.running(tmp_path_factory.mktemp("registry"), token_server) as running:
+        yield running
+
+
+def docker_config_json(host: str, user: str = PUSH_USER, password: str = PUSH_PASSWORD) -> str:
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return json.dumps({"auths": {host: {"auth": auth}}})
+
+
+@pytest.fixture(scope="session")
+def kwok_node(control_plane: controlplane.ControlPlane) -> Iterator[kwok.Kwok]:
+    """A fake node (kwok) that runs Job build pods as the tests direct."""
+    node = kwok.Kwok(control_plane, control_plane.folder / "kwok")
+    node.start()
+    yield node
+    node.stop()
 
 
 StartOperator = Callable[..., operator_.OperatorProcess]

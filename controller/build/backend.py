@@ -50,10 +50,12 @@ class BuildPlan:
     """The name of the push Secret (the Job backend mounts it)."""
     timeout_seconds: int
     resources: Mapping[str, Any]
+    attempt: int = 1
+    """1 for the first build of a key; a manual retry of a failed key counts up."""
 
     @property
     def name(self) -> str:
-        return job.job_name(self.owner.name, self.key)
+        return job.job_name(self.owner.name, self.key, self.attempt)
 
 
 class Backend(Protocol):

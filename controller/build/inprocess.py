@@ -19,7 +19,7 @@ class Tasks:
 
     @staticmethod
     def _key(plan: backend.BuildPlan) -> tuple[str, str, str]:
-        return (plan.owner.namespace, plan.owner.name, plan.key)
+        return (plan.owner.namespace, plan.owner.name, plan.name)
 
     def start(
         self,
@@ -54,7 +54,7 @@ class Tasks:
     def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
         """Drop finished tasks of one RunnerImage whose build names are not kept."""
         for key in [k for k in self._tasks if k[:2] == (owner.namespace, owner.name)]:
-            if self._tasks[key].done() and job.job_name(owner.name, key[2]) not in keep:
+            if self._tasks[key].done() and key[2] not in keep:
                 del self._tasks[key]
 
     def forget(self, *, namespace: str, name: str) -> None:

@@ -59,9 +59,10 @@ class JobSettings:
 DEFAULT_SETTINGS = JobSettings()
 
 
-def job_name(owner_name: str, key: str) -> str:
-    """`<name>-build-<key12>`, cut to 63 characters (a DNS label; the Job's pods add a suffix)."""
-    suffix = f"-build-{key[:12]}"
+def job_name(owner_name: str, key: str, attempt: int = 1) -> str:
+    """`<name>-build-<key12>[-r<attempt>]`, at most 56 characters (a DNS label, with room for
+    the suffix the Job controller adds to its pods). A retried key gets a new name."""
+    suffix = f"-build-{key[:12]}" + (f"-r{attempt}" if attempt > 1 else "")
     head = owner_name[: 52 - len(suffix)].rstrip("-.")
     if head != owner_name:
         head = f"{head}-{hashlib.sha256(owner_name.encode()).hexdigest()[:4]}"
@@ -98,7 +99,9 @@ class ContextFile:
     executable: bool = False
 
 
-def context_config_map(owner: Owner, key: str, files: tuple[ContextFile, ...]) -> dict[str, Any]:
+def context_config_map(
+    owner: Owner, key: str, files: tuple[ContextFile, ...], *, attempt: int = 1
+) -> dict[str, Any]:
     """The build context as a ConfigMap; `context_items` maps its keys back to paths and modes."""
     data: dict[str, str] = {}
     binary: dict[str, str] = {}
@@ -112,7 +115,7 @@ def context_config_map(owner: Owner, key: str, files: tuple[ContextFile, ...]) -
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": job_name(owner.name, key),
+            "name": job_name(owner.name, key, attempt),
             "namespace": owner.namespace,
             "labels": labels(owner, key),
             "ownerReferences": [owner_reference(owner)],
@@ -142,9 +145,10 @@ def build_job(
     resources: Mapping[str, Any],
     context_files: tuple[ContextFile, ...],
     settings: JobSettings = DEFAULT_SETTINGS,
+    attempt: int = 1,
 ) -> dict[str, Any]:
     """The Job for one build; its context is the ConfigMap of `context_config_map`."""
-    name = job_name(owner.name, key)
+    name = job_name(owner.name, key, attempt)
     build = shlex.join(["buildctl-daemonless.sh", "build", *buildctl.arguments(request)])
     script = f"set -e\n{build}\ncat {METADATA_FILE} > /dev/termination-log\n"
     mounts: list[dict[str, Any]] = [

@@ -30,7 +30,9 @@ class JobBackend:
         self._pending_timeout = pending_timeout
 
     async def start(self, plan: backend.BuildPlan) -> None:
-        await self._kube.create(job.context_config_map(plan.owner, plan.key, plan.context_files))
+        await self._kube.create(
+            job.context_config_map(plan.owner, plan.key, plan.context_files, attempt=plan.attempt)
+        )
         await self._kube.create(
             job.build_job(
                 plan.owner,
@@ -42,6 +44,7 @@ class JobBackend:
                 resources=plan.resources,
                 context_files=plan.context_files,
                 settings=self._settings,
+                attempt=plan.attempt,
             )
         )
 

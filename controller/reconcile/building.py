@@ -114,19 +114,25 @@ class Build:
         latest: Mapping[str, Any],
     ) -> backend.BuildPlan:
         spec = ctx.spec
-        reason, _ = identity.reasons(latest.get("inputs"), found.material)
-        if record is not None and record.get("result") == "Failed" and self._retry(ctx, record):
-            reason = "Manual"
-        image = (record or {}).get("image") or (
+        previous = record or {}
+        if record is None:
+            reason, _ = identity.reasons(latest.get("inputs"), found.material)
+            attempt = 1
+        elif record.get("result") == "Failed" and self._retry(ctx, record):
+            reason, attempt = "Manual", int(record.get("attempt", 1)) + 1
+        else:
+            reason, attempt = str(record.get("reason")), int(record.get("attempt", 1))
+        image = previous.get("image") or (
             f"{spec.image.registry}/{spec.image.repository}:"
             + identity.render_tag(
                 spec.image.tag, revision=found.inputs.revision, key=found.key, at=ctx.now
             )
         )
         return backend.BuildPlan(
+            attempt=attempt,
             owner=job.Owner(name=ctx.name, namespace=ctx.namespace, uid=ctx.uid),
             key=found.key,
-            reason=(record or {}).get("reason") or reason,
+            reason=reason,
             request=buildctl.BuildRequest(
                 context=buildctl.LocalContext(job.CONTEXT_MOUNT),
                 dockerfile=spec.dockerfile,
@@ -222,6 +228,7 @@ def _upsert(
             records.remove(record)
         record = {
             "name": plan.name,
+            "attempt": plan.attempt,
             "buildKey": plan.key,
             "reason": plan.reason,
             "image": plan.request.image,

@@ -125,7 +125,8 @@ class ResolveInputs:
 
     async def _context(self, ctx: steps.Context, revision: str) -> pathlib.Path:
         folder = self.services.workdir / "sources" / ctx.namespace / ctx.name / revision
-        if (folder / ".complete").exists():
+        complete = folder.with_name(folder.name + ".complete")  # beside, not in, the context
+        if complete.exists() and folder.is_dir():
             return folder
         scratch = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(scratch, ignore_errors=True)
@@ -154,9 +155,12 @@ class ResolveInputs:
         # Keep only the current revision of this object's sources.
         for old in folder.parent.glob("*"):
             if old != scratch:
-                shutil.rmtree(old, ignore_errors=True)
+                if old.is_dir():
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    old.unlink(missing_ok=True)
         scratch.rename(folder)
-        (folder / ".complete").touch()
+        complete.touch()
         return folder
 
     async def _base_digest(

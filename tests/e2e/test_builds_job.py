@@ -1,0 +1,341 @@
+"""The Job backend on the real API server, scheduler, job controller and kwok nodes.
+
+A build pod "runs" on a kwok node until the test finishes it: the test pushes the image the pod
+would have pushed (a synthetic one, to the real registry) and lets the pod terminate with
+BuildKit's metadata JSON carrying that digest, exactly what a real build pod reports.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
+from tests.env import kube, kwok, oci, registry
+
+pytestmark = pytest.mark.e2e
+
+NAME = "job-runner"
+
+
+@pytest.fixture
+def pusher(oci_registry: registry.Registry) -> Iterator[oci.Pusher]:
+    with oci.Pusher(oci_registry.host, username=PUSH_USER, password=PUSH_PASSWORD) as client:
+        yield client
+
+
+@pytest.fixture
+def base_image(pusher: oci.Pusher, namespace: str, oci_registry: registry.Registry) -> str:
+    """A stand-in core image in the registry (a synthetic image with an entrypoint)."""
+    image = oci.Image(
+        layers=[[oci.file("usr/local/bin/entrypoint.sh", '#!/bin/sh\nexec "$@"\n', 0o755)]],
+        entrypoint=["/usr/local/bin/entrypoint.sh"],
+    )
+    pusher.push_image(f"{namespace}/core", image, tag="4.0")
+    return f"{oci_registry.host}/{namespace}/core:4.0"
+
+
+def _runner_image(namespace: str, host: str, base: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "runners.ade.dev/v1alpha1",
+        "kind": "RunnerImage",
+        "metadata": {"name": NAME},
+        "spec": {
+            "source": {
+                "inline": {
+                    "dockerfile": f"FROM {base}\nCOPY scripts/ /scripts/\n",
+                    "scripts": {
+                        "deploy.sh": "#!/bin/sh\necho deploy\n",
+                        "delete.sh": "#!/bin/sh\n",
+                    },
+                }
+            },
+            "image": {
+                "registry": host,
+                "repository": f"{namespace}/runner",
+                "pushSecretRef": {"name": "push"},
+            },
+            "build": {"backend": "Job", "timeout": "10m"},
+            **spec,
+        },
+    }
+
+
+def _push_secret(cluster: kube.Cluster, namespace: str, host: str) -> None:
+    cluster.plane.kubectl(
+        "create", "secret", "docker-registry", "push", "-n", namespace,
+        f"--docker-server={host}", f"--docker-username={PUSH_USER}",
+        f"--docker-password={PUSH_PASSWORD}",
+    )  # fmt: skip
+
+
+def _jobs(cluster: kube.Cluster, namespace: str) -> list[dict[str, Any]]:
+    out = cluster.plane.kubectl(
+        "get", "jobs", "-n", namespace, "-l", f"runners.ade.dev/runnerimage={NAME}", "-o", "json"
+    )
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+    return items
+
+
+def _running_pod(cluster: kube.Cluster, namespace: str, job: str) -> str:
+    def probe() -> str | None:
+        out = cluster.plane.kubectl(
+            "get", "pods", "-n", namespace, "-l", f"job-name={job}", "-o", "json"
+        )
+        for pod in json.loads(out.stdout)["items"]:
+            if pod.get("status", {}).get("phase") == "Running":
+                return str(pod["metadata"]["name"])
+        return None
+
+    return kube.wait_for(probe, timeout=30, what=f"a running pod of Job {job}")
+
+
+def _finish(cluster: kube.Cluster, namespace: str, job: dict[str, Any], pusher: oci.Pusher) -> str:
+    """Do what the build pod would: push the image, then terminate reporting its digest."""
+    image = job["metadata"]["annotations"]["runners.ade.dev/image"]
+    repository, _, tag = image.split("/", 1)[1].rpartition(":")
+    built = oci.Image(layers=[[oci.file("scripts/deploy.sh", "#!/bin/sh\n", 0o755)]])
+    digest = pusher.push_image(repository, built, tag=tag).digest
+    pod = _running_pod(cluster, namespace, job["metadata"]["name"])
+    cluster.plane.kubectl(
+        "annotate", "pod", pod, "-n", namespace, f"{kwok.DIGEST_ANNOTATION}={digest}"
+    )
+    cluster.plane.kubectl("label", "pod", pod, "-n", namespace, f"{kwok.COMPLETE_LABEL}=true")
+    return digest
+
+
+def _one_job(cluster: kube.Cluster, namespace: str, count: int = 1) -> list[dict[str, Any]]:
+    return kube.wait_for(
+        lambda: (jobs := _jobs(cluster, namespace)) and len(jobs) >= count and jobs,
+        timeout=30,
+        what=f"{count} build Job(s)",
+    )
+
+
+def test_job_build_end_to_end(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host)
+    operator = start_operator()
+    cluster.apply(namespace, json.dumps(_runner_image(namespace, oci_registry.host, base_image)))
+    building = cluster.wait_condition(namespace, NAME, "Reconciling", status="True")
+    assert kube.condition(building, "Ready")["reason"] == "Building"  # type: ignore[index]
+    (job,) = _one_job(cluster, namespace)
+
+    status = building["status"]
+    key = status["buildKey"]
+    assert job["metadata"]["name"] == f"{NAME}-build-{key[:12]}"
+    assert job["metadata"]["labels"]["runners.ade.dev/build-key"] == key[:63]
+    owner = job["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("RunnerImage", NAME, True)
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 600
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["image"].endswith("-rootless")
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    script = container["command"][-1]
+    assert f"type=image,name={job['metadata']['annotations']['runners.ade.dev/image']}" in script
+    assert "--metadata-file /tmp/metadata.json" in script
+    assert "> /dev/termination-log" in script
+    items = {i["path"]: i["mode"] for i in pod["volumes"][-1]["configMap"]["items"]}
+    assert items == {"Dockerfile": 0o644, "scripts/delete.sh": 0o755, "scripts/deploy.sh": 0o755}
+    assert status["baseImageDigest"].startswith("sha256:")
+    assert status["builds"][0]["result"] == "Running"
+    assert status["builds"][0]["reason"] == "Initial"
+
+    digest = _finish(cluster, namespace, job, pusher)
+    ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
+    latest = ready["status"]["latestImage"]
+    assert latest["digest"] == digest
+    assert latest["reference"] == job["metadata"]["annotations"]["runners.ade.dev/image"]
+    assert kube.condition(ready, "Verified")["status"] == "True"  # type: ignore[index]
+    assert kube.condition(ready, "Reconciling") is None
+    assert ready["status"]["builds"][0]["result"] == "Succeeded"
+    assert ready["status"]["builds"][0]["digest"] == digest
+    table = cluster.plane.kubectl("get", "ri", NAME, "-n", namespace).stdout.splitlines()
+    assert table[1].split()[1:3] == ["True", latest["reference"]]
+    assert PUSH_PASSWORD not in operator.logs()
+    assert PUSH_PASSWORD not in json.dumps(ready)
+
+
+def test_restart_mid_build_adopts_the_job(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host)
+    operator = start_operator()
+    cluster.apply(namespace, json.dumps(_runner_image(namespace, oci_registry.host, base_image)))
+    (job,) = _one_job(cluster, namespace)
+    _running_pod(cluster, namespace, job["metadata"]["name"])
+    operator.restart()
+    # The restarted operator looks at the build again (its resume reconcile) ...
+    kube.wait_for(
+        lambda: "Building" in operator.logs() or _reconciled(operator), timeout=30, what="resume"
+    )
+    digest = _finish(cluster, namespace, job, pusher)
+    ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
+    assert ready["status"]["latestImage"]["digest"] == digest
+    # ... and never started a second one.
+    assert [j["metadata"]["name"] for j in _jobs(cluster, namespace)] == [job["metadata"]["name"]]
+    assert len(ready["status"]["builds"]) == 1
+
+
+def _reconciled(operator: Any) -> bool:
+    return bool(re.search(r"^ade_runner_reconciles_total\{[^}]*\} [1-9]", operator.metrics(), re.M))
+
+
+def test_spec_changes_make_one_job_per_key_and_history_is_pruned(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host)
+    start_operator()
+    body = _runner_image(
+        namespace, oci_registry.host, base_image, historyLimit={"succeeded": 1, "failed": 1}
+    )
+    for value in ("1", "2", "3"):  # three rapid changes
+        body["spec"]["buildArgs"] = {"VERSION": value}
+        cluster.apply(namespace, json.dumps(body))
+    settled = kube.wait_for(
+        lambda: (
+            (obj := cluster.get(namespace, NAME))
+            and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
+            and obj
+        ),
+        timeout=30,
+        what="the last generation observed",
+    )
+    key = settled["status"]["buildKey"]
+    jobs = _jobs(cluster, namespace)
+    keys = [j["metadata"]["annotations"]["runners.ade.dev/build-key"] for j in jobs]
+    assert len(keys) == len(set(keys)), "two Jobs for one build key"
+    assert key in keys
+    current = next(
+        j for j in jobs if j["metadata"]["annotations"]["runners.ade.dev/build-key"] == key
+    )
+    _finish(cluster, namespace, current, pusher)
+    cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
+
+    body["spec"]["buildArgs"] = {"VERSION": "4"}
+    cluster.apply(namespace, json.dumps(body))
+    building = cluster.wait_condition(namespace, NAME, "Reconciling", status="True")
+    assert building["status"]["builds"][0]["reason"] == "SpecChanged"
+    newest = kube.wait_for(
+        lambda: [
+            j
+            for j in _jobs(cluster, namespace)
+            if j["metadata"]["annotations"]["runners.ade.dev/build-key"]
+            == building["status"]["buildKey"]
+        ],
+        timeout=30,
+        what="the Job of the new key",
+    )[0]
+    _finish(cluster, namespace, newest, pusher)
+    ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
+    succeeded = [b for b in ready["status"]["builds"] if b["result"] == "Succeeded"]
+    assert len(succeeded) == 1  # historyLimit.succeeded
+    assert ready["status"]["latestImage"]["changes"] == [
+        "buildArgs: {'VERSION': '3'} -> {'VERSION': '4'}"
+    ]
+    finished_names = {
+        j["metadata"]["name"] for j in _jobs(cluster, namespace) if j["status"].get("succeeded")
+    }
+    assert finished_names == {newest["metadata"]["name"]}
+
+
+def test_failed_build_reports_the_log_and_waits_for_a_trigger(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host)
+    operator = start_operator(ADE_RESYNC_INTERVAL="1s")
+    cluster.apply(namespace, json.dumps(_runner_image(namespace, oci_registry.host, base_image)))
+    (job,) = _one_job(cluster, namespace)
+    pod = _running_pod(cluster, namespace, job["metadata"]["name"])
+    cluster.plane.kubectl("label", "pod", pod, "-n", namespace, f"{kwok.COMPLETE_LABEL}=fail")
+    failed = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=60)
+    ready = kube.condition(failed, "Ready")
+    assert ready is not None
+    assert ready["reason"] == "BuildFailed"
+    assert kwok.FAILURE_MESSAGE in ready["message"]
+    assert failed["status"]["builds"][0]["result"] == "Failed"
+    events = kube.wait_for(
+        lambda: [e for e in cluster.events(namespace, NAME) if e["reason"] == "BuildFailed"],
+        timeout=15,
+        what="a BuildFailed event",
+    )
+    assert events[0]["type"] == "Warning"
+
+    # No retry storm: several more reconciles (1 s timer) start no new Job for the same key.
+    before = _reconcile_count(operator.metrics())
+    kube.wait_for(
+        lambda: _reconcile_count(operator.metrics()) >= before + 3, timeout=30, what="3 reconciles"
+    )
+    assert len(_jobs(cluster, namespace)) == 1
+
+    # A manual trigger retries the same key once, as a new Job.
+    cluster.plane.kubectl(
+        "annotate", "ri", NAME, "-n", namespace, "--overwrite",
+        "runners.ade.dev/reconcile-requested-at=retry-1",
+    )  # fmt: skip
+    jobs = _one_job(cluster, namespace, count=2)
+    retry = next(j for j in jobs if j["metadata"]["name"] != job["metadata"]["name"])
+    assert retry["metadata"]["name"].endswith("-r2")
+    assert retry["metadata"]["annotations"]["runners.ade.dev/build-reason"] == "Manual"
+    _finish(cluster, namespace, retry, pusher)
+    ready_obj = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
+    assert ready_obj["status"]["latestImage"]["reason"] == "Manual"
+    assert kube.condition(ready_obj, "Stalled") is None
+
+
+def _reconcile_count(metrics: str) -> float:
+    return sum(
+        float(v) for v in re.findall(r"^ade_runner_reconciles_total\{[^}]*\} (\S+)$", metrics, re.M)
+    )
+
+
+def test_pending_pod_fails_the_build_with_the_scheduler_reason(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    base_image: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host)
+    start_operator(ADE_BUILD_PENDING_TIMEOUT="3s")
+    body = _runner_image(namespace, oci_registry.host, base_image)
+    body["spec"]["build"]["resources"] = {"requests": {"cpu": "500"}}
+    cluster.apply(namespace, json.dumps(body))
+    failed = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=60)
+    message = kube.condition(failed, "Ready")["message"]  # type: ignore[index]
+    assert "stayed Pending for more than 3s" in message
+    assert "Insufficient cpu" in message
+    kube.wait_for(lambda: not _jobs(cluster, namespace), timeout=30, what="the stuck Job deleted")
