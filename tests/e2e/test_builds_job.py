@@ -109,11 +109,11 @@ def _finish(cluster: kube.Cluster, namespace: str, job: dict[str, Any], pusher: 
 
 
 def _one_job(cluster: kube.Cluster, namespace: str, count: int = 1) -> list[dict[str, Any]]:
-    return kube.wait_for(
-        lambda: (jobs := _jobs(cluster, namespace)) and len(jobs) >= count and jobs,
-        timeout=30,
-        what=f"{count} build Job(s)",
-    )
+    def probe() -> list[dict[str, Any]] | None:
+        jobs = _jobs(cluster, namespace)
+        return jobs if len(jobs) >= count else None
+
+    return kube.wait_for(probe, timeout=30, what=f"{count} build Job(s)")
 
 
 def test_job_build_end_to_end(

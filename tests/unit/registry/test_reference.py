@@ -43,7 +43,7 @@ D512 = "sha512:" + "b" * 128
         ("foo:5000", "docker.io", "library/foo", "5000", None, "docker.io/library/foo:5000"),
     ],
 )
-def test_parse(  # noqa: PLR0917 - one parameter per column of the table
+def test_parse(
     text: str,
     registry: str,
     repository: str,
