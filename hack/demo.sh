@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=lib.sh
 source hack/lib.sh
 ensure_venv
+ensure_debian_packages
 ADE_TOOLS_BIN=$(hack/tools.sh --print-bin)
 export ADE_TOOLS_BIN
 exec .venv/bin/python -m tests.env.stack "$@"

@@ -10,6 +10,7 @@ source hack/lib.sh
 
 start=$(date +%s)
 ensure_venv
+ensure_debian_packages
 ADE_TOOLS_BIN=$(hack/tools.sh --print-bin)
 export ADE_TOOLS_BIN
 echo "[test] tools in $ADE_TOOLS_BIN ($(($(date +%s) - start)) s so far)"

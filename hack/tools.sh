@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compiles the test environment's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok) from the Go module proxy at the versions pinned in hack/tools.versions,
-# caches them outside the repository keyed by name and version, and reuses the cache.
+# kube-scheduler, kwok, buildkitd, buildctl) from the Go module proxy at the versions pinned in
+# hack/tools.versions, caches them outside the repository keyed by name and version, and reuses
+# the cache.
 #
 #   hack/tools.sh              build what is missing, print progress, then the bin directory
 #   hack/tools.sh --print-bin  the same, but print only the bin directory on stdout
@@ -90,11 +91,22 @@ kubernetes() {
     k8s.io/kubernetes/cmd/kube-scheduler
 }
 
+buildkit() {
+  # github.com/moby/buildkit's go.mod has no replace lines; the OCI (runc) and containerd workers
+  # are in the default build. Version strings as upstream's Dockerfile sets them.
+  local v=$BUILDKIT_VERSION x="-X github.com/moby/buildkit/version"
+  build buildkit "$v" "github.com/moby/buildkit@$v" "" \
+    "$x.Version=$v $x.Package=github.com/moby/buildkit" \
+    github.com/moby/buildkit/cmd/buildkitd \
+    github.com/moby/buildkit/cmd/buildctl
+}
+
 mkdir -p "$cache"
 build etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "" "" go.etcd.io/etcd/server/v3=etcd
 kubernetes
 build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" "" \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" sigs.k8s.io/kwok/cmd/kwok
+buildkit
 
 # One directory of links to the pinned binaries, keyed by the versions file.
 key=$(sha256sum "$here/tools.versions" | cut -c1-12)
@@ -105,5 +117,8 @@ for b in kube-apiserver kube-controller-manager kube-scheduler; do
   ln -sfn "$cache/kubernetes-$KUBERNETES_VERSION/$b" "$bin/$b"
 done
 ln -sfn "$cache/kwok-$KWOK_VERSION/kwok" "$bin/kwok"
+for b in buildkitd buildctl; do
+  ln -sfn "$cache/buildkit-$BUILDKIT_VERSION/$b" "$bin/$b"
+done
 $quiet || log "all tools ready in $bin"
 echo "$bin"

@@ -311,6 +311,27 @@ class Pusher:
     def _url(self, location: str) -> str:
         return urllib.parse.urljoin(self.base + "/", location)
 
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """What the registry says `repo:reference` is (Docker-Content-Digest), or None."""
+        accept = ", ".join(
+            [
+                "application/vnd.oci.image.manifest.v1+json",
+                "application/vnd.oci.image.index.v1+json",
+                "application/vnd.docker.distribution.manifest.v2+json",
+                "application/vnd.docker.distribution.manifest.list.v2+json",
+            ]
+        )
+        response = self._send(
+            repo,
+            "HEAD",
+            f"{self.base}/v2/{repo}/manifests/{reference}",
+            actions="pull",
+            headers={"Accept": accept},
+        )
+        if response.status_code == 404:
+            return None
+        return str(response.headers["Docker-Content-Digest"])
+
     def blob_exists(self, repo: str, digest: str) -> bool:
         response = self._send(repo, "HEAD", f"{self.base}/v2/{repo}/blobs/{digest}")
         return response.status_code == 200

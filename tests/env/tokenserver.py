@@ -6,7 +6,8 @@ credentials, granting the intersection of what was asked and what the user may d
 credentials the request is anonymous and is granted `pull` only while `anonymous_pull` is on
 (ACR's `anonymousPullEnabled`); otherwise it gets a token with no access, and the registry then
 refuses the pull, as ACR does. A wrong password or an unknown user is a 401 with a JSON error
-body. `POST /oauth2/token` with `grant_type=refresh_token` exchanges a user's identity token
+body. `POST /oauth2/token` takes the OAuth2 password grant (containerd, BuildKit), and with
+`grant_type=refresh_token` exchanges a user's identity token
 (the `identitytoken` of a docker config) the same way.
 
 The JWTs are ES256 with an `x5c` header (the signing certificate, issued by a throw-away CA) and
@@ -78,7 +79,7 @@ class TokenRequest:
     user: str | None
     """The user name, or None for an anonymous request."""
     grant: str
-    """`basic`, `anonymous` or `refresh_token`."""
+    """`basic`, `password` (OAuth2 POST), `anonymous` or `refresh_token`."""
     service: str
     asked: tuple[Access, ...]
     granted: tuple[Access, ...]
@@ -409,6 +410,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         def one(key: str) -> str:
             return (form.get(key) or [""])[0]
 
+        if one("grant_type") == "password":
+            # The OAuth2 password grant: what containerd and BuildKit send with credentials.
+            status, body = self.owner.issue(
+                grant="password",
+                user=one("username"),
+                password=one("password"),
+                refresh_token=None,
+                service=one("service"),
+                scopes=_split_scopes(form.get("scope", [])),
+            )
+            self._send(status, body)
+            return
         if one("grant_type") != "refresh_token":
             self._send(400, {"errors": [{"code": "UNSUPPORTED", "message": "grant_type"}]})
             return

@@ -1,0 +1,241 @@
+"""Real builds through a real buildkitd (BuildKitDaemon backend), pushed to the real registry.
+
+The base image is the stand-in core image, built and pushed by BuildKit too; the runner image is
+built from ADE's own Dockerfile pattern (`ARG BASE_IMAGE`, `ARG IMAGE_VERSION`, `FROM`, `COPY
+scripts/`, `RUN chmod`). What the operator reports is checked against what the registry serves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator, docker_config_json
+from tests.env import buildkitd, gitserver, images, kube, oci, registry
+
+pytestmark = pytest.mark.e2e
+
+NAME = "bicep-runner"
+DOCKERFILE = """\
+ARG BASE_IMAGE=mcr.microsoft.com/deployment-environments/runners/core
+ARG IMAGE_VERSION=latest
+FROM ${BASE_IMAGE}:${IMAGE_VERSION}
+COPY scripts/ /scripts/
+RUN find /scripts/ -type f -iname "*.sh" -exec sed -i 's/\\r$//' {} + \\
+ && find /scripts/ -type f -iname "*.sh" -exec chmod +x {} +
+"""
+SCRIPTS = {"deploy.sh": "#!/bin/sh\necho deploying\n", "delete.sh": "#!/bin/sh\necho deleting\n"}
+
+
+@pytest.fixture(scope="session")
+def buildkit(
+    tmp_path_factory: pytest.TempPathFactory, oci_registry: registry.Registry
+) -> Iterator[buildkitd.BuildkitDaemon]:
+    folder = tmp_path_factory.mktemp("docker-config")
+    (folder / "config.json").write_text(docker_config_json(oci_registry.host))
+    # buildctl reads push credentials from DOCKER_CONFIG: the tests' own base-image pushes.
+    previous = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = str(folder)
+    # A short folder: buildkitd's unix socket path must fit in 107 bytes.
+    short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
+    daemon = buildkitd.BuildkitDaemon(short, insecure_registries=[oci_registry.host])
+    daemon.start()
+    yield daemon
+    daemon.stop()
+    shutil.rmtree(short, ignore_errors=True)
+    if previous is None:
+        os.environ.pop("DOCKER_CONFIG", None)
+    else:
+        os.environ["DOCKER_CONFIG"] = previous
+
+
+@pytest.fixture
+def pusher(oci_registry: registry.Registry) -> Iterator[oci.Pusher]:
+    with oci.Pusher(oci_registry.host, username=PUSH_USER, password=PUSH_PASSWORD) as client:
+        yield client
+
+
+@pytest.fixture
+def core(
+    buildkit: buildkitd.BuildkitDaemon, oci_registry: registry.Registry, namespace: str
+) -> str:
+    """The stand-in core image pushed for this test; returns the repository reference."""
+    repository = f"{oci_registry.host}/{namespace}/core"
+    images.push_core(buildkit, f"{repository}:4.0", revision="1")
+    return repository
+
+
+def _operator_env(buildkit: buildkitd.BuildkitDaemon, **extra: str) -> dict[str, str]:
+    tools = str(buildkit.bin)
+    return {"ADE_BUILDKIT_ADDR": buildkit.address, "PATH": f"{tools}:{os.environ['PATH']}", **extra}
+
+
+def _push_secret(cluster: kube.Cluster, namespace: str, host: str, password: str) -> None:
+    cluster.plane.kubectl(
+        "create", "secret", "docker-registry", "push", "-n", namespace,
+        f"--docker-server={host}", f"--docker-username={PUSH_USER}",
+        f"--docker-password={password}",
+    )  # fmt: skip
+
+
+def _runner(namespace: str, host: str, core: str, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "runners.ade.dev/v1alpha1",
+        "kind": "RunnerImage",
+        "metadata": {"name": NAME},
+        "spec": {
+            "source": {"inline": {"dockerfile": DOCKERFILE, "scripts": SCRIPTS}},
+            "buildArgs": {"BASE_IMAGE": core, "IMAGE_VERSION": "4.0"},
+            "image": {
+                "registry": host,
+                "repository": f"{namespace}/bicep",
+                "pushSecretRef": {"name": "push"},
+            },
+            "build": {"backend": "BuildKitDaemon", "timeout": "10m"},
+        },
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def test_daemon_build_pushes_the_digest_the_registry_serves(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    buildkit: buildkitd.BuildkitDaemon,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    core: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    operator = start_operator(**_operator_env(buildkit))
+    cluster.apply(namespace, json.dumps(_runner(namespace, oci_registry.host, core)))
+    ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
+    latest = ready["status"]["latestImage"]
+    repository, _, tag = latest["reference"].split("/", 1)[1].rpartition(":")
+    assert repository == f"{namespace}/bicep"
+    assert pusher.manifest_digest(repository, tag) == latest["digest"]
+    assert ready["status"]["baseImageDigest"] == pusher.manifest_digest(f"{namespace}/core", "4.0")
+    assert latest["reason"] == "Initial"
+    assert ready["status"]["builds"][0]["result"] == "Succeeded"
+    assert PUSH_PASSWORD not in operator.logs()
+
+    # The base image moves under the same tag: exactly one rebuild, reason BaseImageChanged.
+    images.push_core(buildkit, f"{core}:4.0", revision="2")
+    cluster.plane.kubectl(
+        "annotate", "ri", NAME, "-n", namespace, "--overwrite",
+        "runners.ade.dev/reconcile-requested-at=poll-base",
+    )  # fmt: skip
+
+    def rebuilt() -> dict[str, Any] | None:
+        obj = cluster.get(namespace, NAME)
+        image = (obj or {}).get("status", {}).get("latestImage", {})
+        return obj if obj and image.get("digest") != latest["digest"] else None
+
+    after = kube.wait_for(rebuilt, timeout=300, what="the rebuild on the new base image")
+    assert after["status"]["latestImage"]["reason"] == "BaseImageChanged"
+    assert any(c.startswith("baseDigest:") for c in after["status"]["latestImage"]["changes"])
+    assert [b["reason"] for b in after["status"]["builds"]] == ["BaseImageChanged", "Initial"]
+
+
+def test_failing_dockerfile_reports_the_build_log(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    buildkit: buildkitd.BuildkitDaemon,
+    oci_registry: registry.Registry,
+    core: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    start_operator(**_operator_env(buildkit))
+    body = _runner(namespace, oci_registry.host, core)
+    body["spec"]["source"]["inline"]["dockerfile"] = DOCKERFILE + "RUN echo broken-step && exit 3\n"
+    cluster.apply(namespace, json.dumps(body))
+    stalled = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=300)
+    ready = kube.condition(stalled, "Ready")
+    assert ready is not None
+    assert ready["reason"] == "BuildFailed"
+    assert "exit code: 3" in ready["message"]
+    assert stalled["status"]["builds"][0]["result"] == "Failed"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason", "fragment"),
+    [
+        ("missing-secret", "SecretNotFound", "spec.image.pushSecretRef: Secret 'push' not found"),
+        ("wrong-password", "PushFailed", "refused"),
+        ("no-from", "DockerfileInvalid", "no FROM instruction"),
+        ("unreachable-registry", "RegistryUnavailable", "127.0.0.1:9"),
+    ],
+)
+def test_bad_inputs_end_in_the_documented_condition(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    buildkit: buildkitd.BuildkitDaemon,
+    oci_registry: registry.Registry,
+    case: str,
+    reason: str,
+    fragment: str,
+) -> None:
+    operator = start_operator(**_operator_env(buildkit))
+    host = oci_registry.host
+    body = _runner(namespace, host, "unused")
+    scratch = "FROM scratch\nCOPY scripts/ /scripts/\n"
+    body["spec"]["source"]["inline"]["dockerfile"] = scratch
+    if case != "missing-secret":
+        password = "not-the-password" if case == "wrong-password" else PUSH_PASSWORD
+        _push_secret(cluster, namespace, host, password)
+    if case == "no-from":
+        body["spec"]["source"]["inline"]["dockerfile"] = "COPY scripts/ /scripts/\n"
+    if case == "unreachable-registry":
+        body["spec"]["image"]["registry"] = "127.0.0.1:9"
+    cluster.apply(namespace, json.dumps(body))
+    obj = cluster.wait_condition(
+        namespace, NAME, "Ready", status="False", reason=reason, timeout=60
+    )
+    ready = kube.condition(obj, "Ready")
+    assert ready is not None
+    assert fragment in ready["message"]
+    assert "not-the-password" not in json.dumps(obj)
+    assert "not-the-password" not in operator.logs()
+    assert PUSH_PASSWORD not in operator.logs()
+
+
+def test_git_source_ref_that_does_not_exist(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    buildkit: buildkitd.BuildkitDaemon,
+    oci_registry: registry.Registry,
+    tmp_path: pathlib.Path,
+) -> None:
+    with gitserver.running(tmp_path / "git", {"ci": "g1t-pa55"}) as server:
+        server.create_repo("runners.git", {"Dockerfile": "FROM scratch\n", "scripts/deploy.sh": ""})
+        cluster.plane.kubectl(
+            "create", "secret", "generic", "git", "-n", namespace,
+            "--from-literal=username=ci", "--from-literal=password=g1t-pa55",
+        )  # fmt: skip
+        _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+        operator = start_operator(**_operator_env(buildkit))
+        body = _runner(namespace, oci_registry.host, "unused")
+        body["spec"]["source"] = {
+            "git": {
+                "url": server.url("runners.git"),
+                "ref": "no-such-branch",
+                "secretRef": {"name": "git"},
+            }
+        }
+        cluster.apply(namespace, json.dumps(body))
+        obj = cluster.wait_condition(
+            namespace, NAME, "Stalled", status="True", reason="SourceRefNotFound", timeout=60
+        )
+        assert "no-such-branch" in kube.condition(obj, "Stalled")["message"]  # type: ignore[index]
+        assert "g1t-pa55" not in operator.logs()
