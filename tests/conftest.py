@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import pathlib
 import uuid
 from collections.abc import Callable, Iterator
@@ -72,9 +70,8 @@ def oci_registry(
         yield running
 
 
-def docker_config_json(host: str, user: str = PUSH_USER, password: str = PUSH_PASSWORD) -> str:
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return json.dumps({"auths": {host: {"auth": auth}}})
+def docker_config_json(host: str) -> str:
+    return registry.docker_config_json(host, user=PUSH_USER, password=PUSH_PASSWORD)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client, config, watch
 
 from tests.conftest import StartOperator
+from tests.e2e import samples
 from tests.env import controlplane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.benchmark]
@@ -25,15 +26,7 @@ MAX_MEDIAN_SECONDS = 5.0
 
 
 def _body(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "runners.ade.dev/v1alpha1",
-        "kind": "RunnerImage",
-        "metadata": {"name": name},
-        "spec": {
-            "source": {"git": {"url": "https://git.example.com/platform/runners.git"}},
-            "image": {"registry": "contoso.azurecr.io", "repository": "ade/bicep"},
-        },
-    }
+    return samples.offline(name)
 
 
 def test_apply_to_first_status_latency(

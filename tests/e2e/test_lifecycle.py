@@ -9,11 +9,12 @@ import time
 import pytest
 
 from tests.conftest import StartOperator
-from tests.env import controlplane, kube
+from tests.e2e import samples
+from tests.env import kube
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE = (controlplane.REPO / "examples" / "runnerimage.yaml").read_text()
+EXAMPLE = samples.manifest()
 NAME = "bicep-runner"
 IDLE_WINDOW = 30.0
 
@@ -31,7 +32,7 @@ def test_restart_changes_nothing_and_idle_writes_nothing(
     started = datetime.datetime.now(datetime.UTC)
     operator = start_operator()
     for index in range(3):
-        cluster.apply(namespace, EXAMPLE.replace(f"name: {NAME}", f"name: {NAME}-{index}"))
+        cluster.apply(namespace, samples.manifest(f"{NAME}-{index}"))
     settled = {
         index: cluster.wait_condition(
             namespace, f"{NAME}-{index}", "Ready", reason="NotImplemented"

@@ -6,14 +6,14 @@ import json
 from typing import Any
 
 import pytest
-from ruamel.yaml import YAML
 
 from tests.conftest import StartOperator
-from tests.env import controlplane, kube
+from tests.e2e import samples
+from tests.env import kube
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE = (controlplane.REPO / "examples" / "runnerimage.yaml").read_text()
+EXAMPLE = samples.manifest()
 NAME = "bicep-runner"
 
 
@@ -26,8 +26,13 @@ def test_example_is_reported_in_status(
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     inputs = kube.condition(obj, "InputsResolved")
     assert inputs is not None
-    assert inputs["status"] == "Unknown"
-    assert "not available in this version" in inputs["message"]
+    assert inputs["status"] == "True"
+    assert obj["status"]["sourceRevision"].startswith("inline-")
+    assert len(obj["status"]["buildKey"]) == 64
+    access = kube.condition(obj, "RegistryAccessReady")
+    assert access is not None
+    assert access["status"] == "Unknown"
+    assert "not available in this version" in access["message"]
     assert kube.condition(obj, "Stalled") is None
     assert kube.condition(obj, "Reconciling") is None
     assert "runners.ade.dev/finalizer" in obj["metadata"]["finalizers"]
@@ -98,6 +103,7 @@ def test_suspend_stops_work_and_is_reported(
     cluster.apply(namespace, json.dumps(obj))
     suspended = cluster.wait_condition(namespace, NAME, "Ready", status="False", reason="Suspended")
     assert kube.condition(suspended, "InputsResolved") is None  # no step ran
+    assert "sourceRevision" not in suspended["status"]
     obj["spec"]["suspend"] = False
     cluster.apply(namespace, json.dumps(obj))
     cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
@@ -134,5 +140,4 @@ def test_metrics_count_reconciles(
 
 
 def _example_object() -> dict[str, Any]:
-    data: dict[str, Any] = YAML(typ="safe").load(EXAMPLE)
-    return data
+    return samples.offline()

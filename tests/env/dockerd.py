@@ -12,8 +12,12 @@ enough for runner images. Docker's built-in BuildKit (`DOCKER_BUILDKIT=1`) wants
 bridge for RUN steps and fails with "network bridge not found" unless the build passes
 `--network=host`.
 
-Registries: Docker talks plain HTTP to 127.0.0.0/8 by default; other `host:port` names given
-in `insecure_registries` go to the daemon's `insecure-registries`.
+Registries: dockerd talks plain HTTP to any registry whose name resolves into 127.0.0.0/8
+(`127.0.0.1:PORT`, `localhost:PORT`, the host name here) by default; other `host:port` names
+given in `insecure_registries` go to the daemon's `insecure-registries`.
+
+Left on the machine by any dockerd, whatever its flags: /etc/docker/key.json and
+/run/docker/plugins (both harmless, shared by all).
 
 The client side: `cli` is Debian's docker CLI (the same version as the daemon, whatever else is on
 PATH); `docker(...)` runs it against this daemon with a private `DOCKER_CONFIG`.
@@ -106,7 +110,9 @@ class DockerDaemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.folder,
-                start_new_session=True,  # its own process group, containerd included
+                # Its own process group. containerd runs in a session of its own, dies with
+                # dockerd (parent-death signal); stop() still sweeps for stragglers.
+                start_new_session=True,
             )
         try:
             wait_until(

@@ -11,6 +11,7 @@ Install the registry with `apt-get install -y docker-registry` (`hack/` does it 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import http.client
@@ -42,6 +43,13 @@ def free_port() -> int:
         return port
 
 
+def docker_config_json(host: str, *, user: str, password: str) -> str:
+    """A `.dockerconfigjson` with Basic credentials for `host` (what `kubectl create secret
+    docker-registry` writes)."""
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return json.dumps({"auths": {host: {"auth": auth}}})
+
+
 def available() -> bool:
     """Whether the registry binary is installed (tests skip with a hint when it is not)."""
     return BINARY.exists()
@@ -50,13 +58,16 @@ def available() -> bool:
 class Registry:
     """`docker-registry serve` in `folder`; `host` is "127.0.0.1:PORT" once started."""
 
-    def __init__(self, folder: pathlib.Path, token_server: TokenServer | None) -> None:
+    def __init__(
+        self, folder: pathlib.Path, token_server: TokenServer | None, *, port: int = 0
+    ) -> None:
+        """`port` 0 picks a free port."""
         self.folder = folder
         self.token_server = token_server
         self.storage = folder / "storage"
         self.log = folder / "registry.log"
         self.config = folder / "config.yml"
-        self.port = 0
+        self.port = port
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -93,7 +104,7 @@ class Registry:
         if not available():
             raise RuntimeError(f"{BINARY} is missing: apt-get install -y docker-registry")
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()
         # JSON is YAML: no YAML writer needed.
         self.config.write_text(json.dumps(self._config(), indent=2))
         with self.log.open("ab") as log:
