@@ -10,6 +10,7 @@ import dataclasses
 import enum
 import json
 import pathlib
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -74,6 +75,9 @@ def digest_from_metadata(text: str) -> str | None:
     except ValueError:
         return None
     digest = data.get("containerimage.digest") if isinstance(data, dict) else None
-    if isinstance(digest, str) and digest.startswith("sha256:") and len(digest) == 71:
+    if isinstance(digest, str) and _DIGEST.fullmatch(digest):
         return digest
     return None
+
+
+_DIGEST = re.compile(r"sha256:[a-f0-9]{64}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import shlex
 from collections.abc import Mapping
 
 import dockerfile
@@ -34,73 +35,144 @@ class BaseImage:
     line: int
 
 
-_VARIABLE = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-+])?(?P<word>[^}]*)\}|(?P<bare>[A-Za-z_][A-Za-z0-9_]*))"
-)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _expand(text: str, values: Mapping[str, str]) -> str:
-    def replace(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("bare")
-        value = values.get(name)
-        op = match.group("op")
-        if op in (":-", "-"):
-            if value is None or (op == ":-" and value == ""):
-                return _expand(match.group("word"), values)
-            return value
-        if op in (":+", "+"):
-            if value is None or (op == ":+" and value == ""):
-                return ""
-            return _expand(match.group("word"), values)
-        return value or ""
+    """Expand `$NAME`, `${NAME}`, `${NAME:-word}`, `${NAME-word}`, `${NAME:+word}`,
+    `${NAME+word}` (nested inside words too), as BuildKit's shell lexer does for FROM lines."""
+    out: list[str] = []
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            out.append(text[index + 1])
+            index += 2
+            continue
+        if char != "$":
+            out.append(char)
+            index += 1
+            continue
+        if text.startswith("${", index):
+            end = _closing_brace(text, index + 2)
+            out.append(_braced(text[index + 2 : end], values))
+            index = end + 1
+            continue
+        match = _NAME.match(text, index + 1)
+        if match is None:
+            out.append(char)
+            index += 1
+            continue
+        out.append(values.get(match.group(), ""))
+        index = match.end()
+    return "".join(out)
 
-    return _VARIABLE.sub(replace, text)
+
+def _closing_brace(text: str, start: int) -> int:
+    depth = 1
+    for index in range(start, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise DockerfileError(f"unterminated ${{ in {text!r}")
+
+
+def _braced(body: str, values: Mapping[str, str]) -> str:
+    match = _NAME.match(body)
+    if match is None:
+        raise DockerfileError(f"bad variable ${{{body}}}")
+    name, rest = match.group(), body[match.end() :]
+    value = values.get(name)
+    if not rest:
+        return value or ""
+    for op in (":-", "-", ":+", "+"):
+        if rest.startswith(op):
+            word = rest[len(op) :]
+            unset = value is None or (op.startswith(":") and value == "")
+            if op.endswith("-"):
+                return _expand(word, values) if unset else str(value)
+            return "" if unset else _expand(word, values)
+    raise DockerfileError(f"unsupported variable form ${{{body}}}")
+
+
+def _platform_args(platforms: tuple[str, ...]) -> dict[str, str]:
+    """BuildKit's automatic platform ARGs, for the first target platform."""
+    platform = platforms[0] if platforms else "linux/amd64"
+    os_, _, rest = platform.partition("/")
+    arch, _, variant = rest.partition("/")
+    return {
+        "BUILDPLATFORM": platform,
+        "BUILDOS": os_,
+        "BUILDARCH": arch,
+        "BUILDVARIANT": variant,
+        "TARGETPLATFORM": platform,
+        "TARGETOS": os_,
+        "TARGETARCH": arch,
+        "TARGETVARIANT": variant,
+    }
 
 
 def final_base_image(
-    text: str, *, build_args: Mapping[str, str], target: str | None = None
+    text: str,
+    *,
+    build_args: Mapping[str, str],
+    target: str | None = None,
+    platforms: tuple[str, ...] = (),
 ) -> BaseImage:
     """The base image of the stage that `docker build [--target]` would produce."""
     try:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as error:
         raise DockerfileError(f"the Dockerfile does not parse: {error}") from None
-    global_args: dict[str, str] = {}
-    stages: list[tuple[str, str, int]] = []  # (name, image, line)
+    global_args: dict[str, str] = dict(_platform_args(platforms))
+    stages: list[tuple[str | None, str, int]] = []  # (name, image, line), in order
     for command in commands:
         if command.cmd.upper() == "ARG" and not stages:
             for item in command.value:
-                name, _, default = item.partition("=")
+                name, has_default, default = _unquote(item).partition("=")
                 if name in build_args:
                     global_args[name] = build_args[name]
-                elif "=" in item:
+                elif has_default:
                     global_args[name] = _expand(default, global_args)
         elif command.cmd.upper() == "FROM":
             values = list(command.value)
             if not values:
                 raise DockerfileError(f"line {command.start_line}: FROM names no image")
             image = _expand(values[0], global_args)
-            name = values[2] if len(values) >= 3 and values[1].upper() == "AS" else str(len(stages))
-            stages.append((name.lower(), image, command.start_line))
+            alias = values[2].lower() if len(values) >= 3 and values[1].upper() == "AS" else None
+            stages.append((alias, image, command.start_line))
     if not stages:
         raise DockerfileError("the Dockerfile has no FROM instruction")
-    by_name = {name: (image, line) for name, image, line in stages}
     if target is not None:
-        if target.lower() not in by_name:
+        named = [i for i, (name, _, _) in enumerate(stages) if name == target.lower()]
+        if not named:
             raise DockerfileError(f"spec.target: the Dockerfile has no stage named {target!r}")
-        stage = target.lower()
+        position = named[-1]
     else:
-        stage = stages[-1][0]
-    image, line = by_name[stage]
-    seen = {stage}
-    while image.lower() in by_name:
-        parent = image.lower()
-        if parent in seen:
-            raise DockerfileError(f"line {line}: stages refer to each other in a loop")
-        seen.add(parent)
-        image, line = by_name[parent]
+        position = len(stages) - 1
+    stage_name = stages[position][0] or str(position)
+    # Follow a stage built FROM an earlier stage back to the external image it starts from; as
+    # in BuildKit, only stages defined before a FROM can be referred to by it.
+    while True:
+        _, image, line = stages[position]
+        earlier = [i for i, (name, _, _) in enumerate(stages[:position]) if name == image.lower()]
+        if not earlier:
+            break
+        position = earlier[-1]
     if not image:
         raise DockerfileError(f"line {line}: FROM expands to an empty image name")
     if image.lower() == "scratch":
-        return BaseImage(None, stage, line)
-    return BaseImage(image, stage, line)
+        return BaseImage(None, stage_name, line)
+    return BaseImage(image, stage_name, line)
+
+
+def _unquote(item: str) -> str:
+    """`NAME="a b"` -> `NAME=a b` (BuildKit removes shell quotes from ARG values)."""
+    try:
+        parts = shlex.split(item)
+    except ValueError:
+        return item
+    return parts[0] if len(parts) == 1 else item

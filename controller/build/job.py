@@ -150,7 +150,8 @@ def build_job(
     """The Job for one build; its context is the ConfigMap of `context_config_map`."""
     name = job_name(owner.name, key, attempt)
     build = shlex.join(["buildctl-daemonless.sh", "build", *buildctl.arguments(request)])
-    script = f"set -e\n{build}\ncat {METADATA_FILE} > /dev/termination-log\n"
+    metadata_file = shlex.quote(request.metadata_file)
+    script = f"set -e\n{build}\ncat {metadata_file} > /dev/termination-log\n"
     mounts: list[dict[str, Any]] = [
         {"name": "buildkitd", "mountPath": f"{HOME}/.local/share/buildkit"},
         {"name": "tmp", "mountPath": f"{HOME}/.local/tmp"},

@@ -82,7 +82,10 @@ class ResolveInputs:
                 f"at revision {identity.short_revision(revision)}",
             )
         base = dockerfile.final_base_image(
-            path.read_text(errors="replace"), build_args=spec.build_args, target=spec.target
+            path.read_text(errors="replace"),
+            build_args=spec.build_args,
+            target=spec.target,
+            platforms=spec.platforms,
         )
         digest = await self._base_digest(ctx, base)
         inputs = identity.Inputs(revision=revision, base_image=base.reference, base_digest=digest)

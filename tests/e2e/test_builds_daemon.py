@@ -7,18 +7,21 @@ scripts/`, `RUN chmod`). What the operator reports is checked against what the r
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pathlib
+import re
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator, docker_config_json
-from tests.env import buildkitd, gitserver, images, kube, oci, registry
+from tests.env import buildkitd, dockerd, gitserver, images, kube, oci, registry, tokenserver
 
 pytestmark = pytest.mark.e2e
 
@@ -239,3 +242,91 @@ def test_git_source_ref_that_does_not_exist(
         )
         assert "no-such-branch" in kube.condition(obj, "Stalled")["message"]  # type: ignore[index]
         assert "g1t-pa55" not in operator.logs()
+
+
+@pytest.fixture(scope="session")
+def docker_engine(oci_registry: registry.Registry) -> Iterator[dockerd.DockerDaemon]:
+    short = pathlib.Path(tempfile.mkdtemp(prefix="dk-"))
+    engine = dockerd.DockerDaemon(short, insecure_registries=[oci_registry.host])
+    engine.start()
+    yield engine
+    engine.stop()
+    shutil.rmtree(short, ignore_errors=True)
+
+
+def test_docker_backend_build_and_push(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    buildkit: buildkitd.BuildkitDaemon,
+    docker_engine: dockerd.DockerDaemon,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    core: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    operator = start_operator(DOCKER_HOST=docker_engine.host)
+    body = _runner(namespace, oci_registry.host, core)
+    body["spec"]["build"]["backend"] = "Docker"
+    cluster.apply(namespace, json.dumps(body))
+    ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
+    latest = ready["status"]["latestImage"]
+    repository, _, tag = latest["reference"].split("/", 1)[1].rpartition(":")
+    assert pusher.manifest_digest(repository, tag) == latest["digest"]
+    assert kube.condition(ready, "Verified")["status"] == "True"  # type: ignore[index]
+    assert PUSH_PASSWORD not in operator.logs()
+
+
+def test_a_ready_resource_idles_without_any_request(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    buildkit: buildkitd.BuildkitDaemon,
+    oci_registry: registry.Registry,
+    token_server: tokenserver.TokenServer,
+    core: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Built, pushed, verified: then timer reconciles every second touch nothing at all."""
+    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    operator = start_operator(**_operator_env(buildkit, ADE_RESYNC_INTERVAL="1s"))
+    cluster.apply(namespace, json.dumps(_runner(namespace, oci_registry.host, core)))
+    cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
+    before = _reconcile_count(operator.metrics())
+    kube.wait_for(
+        lambda: _reconcile_count(operator.metrics()) > before, timeout=10, what="a reconcile"
+    )
+    since = datetime.datetime.now(datetime.UTC)
+    settled = cluster.get(namespace, NAME)
+    assert settled is not None
+    tokens_before = len(token_server.recorded())
+    start, reconciles_start = time.monotonic(), _reconcile_count(operator.metrics())
+    kube.wait_for(
+        lambda: _reconcile_count(operator.metrics()) >= reconciles_start + 10,
+        timeout=60,
+        what="10 idle reconciles",
+    )
+    seconds = time.monotonic() - start
+    requests = [
+        e
+        for e in cluster.plane.audit_events()
+        if e.get("user", {}).get("username") == kube.OPERATOR_USER
+        and datetime.datetime.fromisoformat(e["requestReceivedTimestamp"]) >= since
+        and e.get("verb") not in ("watch",)
+    ]
+    after = cluster.get(namespace, NAME)
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"]
+    assert len(token_server.recorded()) == tokens_before, "idle reconciles asked for tokens"
+    assert requests == [], [(e["verb"], e["requestURI"]) for e in requests]
+    with capsys.disabled():
+        print(
+            f"\n[figure] idle Ready RunnerImage: {len(requests)} API requests and "
+            f"0 registry requests over {seconds:.1f}s of 1-second reconciles"
+        )
+
+
+def _reconcile_count(metrics: str) -> float:
+    return sum(
+        float(v) for v in re.findall(r"^ade_runner_reconciles_total\{[^}]*\} (\S+)$", metrics, re.M)
+    )

@@ -1,0 +1,1 @@
+"""Unit tests of the pure build modules: Dockerfile, identity, buildctl, Job, task registry."""

@@ -1,0 +1,129 @@
+"""`buildctl build` arguments (controller.build.buildctl.arguments)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from controller.build import buildctl
+
+IMAGE = "contoso.azurecr.io/ade/runner:abc-123"
+
+
+def request(**changes: Any) -> buildctl.BuildRequest:
+    base = buildctl.BuildRequest(
+        context=buildctl.LocalContext("/workspace/context"),
+        dockerfile="Dockerfile",
+        image=IMAGE,
+        build_args={},
+        platforms=("linux/amd64",),
+        target=None,
+        metadata_file="/tmp/metadata.json",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_typical_request_exact_argv() -> None:
+    args = buildctl.arguments(
+        request(
+            dockerfile="docker/Dockerfile.runner",
+            build_args={"IMAGE_VERSION": "2.7", "BASE_IMAGE": "mcr.microsoft.com/core"},
+            labels={"org.opencontainers.image.revision": "abc", "a.b": "c"},
+            platforms=("linux/amd64", "linux/arm64"),
+            target="final",
+            cache_ref="contoso.azurecr.io/ade/runner:buildcache",
+        )
+    )
+    assert args == [
+        "--frontend", "dockerfile.v0",
+        "--local", "context=/workspace/context",
+        "--local", "dockerfile=/workspace/context/docker",
+        "--opt", "filename=Dockerfile.runner",
+        "--opt", "build-arg:BASE_IMAGE=mcr.microsoft.com/core",
+        "--opt", "build-arg:IMAGE_VERSION=2.7",
+        "--opt", "label:a.b=c",
+        "--opt", "label:org.opencontainers.image.revision=abc",
+        "--opt", "platform=linux/amd64,linux/arm64",
+        "--opt", "target=final",
+        "--output", f"type=image,name={IMAGE},push=true",
+        "--export-cache", "type=registry,ref=contoso.azurecr.io/ade/runner:buildcache,mode=max",
+        "--import-cache", "type=registry,ref=contoso.azurecr.io/ade/runner:buildcache",
+        "--metadata-file", "/tmp/metadata.json",
+    ]  # fmt: skip
+
+
+def test_minimal_request_exact_argv() -> None:
+    assert buildctl.arguments(request()) == [
+        "--frontend", "dockerfile.v0",
+        "--local", "context=/workspace/context",
+        "--local", "dockerfile=/workspace/context",
+        "--opt", "filename=Dockerfile",
+        "--opt", "platform=linux/amd64",
+        "--output", f"type=image,name={IMAGE},push=true",
+        "--metadata-file", "/tmp/metadata.json",
+    ]  # fmt: skip
+
+
+def options(args: list[str], flag: str) -> list[str]:
+    return [args[index + 1] for index, arg in enumerate(args) if arg == flag]
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "folder", "filename"),
+    [
+        ("Dockerfile", "/ctx", "Dockerfile"),
+        ("build/Dockerfile", "/ctx/build", "Dockerfile"),
+        ("a/b/runner.Dockerfile", "/ctx/a/b", "runner.Dockerfile"),
+    ],
+)
+def test_dockerfile_folder_and_name(dockerfile: str, folder: str, filename: str) -> None:
+    args = buildctl.arguments(request(context=buildctl.LocalContext("/ctx"), dockerfile=dockerfile))
+    assert options(args, "--local") == ["context=/ctx", f"dockerfile={folder}"]
+    assert f"filename={filename}" in options(args, "--opt")
+
+
+def test_build_args_are_sorted_and_values_kept_verbatim() -> None:
+    args = buildctl.arguments(
+        request(build_args={"Z": "last", "A": "a=b,c", "M": "with space 'quote'", "E": ""})
+    )
+    assert [opt for opt in options(args, "--opt") if opt.startswith("build-arg:")] == [
+        "build-arg:A=a=b,c",
+        "build-arg:E=",
+        "build-arg:M=with space 'quote'",
+        "build-arg:Z=last",
+    ]
+
+
+def test_no_platforms_no_platform_option() -> None:
+    args = buildctl.arguments(request(platforms=()))
+    assert not [opt for opt in options(args, "--opt") if opt.startswith("platform=")]
+
+
+@pytest.mark.parametrize("target", [None, ""])
+def test_no_target_no_target_option(target: str | None) -> None:
+    args = buildctl.arguments(request(target=target))
+    assert not [opt for opt in options(args, "--opt") if opt.startswith("target=")]
+
+
+@pytest.mark.parametrize("cache_ref", [None, ""])
+def test_cache_only_with_a_cache_ref(cache_ref: str | None) -> None:
+    args = buildctl.arguments(request(cache_ref=cache_ref))
+    assert "--export-cache" not in args
+    assert "--import-cache" not in args
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"cache_ref": "r/c:cache"}, {"target": "t", "labels": {"a": "b"}, "platforms": ()}],
+)
+def test_metadata_file_is_last(changes: dict[str, Any]) -> None:
+    args = buildctl.arguments(request(metadata_file="/m.json", **changes))
+    assert args[-2:] == ["--metadata-file", "/m.json"]
+    assert args.count("--metadata-file") == 1
+
+
+def test_one_output_that_pushes() -> None:
+    args = buildctl.arguments(request())
+    assert options(args, "--output") == [f"type=image,name={IMAGE},push=true"]
