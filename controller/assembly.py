@@ -38,4 +38,5 @@ def services_from_config(config: config_.Config) -> services.Services:
         slots=services.BuildSlots(limit=config.max_concurrent_builds),
         workdir=pathlib.Path(config.work_dir),
         insecure_registries=frozenset(config.insecure_registries),
+        tasks=tasks,
     )

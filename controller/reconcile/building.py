@@ -46,6 +46,8 @@ class Build:
         record = next((r for r in records if r.get("buildKey") == found.key), None)
         plan = self._plan(ctx, found, record, latest)
         slot = (ctx.namespace, ctx.name, found.key)
+        # A build of a superseded key may still run; it no longer counts against the limit.
+        self.services.slots.release_others(slot)
         state = await self._backend(ctx).state(plan)
         if state.phase in (backend.Phase.PENDING, backend.Phase.RUNNING):
             self.services.slots.hold(slot)

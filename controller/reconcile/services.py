@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import random
 import shutil
 import time
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from typing import Any
 from controller import errors
 from controller import kube as kube_
 from controller.api import spec as model
-from controller.build import backend
+from controller.build import backend, inprocess
 from controller.registry import client as registry_client
 from controller.sources import credentials as git_credentials
 
@@ -34,11 +35,16 @@ class ObjectMemory:
     handled_request: str | None = None
     verified: tuple[str, str] | None = None
     """The (reference, digest) last proven to resolve in the registry."""
+    jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
+    """Each object polls up to 10% later than its interval, so objects created together do not
+    poll their git servers and registries in lockstep."""
 
     def due(self, last: float | None, interval: float | None, *, generation: int) -> bool:
         if last is None or self.checked_generation != generation:
             return True
-        return interval is not None and time.monotonic() - last >= interval
+        if interval is None:
+            return False
+        return time.monotonic() - last >= interval * (1.0 + self.jitter)
 
 
 @dataclasses.dataclass
@@ -63,6 +69,13 @@ class BuildSlots:
     def release(self, key: tuple[str, str, str]) -> None:
         self.active.discard(key)
 
+    def release_others(self, key: tuple[str, str, str]) -> None:
+        """Free the slots the same RunnerImage held for other (superseded) build keys."""
+        self.active = {held for held in self.active if held[:2] != key[:2] or held == key}
+
+    def forget(self, *, namespace: str, name: str) -> None:
+        self.active = {held for held in self.active if held[:2] != (namespace, name)}
+
 
 @dataclasses.dataclass
 class Services:
@@ -71,6 +84,8 @@ class Services:
     slots: BuildSlots
     workdir: pathlib.Path
     insecure_registries: frozenset[str] = frozenset()
+    tasks: inprocess.Tasks | None = None
+    """The builds running inside the operator (daemon and Docker backends)."""
     registry_transport: Any = None
     """An httpx transport for the registry client (tests only); None: the network."""
 
@@ -120,8 +135,12 @@ class Services:
 
 
 def forget(services: Services, *, namespace: str, name: str) -> None:
-    """Drop what the operator keeps of a deleted RunnerImage (fetched sources, finished tasks)."""
+    """Drop what the operator keeps of a deleted RunnerImage: fetched sources, build slots and
+    in-process builds (Job builds are deleted with it by the garbage collector)."""
     shutil.rmtree(services.workdir / "sources" / namespace / name, ignore_errors=True)
+    services.slots.forget(namespace=namespace, name=name)
+    if services.tasks is not None:
+        services.tasks.forget(namespace=namespace, name=name)
 
 
 class SecretMissing(errors.StalledError):

@@ -73,10 +73,10 @@ def _push_secret(cluster: kube.Cluster, namespace: str, host: str) -> None:
     )  # fmt: skip
 
 
-def _jobs(cluster: kube.Cluster, namespace: str) -> list[dict[str, Any]]:
-    out = cluster.plane.kubectl(
-        "get", "jobs", "-n", namespace, "-l", f"runners.ade.dev/runnerimage={NAME}", "-o", "json"
-    )
+def _jobs(cluster: kube.Cluster, namespace: str, name: str = NAME) -> list[dict[str, Any]]:
+    """The build Jobs of RunnerImage `name` (every build Job in the namespace for "")."""
+    selector = f"runners.ade.dev/runnerimage={name}" if name else "runners.ade.dev/runnerimage"
+    out = cluster.plane.kubectl("get", "jobs", "-n", namespace, "-l", selector, "-o", "json")
     items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
     return items
 
@@ -339,3 +339,35 @@ def test_pending_pod_fails_the_build_with_the_scheduler_reason(
     assert "stayed Pending for more than 3s" in message
     assert "Insufficient cpu" in message
     kube.wait_for(lambda: not _jobs(cluster, namespace), timeout=30, what="the stuck Job deleted")
+
+
+def test_builds_over_the_operator_limit_wait_queued(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+) -> None:
+    _push_secret(cluster, namespace, oci_registry.host)
+    start_operator(ADE_MAX_CONCURRENT_BUILDS="1")
+    first = _runner_image(namespace, oci_registry.host, base_image)
+    cluster.apply(namespace, json.dumps(first))
+    (job,) = _one_job(cluster, namespace)
+    second = _runner_image(namespace, oci_registry.host, base_image)
+    second["metadata"]["name"] = "queued-runner"
+    second["spec"]["image"]["repository"] = f"{namespace}/queued"
+    cluster.apply(namespace, json.dumps(second))
+    queued = cluster.wait_condition(
+        namespace, "queued-runner", "Reconciling", status="True", reason="BuildQueued"
+    )
+    message = kube.condition(queued, "Reconciling")["message"]  # type: ignore[index]
+    assert "waiting for a build slot (1 builds run at once)" in message
+    assert len(_jobs(cluster, namespace, "")) == 1
+    _finish(cluster, namespace, job, pusher)
+    cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
+    # The slot is free: the queued build starts.
+    cluster.wait_condition(
+        namespace, "queued-runner", "Reconciling", status="True", reason="Building", timeout=60
+    )
