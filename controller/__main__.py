@@ -32,17 +32,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _WaitingIsNotAnError(logging.Filter):
-    """kopf logs every temporary error at ERROR level; the operator uses one to look again at a
-    build in flight ("waiting: ..."), which is progress, not a failure: log that at INFO."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.levelno == logging.ERROR and "failed temporarily: waiting: " in message:
-            record.levelno, record.levelname = logging.INFO, "INFO"
-        return True
-
-
 def run(config: config_.Config) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
     kopf.configure(
@@ -52,7 +41,6 @@ def run(config: config_.Config) -> None:
         if config.log_format is config_.LogFormat.JSON
         else kopf.LogFormat.FULL,
     )
-    logging.getLogger("kopf.objects").addFilter(_WaitingIsNotAnError())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port, registry=metrics.REGISTRY)

@@ -5,6 +5,7 @@
 | `ADE_WATCH_NAMESPACES` | (empty: all) | comma-separated namespaces; empty: the whole cluster |
 | `ADE_MAX_CONCURRENT_RECONCILES` | `8` | RunnerImages reconciled at once |
 | `ADE_RESYNC_INTERVAL` | `1m` | how often each RunnerImage is looked at with no change seen |
+| `ADE_PROGRESS_INTERVAL` | `2s` | how often work in flight (a build) is looked at |
 | `ADE_METRICS_PORT` | `8080` | port of the Prometheus `/metrics` endpoint; `0` turns it off |
 | `ADE_HEALTH_PORT` | `8081` | port of the liveness endpoint `/healthz`; `0` turns it off |
 | `ADE_LOG_FORMAT` | `plain` | `plain` or `json` |
@@ -47,6 +48,7 @@ class Config:
     namespaces: tuple[str, ...] = ()
     max_concurrent_reconciles: int = 8
     resync_interval: float = 60.0
+    progress_interval: float = 2.0
     metrics_port: int = 8080
     health_port: int = 8081
     log_format: LogFormat = LogFormat.PLAIN
@@ -91,6 +93,7 @@ def from_env(env: Mapping[str, str]) -> Config:
     if workers < 1:
         raise ConfigError(f"ADE_MAX_CONCURRENT_RECONCILES: must be at least 1 (got {workers})")
     resync = _duration(env, "ADE_RESYNC_INTERVAL", "1m")
+    progress = _duration(env, "ADE_PROGRESS_INTERVAL", "2s")
     builds = _int(env, "ADE_MAX_CONCURRENT_BUILDS", Config.max_concurrent_builds)
     if builds < 1:
         raise ConfigError(f"ADE_MAX_CONCURRENT_BUILDS: must be at least 1 (got {builds})")
@@ -105,6 +108,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         namespaces=namespaces,
         max_concurrent_reconciles=workers,
         resync_interval=resync,
+        progress_interval=progress,
         metrics_port=_port(env, "ADE_METRICS_PORT", Config.metrics_port),
         health_port=_port(env, "ADE_HEALTH_PORT", Config.health_port),
         log_format=log_format,

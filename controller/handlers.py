@@ -78,6 +78,18 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         async with slots:
             await _reconcile(services_, body, patch, memo, retry=0)
 
+    @kopf.timer(
+        *_RESOURCE,
+        interval=config.progress_interval,
+        when=_reconciling,
+        registry=registry,
+    )
+    async def on_progress(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        # Work is in flight (Reconciling=True, e.g. a build): look at it every few seconds.
+        # Timers write nothing of their own, unlike kopf's retries of a handler.
+        async with slots:
+            await _reconcile(services_, body, patch, memo, retry=0)
+
     @kopf.on.delete(*_RESOURCE, registry=registry)
     async def on_delete(body: kopf.Body, **_: Any) -> None:
         # Nothing outside the cluster is removed: pushed images and catalog commits stay (see
@@ -116,7 +128,11 @@ async def _reconcile(
     if report.retry:
         delay = report.requeue_after or retry_delay(retry)
         raise kopf.TemporaryError(report.message, delay=delay)
-    if report.requeue_after is not None:
-        # Work in flight (a build): look again soon. kopf has no plain requeue; a temporary
-        # error with a delay is its way to run the handler again.
-        raise kopf.TemporaryError(f"waiting: {report.message}", delay=report.requeue_after)
+
+
+def _reconciling(status: kopf.Status, **_: Any) -> bool:
+    """Whether work is in flight: the `on_progress` timer runs only for such objects."""
+    return any(
+        condition.get("type") == "Reconciling" and condition.get("status") == "True"
+        for condition in status.get("conditions") or []
+    )

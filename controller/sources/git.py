@@ -40,7 +40,7 @@ import signal
 import tarfile
 import tempfile
 import urllib.parse
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import IO, ClassVar
 
 from controller import errors
@@ -145,7 +145,7 @@ _BOILERPLATE = re.compile(
 )
 
 
-def _detail(stderr: str, credentials: Credentials) -> str:
+def error_detail(stderr: str, credentials: Credentials) -> str:
     """git's last few messages, scrubbed, without boilerplate, kept short."""
     lines: list[str] = []
     for raw in stderr.splitlines():
@@ -157,7 +157,7 @@ def _detail(stderr: str, credentials: Credentials) -> str:
 
 
 def _error(kind: _Kind, stderr: str, git: _Session) -> GitError:
-    url, ref, detail = git.shown_url, git.ref, _detail(stderr, git.credentials)
+    url, ref, detail = git.shown_url, git.ref, error_detail(stderr, git.credentials)
     if kind is GitAuthFailed:
         if git.credentials.secret:
             hint = f"check the credentials in Secret {git.credentials.secret!r}"
@@ -179,6 +179,55 @@ def _error(kind: _Kind, stderr: str, git: _Session) -> GitError:
     return kind(credentials_.scrub(message, git.credentials), url=url, ref=ref, detail=detail)
 
 
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    """A finished git process: exit status and output (`stderr` is raw: scrub before showing)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_git(
+    *args: str,
+    cwd: pathlib.Path,
+    env: Mapping[str, str],
+    credentials: Credentials,
+    stdout: IO[bytes] | None = None,
+) -> Completed:
+    """Run `git *args` (never through a shell) with exactly `env`, in its own process group that
+    is killed if the caller is cancelled or times out. Logged at DEBUG, scrubbed of `credentials`.
+    """
+    shown = credentials_.scrub(shlex.join(["git", *args]), credentials)
+    logger.debug("running %s", shown)
+    process = await asyncio.create_subprocess_exec(
+        "git",
+        *args,
+        cwd=cwd,
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=stdout if stdout is not None else asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,  # one process group: git, git-remote-http, ssh
+    )
+    try:
+        out, err = await process.communicate()
+    finally:
+        if process.returncode is None:  # timed out or cancelled: leave nothing behind
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    stderr = err.decode(errors="replace")
+    if process.returncode != 0:
+        logger.debug(
+            "%s exited with %s: %s",
+            shown,
+            process.returncode,
+            credentials_.scrub(stderr, credentials),
+        )
+    return Completed(process.returncode or 0, (out or b"").decode(errors="replace"), stderr)
+
+
 # -- the session: a scratch directory, an environment, a deadline ----------------------------
 
 
@@ -198,35 +247,12 @@ class _Session:
         self, *args: str, ok: Sequence[int] = (0,), stdout: IO[bytes] | None = None
     ) -> str:
         """Run git; its stdout (unless redirected). A non-`ok` exit raises the classified error."""
-        shown = credentials_.scrub(shlex.join(["git", *args]), self.credentials)
-        logger.debug("running %s", shown)
-        process = await asyncio.create_subprocess_exec(
-            "git",
-            *args,
-            cwd=self.folder,
-            env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=stdout if stdout is not None else asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,  # one process group: git, git-remote-http, ssh
+        done = await run_git(
+            *args, cwd=self.folder, env=self.env, credentials=self.credentials, stdout=stdout
         )
-        try:
-            out, err = await process.communicate()
-        finally:
-            if process.returncode is None:  # timed out or cancelled: leave nothing behind
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-        stderr = err.decode(errors="replace")
-        if process.returncode not in ok:
-            logger.debug(
-                "%s exited with %s: %s",
-                shown,
-                process.returncode,
-                credentials_.scrub(stderr, self.credentials),
-            )
-            raise _error(classify(stderr), stderr, self)
-        return (out or b"").decode(errors="replace")
+        if done.returncode not in ok:
+            raise _error(classify(done.stderr), done.stderr, self)
+        return done.stdout
 
     async def fetch_commit(self, sha: str, *, commit_only: bool) -> str:
         """Fetch exactly `sha` (depth 1) into a scratch bare repository; its git dir."""
@@ -244,7 +270,9 @@ class _Session:
         return repo
 
 
-def _transport(url: str) -> credentials_.Transport:
+def transport(url: str) -> credentials_.Transport:
+    """The transport of `url`; `ValueError` for another scheme, a leading "-" or user
+    information in an HTTP URL (credentials come from a Secret, never from the URL)."""
     if url.startswith("-"):
         raise ValueError("a git URL must not start with '-'")
     scheme = urllib.parse.urlsplit(url).scheme.lower()
@@ -258,11 +286,12 @@ def _transport(url: str) -> credentials_.Transport:
     raise ValueError(f"unsupported git URL {errors.redact(url)!r}: use https://, http:// or ssh")
 
 
-def _environment(
+def environment(
     folder: pathlib.Path, url: str, transport: str, credentials: Credentials
 ) -> dict[str, str]:
     """git's whole environment, built from nothing: only PATH and the proxy variables are
-    inherited; messages in English (LC_ALL=C) so that `classify` can read them."""
+    inherited; messages in English (LC_ALL=C) so that `classify` can read them. It creates
+    `folder/home` (and `folder/ssh`, holding the key, for SSH): `folder` is private scratch."""
     home = folder / "home"
     home.mkdir()
     env = {
@@ -339,12 +368,12 @@ async def _session(
     timeout: float,
 ) -> AsyncIterator[_Session]:
     """A scratch directory (removed afterwards, key included) and a deadline for all of it."""
-    transport = _transport(url)
-    usable = (credentials or Credentials()).for_transport(transport)
+    kind = transport(url)
+    usable = (credentials or Credentials()).for_transport(kind)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="ade-git-"))
     git = _Session(url, ref, usable, folder, {})
     try:
-        git.env = _environment(folder, url, transport, usable)
+        git.env = environment(folder, url, kind, usable)
         async with asyncio.timeout(timeout):
             yield git
     except TimeoutError:

@@ -28,6 +28,7 @@ def test_blank_values_mean_defaults() -> None:
         "ADE_WATCH_NAMESPACES",
         "ADE_MAX_CONCURRENT_RECONCILES",
         "ADE_RESYNC_INTERVAL",
+        "ADE_PROGRESS_INTERVAL",
         "ADE_METRICS_PORT",
         "ADE_HEALTH_PORT",
         "ADE_LOG_FORMAT",
