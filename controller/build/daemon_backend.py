@@ -16,7 +16,7 @@ import pathlib
 import tempfile
 
 from controller import errors
-from controller.build import backend, buildctl, inprocess, job
+from controller.build import backend, buildctl, inprocess
 
 OUTPUT_TAIL = 15
 
@@ -28,19 +28,10 @@ class DaemonSettings:
     buildctl: str = "buildctl"
 
 
-class DaemonBackend:
+class DaemonBackend(inprocess.InProcessBackend):
     def __init__(self, *, settings: DaemonSettings, tasks: inprocess.Tasks) -> None:
+        super().__init__(tasks=tasks)
         self._settings = settings
-        self._tasks = tasks
-
-    async def start(self, plan: backend.BuildPlan) -> None:
-        self._tasks.start(plan, self._run)
-
-    async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
-        return self._tasks.state(plan)
-
-    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
-        self._tasks.prune(owner, keep=keep)
 
     def _prefix(self) -> list[str]:
         argv = [self._settings.buildctl, "--addr", self._settings.address]

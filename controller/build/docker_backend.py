@@ -15,7 +15,7 @@ from typing import Any
 import docker
 
 from controller import errors
-from controller.build import backend, inprocess, job
+from controller.build import backend, inprocess
 
 OUTPUT_TAIL = 15
 
@@ -26,19 +26,10 @@ class DockerSettings:
     """None: DOCKER_HOST or the default socket."""
 
 
-class DockerBackend:
+class DockerBackend(inprocess.InProcessBackend):
     def __init__(self, *, settings: DockerSettings, tasks: inprocess.Tasks) -> None:
+        super().__init__(tasks=tasks)
         self._settings = settings
-        self._tasks = tasks
-
-    async def start(self, plan: backend.BuildPlan) -> None:
-        self._tasks.start(plan, self._run)
-
-    async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
-        return self._tasks.state(plan)
-
-    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
-        self._tasks.prune(owner, keep=keep)
 
     async def _run(self, plan: backend.BuildPlan) -> backend.BuildState:
         try:

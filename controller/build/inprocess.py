@@ -67,3 +67,22 @@ class Tasks:
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         self._tasks.clear()
+
+
+class InProcessBackend:
+    """A backend whose builds run as tasks of this process; subclasses say how in `_run`."""
+
+    def __init__(self, *, tasks: Tasks) -> None:
+        self._tasks = tasks
+
+    async def start(self, plan: backend.BuildPlan) -> None:
+        self._tasks.start(plan, self._run)
+
+    async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
+        return self._tasks.state(plan)
+
+    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+        self._tasks.prune(owner, keep=keep)
+
+    async def _run(self, plan: backend.BuildPlan) -> backend.BuildState:
+        raise NotImplementedError
