@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 import pathlib
-import signal
 import subprocess
 from typing import Any
 
-from tests.env import controlplane, kube
+from tests.env import controlplane, kube, process
 
 NODE = "kwok-node-0"
 COMPLETE_LABEL = "kwok.ade.dev/complete"
@@ -69,13 +68,7 @@ class Kwok:
         return out.stdout.strip() == "True"
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        process.terminate(self._proc)
         self._proc = None
 
 

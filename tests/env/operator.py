@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
-from tests.env import controlplane
+from tests.env import controlplane, process
 
 
 class OperatorProcess:
@@ -70,13 +69,7 @@ class OperatorProcess:
     def stop(self, *, timeout: float = 20.0) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        process.terminate(self._proc, timeout=timeout)
         self._proc = None
 
     def restart(self) -> None:

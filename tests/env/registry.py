@@ -21,7 +21,6 @@ import os
 import pathlib
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import threading
@@ -31,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+from tests.env import process
 from tests.env.tokenserver import TokenServer
 
 BINARY = pathlib.Path(os.environ.get("ADE_REGISTRY_BIN", "/usr/bin/docker-registry"))
@@ -143,13 +143,7 @@ class Registry:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        process.terminate(self._proc)
         self._proc = None
 
     def cleanup(self) -> None:
