@@ -18,6 +18,7 @@ import prometheus_client
 
 from controller import config as config_
 from controller import handlers
+from controller.catalog import cli as catalog_cli
 from controller.observe import metrics
 
 
@@ -29,6 +30,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the operator (the default); configured by ADE_* variables")
+    commands.add_parser(
+        "catalog",
+        help="catalog plan: preview the runner edit on a local checkout (catalog plan --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -62,6 +68,9 @@ def run(config: config_.Config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["catalog"]:  # `catalog plan ...`: a local preview; no configuration needed
+        return catalog_cli.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         config = config_.from_env(os.environ)

@@ -1,0 +1,553 @@
+"""The pure edit engine of the catalog write-back: set one field of an environment definition.
+
+Pure: text in, text out, no I/O. The edit is surgical. ruamel.yaml parses the text only to find
+*where* the field's value is written (the scanner's token positions); the new text is the old
+text with exactly that span replaced, so comments, the schema line, key order, indentation,
+quoting of everything else, line endings, a missing final newline and a byte-order mark are kept
+byte for byte. After the edit the new text is parsed again and compared with the old, document by
+document: anything but the one field differing is a refusal (`ManifestInvalid`), never a write.
+
+Decisions:
+
+- Quoting: the old value's style is kept (double, single, plain). A plain value that the new text
+  cannot be written as (it would read as another type or break the syntax, in YAML 1.1 or 1.2)
+  becomes double-quoted. A value that is absent, empty, null or an alias is written double-quoted,
+  as ADE's documentation writes runner images. Block scalars (`|`, `>`) are refused.
+- Insertion of a missing field follows ADE's documented order (`FIELD_ORDER`): after the last of
+  the keys that come before it (name, version, summary, description), before the keys that come
+  after it (templatePath, parameters), indented like its siblings, with the line ending of the line
+  it follows; in a flow mapping, as one more `key: value` entry. A field that `FIELD_ORDER` does
+  not know is appended after the last entry.
+- Multi-document files: every document that is an environment definition is edited. Empty
+  documents are ignored; any other document makes the file invalid (a manifest file holds
+  manifests, and a file that holds something else is reported, not guessed at).
+- Only a top-level key of each document is edited; one that only comes through a merge key
+  (`<<: *base`) is overridden by inserting it, so the anchored mapping is left alone. An anchored
+  value keeps its anchor (its aliases follow it, as the author meant); an alias value is replaced
+  by the new value, so the anchor and its other aliases are left alone.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import functools
+import json
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from ruamel.yaml import YAML, events, tokens
+from ruamel.yaml.comments import TaggedScalar
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from controller import errors
+from controller.api import spec as model
+
+REASON = "ManifestInvalid"
+FIELD_ORDER = ("name", "version", "summary", "description", "runner", "templatePath", "parameters")
+"""The order of an environment definition's keys in ADE's documentation and samples."""
+REQUIRED_KEYS = ("name", "templatePath")
+"""What makes a YAML document an environment definition."""
+ENCODING = "utf-8"
+
+
+class ManifestInvalid(errors.StalledError):
+    """A manifest the engine cannot edit: not YAML, not an environment definition, or a field it
+    cannot rewrite safely. `path` names the file, `problem` says why; `reason` is the condition
+    reason (`ManifestInvalid`) and `message` is `"<path>: <problem>"`."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(REASON, f"{path}: {reason}")
+        self.path = path
+        self.problem = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Edit:
+    """The result of `set_field`: `text` is the original text exactly when `changed` is False.
+
+    `previous` holds, for each environment definition in the file (in document order), the
+    field's old value as text, or None where it was absent or null.
+    """
+
+    changed: bool
+    text: str
+    previous: tuple[str | None, ...]
+
+
+def decode(data: bytes, *, path: str) -> str:
+    """The text of a manifest file (UTF-8; a byte-order mark stays in the text, as U+FEFF)."""
+    try:
+        return data.decode(ENCODING)
+    except UnicodeDecodeError as error:
+        raise ManifestInvalid(path, f"not UTF-8 text (byte {error.start})") from None
+
+
+def encode(text: str) -> bytes:
+    """The bytes to write for a text returned by `set_field` (the inverse of `decode`)."""
+    return text.encode(ENCODING)
+
+
+def set_field(
+    text: str,
+    *,
+    field: str,
+    value: str,
+    path: str,
+    required_keys: Sequence[str] = REQUIRED_KEYS,
+    order: Sequence[str] = FIELD_ORDER,
+) -> Edit:
+    """Set the top-level `field` of every environment definition in `text` to the string `value`.
+
+    `path` only names the file in errors. Raises `ManifestInvalid` when the text is not valid
+    YAML, a non-empty document is not a mapping holding every one of `required_keys`, or the
+    field cannot be rewritten safely; raises ValueError for an empty or multi-line `value`.
+    """
+    if not value or value != value.strip() or any(c in value for c in "\r\n"):
+        raise ValueError(f"{value!r} is not a one-line value")
+    parsed = _parse(text, path=path)
+    spans: list[tuple[int, int, str]] = []
+    previous: list[str | None] = []
+    manifests: list[int] = []
+    for index, (root, data) in enumerate(zip(parsed.roots, parsed.data, strict=True)):
+        if data is None:
+            continue  # an empty document: a leading or trailing "---", a comment only
+        where = f" (document {index + 1})" if len(parsed.roots) > 1 else ""
+        _check_manifest(data, required_keys, path=path, where=where)
+        manifests.append(index)
+        previous.append(_text_of(data.get(field)))
+        span = _field_span(text, parsed, root, data, field=field, value=value, order=order)
+        if isinstance(span, str):
+            raise ManifestInvalid(path, f"{span}{where}")
+        if span is not None:
+            spans.append(span)
+    if not manifests:
+        raise ManifestInvalid(path, "holds no environment definition (the file is empty)")
+    new_text = _apply(text, spans)
+    if new_text == text:
+        return Edit(changed=False, text=text, previous=tuple(previous))
+    _verify(path, parsed.data, new_text, manifests, field=field, value=value)
+    return Edit(changed=True, text=new_text, previous=tuple(previous))
+
+
+def reference(image: str, digest: str | None, pin: model.PinMode, *, keep_tag: bool = False) -> str:
+    """The text to write for `image` (`registry/repository:tag`, maybe with `@digest`).
+
+    `Tag` gives `registry/repository:tag`; `Digest` gives `registry/repository@digest`, or
+    `registry/repository:tag@digest` with `keep_tag`. `digest` defaults to one in `image`; the two
+    must agree. The registry and repository are kept as written (no Docker Hub expansion). Raises
+    ValueError when the reference has no tag (Tag) or no valid digest (Digest).
+    """
+    if not image or any(c.isspace() for c in image):
+        raise ValueError(f"{image!r} is not an image reference")
+    name, at, embedded = image.partition("@")
+    if at and not _DIGEST.fullmatch(embedded):
+        raise ValueError(f"{image!r}: {embedded!r} is not a sha256 or sha512 digest")
+    if digest is not None and at and digest != embedded:
+        raise ValueError(f"{image!r} does not carry the digest {digest}")
+    chosen = digest if digest is not None else (embedded if at else None)
+    slash, colon = name.rfind("/"), name.rfind(":")
+    repository, tag = (name[:colon], name[colon + 1 :]) if colon > slash else (name, None)
+    if not repository or tag == "":
+        raise ValueError(f"{image!r} is not an image reference")
+    if pin is model.PinMode.TAG:
+        if tag is None:
+            raise ValueError(f"{image!r} has no tag to pin")
+        return f"{repository}:{tag}"
+    if chosen is None or not _DIGEST.fullmatch(chosen):
+        raise ValueError(f"pinning {image!r} by digest needs a sha256 or sha512 digest")
+    if keep_tag and tag is not None:
+        return f"{repository}:{tag}@{chosen}"
+    return f"{repository}@{chosen}"
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
+_PLAIN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./:@+-]*")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+# --- Reading: where every top-level entry of every document is written ---------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Node:
+    """A node as written: its first event and the span of text it covers."""
+
+    event: events.Event
+    start: int
+    """First character, including an anchor or a tag."""
+    end: int
+    """After the last character (a block scalar's trailing line breaks included)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Root:
+    """The root node of one document and, when it is a mapping, its entries in text order."""
+
+    node: _Node
+    entries: tuple[tuple[_Node, _Node], ...]
+    flow: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class _Parsed:
+    roots: tuple[_Root, ...]
+    data: tuple[Any, ...]
+    scalar_starts: Mapping[int, int]
+    """Scalar token end -> start: where a scalar's own text begins, after anchor and tag."""
+    value_tokens: tuple[tuple[int, int], ...]
+    """(start, end) of every ":" value indicator, in text order."""
+
+
+def _parse(text: str, *, path: str) -> _Parsed:
+    try:
+        data = tuple(YAML(typ="rt").load_all(text))
+        found = list(YAML(typ="rt").scan(text))
+        roots = tuple(_roots(iter(list(YAML(typ="rt").parse(text)))))
+    except YAMLError as error:
+        raise ManifestInvalid(path, f"not valid YAML: {_describe(error)}") from None
+    return _Parsed(
+        roots=roots,
+        data=data,
+        scalar_starts={
+            token.end_mark.index: token.start_mark.index
+            for token in found
+            if isinstance(token, tokens.ScalarToken)
+        },
+        value_tokens=tuple(
+            (token.start_mark.index, token.end_mark.index)
+            for token in found
+            if isinstance(token, tokens.ValueToken)
+        ),
+    )
+
+
+def _describe(error: YAMLError) -> str:
+    if isinstance(error, MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    text = " ".join(str(error).split())
+    return re.sub(r' in "<unicode string>", position (\d+)', r" (character \1)", text)
+
+
+def _roots(stream: Iterator[events.Event]) -> Iterator[_Root]:
+    for event in stream:
+        if not isinstance(event, events.DocumentStartEvent):
+            continue
+        first = next(stream)
+        if not isinstance(first, events.MappingStartEvent):
+            yield _Root(_node(first, stream), (), flow=False)
+            continue
+        entries: list[tuple[_Node, _Node]] = []
+        while not isinstance(item := next(stream), events.MappingEndEvent):
+            key = _node(item, stream)
+            entries.append((key, _node(next(stream), stream)))
+        node = _Node(first, first.start_mark.index, item.end_mark.index)
+        yield _Root(node, tuple(entries), flow=bool(first.flow_style))
+
+
+def _node(first: events.Event, stream: Iterator[events.Event]) -> _Node:
+    last = first
+    if isinstance(first, events.CollectionStartEvent):
+        depth = 1
+        while depth:
+            last = next(stream)
+            if isinstance(last, events.CollectionStartEvent):
+                depth += 1
+            elif isinstance(last, events.CollectionEndEvent):
+                depth -= 1
+    return _Node(first, first.start_mark.index, last.end_mark.index)
+
+
+def _check_manifest(data: Any, required: Sequence[str], *, path: str, where: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ManifestInvalid(
+            path,
+            f"not an environment definition{where}: a {_kind(data)}, "
+            f"not a mapping with {' and '.join(required)}",
+        )
+    missing = [key for key in required if data.get(key) is None]
+    if missing:
+        raise ManifestInvalid(path, f"not an environment definition{where}: no {missing[0]}")
+
+
+def _kind(data: Any) -> str:
+    if isinstance(data, list):
+        return "sequence"
+    return "string" if isinstance(data, str) else type(data).__name__
+
+
+def _text_of(data: Any) -> str | None:
+    if isinstance(data, TaggedScalar):
+        data = data.value
+    if data is None:
+        return None
+    return data if isinstance(data, str) else str(data)
+
+
+# --- Editing ----------------------------------------------------------------------------------
+
+
+def _key_name(entry: tuple[_Node, _Node]) -> str | None:
+    event = entry[0].event
+    return event.value if isinstance(event, events.ScalarEvent) else None
+
+
+def _field_span(
+    text: str,
+    parsed: _Parsed,
+    root: _Root,
+    data: Mapping[str, Any],
+    *,
+    field: str,
+    value: str,
+    order: Sequence[str],
+) -> tuple[int, int, str] | str | None:
+    """The (start, end, replacement) that sets the field in one document; None when it already
+    holds `value`; a problem (str) when it cannot be set."""
+    entry = next((item for item in root.entries if _key_name(item) == field), None)
+    if entry is None:
+        return _insertion(text, parsed, root, field=field, value=value, order=order)
+    current = data.get(field)
+    if isinstance(current, str) and current == value:
+        return None
+    key, node = entry
+    event = node.event
+    if isinstance(event, events.AliasEvent):
+        return node.start, node.end, _double(value)
+    if isinstance(event, events.CollectionStartEvent):
+        kind = "mapping" if isinstance(event, events.MappingStartEvent) else "sequence"
+        return f"{field} is a {kind}, expected a string"
+    if not isinstance(event, events.ScalarEvent):  # pragma: no cover - a parser invariant
+        return f"{field} cannot be read"
+    if event.style in ("|", ">"):
+        return f"{field} is a block scalar ({event.style}); write it as a quoted string"
+    start = parsed.scalar_starts.get(node.end)
+    if start is None:  # an empty (null) value: "runner:"; write it after the ":"
+        colon = _value_token_after(parsed, key.end)
+        if colon is None:  # pragma: no cover - a mapping entry always has one
+            return f"{field} has no value indicator"
+        return colon, colon, " " + _double(value)
+    if current is None:  # "~", "null": a null, not a string with a style to keep
+        return start, node.end, _double(value)
+    return start, node.end, _render(value, event.style)
+
+
+def _value_token_after(parsed: _Parsed, index: int) -> int | None:
+    position = bisect.bisect_left(parsed.value_tokens, (index, index))
+    if position == len(parsed.value_tokens):
+        return None
+    return parsed.value_tokens[position][1]
+
+
+def _render(value: str, style: str | None) -> str:
+    if style == "'" and value.isprintable():
+        return "'" + value.replace("'", "''") + "'"
+    if style is None and _plain_ok(value):
+        return value
+    return _double(value)
+
+
+def _double(value: str) -> str:
+    # A JSON string is a valid YAML double-quoted scalar (YAML 1.2 is a superset of JSON).
+    return json.dumps(value, ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=512)
+def _plain_ok(value: str) -> bool:
+    """Whether `value` reads back as the same string when written plain, in a block or a flow
+    mapping, under YAML 1.2 and 1.1 (where `yes`, `1:20` or `0o7` are not strings)."""
+    if not _PLAIN.fullmatch(value) or value.endswith(":"):
+        return False
+    for document in (f"k: {value}\n", f"{{k: {value}}}\n"):
+        for version in ("", "%YAML 1.1\n---\n"):
+            try:
+                loaded = YAML(typ="safe", pure=True).load(version + document)
+            except YAMLError:
+                return False
+            if not isinstance(loaded, dict) or type(loaded.get("k")) is not str:
+                return False
+            if loaded["k"] != value:
+                return False
+    return True
+
+
+def _entry_text(field: str, value: str) -> str:
+    key = field if _KEY.fullmatch(field) and _plain_ok(field) else _double(field)
+    return f"{key}: {_double(value)}"
+
+
+def _insertion(
+    text: str,
+    parsed: _Parsed,
+    root: _Root,
+    *,
+    field: str,
+    value: str,
+    order: Sequence[str],
+) -> tuple[int, int, str]:
+    """Where and what to insert for a missing field (see the module docstring)."""
+    entries = root.entries
+    before: set[str] = set()
+    after: set[str] = set()
+    if field in order:
+        index = list(order).index(field)
+        before, after = set(order[:index]), set(order[index + 1 :])
+    following = [item for item in entries if _key_name(item) in after]
+    limit = min((item[0].start for item in following), default=len(text) + 1)
+    preceding = [item for item in entries if _key_name(item) in before and item[0].start < limit]
+    entry = _entry_text(field, value)
+    indent = _indent(text, root)
+    if preceding:
+        anchor = max(preceding, key=lambda item: item[0].start)
+        return _after(text, parsed, root, anchor, entry=entry, indent=indent)
+    if following:
+        key = min(following, key=lambda item: item[0].start)[0]
+        return _before(text, root, key, entry, indent)
+    return _after(text, parsed, root, entries[-1], entry=entry, indent=indent)
+
+
+def _line_start(text: str, index: int) -> int:
+    return text.rfind("\n", 0, index) + 1
+
+
+def _indent(text: str, root: _Root) -> str | None:
+    """The indentation of the mapping's keys that start a line; None when none does."""
+    for key, _ in root.entries:
+        prefix = text[_line_start(text, key.start) : key.start].lstrip("\ufeff")
+        if not prefix.strip(" "):
+            return prefix
+    return None
+
+
+def _line_end(text: str, index: int) -> str:
+    """The line ending of the line holding `index` (the file's own when it is the last line)."""
+    newline = text.find("\n", index)
+    if newline == -1:
+        return "\r\n" if "\r\n" in text else "\n"
+    return "\r\n" if newline > 0 and text[newline - 1] == "\r" else "\n"
+
+
+def _value_end(parsed: _Parsed, entry: tuple[_Node, _Node]) -> int:
+    key, node = entry
+    if isinstance(node.event, events.ScalarEvent) and node.end not in parsed.scalar_starts:
+        # An empty value is placed at the next token; its entry ends at the ":".
+        colon = _value_token_after(parsed, key.end)
+        if colon is not None and colon <= node.start:
+            return colon
+    return node.end
+
+
+def _after(
+    text: str,
+    parsed: _Parsed,
+    root: _Root,
+    anchor: tuple[_Node, _Node],
+    *,
+    entry: str,
+    indent: str | None,
+) -> tuple[int, int, str]:
+    end = _value_end(parsed, anchor)
+    if root.flow:
+        if indent is None or _single_line(text, root):
+            return end, end, f", {entry}"
+        comma = len(text[end:]) - len(text[end:].lstrip(" \t"))
+        if text[end + comma : end + comma + 1] == ",":
+            # One entry a line: the new line goes after the anchor's comma and comment.
+            newline = _newline(text, end)
+            rest = text[end + comma + 1 : newline].strip(" \t")
+            if not rest or rest.startswith("#"):
+                return newline, newline, f"{_line_end(text, end)}{indent}{entry},"
+        return end, end, f",{_line_end(text, end)}{indent}{entry}"
+    indent = indent if indent is not None else ""
+    line = _line_start(text, end)
+    if line > anchor[0].start and not text[line:end].strip(" \t"):
+        # The value ran to the end of its lines (a block scalar or collection): insert a line.
+        return line, line, f"{indent}{entry}{_line_end(text, line - 1)}"
+    position = _newline(text, end)
+    return position, position, f"{_line_end(text, end)}{indent}{entry}"
+
+
+def _newline(text: str, index: int) -> int:
+    """Where the line holding `index` ends: its "\r\n" or "\n", or the end of the text."""
+    newline = text.find("\n", index)
+    if newline == -1:
+        return len(text)
+    return newline - 1 if newline > 0 and text[newline - 1] == "\r" else newline
+
+
+def _before(
+    text: str, root: _Root, key: _Node, entry: str, indent: str | None
+) -> tuple[int, int, str]:
+    starts_line = not text[_line_start(text, key.start) : key.start].lstrip("\ufeff").strip(" ")
+    if root.flow and (indent is None or _single_line(text, root) or not starts_line):
+        return key.start, key.start, f"{entry}, "
+    separator = "," if root.flow else ""
+    if not starts_line or indent is None:  # pragma: no cover - a block key starts its line
+        indent = ""
+    return key.start, key.start, f"{entry}{separator}{_line_end(text, key.start)}{indent}"
+
+
+def _single_line(text: str, root: _Root) -> bool:
+    return "\n" not in text[root.node.start : root.node.end]
+
+
+def _apply(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    for start, end, replacement in sorted(spans, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
+
+
+# --- Verifying: the new text means the old one with only the field changed --------------------
+
+
+def _verify(
+    path: str,
+    before: Sequence[Any],
+    new_text: str,
+    manifests: Sequence[int],
+    *,
+    field: str,
+    value: str,
+) -> None:
+    refusal = f"cannot set {field} without changing something else; edit it by hand"
+    try:
+        after = list(YAML(typ="rt").load_all(new_text))
+    except YAMLError as error:
+        problem = f"{refusal} (the edit breaks the YAML: {_describe(error)})"
+        raise ManifestInvalid(path, problem) from None
+    if len(after) != len(before):
+        raise ManifestInvalid(path, refusal)
+    for index, (old, new) in enumerate(zip(before, after, strict=True)):
+        if index not in manifests:
+            same = _plain(old) == _plain(new)
+        else:
+            same = (
+                isinstance(new, Mapping)
+                and _text_of(new.get(field)) == value
+                and _plain(_without(old, field)) == _plain(_without(new, field))
+            )
+        if not same:
+            raise ManifestInvalid(path, refusal)
+
+
+def _without(data: Mapping[str, Any], field: str) -> list[tuple[Any, Any]]:
+    return [(key, item) for key, item in data.items() if key != field]
+
+
+def _plain(data: Any, seen: frozenset[int] = frozenset()) -> Any:
+    """Data as plain, comparable values: mappings become ordered pairs, tags are kept."""
+    if id(data) in seen:
+        return ("<recursive>",)
+    inner = seen | {id(data)}
+    if isinstance(data, TaggedScalar):
+        return ("<tagged>", str(data.tag), data.value)
+    if isinstance(data, Mapping):
+        return [(_plain(key, inner), _plain(item, inner)) for key, item in data.items()]
+    if isinstance(data, list | tuple):
+        return [_plain(item, inner) for item in data]
+    tag = getattr(data, "tag", None)
+    if tag is not None and getattr(tag, "value", None) is not None:
+        return ("<tagged>", str(tag.value), data)
+    return data
