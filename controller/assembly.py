@@ -8,6 +8,7 @@ from controller import config as config_
 from controller import kube
 from controller.api import spec as model
 from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend
+from controller.catalog import repository
 from controller.reconcile import services
 
 
@@ -39,4 +40,8 @@ def services_from_config(config: config_.Config) -> services.Services:
         workdir=pathlib.Path(config.work_dir),
         insecure_registries=frozenset(config.insecure_registries),
         tasks=tasks,
+        catalog=repository.CatalogWriter(
+            cache=repository.CloneCache(pathlib.Path(config.work_dir) / "catalogs"),
+            window=config.catalog_batch_window,
+        ),
     )

@@ -17,6 +17,7 @@
 | `ADE_BUILDKIT_ADDR` | `unix:///run/buildkit/buildkitd.sock` | buildkitd for BuildKitDaemon |
 | `ADE_BUILDKIT_TLS_DIR` | (empty) | folder with ca.crt, tls.crt, tls.key for mTLS to buildkitd |
 | `ADE_BUILDKIT_IMAGE` | (pinned) | rootless BuildKit image the Job backend runs |
+| `ADE_CATALOG_BATCH_WINDOW` | `200ms` | how long a catalog change waits to share a commit |
 | `ADE_INSECURE_REGISTRIES` | (empty) | registries reached over plain HTTP (loopback always is) |
 
 Every variable is read once at start; a bad value stops the operator with a message naming it.
@@ -49,6 +50,7 @@ class Config:
     max_concurrent_reconciles: int = 8
     resync_interval: float = 60.0
     progress_interval: float = 2.0
+    catalog_batch_window: float = 0.2
     metrics_port: int = 8080
     health_port: int = 8081
     log_format: LogFormat = LogFormat.PLAIN
@@ -109,6 +111,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         max_concurrent_reconciles=workers,
         resync_interval=resync,
         progress_interval=progress,
+        catalog_batch_window=_duration(env, "ADE_CATALOG_BATCH_WINDOW", "200ms", minimum=0.0),
         metrics_port=_port(env, "ADE_METRICS_PORT", Config.metrics_port),
         health_port=_port(env, "ADE_HEALTH_PORT", Config.health_port),
         log_format=log_format,
@@ -126,11 +129,11 @@ def from_env(env: Mapping[str, str]) -> Config:
     )
 
 
-def _duration(env: Mapping[str, str], name: str, default: str) -> float:
+def _duration(env: Mapping[str, str], name: str, default: str, *, minimum: float = 1.0) -> float:
     try:
         seconds = durations.parse(env.get(name, "").strip() or default)
     except ValueError as error:
         raise ConfigError(f"{name}: {error}") from None
-    if seconds < 1:
-        raise ConfigError(f"{name}: must be at least 1s")
+    if seconds < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum:g}s")
     return seconds

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.env import controlplane, kube, kwok, registry, tokenserver
+from tests.env import controlplane, kube, kwok, oci, registry, tokenserver
 from tests.env import operator as operator_
 
 
@@ -81,6 +81,23 @@ def kwok_node(control_plane: controlplane.ControlPlane) -> Iterator[kwok.Kwok]:
     node.start()
     yield node
     node.stop()
+
+
+@pytest.fixture
+def pusher(oci_registry: registry.Registry) -> Iterator[oci.Pusher]:
+    with oci.Pusher(oci_registry.host, username=PUSH_USER, password=PUSH_PASSWORD) as client:
+        yield client
+
+
+@pytest.fixture
+def base_image(pusher: oci.Pusher, namespace: str, oci_registry: registry.Registry) -> str:
+    """A stand-in core image in the registry (a synthetic image with an entrypoint)."""
+    image = oci.Image(
+        layers=[[oci.file("usr/local/bin/entrypoint.sh", '#!/bin/sh\nexec "$@"\n', 0o755)]],
+        entrypoint=["/usr/local/bin/entrypoint.sh"],
+    )
+    pusher.push_image(f"{namespace}/core", image, tag="4.0")
+    return f"{oci_registry.host}/{namespace}/core:4.0"
 
 
 StartOperator = Callable[..., operator_.OperatorProcess]

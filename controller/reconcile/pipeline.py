@@ -1,13 +1,13 @@
 """The ordered list of reconcile steps, as DESIGN.md numbers them (validation runs before these).
 
-Registry access and catalog write-back are still explicit seams: each will be replaced by a real
-step module without changing the runner.
+Registry access is still an explicit seam: it will be replaced by a real step module without
+changing the runner.
 """
 
 from __future__ import annotations
 
 from controller.api import conditions
-from controller.reconcile import building, inputs, services, steps, verifying
+from controller.reconcile import building, inputs, services, steps, verifying, writing
 
 
 def default_steps(services_: services.Services, memory: services.ObjectMemory) -> list[steps.Step]:
@@ -20,9 +20,5 @@ def default_steps(services_: services.Services, memory: services.ObjectMemory) -
         ),
         building.Build(services_, memory),
         verifying.Verify(services_, memory),
-        steps.NotYetAvailable(
-            conditions.CATALOG_SYNCED,
-            "writing the image into the catalog",
-            applies=lambda spec: spec.catalog is not None,
-        ),
+        writing.WriteCatalog(services_, memory),
     ]

@@ -21,6 +21,7 @@ from controller import errors
 from controller import kube as kube_
 from controller.api import spec as model
 from controller.build import backend, inprocess
+from controller.catalog import repository
 from controller.registry import client as registry_client
 from controller.sources import credentials as git_credentials
 
@@ -35,6 +36,8 @@ class ObjectMemory:
     handled_request: str | None = None
     verified: tuple[str, str] | None = None
     """The (reference, digest) last proven to resolve in the registry."""
+    catalog_request: str | None = None
+    """The reconcile-request annotation value the catalog step last acted on."""
     jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
     """Each object polls up to 10% later than its interval, so objects created together do not
     poll their git servers and registries in lockstep."""
@@ -86,6 +89,8 @@ class Services:
     insecure_registries: frozenset[str] = frozenset()
     tasks: inprocess.Tasks | None = None
     """The builds running inside the operator (daemon and Docker backends)."""
+    catalog: repository.CatalogWriter | None = None
+    """The operator-wide catalog writer (one lock and one batch per repository)."""
     registry_transport: Any = None
     """An httpx transport for the registry client (tests only); None: the network."""
 
@@ -158,7 +163,7 @@ async def docker_config(
     if ref is None:
         return None
     field = "spec.image.pushSecretRef"
-    secret = await _secret(services, namespace=namespace, name=ref.name, field=field)
+    secret = await read_secret(services, namespace=namespace, name=ref.name, field=field)
     raw = secret.data.get(".dockerconfigjson") or secret.data.get("config.json")
     if raw is None:
         raise errors.StalledError(
@@ -185,13 +190,13 @@ async def git_source_credentials(
     git = spec.source.git
     if git is None or git.secret_ref is None:
         return None
-    secret = await _secret(
+    secret = await read_secret(
         services, namespace=namespace, name=git.secret_ref.name, field="spec.source.git.secretRef"
     )
     return git_credentials.credentials_from_secret(secret.data, secret=secret.name)
 
 
-async def _secret(services: Services, *, namespace: str, name: str, field: str) -> kube_.Secret:
+async def read_secret(services: Services, *, namespace: str, name: str, field: str) -> kube_.Secret:
     try:
         secret = await services.kube.read_secret(namespace=namespace, name=name)
     except kube_.KubeError as error:

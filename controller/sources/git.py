@@ -18,6 +18,10 @@ Isolation and secrecy:
 - Every error message goes through `credentials.scrub` (`errors.redact` plus the literal secret
   values), names the repository URL (redacted) and the ref.
 
+The pieces the catalog writer (`controller.catalog.repository`) shares are public: `run_git`
+(one git process, its group killed on cancellation), `environment`, `transport`, `classify` and
+`error_detail`.
+
 Errors are typed (`GitError` and its subclasses below): the reconcile steps catch
 `errors.StalledError` / `errors.TransientError` or these classes; `reason` is the condition reason.
 Inputs the CRD schema and `controller.reconcile.validate` already refuse (another URL scheme,

@@ -9,111 +9,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
+from tests.conftest import PUSH_PASSWORD, StartOperator
+from tests.e2e import buildjobs
 from tests.env import kube, kwok, oci, registry
 
 pytestmark = pytest.mark.e2e
 
-NAME = "job-runner"
-
-
-@pytest.fixture
-def pusher(oci_registry: registry.Registry) -> Iterator[oci.Pusher]:
-    with oci.Pusher(oci_registry.host, username=PUSH_USER, password=PUSH_PASSWORD) as client:
-        yield client
-
-
-@pytest.fixture
-def base_image(pusher: oci.Pusher, namespace: str, oci_registry: registry.Registry) -> str:
-    """A stand-in core image in the registry (a synthetic image with an entrypoint)."""
-    image = oci.Image(
-        layers=[[oci.file("usr/local/bin/entrypoint.sh", '#!/bin/sh\nexec "$@"\n', 0o755)]],
-        entrypoint=["/usr/local/bin/entrypoint.sh"],
-    )
-    pusher.push_image(f"{namespace}/core", image, tag="4.0")
-    return f"{oci_registry.host}/{namespace}/core:4.0"
-
-
-def _runner_image(namespace: str, host: str, base: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "runners.ade.dev/v1alpha1",
-        "kind": "RunnerImage",
-        "metadata": {"name": NAME},
-        "spec": {
-            "source": {
-                "inline": {
-                    "dockerfile": f"FROM {base}\nCOPY scripts/ /scripts/\n",
-                    "scripts": {
-                        "deploy.sh": "#!/bin/sh\necho deploy\n",
-                        "delete.sh": "#!/bin/sh\n",
-                    },
-                }
-            },
-            "image": {
-                "registry": host,
-                "repository": f"{namespace}/runner",
-                "pushSecretRef": {"name": "push"},
-            },
-            "build": {"backend": "Job", "timeout": "10m"},
-            **spec,
-        },
-    }
-
-
-def _push_secret(cluster: kube.Cluster, namespace: str, host: str) -> None:
-    cluster.plane.kubectl(
-        "create", "secret", "docker-registry", "push", "-n", namespace,
-        f"--docker-server={host}", f"--docker-username={PUSH_USER}",
-        f"--docker-password={PUSH_PASSWORD}",
-    )  # fmt: skip
-
-
-def _jobs(cluster: kube.Cluster, namespace: str, name: str = NAME) -> list[dict[str, Any]]:
-    """The build Jobs of RunnerImage `name` (every build Job in the namespace for "")."""
-    selector = f"runners.ade.dev/runnerimage={name}" if name else "runners.ade.dev/runnerimage"
-    out = cluster.plane.kubectl("get", "jobs", "-n", namespace, "-l", selector, "-o", "json")
-    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
-    return items
-
-
-def _running_pod(cluster: kube.Cluster, namespace: str, job: str) -> str:
-    def probe() -> str | None:
-        out = cluster.plane.kubectl(
-            "get", "pods", "-n", namespace, "-l", f"job-name={job}", "-o", "json"
-        )
-        for pod in json.loads(out.stdout)["items"]:
-            if pod.get("status", {}).get("phase") == "Running":
-                return str(pod["metadata"]["name"])
-        return None
-
-    return kube.wait_for(probe, timeout=30, what=f"a running pod of Job {job}")
-
-
-def _finish(cluster: kube.Cluster, namespace: str, job: dict[str, Any], pusher: oci.Pusher) -> str:
-    """Do what the build pod would: push the image, then terminate reporting its digest."""
-    image = job["metadata"]["annotations"]["runners.ade.dev/image"]
-    repository, _, tag = image.split("/", 1)[1].rpartition(":")
-    built = oci.Image(layers=[[oci.file("scripts/deploy.sh", "#!/bin/sh\n", 0o755)]])
-    digest = pusher.push_image(repository, built, tag=tag).digest
-    pod = _running_pod(cluster, namespace, job["metadata"]["name"])
-    cluster.plane.kubectl(
-        "annotate", "pod", pod, "-n", namespace, f"{kwok.DIGEST_ANNOTATION}={digest}"
-    )
-    cluster.plane.kubectl("label", "pod", pod, "-n", namespace, f"{kwok.COMPLETE_LABEL}=true")
-    return digest
-
-
-def _one_job(cluster: kube.Cluster, namespace: str, count: int = 1) -> list[dict[str, Any]]:
-    def probe() -> list[dict[str, Any]] | None:
-        jobs = _jobs(cluster, namespace)
-        return jobs if len(jobs) >= count else None
-
-    return kube.wait_for(probe, timeout=30, what=f"{count} build Job(s)")
+NAME = buildjobs.NAME
 
 
 def test_job_build_end_to_end(
@@ -125,12 +31,14 @@ def test_job_build_end_to_end(
     pusher: oci.Pusher,
     base_image: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host)
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     operator = start_operator()
-    cluster.apply(namespace, json.dumps(_runner_image(namespace, oci_registry.host, base_image)))
+    cluster.apply(
+        namespace, json.dumps(buildjobs.runner_image(namespace, oci_registry.host, base_image))
+    )
     building = cluster.wait_condition(namespace, NAME, "Reconciling", status="True")
     assert kube.condition(building, "Ready")["reason"] == "Building"  # type: ignore[index]
-    (job,) = _one_job(cluster, namespace)
+    (job,) = buildjobs.one_job(cluster, namespace)
 
     status = building["status"]
     key = status["buildKey"]
@@ -155,7 +63,7 @@ def test_job_build_end_to_end(
     assert status["builds"][0]["result"] == "Running"
     assert status["builds"][0]["reason"] == "Initial"
 
-    digest = _finish(cluster, namespace, job, pusher)
+    digest = buildjobs.finish(cluster, namespace, job, pusher)
     ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
     latest = ready["status"]["latestImage"]
     assert latest["digest"] == digest
@@ -179,21 +87,25 @@ def test_restart_mid_build_adopts_the_job(
     pusher: oci.Pusher,
     base_image: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host)
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     operator = start_operator()
-    cluster.apply(namespace, json.dumps(_runner_image(namespace, oci_registry.host, base_image)))
-    (job,) = _one_job(cluster, namespace)
-    _running_pod(cluster, namespace, job["metadata"]["name"])
+    cluster.apply(
+        namespace, json.dumps(buildjobs.runner_image(namespace, oci_registry.host, base_image))
+    )
+    (job,) = buildjobs.one_job(cluster, namespace)
+    buildjobs.running_pod(cluster, namespace, job["metadata"]["name"])
     operator.restart()
     # The restarted operator looks at the build again (its resume reconcile) ...
     kube.wait_for(
         lambda: "Building" in operator.logs() or _reconciled(operator), timeout=30, what="resume"
     )
-    digest = _finish(cluster, namespace, job, pusher)
+    digest = buildjobs.finish(cluster, namespace, job, pusher)
     ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
     assert ready["status"]["latestImage"]["digest"] == digest
     # ... and never started a second one.
-    assert [j["metadata"]["name"] for j in _jobs(cluster, namespace)] == [job["metadata"]["name"]]
+    assert [j["metadata"]["name"] for j in buildjobs.jobs(cluster, namespace)] == [
+        job["metadata"]["name"]
+    ]
     assert len(ready["status"]["builds"]) == 1
 
 
@@ -210,9 +122,9 @@ def test_spec_changes_make_one_job_per_key_and_history_is_pruned(
     pusher: oci.Pusher,
     base_image: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host)
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     start_operator()
-    body = _runner_image(
+    body = buildjobs.runner_image(
         namespace, oci_registry.host, base_image, historyLimit={"succeeded": 1, "failed": 1}
     )
     for value in ("1", "2", "3"):  # three rapid changes
@@ -228,14 +140,14 @@ def test_spec_changes_make_one_job_per_key_and_history_is_pruned(
         what="the last generation observed",
     )
     key = settled["status"]["buildKey"]
-    jobs = _jobs(cluster, namespace)
+    jobs = buildjobs.jobs(cluster, namespace)
     keys = [j["metadata"]["annotations"]["runners.ade.dev/build-key"] for j in jobs]
     assert len(keys) == len(set(keys)), "two Jobs for one build key"
     assert key in keys
     current = next(
         j for j in jobs if j["metadata"]["annotations"]["runners.ade.dev/build-key"] == key
     )
-    _finish(cluster, namespace, current, pusher)
+    buildjobs.finish(cluster, namespace, current, pusher)
     cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
 
     body["spec"]["buildArgs"] = {"VERSION": "4"}
@@ -245,14 +157,14 @@ def test_spec_changes_make_one_job_per_key_and_history_is_pruned(
     newest = kube.wait_for(
         lambda: [
             j
-            for j in _jobs(cluster, namespace)
+            for j in buildjobs.jobs(cluster, namespace)
             if j["metadata"]["annotations"]["runners.ade.dev/build-key"]
             == building["status"]["buildKey"]
         ],
         timeout=30,
         what="the Job of the new key",
     )[0]
-    _finish(cluster, namespace, newest, pusher)
+    buildjobs.finish(cluster, namespace, newest, pusher)
     ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
     succeeded = [b for b in ready["status"]["builds"] if b["result"] == "Succeeded"]
     assert len(succeeded) == 1  # historyLimit.succeeded
@@ -260,7 +172,9 @@ def test_spec_changes_make_one_job_per_key_and_history_is_pruned(
         "buildArgs: {'VERSION': '3'} -> {'VERSION': '4'}"
     ]
     finished_names = {
-        j["metadata"]["name"] for j in _jobs(cluster, namespace) if j["status"].get("succeeded")
+        j["metadata"]["name"]
+        for j in buildjobs.jobs(cluster, namespace)
+        if j["status"].get("succeeded")
     }
     assert finished_names == {newest["metadata"]["name"]}
 
@@ -274,11 +188,13 @@ def test_failed_build_reports_the_log_and_waits_for_a_trigger(
     pusher: oci.Pusher,
     base_image: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host)
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     operator = start_operator(ADE_RESYNC_INTERVAL="1s")
-    cluster.apply(namespace, json.dumps(_runner_image(namespace, oci_registry.host, base_image)))
-    (job,) = _one_job(cluster, namespace)
-    pod = _running_pod(cluster, namespace, job["metadata"]["name"])
+    cluster.apply(
+        namespace, json.dumps(buildjobs.runner_image(namespace, oci_registry.host, base_image))
+    )
+    (job,) = buildjobs.one_job(cluster, namespace)
+    pod = buildjobs.running_pod(cluster, namespace, job["metadata"]["name"])
     cluster.plane.kubectl("label", "pod", pod, "-n", namespace, f"{kwok.COMPLETE_LABEL}=fail")
     failed = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=60)
     ready = kube.condition(failed, "Ready")
@@ -298,18 +214,18 @@ def test_failed_build_reports_the_log_and_waits_for_a_trigger(
     kube.wait_for(
         lambda: _reconcile_count(operator.metrics()) >= before + 3, timeout=30, what="3 reconciles"
     )
-    assert len(_jobs(cluster, namespace)) == 1
+    assert len(buildjobs.jobs(cluster, namespace)) == 1
 
     # A manual trigger retries the same key once, as a new Job.
     cluster.plane.kubectl(
         "annotate", "ri", NAME, "-n", namespace, "--overwrite",
         "runners.ade.dev/reconcile-requested-at=retry-1",
     )  # fmt: skip
-    jobs = _one_job(cluster, namespace, count=2)
+    jobs = buildjobs.one_job(cluster, namespace, count=2)
     retry = next(j for j in jobs if j["metadata"]["name"] != job["metadata"]["name"])
     assert retry["metadata"]["name"].endswith("-r2")
     assert retry["metadata"]["annotations"]["runners.ade.dev/build-reason"] == "Manual"
-    _finish(cluster, namespace, retry, pusher)
+    buildjobs.finish(cluster, namespace, retry, pusher)
     ready_obj = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
     assert ready_obj["status"]["latestImage"]["reason"] == "Manual"
     assert kube.condition(ready_obj, "Stalled") is None
@@ -329,16 +245,18 @@ def test_pending_pod_fails_the_build_with_the_scheduler_reason(
     oci_registry: registry.Registry,
     base_image: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host)
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     start_operator(ADE_BUILD_PENDING_TIMEOUT="3s")
-    body = _runner_image(namespace, oci_registry.host, base_image)
+    body = buildjobs.runner_image(namespace, oci_registry.host, base_image)
     body["spec"]["build"]["resources"] = {"requests": {"cpu": "500"}}
     cluster.apply(namespace, json.dumps(body))
     failed = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=60)
     message = kube.condition(failed, "Ready")["message"]  # type: ignore[index]
     assert "stayed Pending for more than 3s" in message
     assert "Insufficient cpu" in message
-    kube.wait_for(lambda: not _jobs(cluster, namespace), timeout=30, what="the stuck Job deleted")
+    kube.wait_for(
+        lambda: not buildjobs.jobs(cluster, namespace), timeout=30, what="the stuck Job deleted"
+    )
 
 
 def test_builds_over_the_operator_limit_wait_queued(
@@ -350,12 +268,12 @@ def test_builds_over_the_operator_limit_wait_queued(
     pusher: oci.Pusher,
     base_image: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host)
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     start_operator(ADE_MAX_CONCURRENT_BUILDS="1")
-    first = _runner_image(namespace, oci_registry.host, base_image)
+    first = buildjobs.runner_image(namespace, oci_registry.host, base_image)
     cluster.apply(namespace, json.dumps(first))
-    (job,) = _one_job(cluster, namespace)
-    second = _runner_image(namespace, oci_registry.host, base_image)
+    (job,) = buildjobs.one_job(cluster, namespace)
+    second = buildjobs.runner_image(namespace, oci_registry.host, base_image)
     second["metadata"]["name"] = "queued-runner"
     second["spec"]["image"]["repository"] = f"{namespace}/queued"
     cluster.apply(namespace, json.dumps(second))
@@ -364,8 +282,8 @@ def test_builds_over_the_operator_limit_wait_queued(
     )
     message = kube.condition(queued, "Reconciling")["message"]  # type: ignore[index]
     assert "waiting for a build slot (1 builds run at once)" in message
-    assert len(_jobs(cluster, namespace, "")) == 1
-    _finish(cluster, namespace, job, pusher)
+    assert len(buildjobs.jobs(cluster, namespace, "")) == 1
+    buildjobs.finish(cluster, namespace, job, pusher)
     cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
     # The slot is free: the queued build starts.
     cluster.wait_condition(

@@ -538,12 +538,6 @@ def test_default_steps_own_the_step_conditions_in_order() -> None:
     ("condition", "spec", "kind"),
     [
         (types.REGISTRY_ACCESS, raw_spec(), steps.Kind.SKIPPED),
-        (types.CATALOG_SYNCED, raw_spec(), steps.Kind.SKIPPED),
-        (
-            types.CATALOG_SYNCED,
-            raw_spec(catalog={"git": {"url": "https://x.example/c"}, "manifests": ["a"]}),
-            steps.Kind.BLOCKED,
-        ),
     ],
 )
 async def test_default_step_applies_only_when_requested(

@@ -1,0 +1,244 @@
+"""Catalog write-back end to end: a verified image is written into the catalog over real git.
+
+Builds run as Job builds on kwok nodes (finished by the test, with a real push to the real
+registry); the catalog is a bare repository served by `git http-backend` with basic auth.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import PUSH_PASSWORD, StartOperator
+from tests.e2e import buildjobs
+from tests.env import gitserver, kube, kwok, oci, registry
+
+pytestmark = pytest.mark.e2e
+
+GIT_USER, GIT_PASSWORD = "catalog-bot", "c4talog-Pa55"
+MANIFEST = """\
+# yaml-language-server: $schema=https://github.com/Azure/deployment-environments/releases/download/2022-11-11-preview/manifest.schema.json
+name: {name}
+version: 1.0.0
+summary: {name} environment
+description: Deploys {name}
+runner: "mcr.microsoft.com/deployment-environments/runners/core:latest" # the runner
+templatePath: main.bicep
+parameters:
+  - id: location  # where
+    name: Location
+    type: string
+"""
+FILES = {
+    f"Environments/{name}/environment.yaml": MANIFEST.format(name=name)
+    for name in ("webapp", "function", "storage")
+}
+
+
+@pytest.fixture
+def git_server(tmp_path: pathlib.Path) -> Iterator[gitserver.GitServer]:
+    with gitserver.running(tmp_path / "git", {GIT_USER: GIT_PASSWORD}) as server:
+        server.create_repo(
+            "catalog",
+            {
+                **FILES,
+                "Environments/broken/environment.yaml": "name: [unclosed\n",
+                "Environments/no-template/environment.yaml": "name: x\nrunner: ARM\n",
+                "Other/manifest.yaml": MANIFEST.format(name="other"),
+            },
+        )
+        yield server
+
+
+def _git_secret(cluster: kube.Cluster, namespace: str, password: str = GIT_PASSWORD) -> None:
+    cluster.plane.kubectl(
+        "create", "secret", "generic", "catalog", "-n", namespace,
+        f"--from-literal=username={GIT_USER}", f"--from-literal=password={password}",
+    )  # fmt: skip
+
+
+def _with_catalog(
+    body: dict[str, Any], url: str, manifests: list[str], **extra: Any
+) -> dict[str, Any]:
+    body["spec"]["catalog"] = {
+        "git": {"url": url, "branch": "main", "secretRef": {"name": "catalog"}},
+        "manifests": manifests,
+        **extra,
+    }
+    return body
+
+
+def _remote_file(server: gitserver.GitServer, path: str, tmp: pathlib.Path, ref: str) -> str:
+    clone = tmp / f"check-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["git", "clone", "-q", "--branch", ref, server.url_with_user("catalog"), str(clone)],
+        check=True,
+        capture_output=True,
+    )
+    return (clone / path).read_text()
+
+
+def _build_to_verified(
+    cluster: kube.Cluster, namespace: str, pusher: oci.Pusher, name: str = buildjobs.NAME
+) -> str:
+    """Finish the build Job of `name`; returns the pushed digest."""
+    (job,) = kube.wait_for(
+        lambda: buildjobs.jobs(cluster, namespace, name) or None,
+        timeout=30,
+        what=f"the build Job of {name}",
+    )
+    return buildjobs.finish(cluster, namespace, job, pusher)
+
+
+def test_three_manifests_in_one_commit_and_a_second_image_batched(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+    git_server: gitserver.GitServer,
+    tmp_path: pathlib.Path,
+) -> None:
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    _git_secret(cluster, namespace)
+    operator = start_operator()
+    url = git_server.url("catalog")
+    before = git_server.head("catalog", "main")
+    first = _with_catalog(
+        buildjobs.runner_image(namespace, oci_registry.host, base_image),
+        url,
+        ["Environments/webapp/environment.yaml", "Environments/function/*.yaml", "Env*/stor*/*"],
+    )
+    cluster.apply(namespace, json.dumps(first))
+    _build_to_verified(cluster, namespace, pusher)
+    ready = cluster.wait_condition(namespace, buildjobs.NAME, "Ready", status="True", timeout=60)
+    catalog = ready["status"]["catalog"]
+    image = ready["status"]["latestImage"]["reference"]
+    assert catalog["image"] == image
+    assert catalog["manifests"] == sorted(FILES)
+    head = git_server.head("catalog", "main")
+    assert catalog["revision"] == head
+    log = git_server.log("catalog", "main")
+    assert len(log) == 2, log  # the initial commit and exactly one more
+    synced = kube.condition(ready, "CatalogSynced")
+    assert synced is not None
+    assert synced["status"] == "True"
+    text = _remote_file(git_server, "Environments/webapp/environment.yaml", tmp_path, "main")
+    assert text == MANIFEST.format(name="webapp").replace(
+        "mcr.microsoft.com/deployment-environments/runners/core:latest", image
+    )
+    assert head != before
+
+    # A second RunnerImage on the same repository, other manifests, pinned by digest.
+    second = _with_catalog(
+        buildjobs.runner_image(namespace, oci_registry.host, base_image),
+        url,
+        ["Other/manifest.yaml"],
+        pin="Digest",
+    )
+    second["metadata"]["name"] = "other-runner"
+    second["spec"]["image"]["repository"] = f"{namespace}/other"
+    cluster.apply(namespace, json.dumps(second))
+    digest = _build_to_verified(cluster, namespace, pusher, "other-runner")
+    other = cluster.wait_condition(namespace, "other-runner", "Ready", status="True", timeout=60)
+    assert other["status"]["catalog"]["image"].endswith(f"@{digest}")
+    assert "@sha256:" in _remote_file(git_server, "Other/manifest.yaml", tmp_path, "main")
+    # The first image's change is still there: nothing was lost.
+    again = _remote_file(git_server, "Environments/storage/environment.yaml", tmp_path, "main")
+    assert image in again
+    for secret in (GIT_PASSWORD, PUSH_PASSWORD):
+        assert secret not in operator.logs()
+        assert all(secret not in c.subject for c in git_server.log("catalog", "main"))
+
+
+def test_invalid_manifests_are_left_alone_and_named(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+    git_server: gitserver.GitServer,
+    tmp_path: pathlib.Path,
+) -> None:
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    _git_secret(cluster, namespace)
+    start_operator()
+    body = _with_catalog(
+        buildjobs.runner_image(namespace, oci_registry.host, base_image),
+        git_server.url("catalog"),
+        ["Environments/**/environment.yaml"],
+    )
+    cluster.apply(namespace, json.dumps(body))
+    _build_to_verified(cluster, namespace, pusher)
+    obj = cluster.wait_condition(
+        namespace, buildjobs.NAME, "CatalogSynced", status="False", reason="ManifestInvalid",
+        timeout=60,
+    )  # fmt: skip
+    message = kube.condition(obj, "CatalogSynced")["message"]  # type: ignore[index]
+    assert "Environments/broken/environment.yaml" in message
+    assert "Environments/no-template/environment.yaml" in message
+    image = obj["status"]["latestImage"]["reference"]
+    # The valid ones were written; the invalid ones are untouched.
+    assert image in _remote_file(
+        git_server, "Environments/webapp/environment.yaml", tmp_path, "main"
+    )
+    assert (
+        _remote_file(git_server, "Environments/broken/environment.yaml", tmp_path, "main")
+        == "name: [unclosed\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("wrong-password", "CatalogAuthFailed"),
+        ("missing-repository", "CatalogRepositoryNotFound"),
+        ("missing-branch", "CatalogBranchNotFound"),
+        ("no-match", "ManifestNotFound"),
+    ],
+)
+def test_catalog_failures_have_their_reason_and_leave_the_remote_alone(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+    git_server: gitserver.GitServer,
+    case: str,
+    reason: str,
+) -> None:
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    _git_secret(cluster, namespace, "wrong" if case == "wrong-password" else GIT_PASSWORD)
+    operator = start_operator()
+    url = git_server.url("nothing" if case == "missing-repository" else "catalog")
+    body = _with_catalog(
+        buildjobs.runner_image(namespace, oci_registry.host, base_image),
+        url,
+        ["NoSuchFolder/*.yaml" if case == "no-match" else "Environments/webapp/*.yaml"],
+    )
+    if case == "missing-branch":
+        body["spec"]["catalog"]["git"]["branch"] = "release"
+    before = git_server.head("catalog", "main")
+    cluster.apply(namespace, json.dumps(body))
+    _build_to_verified(cluster, namespace, pusher)
+    obj = cluster.wait_condition(
+        namespace, buildjobs.NAME, "CatalogSynced", status="False", reason=reason, timeout=60
+    )
+    ready = kube.condition(obj, "Ready")
+    assert ready is not None
+    assert ready["reason"] == reason
+    assert git_server.head("catalog", "main") == before
+    assert GIT_PASSWORD not in operator.logs()
+    assert "wrong" not in json.dumps(obj["status"])
