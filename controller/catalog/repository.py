@@ -8,14 +8,17 @@ YAML engine lives next door); this module clones, applies, commits and pushes.
   bounded in count and in bytes, evicts whole clones; a damaged clone (a broken `.git`, a fetch
   or checkout failing on corruption) is discarded and cloned again, transparently.
 - `CatalogWriter.submit(change)`: the changes for one (url, branch, push_branch) that arrive
-  within `window` seconds of each other, or while a write to that repository is in flight, are
-  applied one after the other on one work tree and leave in ONE commit and ONE push. Each
+  within `window` seconds of the first one, or while a write to that repository is in flight,
+  are applied one after the other on one work tree and leave in ONE commit and ONE push. Each
   submitter gets its own `Result` or its own exception (an edit that raises fails only itself).
-- A push rejected because the branch moved is retried at once, in-process: fetch, reset to the
-  new head, apply every edit of the batch again, commit, push; bounded attempts with jittered
-  backoff. The base branch is never force-pushed. With `push_branch` (the operator's own branch,
-  e.g. for pull requests) the branch is rebuilt on the base head at every write, its own commits
-  replayed (`rebase --onto`), and pushed with `--force-with-lease`: it never falls behind.
+- A push rejected because the branch moved is retried in-process after a short jittered backoff:
+  fetch, reset to the new head, apply every edit of the batch again (changes submitted meanwhile
+  join), commit, push; bounded attempts, then `CatalogPushRejected` (Transient). The base branch
+  is never force-pushed, so a writer that moves it faster than a fetch-then-push round trip
+  starves this one (as it would any writer that does not force).
+- With `push_branch` (the operator's own branch, e.g. for pull requests) that branch is rebuilt on
+  the base head at every write, its own commits replayed (`rebase --onto`), and pushed with
+  `--force-with-lease`: it never falls behind, and the base branch is never touched.
 - Writes to one repository (URL + branch) are serialized in the process (`repository_lock`).
 
 Secrecy and isolation are those of `controller.sources.git`, whose pieces are reused: git runs
@@ -57,9 +60,12 @@ from controller.sources.credentials import Credentials
 logger = logging.getLogger(__name__)
 
 Edit = Callable[[pathlib.Path], list[str]]
-"""Edits files under the work tree it is given; returns the relative paths it changed. It runs in
-a worker thread, may run several times (once per push attempt, each time on a fresh checkout) and
-may raise (a `errors.StalledError` for a bad file): that fails only its own change."""
+"""Edits files under the work tree it is given; returns the paths it changed (relative, or
+absolute inside the tree). The edits of a batch run in order in one worker thread, and again on
+every push attempt (each time on a fresh checkout of the new head), so an edit must be a function
+of the files it reads. It may raise (a `errors.StalledError` for a bad file): that fails only its
+own change. Everything the edits change is committed; each change is credited with the paths it
+reported."""
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -170,14 +176,19 @@ class Change:
 
 @dataclasses.dataclass(frozen=True)
 class Result:
-    """What became of one change. `commit` is a commit of `ref` on the server in which the change
-    holds: the commit made for its batch, or (when nothing in the batch changed) the head."""
+    """What became of one change."""
 
     commit: str
+    """A commit of `ref` on the server in which the change holds: the commit made for its batch,
+    or, when nothing in the batch changed anything, the head it was checked against."""
     ref: str
+    """The ref that holds it: `refs/heads/<push_branch or branch>` (the base branch when a push
+    branch does not exist and nothing needed one)."""
     files: tuple[str, ...]
+    """The paths the edit reported that the commit changes, sorted."""
     changed: bool
-    """False when the edit found nothing to change (then `files` is empty)."""
+    """False when the edit found nothing to change (then `files` is empty and, if no other change
+    of its batch changed anything, no commit was made)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,22 +391,36 @@ _NAME = re.compile(r"[A-Za-z0-9._-]*-[0-9a-f]{16}")
 
 class CloneCache:
     """Working clones under `folder`, one per (url, branch), evicted least recently used first
-    beyond `max_clones` clones or `max_bytes` bytes. Used by `CatalogWriter` under
+    beyond `max_clones` clones or `max_bytes` bytes; every `gc_every` uses a clone drops what
+    its fetches left unreachable (`git gc --prune=now`). Used by `CatalogWriter` under
     `repository_lock`; the folder belongs to one process."""
 
     def __init__(
-        self, folder: pathlib.Path, *, max_clones: int = 16, max_bytes: int | None = 1 << 30
+        self,
+        folder: pathlib.Path,
+        *,
+        max_clones: int = 16,
+        max_bytes: int | None = 1 << 30,
+        gc_every: int = 100,
     ) -> None:
         if max_clones < 1:
             raise ValueError("max_clones must be at least 1")
         self.folder = folder
         self.max_clones = max_clones
         self.max_bytes = max_bytes
+        self.gc_every = gc_every
+        self._uses: collections.Counter[str] = collections.Counter()
         self._clones: dict[str, CachedClone] | None = None
+        self._loading = asyncio.Lock()  # the first uses must not scan while a clone is made
         self._in_use: collections.Counter[str] = collections.Counter()
 
     def path(self, *, url: str, branch: str) -> pathlib.Path:
         return self.folder / clone_name(url=url, branch=branch)
+
+    def gc_due(self, path: pathlib.Path) -> bool:
+        """Whether the clone at `path` is due for a `git gc` (counted per use)."""
+        self._uses[path.name] += 1
+        return self.gc_every > 0 and self._uses[path.name] % self.gc_every == 0
 
     def clones(self) -> list[CachedClone]:
         """The clones known now (after the first `use`), least recently used first."""
@@ -405,8 +430,9 @@ class CloneCache:
     async def use(self, *, url: str, branch: str) -> AsyncIterator[pathlib.Path]:
         """The clone folder of (url, branch), which may not exist yet (`_Git.sync` makes it).
         Afterwards its size is measured and the LRU evicts what exceeds the budget."""
-        if self._clones is None:
-            self._clones = await asyncio.to_thread(self._load)
+        async with self._loading:
+            if self._clones is None:
+                self._clones = await asyncio.to_thread(self._load)
         name = clone_name(url=url, branch=branch)
         self._in_use[name] += 1
         try:
@@ -603,6 +629,8 @@ class _Git:
                     await self.cache.discard(self.clone)  # whatever is there is not a clone
                     await self._init()
                 await asyncio.to_thread(_clear_leftovers, self.clone / ".git")
+                if not fresh and self.cache.gc_due(self.clone):
+                    await self.local("gc", "--quiet", "--prune=now")
                 head = await self.fetch(branch, fresh=fresh)
                 await self.local("checkout", "--quiet", "--force", "--detach", head)
                 await self.local("clean", "-ffdxq")
