@@ -19,6 +19,10 @@
 | `ADE_BUILDKIT_IMAGE` | (pinned) | rootless BuildKit image the Job backend runs |
 | `ADE_CATALOG_BATCH_WINDOW` | `200ms` | how long a catalog change waits to share a commit |
 | `ADE_INSECURE_REGISTRIES` | (empty) | registries reached over plain HTTP (loopback always is) |
+| `ADE_AZURE_RESOURCE_MANAGER` | `https://management.azure.com` | ARM endpoint (sovereign clouds) |
+| `ADE_AZURE_AUTHORITY_HOST` | `https://login.microsoftonline.com` | Microsoft Entra ID authority |
+| `ADE_AZURE_CA_BUNDLE` | (empty: system CAs) | PEM bundle trusted for the two endpoints above |
+| `ADE_AZURE_CHECK_INTERVAL` | `1m` | how often a registry's access is read again (drift) |
 
 Every variable is read once at start; a bad value stops the operator with a message naming it.
 """
@@ -63,6 +67,10 @@ class Config:
     buildkit_tls_dir: str = ""
     buildkit_image: str = ""
     insecure_registries: tuple[str, ...] = ()
+    azure_resource_manager: str = "https://management.azure.com"
+    azure_authority_host: str = "https://login.microsoftonline.com"
+    azure_ca_bundle: str = ""
+    azure_check_interval: float = 60.0
 
     @property
     def clusterwide(self) -> bool:
@@ -126,7 +134,20 @@ def from_env(env: Mapping[str, str]) -> Config:
         insecure_registries=tuple(
             h.strip() for h in env.get("ADE_INSECURE_REGISTRIES", "").split(",") if h.strip()
         ),
+        azure_resource_manager=_https(
+            env, "ADE_AZURE_RESOURCE_MANAGER", Config.azure_resource_manager
+        ),
+        azure_authority_host=_https(env, "ADE_AZURE_AUTHORITY_HOST", Config.azure_authority_host),
+        azure_ca_bundle=env.get("ADE_AZURE_CA_BUNDLE", "").strip(),
+        azure_check_interval=_duration(env, "ADE_AZURE_CHECK_INTERVAL", "1m"),
     )
+
+
+def _https(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip().rstrip("/") or default
+    if not value.startswith("https://") or len(value) <= len("https://"):
+        raise ConfigError(f"{name}: must be an https:// URL (got {value!r})")
+    return value
 
 
 def _duration(env: Mapping[str, str], name: str, default: str, *, minimum: float = 1.0) -> float:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.env import arm as arm_
 from tests.env import controlplane, kube, kwok, oci, registry, tokenserver
 from tests.env import operator as operator_
 
@@ -59,6 +60,45 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tokenserv
     server.start()
     yield server
     server.stop()
+
+
+ARM_TENANT_ID = "6d1f3c2e-8a4b-4f7e-9c0d-a11e5e7e57ed"
+ARM_CLIENT_ID = "0b7c4f62-3e1a-4d9b-8f25-0a1de0a7e001"
+ARM_OBJECT_ID = "5e0c1a9d-7b2f-4c61-a3d8-0a1de0a7e0b1"
+ARM_CLIENT_SECRET = "aRm-s3cret-Cl1ent-Value"  # the operator's app; grepped for in outputs
+ARM_READER_CLIENT_ID = "9a3e5d71-2c4b-4e8f-b1a6-0a1de0a7e002"
+ARM_READER_SECRET = "aRm-r3ader-Cl1ent-Value"  # may read, never write, assign or sync
+
+
+@pytest.fixture
+def arm(
+    tmp_path_factory: pytest.TempPathFactory, token_server: tokenserver.TokenServer
+) -> Iterator[arm_.ArmEmulator]:
+    """Azure Resource Manager and Entra ID on loopback HTTPS (`tests.env.arm`), empty.
+
+    Two apps sign in: `ARM_CLIENT_ID` may do everything, `ARM_READER_CLIENT_ID` only read.
+    A registry's anonymous pull, once changed, flips the token server's switch (restored after).
+    Operations poll fast (Retry-After 0.1 s as `retry-after-ms`).
+    """
+    before = token_server.anonymous_pull
+    emulator = arm_.ArmEmulator(
+        tmp_path_factory.mktemp("arm"),
+        tenant_id=ARM_TENANT_ID,
+        principals={
+            ARM_CLIENT_ID: arm_.Principal(secret=ARM_CLIENT_SECRET, object_id=ARM_OBJECT_ID),
+            ARM_READER_CLIENT_ID: arm_.Principal(
+                secret=ARM_READER_SECRET,
+                can_write_registry=False,
+                can_assign_roles=False,
+                can_sync_catalogs=False,
+            ),
+        },
+        on_anonymous_pull=lambda _registry, enabled: token_server.set_anonymous_pull(enabled),
+        lro_retry_after=0.1,
+    )
+    with emulator:
+        yield emulator
+    token_server.set_anonymous_pull(before)
 
 
 @pytest.fixture(scope="session")

@@ -102,6 +102,18 @@ class CommitSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CatalogSync:
+    """The ADE catalog to sync after a commit: a dev center's catalog or a project's."""
+
+    subscription_id: str
+    resource_group: str
+    catalog: str
+    dev_center: str = ""
+    project: str = ""
+    credentials_secret_ref: SecretRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Catalog:
     git: CatalogGit
     manifests: tuple[str, ...]
@@ -109,6 +121,7 @@ class Catalog:
     pin: PinMode = PinMode.TAG
     commit: CommitSpec = CommitSpec()
     push_branch: str = ""
+    sync: CatalogSync | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -304,7 +317,24 @@ def _catalog(reader: _Reader) -> Catalog:
             message_template=commit.text("messageTemplate", DEFAULT_COMMIT_MESSAGE),
         ),
         push_branch=reader.text("pushBranch", ""),
+        sync=_catalog_sync(reader.child("sync")),
     )
+
+
+def _catalog_sync(reader: _Reader | None) -> CatalogSync | None:
+    if reader is None:
+        return None
+    sync = CatalogSync(
+        subscription_id=reader.required_str("subscriptionId"),
+        resource_group=reader.required_str("resourceGroup"),
+        catalog=reader.required_str("catalog"),
+        dev_center=reader.text("devCenter", ""),
+        project=reader.text("project", ""),
+        credentials_secret_ref=_secret_ref(reader, "credentialsSecretRef"),
+    )
+    if bool(sync.dev_center) == bool(sync.project):
+        raise errors.SpecError(reader.path, "exactly one of devCenter and project must be set")
+    return sync
 
 
 def _trigger(reader: _Reader | None) -> Trigger:

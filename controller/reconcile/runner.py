@@ -88,7 +88,8 @@ async def reconcile(
 ) -> Report:
     """Reconcile `obj` once with `steps`; return the status patch and Events it calls for."""
     updates: dict[str, Any] = {}
-    summary = await _run(obj, steps, now, updates)
+    step_events: list[events.Event] = []
+    summary = await _run(obj, steps, now, updates, step_events)
     stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     old_conditions = obj.status.get("conditions") or []
     new_conditions = conditions.merge(
@@ -105,7 +106,7 @@ async def reconcile(
     return Report(
         result=summary.result,
         status_patch=status.merge_patch(obj.status, new_status),
-        events=events.transitions(old_conditions, new_conditions),
+        events=[*step_events, *events.transitions(old_conditions, new_conditions)],
         message=summary.message,
         requeue_after=summary.requeue_after,
         retry=summary.retry,
@@ -117,6 +118,7 @@ async def _run(
     steps: Sequence[steps_.Step],
     now: datetime.datetime,
     updates: dict[str, Any],
+    step_events: list[events.Event],
 ) -> _Summary:
     try:
         spec = model.parse(obj.spec)
@@ -144,6 +146,7 @@ async def _run(
         updates=updates,
         annotations=obj.annotations,
         uid=obj.uid,
+        events=step_events,
     )
     return await _run_steps(ctx, steps)
 

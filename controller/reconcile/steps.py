@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from controller.api import spec as model
+from controller.observe import events as events_
 
 
 class Kind(enum.Enum):
@@ -67,6 +68,9 @@ class Context:
     """What one step found for the steps after it (e.g. the resolved inputs), by step name."""
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     uid: str = ""
+    events: list[events_.Event] = dataclasses.field(default_factory=list)
+    """Events a step calls for beyond the summary's transitions (a repaired drift, new Dockerfile
+    warnings): only for something that happened in this reconcile, never on every pass."""
 
 
 class Step(Protocol):

@@ -46,7 +46,7 @@ import random
 import ssl
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 import httpx
@@ -659,6 +659,75 @@ class RegistryClient:
                 repository=target.repository,
             )
         return total
+
+    async def stream_blob(
+        self,
+        *,
+        ref: RefLike,
+        digest: str,
+        max_size: int = DEFAULT_MAX_BLOB_SIZE,
+    ) -> AsyncGenerator[bytes, None]:
+        """A blob's bytes chunk by chunk as the caller pulls them (unlike `copy_blob`, a slow
+        consumer slows the download). Verified against `digest` after the last chunk: only an
+        iteration that ends without error is trustworthy. Use under `contextlib.aclosing`, so
+        that stopping early closes the response."""
+        reference.validate_digest(digest)
+        algorithm = digest.split(":", 1)[0]
+        target = self._target(as_reference(ref))
+        response = await self._request(
+            target=target,
+            method="GET",
+            url=self._url(target, f"blobs/{digest}"),
+            kind="blob",
+            stream=True,
+        )
+        try:
+            if response.status_code == 404:
+                await response.aread()
+                raise BlobNotFound(
+                    f"blob {digest} not found in {target.repository} on {target.registry}"
+                    f" ({_registry_error(response)})",
+                    registry=target.registry,
+                    repository=target.repository,
+                    digest=digest,
+                )
+            if response.status_code != 200:
+                await response.aread()
+                raise self._unexpected(target, response, f"GET blob {digest}")
+            declared = response.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > max_size:
+                raise self._too_large(target, f"blob {digest}", max_size)
+            hasher = hashlib.new(algorithm)
+            total = 0
+            chunks = response.aiter_bytes()
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except (httpx.TransportError, httpx.StreamError) as error:
+                    raise RegistryUnavailable(
+                        f"reading blob {digest} from {target.registry} failed:"
+                        f" {type(error).__name__}",
+                        registry=target.registry,
+                        repository=target.repository,
+                        status=None,
+                        attempts=1,
+                    ) from None
+                total += len(chunk)
+                if total > max_size:
+                    raise self._too_large(target, f"blob {digest}", max_size)
+                hasher.update(chunk)
+                yield chunk
+        finally:
+            await response.aclose()
+        got = f"{algorithm}:{hasher.hexdigest()}"
+        if got != digest:
+            raise RegistryProtocolError(
+                f"blob {digest} from {target.repository} on {target.registry} has digest {got}",
+                registry=target.registry,
+                repository=target.repository,
+            )
 
     # -- manifests ---------------------------------------------------------------------------
 

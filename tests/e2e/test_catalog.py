@@ -11,30 +11,18 @@ import pathlib
 import subprocess
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from tests.conftest import PUSH_PASSWORD, StartOperator
 from tests.e2e import buildjobs
+from tests.e2e.catalogs import GIT_PASSWORD, GIT_USER, MANIFEST
+from tests.e2e.catalogs import git_secret as _git_secret
+from tests.e2e.catalogs import with_catalog as _with_catalog
 from tests.env import gitserver, kube, kwok, oci, registry
 
 pytestmark = pytest.mark.e2e
 
-GIT_USER, GIT_PASSWORD = "catalog-bot", "c4talog-Pa55"
-MANIFEST = """\
-# yaml-language-server: $schema=https://github.com/Azure/deployment-environments/releases/download/2022-11-11-preview/manifest.schema.json
-name: {name}
-version: 1.0.0
-summary: {name} environment
-description: Deploys {name}
-runner: "mcr.microsoft.com/deployment-environments/runners/core:latest" # the runner
-templatePath: main.bicep
-parameters:
-  - id: location  # where
-    name: Location
-    type: string
-"""
 FILES = {
     f"Environments/{name}/environment.yaml": MANIFEST.format(name=name)
     for name in ("webapp", "function", "storage")
@@ -54,24 +42,6 @@ def git_server(tmp_path: pathlib.Path) -> Iterator[gitserver.GitServer]:
             },
         )
         yield server
-
-
-def _git_secret(cluster: kube.Cluster, namespace: str, password: str = GIT_PASSWORD) -> None:
-    cluster.plane.kubectl(
-        "create", "secret", "generic", "catalog", "-n", namespace,
-        f"--from-literal=username={GIT_USER}", f"--from-literal=password={password}",
-    )  # fmt: skip
-
-
-def _with_catalog(
-    body: dict[str, Any], url: str, manifests: list[str], **extra: Any
-) -> dict[str, Any]:
-    body["spec"]["catalog"] = {
-        "git": {"url": url, "branch": "main", "secretRef": {"name": "catalog"}},
-        "manifests": manifests,
-        **extra,
-    }
-    return body
 
 
 def _remote_file(server: gitserver.GitServer, path: str, tmp: pathlib.Path, ref: str) -> str:

@@ -15,12 +15,9 @@ import asyncio
 import base64
 import logging
 import pathlib
-import random
 import re
 import shutil
-import statistics
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -40,6 +37,11 @@ from controller.catalog.repository import (
 )
 from controller.sources import git as git_
 from controller.sources.credentials import Credentials, CredentialsInvalid
+from tests.e2e.catalogs import Pusher as _Pusher
+from tests.e2e.catalogs import (
+    assert_nothing_of_the_pusher_lost as _assert_nothing_of_the_pusher_lost,
+)
+from tests.e2e.catalogs import figures as _figures
 from tests.env import gitserver
 
 pytestmark = pytest.mark.e2e
@@ -650,97 +652,6 @@ BURST = 100
 RACE_PAUSE = (0.05, 0.3)  # between the other writer's rounds: a push every 0.25-0.5 s here
 
 
-class _Pusher(threading.Thread):
-    """Another writer of the branch: the git CLI on its own clone, in a loop until told to stop
-    or `limit` commits. Each round commits an unrelated file and pushes; on a rejection it
-    rebases on the server's branch and pushes again, never forcing. `landed` holds every commit
-    it got onto the branch. `pause` (seconds, low and high) spaces its rounds at random: (0, 0)
-    is a tight loop.
-
-    With `sync_first` each round starts with `pull --rebase`, as real writers do (Flux and Argo
-    fetch or clone per run, CI jobs check out, people pull). Without it, the pusher learns of
-    other commits only when rejected, and on this server (~45 ms an HTTP request) moves the
-    branch every ~125 ms: less than the ~160 ms any writer needs between reading the branch in a
-    fetch and updating it in a push (the rest of the fetch, the commit, the push's two requests).
-    No writer that refuses to force can land against that; the writer must then give up cleanly,
-    which `test_race_against_a_pusher_that_never_fetches` checks.
-    """
-
-    def __init__(
-        self,
-        server: gitserver.GitServer,
-        repo: str,
-        work: pathlib.Path,
-        *,
-        sync_first: bool,
-        pause: tuple[float, float] = (0.0, 0.0),
-    ) -> None:
-        super().__init__(name="unrelated pusher", daemon=True)
-        self.pause = pause
-        self.url = server.url_with_user(repo)  # a plain git client: 401 first, then the password
-        self.work = work
-        self.sync_first = sync_first
-        self.stop = threading.Event()
-        self.started_pushing = threading.Event()
-        self.landed: list[str] = []
-        self.rejected = 0
-        self.error: BaseException | None = None
-        self.limit = 2000
-
-    def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            ["git", *args],
-            cwd=self.work if self.work.exists() else self.work.parent,
-            env=gitserver.git_env(self.work.parent),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            raise RuntimeError(f"pusher: git {args[0]} failed: {result.stderr}")
-        return result
-
-    def run(self) -> None:
-        try:
-            self.git("clone", "--quiet", self.url, str(self.work))
-            for number in range(self.limit):
-                if self.stop.wait(random.uniform(*self.pause)):  # noqa: S311 - pacing, not secrecy
-                    break
-                if self.sync_first:
-                    self.git("pull", "--quiet", "--rebase", "origin", "main")
-                (self.work / "unrelated").mkdir(exist_ok=True)
-                (self.work / "unrelated" / f"{number}.txt").write_text(f"{number}\n")
-                self.git("add", "--all")
-                self.git("commit", "--quiet", "-m", f"Unrelated {number}")
-                for _ in range(100):
-                    if self.git("push", "--quiet", "origin", "HEAD:main", check=False).returncode:
-                        self.rejected += 1
-                        self.git("pull", "--quiet", "--rebase", "origin", "main")
-                        continue
-                    self.landed.append(self.git("rev-parse", "HEAD").stdout.strip())
-                    self.started_pushing.set()
-                    break
-                else:
-                    raise RuntimeError("pusher: 100 rejections in a row")
-        except BaseException as error:
-            self.error = error
-        finally:
-            self.started_pushing.set()
-
-    async def __aenter__(self) -> _Pusher:
-        self.start()
-        assert await asyncio.to_thread(self.started_pushing.wait, 60)
-        assert self.error is None, self.error
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.stop.set()
-        await asyncio.to_thread(self.join, 120)
-        assert not self.is_alive()
-        assert self.error is None, self.error
-
-
 async def _submit_staggered(
     writer: CatalogWriter, server: gitserver.GitServer, repo: str
 ) -> list[tuple[float, Result]]:
@@ -757,24 +668,9 @@ async def _submit_staggered(
     return await asyncio.gather(*(one(index) for index in range(RACE_CHANGES)))
 
 
-def _figures(latencies: list[float]) -> tuple[float, float]:
-    ordered = sorted(latencies)
-    return statistics.median(ordered), ordered[max(0, round(0.95 * len(ordered)) - 1)]
-
-
 def _assert_every_edit_landed(server: gitserver.GitServer, repo: str, count: int) -> None:
     for index in range(count):
         assert f"runner: r.test/env-{index}:v2 " in _show(server, repo, "main", _path(index))
-
-
-def _assert_nothing_of_the_pusher_lost(
-    server: gitserver.GitServer, repo: str, pusher: _Pusher
-) -> None:
-    """No force push: the branch's history holds every commit the other writer landed."""
-    history = server.log(repo)
-    assert set(pusher.landed) <= {commit.sha for commit in history}
-    unrelated = [c for c in history if c.subject.startswith("Unrelated ")]
-    assert len(unrelated) == len(pusher.landed)
 
 
 async def test_race_with_a_concurrent_pusher_loses_nothing_and_lands_fast(

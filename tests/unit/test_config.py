@@ -41,6 +41,10 @@ def test_blank_values_mean_defaults() -> None:
         "ADE_BUILDKIT_TLS_DIR",
         "ADE_BUILDKIT_IMAGE",
         "ADE_INSECURE_REGISTRIES",
+        "ADE_AZURE_RESOURCE_MANAGER",
+        "ADE_AZURE_AUTHORITY_HOST",
+        "ADE_AZURE_CA_BUNDLE",
+        "ADE_AZURE_CHECK_INTERVAL",
     )
     blank = dict.fromkeys(names, "  ")
     assert config.from_env(blank) == config.Config()
@@ -149,5 +153,33 @@ def test_build_settings_read() -> None:
     [("ADE_MAX_CONCURRENT_BUILDS", "0"), ("ADE_BUILD_PENDING_TIMEOUT", "soon")],
 )
 def test_bad_build_settings_name_the_variable(name: str, value: str) -> None:
+    with pytest.raises(config.ConfigError, match=f"^{name}: "):
+        config.from_env({name: value})
+
+
+def test_azure_settings_read() -> None:
+    cfg = config.from_env(
+        {
+            "ADE_AZURE_RESOURCE_MANAGER": "https://management.usgovcloudapi.net/",
+            "ADE_AZURE_AUTHORITY_HOST": "https://login.microsoftonline.us",
+            "ADE_AZURE_CA_BUNDLE": "/etc/ade/ca.pem",
+            "ADE_AZURE_CHECK_INTERVAL": "5m",
+        }
+    )
+    assert cfg.azure_resource_manager == "https://management.usgovcloudapi.net"
+    assert cfg.azure_authority_host == "https://login.microsoftonline.us"
+    assert cfg.azure_ca_bundle == "/etc/ade/ca.pem"
+    assert cfg.azure_check_interval == 300.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ADE_AZURE_RESOURCE_MANAGER", "http://management.azure.com"),
+        ("ADE_AZURE_AUTHORITY_HOST", "login.microsoftonline.com"),
+        ("ADE_AZURE_CHECK_INTERVAL", "0s"),
+    ],
+)
+def test_bad_azure_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(config.ConfigError, match=f"^{name}: "):
         config.from_env({name: value})

@@ -1,0 +1,58 @@
+"""The client factory: one set per (subscription, identity), replaced when a secret changes."""
+
+from __future__ import annotations
+
+import pytest
+from azure.core.pipeline import policies as core_policies
+
+from controller.azure import clients
+from controller.azure.credentials import ClientSecret
+from controller.azure.settings import AzureSettings
+
+SUB = "00000000-0000-4000-8000-000000000001"
+OTHER_SUB = "00000000-0000-4000-8000-000000000002"
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+CLIENT = "3f1e2d3c-0000-4000-8000-00000000c11e"
+
+
+async def test_cached_per_subscription_and_identity() -> None:
+    async with clients.AzureClients(AzureSettings()) as factory:
+        secret = ClientSecret(TENANT, CLIENT, "one")
+        first = await factory.get(subscription_id=SUB, client_secret=secret)
+        assert await factory.get(subscription_id=SUB.upper(), client_secret=secret) is first
+        assert await factory.get(subscription_id=SUB, client_secret=None) is not first
+        assert await factory.get(subscription_id=OTHER_SUB, client_secret=secret) is not first
+        assert len(factory) == 3
+        assert first.identity == f"client {CLIENT} (tenant {TENANT})"
+        assert "own Azure identity" in (await factory.get(subscription_id=SUB)).identity
+
+
+async def test_a_changed_secret_gets_new_clients() -> None:
+    factory = clients.AzureClients(AzureSettings())
+    old = await factory.get(subscription_id=SUB, client_secret=ClientSecret(TENANT, CLIENT, "one"))
+    new = await factory.get(subscription_id=SUB, client_secret=ClientSecret(TENANT, CLIENT, "two"))
+    assert new is not old
+    assert len(factory) == 1
+    assert new.secrets == ("two",)
+    await factory.aclose()
+    with pytest.raises(RuntimeError, match="closed"):
+        await factory.get(subscription_id=SUB)
+
+
+def test_client_options_point_at_the_configured_cloud() -> None:
+    config = AzureSettings(
+        resource_manager="https://management.usgovcloudapi.net",
+        authority_host="https://login.microsoftonline.us",
+        ca_bundle="/etc/ca.pem",
+        retry_total=2,
+    )
+    options = clients.client_options(config)
+    assert options["base_url"] == "https://management.usgovcloudapi.net"
+    assert options["credential_scopes"] == ["https://management.usgovcloudapi.net/.default"]
+    assert options["connection_verify"] == "/etc/ca.pem"
+    retry = options["retry_policy"]
+    assert isinstance(retry, clients.BoundedRetryPolicy)
+    assert retry.total_retries == 2
+    assert retry.max_retry_after == config.max_retry_after
+    assert type(options["http_logging_policy"]) is core_policies.SansIOHTTPPolicy
+    assert clients.client_options(config)["retry_policy"] is not retry  # one per pipeline
