@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import secrets
 import sys
 
 import kopf
@@ -19,7 +20,7 @@ import prometheus_client
 from controller import config as config_
 from controller import handlers
 from controller.catalog import cli as catalog_cli
-from controller.observe import metrics
+from controller.observe import logs, metrics
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,14 +41,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(config: config_.Config) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
-    kopf.configure(
-        verbose=config.log_level == "DEBUG",
-        quiet=config.log_level in ("WARNING", "ERROR"),
-        log_format=kopf.LogFormat.JSON
-        if config.log_format is config_.LogFormat.JSON
-        else kopf.LogFormat.FULL,
-    )
+    logs.configure(json_lines=config.log_format is config_.LogFormat.JSON, level=config.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # azure-core logs every request's headers at INFO: only its warnings, unless debugging.
+    azure_level = logging.DEBUG if config.log_level == "DEBUG" else logging.WARNING
+    logging.getLogger("azure").setLevel(azure_level)
     if config.metrics_port:
         prometheus_client.start_http_server(config.metrics_port, registry=metrics.REGISTRY)
     registry = kopf.OperatorRegistry()
@@ -58,7 +56,9 @@ def run(config: config_.Config) -> None:
             clusterwide=config.clusterwide,
             namespaces=list(config.namespaces),
             standalone=not config.peering,
-            priority=0,
+            # Peers with equal priorities all pause; a random one per process lets exactly one
+            # replica work and another take over when it is gone.
+            priority=secrets.randbelow(2**31 - 2) + 1 if config.peering else 0,
             peering_name=config.peering or None,
             liveness_endpoint=f"http://0.0.0.0:{config.health_port}/healthz"
             if config.health_port

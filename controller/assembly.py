@@ -7,8 +7,12 @@ import pathlib
 from controller import config as config_
 from controller import kube
 from controller.api import spec as model
+from controller.azure import cache as azure_cache
+from controller.azure import clients as azure_clients
+from controller.azure import settings as azure_settings
 from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend
 from controller.catalog import repository
+from controller.observe import metrics
 from controller.reconcile import services
 
 
@@ -37,6 +41,7 @@ def services_from_config(config: config_.Config) -> services.Services:
             ),
         },
         slots=services.BuildSlots(limit=config.max_concurrent_builds),
+        reconcile_slots=services.ReconcileSlots(limit=config.max_concurrent_reconciles),
         workdir=pathlib.Path(config.work_dir),
         insecure_registries=frozenset(config.insecure_registries),
         tasks=tasks,
@@ -44,4 +49,17 @@ def services_from_config(config: config_.Config) -> services.Services:
             cache=repository.CloneCache(pathlib.Path(config.work_dir) / "catalogs"),
             window=config.catalog_batch_window,
         ),
+        azure=azure_clients.AzureClients(
+            azure_settings_from_config(config), on_request=metrics.report_azure_request
+        ),
+        access_cache=azure_cache.AccessCache(interval=config.azure_check_interval),
+    )
+
+
+def azure_settings_from_config(config: config_.Config) -> azure_settings.AzureSettings:
+    return azure_settings.AzureSettings(
+        resource_manager=config.azure_resource_manager,
+        authority_host=config.azure_authority_host,
+        credential_scope=config.azure_credential_scope or None,
+        ca_bundle=config.azure_ca_bundle or None,
     )

@@ -22,6 +22,7 @@
 | `ADE_AZURE_RESOURCE_MANAGER` | `https://management.azure.com` | ARM endpoint (sovereign clouds) |
 | `ADE_AZURE_AUTHORITY_HOST` | `https://login.microsoftonline.com` | Microsoft Entra ID authority |
 | `ADE_AZURE_CA_BUNDLE` | (empty: system CAs) | PEM bundle trusted for the two endpoints above |
+| `ADE_AZURE_CREDENTIAL_SCOPE` | (empty: `<resource manager>/.default`) | token scope for ARM |
 | `ADE_AZURE_CHECK_INTERVAL` | `1m` | how often a registry's access is read again (drift) |
 
 Every variable is read once at start; a bad value stops the operator with a message naming it.
@@ -70,6 +71,7 @@ class Config:
     azure_resource_manager: str = "https://management.azure.com"
     azure_authority_host: str = "https://login.microsoftonline.com"
     azure_ca_bundle: str = ""
+    azure_credential_scope: str = ""
     azure_check_interval: float = 60.0
 
     @property
@@ -139,6 +141,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         ),
         azure_authority_host=_https(env, "ADE_AZURE_AUTHORITY_HOST", Config.azure_authority_host),
         azure_ca_bundle=env.get("ADE_AZURE_CA_BUNDLE", "").strip(),
+        azure_credential_scope=env.get("ADE_AZURE_CREDENTIAL_SCOPE", "").strip(),
         azure_check_interval=_duration(env, "ADE_AZURE_CHECK_INTERVAL", "1m"),
     )
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import kopf
 
-from controller import assembly
+from controller import assembly, kube
 from controller import config as config_
 from controller.api import identity
-from controller.observe import metrics
+from controller.observe import logs, metrics
+from controller.observe import status as status_
 from controller.reconcile import pipeline, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
@@ -46,18 +47,22 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         settings.posting.level = logging.CRITICAL + 1  # only the Events the runner chooses
         settings.posting.reporting_component = "ade-runner-operator"
         settings.posting.reporting_instance = socket.gethostname()
-        # Concurrency is bounded by `slots` below, not by kopf's worker_limit: kopf's per-object
-        # workers linger for batching.idle_timeout after each event, so a small worker_limit
-        # turns into a queue that drains a few objects every few seconds.
+        # Concurrency is bounded by `reconcile_slots` (in _reconcile), not by kopf's worker_limit:
+        # kopf's per-object workers linger for batching.idle_timeout after each event, so a small
+        # worker_limit turns into a queue that drains a few objects every few seconds.
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        # With named namespaces, serve exactly those and the CRD as found at start-up: scanning
+        # would need cluster-wide list/watch of namespaces and CRDs, which a namespaced install's
+        # Roles do not grant (kopf would retry for about a minute before serving anything).
+        settings.scanning.disabled = bool(config.namespaces)
         settings.peering.standalone = not config.peering
         if config.peering:
             settings.peering.name = config.peering
             settings.peering.clusterwide = config.clusterwide
 
-    slots = asyncio.Semaphore(config.max_concurrent_reconciles)
     services_ = assembly.services_from_config(config)
+    metrics.watch_builds_in_flight(lambda: len(services_.slots.active))
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -70,13 +75,11 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     async def on_change(
         body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
     ) -> None:
-        async with slots:
-            await _reconcile(services_, body, patch, memo, retry)
+        await _reconcile(services_, body, patch, memo, retry)
 
     @kopf.timer(*_RESOURCE, interval=config.resync_interval, registry=registry)
     async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-        async with slots:
-            await _reconcile(services_, body, patch, memo, retry=0)
+        await _reconcile(services_, body, patch, memo, retry=0)
 
     @kopf.timer(
         *_RESOURCE,
@@ -87,8 +90,12 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     async def on_progress(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         # Work is in flight (Reconciling=True, e.g. a build): look at it every few seconds.
         # Timers write nothing of their own, unlike kopf's retries of a handler.
-        async with slots:
-            await _reconcile(services_, body, patch, memo, retry=0)
+        await _reconcile(services_, body, patch, memo, retry=0)
+
+    @kopf.on.cleanup(registry=registry)
+    async def close_clients(**_: Any) -> None:
+        if services_.azure is not None:
+            await services_.azure.aclose()
 
     @kopf.on.delete(*_RESOURCE, registry=registry)
     async def on_delete(body: kopf.Body, **_: Any) -> None:
@@ -104,30 +111,57 @@ async def _reconcile(
     services_: services.Services, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
 ) -> None:
     lock: asyncio.Lock = memo.setdefault("reconcile_lock", asyncio.Lock())
-    async with lock:
-        started = time.monotonic()
-        obj = runner.ObjectView.of(body)
-        memory: services.ObjectMemory = memo.setdefault("memory", services.ObjectMemory())
-        report = await runner.reconcile(
-            obj,
-            pipeline.default_steps(services_, memory),
-            now=datetime.datetime.now(datetime.UTC),
-        )
-        if report.status_patch:
-            patch.status.update(report.status_patch)
-        for event in report.events:
-            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-        metrics.report_reconcile(
-            result=report.result.value,
-            seconds=time.monotonic() - started,
-            wrote_status=bool(report.status_patch),
-        )
-        metrics.report_ready(
-            namespace=obj.namespace, name=obj.name, ready=report.result is runner.Result.READY
-        )
+    obj = runner.ObjectView.of(body)
+    with logs.bind(namespace=obj.namespace, name=obj.name):  # on every line of this reconcile
+        # The object's lock first, then a slot: a reconcile that lends its slot while its catalog
+        # change waits (see ReconcileSlots) takes one back holding only its own lock, so no slot
+        # holder ever waits on a lock held by a task waiting for a slot.
+        async with lock, services_.reconcile_slots.held():
+            started = time.monotonic()
+            memory: services.ObjectMemory = memo.setdefault("memory", services.ObjectMemory())
+            now = datetime.datetime.now(datetime.UTC)
+            await _say_progressing(services_, obj, now)
+            report = await runner.reconcile(obj, pipeline.default_steps(services_, memory), now=now)
+            if report.status_patch:
+                patch.status.update(report.status_patch)
+            for event in report.events:
+                kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+            metrics.report_reconcile(
+                result=report.result.value,
+                seconds=time.monotonic() - started,
+                wrote_status=bool(report.status_patch),
+            )
+            metrics.report_ready(
+                namespace=obj.namespace, name=obj.name, ready=report.result is runner.Result.READY
+            )
+            metrics.report_last_successful_build(
+                namespace=obj.namespace,
+                name=obj.name,
+                timestamp=status_.built_at(obj.status, report.status_patch),
+            )
     if report.retry:
         delay = report.requeue_after or retry_delay(retry)
         raise kopf.TemporaryError(report.message, delay=delay)
+
+
+async def _say_progressing(
+    services_: services.Services, obj: runner.ObjectView, now: datetime.datetime
+) -> None:
+    """Write `Reconciling=True` for a new generation at once (kstatus, see `runner.progress`)."""
+    early = runner.progress(obj, now=now)
+    if early is None:
+        return
+    try:
+        await services_.kube.patch_status(
+            group=identity.GROUP,
+            version=identity.VERSION,
+            plural=identity.PLURAL,
+            namespace=obj.namespace,
+            name=obj.name,
+            patch=early,
+        )
+    except kube.KubeError as error:  # the reconcile's own patch still lands
+        logging.getLogger(__name__).warning("could not say the reconcile started: %s", error)
 
 
 def _reconciling(status: kopf.Status, **_: Any) -> bool:

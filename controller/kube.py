@@ -49,6 +49,7 @@ class Kube:
     def __init__(self, api: client.ApiClient) -> None:
         self._core = client.CoreV1Api(api)
         self._batch = client.BatchV1Api(api)
+        self._custom = client.CustomObjectsApi(api)
 
     async def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -74,6 +75,21 @@ class Kube:
             raise
         data = {key: base64.b64decode(value) for key, value in (raw.data or {}).items()}
         return Secret(name=name, type=str(raw.type or ""), data=data)
+
+    async def patch_status(
+        self, *, group: str, version: str, plural: str, namespace: str, name: str, patch: Any
+    ) -> None:
+        """Merge-patch the status subresource of a namespaced custom object."""
+        await self._call(
+            f"patching the status of {plural} {namespace}/{name}",
+            self._custom.patch_namespaced_custom_object_status,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            {"status": patch},
+        )
 
     async def create(self, body: Mapping[str, Any]) -> bool:
         """Create a ConfigMap or Job; False when it already existed (409)."""

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Compiles the test environment's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok, buildkitd, buildctl) from the Go module proxy at the versions pinned in
-# hack/tools.versions, caches them outside the repository keyed by name and version, and reuses
-# the cache.
+# kube-scheduler, kwok, buildkitd, buildctl, helm) from the Go module proxy at the versions pinned
+# in hack/tools.versions, caches them outside the repository keyed by name and version, and
+# reuses the cache.
 #
 #   hack/tools.sh              build what is missing, print progress, then the bin directory
 #   hack/tools.sh --print-bin  the same, but print only the bin directory on stdout
@@ -101,12 +101,53 @@ buildkit() {
     github.com/moby/buildkit/cmd/buildctl
 }
 
+helm_() {
+  # helm.sh/helm/v3 (cmd/helm) for the chart tests. Version strings and the default Kubernetes
+  # version (from the client-go helm is built with) as upstream's Makefile sets them.
+  local v=$HELM_VERSION mod client
+  mod=$(go mod download -json "helm.sh/helm/v3@$v" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+  client=$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$mod")
+  local x="-X helm.sh/helm/v3/internal/version" k="-X helm.sh/helm/v3/pkg" flags
+  flags="$x.version=$v $x.metadata= $x.gitTreeState=clean"
+  flags+=" $k/lint/rules.k8sVersionMajor=1 $k/lint/rules.k8sVersionMinor=$client"
+  flags+=" $k/chartutil.k8sVersionMajor=1 $k/chartutil.k8sVersionMinor=$client"
+  build helm "$v" "helm.sh/helm/v3@$v" "" "$flags" helm.sh/helm/v3/cmd/helm
+}
+
+# The kstatus checker (hack/kstatus: main.go, go.mod), with sigs.k8s.io/cli-utils pinned to
+# CLI_UTILS_VERSION. Built from a copy of the folder (go.sum is made there, not in the repo) and
+# cached by that version and a hash of the checker's source, so an edit of main.go rebuilds it.
+kstatus_check() {
+  local v=$CLI_UTILS_VERSION src="$here/kstatus" hash work start
+  hash=$(cd "$src" && cat go.mod ./*.go | sha256sum | cut -c1-12)
+  kstatus_dir="$cache/kstatus-check-$v-$hash"
+  if [ -f "$kstatus_dir/.complete" ]; then
+    log "kstatus-check $v ($hash): cached in $kstatus_dir"
+    return
+  fi
+  work=$(mktemp -d)
+  start=$(date +%s)
+  log "kstatus-check $v ($hash): resolving and downloading modules in $work"
+  cp "$src/go.mod" "$src"/*.go "$work/"
+  (cd "$work" && go mod edit -require="sigs.k8s.io/cli-utils@$v" && go mod tidy >&2)
+  mkdir -p "$kstatus_dir.tmp"
+  log "kstatus-check $v ($hash): compiling kstatus-check"
+  (cd "$work" && go build -v -trimpath -ldflags "-s -w" -o "$kstatus_dir.tmp/kstatus-check" . 2>&1) |
+    progress kstatus-check
+  [ "${PIPESTATUS[0]}" -eq 0 ] || { log "kstatus-check: build failed"; exit 1; }
+  rm -rf "$kstatus_dir" && mv "$kstatus_dir.tmp" "$kstatus_dir" && touch "$kstatus_dir/.complete"
+  rm -rf "$work"
+  log "kstatus-check $v ($hash): done in $(($(date +%s) - start)) s"
+}
+
 mkdir -p "$cache"
 build etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "" "" go.etcd.io/etcd/server/v3=etcd
 kubernetes
 build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" "" \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" sigs.k8s.io/kwok/cmd/kwok
 buildkit
+helm_
+kstatus_check
 
 # One directory of links to the pinned binaries, keyed by the versions file.
 key=$(sha256sum "$here/tools.versions" | cut -c1-12)
@@ -120,5 +161,7 @@ ln -sfn "$cache/kwok-$KWOK_VERSION/kwok" "$bin/kwok"
 for b in buildkitd buildctl; do
   ln -sfn "$cache/buildkit-$BUILDKIT_VERSION/$b" "$bin/$b"
 done
+ln -sfn "$cache/helm-$HELM_VERSION/helm" "$bin/helm"
+ln -sfn "$kstatus_dir/kstatus-check" "$bin/kstatus-check"
 $quiet || log "all tools ready in $bin"
 echo "$bin"

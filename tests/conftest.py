@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import pathlib
 import uuid
 from collections.abc import Callable, Iterator
@@ -48,6 +49,7 @@ def namespace(cluster: kube.Cluster) -> Iterator[str]:
 
 PUSH_USER = "pusher"
 PUSH_PASSWORD = "pUsh-s3cret-Pa55word"  # the test registry's; grepped for in every output
+GIT_USER, GIT_PASSWORD = "catalog-bot", "c4talog-Pa55"  # the catalog repositories'
 
 
 @pytest.fixture(scope="session")
@@ -142,6 +144,37 @@ def base_image(pusher: oci.Pusher, namespace: str, oci_registry: registry.Regist
 
 StartOperator = Callable[..., operator_.OperatorProcess]
 
+_OPERATOR_LOGS: list[pathlib.Path] = []
+
+
+def _credentials() -> set[str]:
+    """Every credential the tests hand the operator, and the encodings it could leak them in."""
+    plain = {
+        PUSH_PASSWORD,
+        GIT_PASSWORD,
+        ARM_CLIENT_SECRET,
+        ARM_READER_SECRET,
+        "wrong-s3cret-value",  # a wrong client secret some tests use
+        "s3cr3t-t0ken",  # embedded in a URL by a test of refusing it
+    }
+    encoded = {base64.b64encode(value.encode()).decode() for value in plain}
+    encoded.add(base64.b64encode(f"{PUSH_USER}:{PUSH_PASSWORD}".encode()).decode())
+    encoded.add(base64.b64encode(f"{GIT_USER}:{GIT_PASSWORD}".encode()).decode())
+    return plain | encoded
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_credential_in_any_operator_log() -> Iterator[None]:
+    """After the whole run: no operator log of any test holds a credential the tests used."""
+    yield
+    leaks = {
+        str(log): sorted(c for c in _credentials() if c in log.read_text(errors="replace"))
+        for log in _OPERATOR_LOGS
+        if log.exists()
+    }
+    leaked = {log: found for log, found in leaks.items() if found}
+    assert not leaked, f"credentials in operator logs: {sorted(leaked)} ({len(leaks)} logs read)"
+
 
 @pytest.fixture
 def start_operator(
@@ -160,6 +193,7 @@ def start_operator(
             log=tmp_path / f"operator-{len(started)}.log",
             env=env,
         )
+        _OPERATOR_LOGS.append(process.log)
         process.start()
         started.append(process)
         return process

@@ -61,6 +61,8 @@ class AccessResult:
     """Principals given AcrPull by this call."""
     present: tuple[str, ...] = ()
     """Principals that already held AcrPull (or whose assignment ARM reported as existing)."""
+    login_server: str = ""
+    """The registry's login server as ARM reports it (empty when it was not read)."""
 
     def summary(self) -> str:
         """One sentence for an Event or a log line."""
@@ -188,8 +190,11 @@ def _check_subscription(clients: Clients, subscription_id: str) -> None:
         )
 
 
-async def ensure_anonymous_pull(*, clients: Clients, acr: spec.AcrRef) -> AccessResult:
-    """Make sure the registry allows anonymous pull over its public endpoint."""
+async def ensure_anonymous_pull(
+    *, clients: Clients, acr: spec.AcrRef, login_server: str | None = None
+) -> AccessResult:
+    """Make sure the registry allows anonymous pull over its public endpoint. With
+    `login_server`, a registry serving another host is refused before anything is changed."""
     _check_subscription(clients, acr.subscription_id)
     deadline = _deadline(clients)
     registry_id = names.registry_id(acr)
@@ -203,6 +208,13 @@ async def ensure_anonymous_pull(*, clients: Clients, acr: spec.AcrRef) -> Access
     assert registry is not None
     anonymous, public = _access_of(registry)
     sku = _text(registry.sku.name if registry.sku else None) or ""
+    found_server = _text(registry.login_server) or ""
+    if login_server and found_server and found_server.lower() != login_server.lower():
+        raise errors.StalledError(
+            "RegistryMismatch",
+            f"spec.registryAccess.acr.name: registry {acr.name} serves {found_server}, but the "
+            f"image is pushed to {login_server} (spec.image.registry); nothing was changed",
+        )
     if anonymous is True and (public or "").lower() == "enabled":
         return AccessResult(
             registry_id=registry_id,
@@ -210,6 +222,7 @@ async def ensure_anonymous_pull(*, clients: Clients, acr: spec.AcrRef) -> Access
             sku=sku,
             anonymous_pull_was=anonymous,
             public_network_access_was=public,
+            login_server=found_server,
         )
     if sku.lower() in ("basic", "classic"):
         raise errors.StalledError(
@@ -249,6 +262,7 @@ async def ensure_anonymous_pull(*, clients: Clients, acr: spec.AcrRef) -> Access
         sku=sku,
         anonymous_pull_was=anonymous,
         public_network_access_was=public,
+        login_server=found_server,
     )
 
 

@@ -36,6 +36,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -53,6 +54,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Iterable, Seque
 from typing import ClassVar, Literal
 
 from controller import errors
+from controller.observe import metrics as metrics_
 from controller.sources import credentials as credentials_
 from controller.sources import git as git_
 from controller.sources.credentials import Credentials
@@ -189,6 +191,8 @@ class Result:
     changed: bool
     """False when the edit found nothing to change (then `files` is empty and, if no other change
     of its batch changed anything, no commit was made)."""
+    settled_at: datetime.datetime | None = None
+    """When the batch's push landed (or the head was checked): wall-clock, UTC."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -610,6 +614,13 @@ class _Git:
         )
 
     def report(self, operation: GitOperation) -> None:
+        metrics_.report_git_operation(
+            purpose="catalog",
+            operation=operation.operation,
+            result=operation.outcome,
+            seconds=operation.seconds,
+            attempt=operation.attempt,
+        )
         if self.metrics is not None:
             try:
                 self.metrics(operation)
@@ -1006,12 +1017,13 @@ class CatalogWriter:
             for pending in batch:
                 _settle(pending, error)
         else:
+            now = datetime.datetime.now(datetime.UTC)
             for pending in batch:
                 outcome = outcomes.get(pending)
                 if isinstance(outcome, Exception):
                     _settle(pending, outcome)
                 elif outcome is not None:
-                    _settle(pending, Result(head, ref, outcome, bool(outcome)))
+                    _settle(pending, Result(head, ref, outcome, bool(outcome), now))
 
     async def _attempts(
         self, lane: _Lane, batch: list[_Pending]
@@ -1106,7 +1118,11 @@ class CatalogWriter:
             return f"refs/heads/{push_branch}", new_head, outcomes
         ref = f"refs/heads/{push_branch or base}"
         verdict = await git.push(ref=ref, lease=lease, attempt=attempt, changes=len(live))
-        return (ref, new_head, outcomes) if verdict == "ok" else None
+        if verdict != "ok":
+            return None
+        if commit is not None:
+            metrics_.report_catalog_commit()
+        return ref, new_head, outcomes
 
 
 def _settle(pending: _Pending, outcome: Result | Exception) -> None:

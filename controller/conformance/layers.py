@@ -2,7 +2,8 @@
 
 The blob streams from the registry (`RegistryClient.stream_blob`) through a `pipe.Pipe` into a
 worker thread, where `tarfile` reads it in stream mode (`r|*`: gzip or an uncompressed tarball,
-whatever the media type claims) and `filesystem.scan` keeps what matters. Contents are read only
+whatever the media type claims) and `filesystem.scan` keeps what matters. The worker threads are
+the module's own (`_PARSERS`), never the event loop's default executor. Contents are read only
 for the names asked for, up to `max_content` bytes each; the layer is never whole in memory or
 on disk. The whole blob is always downloaded, because whiteouts may come anywhere in a tarball
 and the digest is verified at its end (a digest mismatch raises the client's
@@ -15,6 +16,7 @@ zstd layers (`+zstd`) are not read: no zstd decompressor is available to the ope
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import tarfile
@@ -28,6 +30,12 @@ MAX_CONTENT = 1024 * 1024
 """How much of a wanted file is captured (a runner script is far smaller)."""
 
 READABLE = frozenset({"gzip", "none"})
+
+_PARSERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="layer-scan")
+"""The threads that parse layers. Not the loop's default executor: a parser blocks until its
+download feeds it, and a download may itself need a default-executor thread (a DNS lookup, a
+Kubernetes call elsewhere in the operator); with parsers filling the default pool, everything
+would wait on everything. Parsers past four wait their turn here, their downloads paused."""
 
 
 def compression(media_type: str) -> str | None:
@@ -64,7 +72,7 @@ async def read_layer(
     link `targets`). Registry failures raise the client's errors."""
     loop = asyncio.get_running_loop()
     bridge = pipe.Pipe()
-    parsing = loop.run_in_executor(None, _parse, bridge, paths, targets, max_content)
+    parsing = loop.run_in_executor(_PARSERS, _parse, bridge, paths, targets, max_content)
     received = 0
     try:
         stream = client.stream_blob(ref=ref, digest=descriptor.digest, max_size=descriptor.size)

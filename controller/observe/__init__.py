@@ -1,1 +1,1 @@
-"""Pure observation logic: conditions, status diffs, transition events. No I/O, no kopf."""
+"""Observation: conditions, status diffs, transition events (pure); metrics and logs. No kopf."""

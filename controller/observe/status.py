@@ -1,11 +1,13 @@
 """Pure status diffing: turn the old and the new status into the smallest merge patch.
 
 An unchanged status yields an empty patch, and an empty patch is never sent: this is what keeps
-an idle operator from writing to the API server.
+an idle operator from writing to the API server. `built_at` reads the time of the latest build
+from a status and its patch (for the metrics).
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,3 +31,26 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
         elif value != current:
             patch[key] = value
     return patch
+
+
+def built_at(old: Mapping[str, Any], patch: Mapping[str, Any]) -> float | None:
+    """When the latest image was built (`latestImage.builtAt`, seconds since the epoch) once
+    `patch` is applied to the status `old`; None when there is no image (or no valid time)."""
+    latest: Any = old.get("latestImage")
+    if "latestImage" in patch:
+        changed = patch["latestImage"]
+        latest = (
+            None
+            if changed is None
+            else {**(latest if isinstance(latest, Mapping) else {}), **changed}
+        )
+    stamp = latest.get("builtAt") if isinstance(latest, Mapping) else None
+    if not isinstance(stamp, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()

@@ -9,7 +9,10 @@ never blocks a later one. Builds over the operator-wide limit wait queued.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import datetime
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,9 +20,12 @@ from controller import durations, errors
 from controller.api import conditions
 from controller.api import identity as api_identity
 from controller.build import backend, buildctl, identity, job
+from controller.observe import logs, metrics
 from controller.reconcile import inputs as inputs_
 from controller.reconcile import services as services_
 from controller.reconcile import steps
+
+logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 3.0
 QUEUED_POLL_SECONDS = 10.0
@@ -39,6 +45,8 @@ class Build:
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
         found = inputs_.resolved(ctx)
+        logs.bind_build_key(found.key)
+        metrics.report_build_queued(namespace=ctx.namespace, name=ctx.name, queued=False)
         latest: Mapping[str, Any] = ctx.status.get("latestImage") or {}
         if latest.get("buildKey") == found.key and latest.get("digest"):
             return steps.Outcome.done("Built", f"{latest['reference']} ({latest['digest']})")
@@ -62,6 +70,7 @@ class Build:
         if state.phase is backend.Phase.SUCCEEDED:
             self.services.slots.release(slot)
             assert state.digest is not None
+            _report_finished(ctx, plan, record, "succeeded")
             outcome = self._succeeded(
                 ctx, found=found, plan=plan, records=records, record=record, digest=state.digest
             )
@@ -69,6 +78,7 @@ class Build:
             return outcome
         if state.phase is backend.Phase.FAILED:
             self.services.slots.release(slot)
+            _report_finished(ctx, plan, record, "failed")
             _upsert(records, plan, record, result="Failed", now=ctx.now, message=state.message)
             _write_builds(ctx, records)
             await self._prune(ctx, plan)
@@ -77,6 +87,7 @@ class Build:
         if record is not None and record.get("result") == "Failed" and not self._retry(ctx, record):
             raise BuildFailed(f"build {plan.name} failed: {record.get('message', '')}")
         if not self.services.slots.try_acquire(slot):
+            metrics.report_build_queued(namespace=ctx.namespace, name=ctx.name, queued=True)
             return steps.Outcome.waiting(
                 "BuildQueued",
                 f"waiting for a build slot ({self.services.slots.limit} builds run at once)",
@@ -88,10 +99,15 @@ class Build:
         adopted = await self._existing_tag(ctx, plan, config)
         if adopted is not None:
             self.services.slots.release(slot)
+            metrics.report_build(
+                backend=ctx.spec.build.backend, result="reused", reason=plan.reason
+            )
             return self._succeeded(
                 ctx, found=found, plan=plan, records=records, record=record, digest=adopted
             )
         await self._backend(ctx).start(dataclasses.replace(plan, docker_config=config))
+        metrics.report_build(backend=ctx.spec.build.backend, result="started", reason=plan.reason)
+        logger.info("started build %s (%s) on %s", plan.name, plan.reason, ctx.spec.build.backend)
         new = _upsert(records, plan, record, result="Running", now=ctx.now, restart=True)
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
         if requested:
@@ -207,6 +223,23 @@ class Build:
             "inputs": found.material,
         }
         return steps.Outcome.done("Built", f"{plan.request.image} ({digest})")
+
+
+def _report_finished(
+    ctx: steps.Context, plan: backend.BuildPlan, record: Mapping[str, Any] | None, result: str
+) -> None:
+    """Count a build seen finished for the first time (its record did not say so yet)."""
+    if record is not None and record.get("result") in ("Succeeded", "Failed"):
+        return
+    seconds = None
+    started = (record or {}).get("startedAt")
+    if isinstance(started, str):
+        with contextlib.suppress(ValueError):
+            begun = datetime.datetime.fromisoformat(started.replace("Z", "+00:00"))
+            seconds = (ctx.now - begun).total_seconds()
+    backend_ = ctx.spec.build.backend
+    metrics.report_build(backend=backend_, result=result, reason=plan.reason, seconds=seconds)
+    logger.info("build %s (%s) %s", plan.name, plan.reason, result)
 
 
 def _stamp(ctx: steps.Context) -> str:

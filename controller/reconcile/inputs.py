@@ -21,11 +21,14 @@ from controller.api import conditions
 from controller.api import identity as api_identity
 from controller.api import spec as model
 from controller.build import dockerfile, identity, job
+from controller.conformance import lint
+from controller.observe import events as events_
 from controller.reconcile import services as services_
 from controller.reconcile import steps
 from controller.sources import git
 
 SHARED_KEY = "inputs"
+WARNINGS_REASON = "DockerfileWarnings"
 GIT_TIMEOUT = 120.0
 DEFAULT_SOURCE_INTERVAL = 300.0
 DEFAULT_BASE_INTERVAL = 3600.0
@@ -81,12 +84,11 @@ class ResolveInputs:
                 f"spec.dockerfile: {spec.dockerfile!r} does not exist in the source "
                 f"at revision {identity.short_revision(revision)}",
             )
+        text = path.read_text(errors="replace")
         base = dockerfile.final_base_image(
-            path.read_text(errors="replace"),
-            build_args=spec.build_args,
-            target=spec.target,
-            platforms=spec.platforms,
+            text, build_args=spec.build_args, target=spec.target, platforms=spec.platforms
         )
+        _report_warnings(ctx, self.memory, text, base.reference)
         digest = await self._base_digest(ctx, base)
         inputs = identity.Inputs(revision=revision, base_image=base.reference, base_digest=digest)
         key = identity.build_key(spec, inputs)
@@ -200,3 +202,29 @@ def _interval(trigger: model.Trigger, default: float) -> float | None:
     if not trigger.enabled:
         return None
     return durations.parse(trigger.interval) if trigger.interval else default
+
+
+def _report_warnings(
+    ctx: steps.Context, memory: services_.ObjectMemory, text: str, base_reference: str | None
+) -> None:
+    """Lint the Dockerfile for known ADE breakages: `status.warnings`, and an Event when they
+    change (never on every pass: memory covers a reconcile that read the object before the last
+    status write landed). Warnings do not stop the build."""
+    try:
+        found = lint.lint(
+            text,
+            build_args=ctx.spec.build_args,
+            base_reference=base_reference,
+            target=ctx.spec.target,
+        )
+    except dockerfile.DockerfileError:
+        return  # the build reports a Dockerfile that does not parse
+    warnings = [{"rule": w.rule, "line": w.line, "message": w.message} for w in found]
+    ctx.updates["warnings"] = warnings or None
+    seen = [list(ctx.status.get("warnings") or []), memory.warnings]
+    memory.warnings = warnings
+    if warnings and warnings not in seen:
+        listed = "; ".join(f"line {w['line']}: {w['message']} ({w['rule']})" for w in warnings)
+        ctx.events.append(
+            events_.Event("Warning", WARNINGS_REASON, f"spec.dockerfile: {listed}"[:1000])
+        )

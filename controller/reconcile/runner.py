@@ -83,6 +83,34 @@ class _Summary:
     retry: bool = False
 
 
+def progress(obj: ObjectView, *, now: datetime.datetime) -> dict[str, Any] | None:
+    """The status patch that says "working on this generation" before any step runs, or None
+    when status already speaks of the current generation.
+
+    kstatus reads an object without `observedGeneration` as Current, and one whose
+    `observedGeneration` is behind as InProgress only until something writes it: without this
+    patch a new RunnerImage would look done to Flux and `kubectl wait` until its first reconcile
+    ends (a git poll, a registry check). So a new generation first gets `observedGeneration`,
+    `Reconciling=True` and no `Stalled` (an old stall is about an old spec); the reconcile's own
+    patch, computed from the status as it was read, then replaces the conditions.
+    """
+    if obj.status.get("observedGeneration") == obj.generation:
+        return None
+    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    message = f"reconciling generation {obj.generation}"
+    desired: dict[str, conditions.Condition | None] = {
+        types.RECONCILING: conditions.Condition.true(
+            types.RECONCILING, Reason.PROGRESSING, message
+        ),
+        types.STALLED: None,
+    }
+    merged = conditions.merge(
+        obj.status.get("conditions") or [], desired, generation=obj.generation, now=stamp
+    )
+    new_status = {"observedGeneration": obj.generation, "conditions": merged}
+    return status.merge_patch(obj.status, new_status)
+
+
 async def reconcile(
     obj: ObjectView, steps: Sequence[steps_.Step], *, now: datetime.datetime
 ) -> Report:

@@ -8,18 +8,24 @@ builds run at once across the whole operator.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import json
 import pathlib
 import random
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from controller import errors
 from controller import kube as kube_
 from controller.api import spec as model
+from controller.azure import cache as azure_cache
+from controller.azure import clients as azure_clients
+from controller.azure import credentials as azure_credentials
 from controller.build import backend, inprocess
 from controller.catalog import repository
 from controller.registry import client as registry_client
@@ -34,8 +40,14 @@ class ObjectMemory:
     base_checked: float | None = None
     checked_generation: int | None = None
     handled_request: str | None = None
-    verified: tuple[str, str] | None = None
-    """The (reference, digest) last proven to resolve in the registry."""
+    verified: tuple[str, str, bool] | None = None
+    """The (reference, digest, anonymous pull checked) last verified."""
+    conformance: str = ""
+    """What the last conformance check of the verified image found worth saying (warnings)."""
+    warnings: list[dict[str, Any]] | None = None
+    """The Dockerfile warnings last reported (their Event is posted once)."""
+    access_checked_at: float | None = None
+    """The registry access check (its monotonic time) this object last took into account."""
     catalog_request: str | None = None
     """The reconcile-request annotation value the catalog step last acted on."""
     jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
@@ -48,6 +60,48 @@ class ObjectMemory:
         if interval is None:
             return False
         return time.monotonic() - last >= interval * (1.0 + self.jitter)
+
+
+_HOLDING: contextvars.ContextVar[bool] = contextvars.ContextVar("holding_slot", default=False)
+
+
+@dataclasses.dataclass
+class ReconcileSlots:
+    """Bounds the reconciles in flight (`ADE_MAX_CONCURRENT_RECONCILES`).
+
+    A reconcile that waits on work shared with others (its catalog change waiting for the
+    batch's commit and push) lends its slot meanwhile, so the limit bounds work being done, not
+    waiting: with a limit of 8, a hundred RunnerImages still share a handful of commits.
+    """
+
+    limit: int
+    _semaphore: asyncio.Semaphore = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._semaphore = asyncio.Semaphore(self.limit)
+
+    @contextlib.asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        async with self._semaphore:
+            token = _HOLDING.set(True)
+            try:
+                yield
+            finally:
+                _HOLDING.reset(token)
+
+    @contextlib.asynccontextmanager
+    async def lent(self) -> AsyncIterator[None]:
+        """Give the slot this task holds to others while waiting; take one back after."""
+        if not _HOLDING.get():
+            yield
+            return
+        self._semaphore.release()
+        token = _HOLDING.set(False)
+        try:
+            yield
+        finally:
+            _HOLDING.reset(token)
+            await self._semaphore.acquire()
 
 
 @dataclasses.dataclass
@@ -93,6 +147,13 @@ class Services:
     """The operator-wide catalog writer (one lock and one batch per repository)."""
     registry_transport: Any = None
     """An httpx transport for the registry client (tests only); None: the network."""
+    azure: azure_clients.AzureClients | None = None
+    """Azure Resource Manager clients (registry access, catalog sync), per subscription."""
+    access_cache: azure_cache.AccessCache | None = None
+    """Registry access checks shared across RunnerImages for `ADE_AZURE_CHECK_INTERVAL`."""
+    reconcile_slots: ReconcileSlots = dataclasses.field(
+        default_factory=lambda: ReconcileSlots(limit=8)
+    )
 
     def registry(self, docker_config: Mapping[str, Any] | None) -> registry_client.RegistryClient:
         try:
@@ -125,18 +186,26 @@ class Services:
             if not_found is None:
                 return None
             raise not_found from None
-        except registry_client.RegistryAuthError as error:
-            raise errors.StalledError(auth_reason, str(error)) from None
-        except registry_client.PlatformNotFound as error:
-            raise errors.StalledError("PlatformNotFound", str(error)) from None
-        except registry_client.RegistryUnavailable as error:
-            raise errors.TransientError(
-                "RegistryUnavailable", str(error), retry_after=error.retry_after
-            ) from None
         except registry_client.RegistryError as error:
-            raise errors.TransientError("RegistryError", str(error)) from None
+            raise registry_failure(error, auth_reason=auth_reason) from None
         finally:
             await registry.aclose()
+
+
+def registry_failure(
+    error: registry_client.RegistryError, *, auth_reason: str
+) -> errors.ReconcileError:
+    """A registry failure as a reconcile error: auth -> Stalled(`auth_reason`), a platform the
+    image lacks -> Stalled, unreachable or throttled -> Transient (honouring Retry-After)."""
+    if isinstance(error, registry_client.RegistryAuthError):
+        return errors.StalledError(auth_reason, str(error))
+    if isinstance(error, registry_client.PlatformNotFound):
+        return errors.StalledError("PlatformNotFound", str(error))
+    if isinstance(error, registry_client.RegistryUnavailable):
+        return errors.TransientError(
+            "RegistryUnavailable", str(error), retry_after=error.retry_after
+        )
+    return errors.TransientError("RegistryError", str(error))
 
 
 def forget(services: Services, *, namespace: str, name: str) -> None:
@@ -182,6 +251,16 @@ async def docker_config(
             "SecretInvalid", f"{field}: Secret {ref.name!r} holds no valid .dockerconfigjson"
         )
     return parsed
+
+
+async def azure_client_secret(
+    services: Services, *, namespace: str, ref: model.SecretRef | None, field: str
+) -> azure_credentials.ClientSecret | None:
+    """The Azure client secret a spec names at `field`; None: the operator's own identity."""
+    if ref is None:
+        return None
+    secret = await read_secret(services, namespace=namespace, name=ref.name, field=field)
+    return azure_credentials.client_secret_from_secret(secret.data, field=field)
 
 
 async def git_source_credentials(

@@ -1,8 +1,16 @@
-"""Step 5, verify: the pushed image resolves in the registry to the digest the build reported.
+"""Step 5, verify: the pushed image is the one built, ADE can pull it, and it is a valid runner.
 
-A tag that resolves to another digest was overwritten behind the operator's back: that stalls,
-and no catalog is pointed at it. A digest verified once is not fetched again until it changes
-(kept in memory, so an idle operator makes no registry requests).
+Three checks, in order, before any catalog is pointed at the image:
+1. the pushed tag resolves to the digest the build reported (with the push credentials); a tag
+   that resolves elsewhere was overwritten behind the operator's back: that stalls;
+2. with `spec.registryAccess.mode: AnonymousPull`, the same digest is pulled with no
+   credentials at all (the anonymous token flow ADE uses); a refusal is `AnonymousPullFailed`,
+   retried (a registry setting just changed may take a moment to apply);
+3. ADE conformance, read from the image's layers in the registry (no daemon): executable
+   `/scripts/deploy.sh` and `/scripts/delete.sh` with LF line endings in the final filesystem,
+   and the base image's entrypoint kept; findings stall with `ImageNotConformant`.
+What was verified is kept in memory (not fetched again until the digest or the mode changes), so
+an idle operator makes no registry requests.
 """
 
 from __future__ import annotations
@@ -13,8 +21,11 @@ from typing import Any
 
 from controller import errors
 from controller.api import conditions
+from controller.api import spec as model
+from controller.reconcile import conformance, steps
 from controller.reconcile import services as services_
-from controller.reconcile import steps
+
+ANONYMOUS_RETRY_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,23 +41,68 @@ class Verify:
         reference, digest = str(latest.get("reference", "")), str(latest.get("digest", ""))
         if not reference or not digest:
             return steps.Outcome.skipped("no image to verify yet")
-        if self.memory.verified != (reference, digest):
+        anonymous = _anonymous_pull_required(ctx.spec)
+        proof = (reference, digest, anonymous)
+        if self.memory.verified != proof:
             config = await services_.docker_config(
                 self.services, namespace=ctx.namespace, spec=ctx.spec
             )
+            await self._tag_resolves(reference, digest, config)
+            if anonymous:
+                await self._anonymous_pull(reference, digest)
+            self.memory.conformance = await conformance.check(
+                self.services, ctx, reference=reference, digest=digest, docker_config=config
+            )
+            self.memory.verified = proof
+        checks = ["resolves", "pulls anonymously"] if anonymous else ["resolves"]
+        summary = f"{reference} {' and '.join(checks)} to {digest}"
+        if self.memory.conformance:
+            summary += f"; {self.memory.conformance}"
+        return steps.Outcome.done("Verified", summary)
+
+    async def _tag_resolves(
+        self, reference: str, digest: str, config: Mapping[str, Any] | None
+    ) -> None:
+        found = await self.services.resolve(
+            reference,
+            docker_config=config,
+            auth_reason="RegistryAuthFailed",
+            not_found=errors.TransientError(
+                "ImageNotFound", f"{reference} does not resolve in the registry (yet)"
+            ),
+        )
+        if found != digest:
+            raise errors.StalledError(
+                "DigestMismatch",
+                f"{reference} resolves to {found}, not to the built {digest}: "
+                "the tag was overwritten outside the operator",
+            )
+
+    async def _anonymous_pull(self, reference: str, digest: str) -> None:
+        """Pull the manifest as ADE would, with no credentials, and require the digest."""
+        failed = f"{reference} cannot be pulled anonymously"
+        try:
             found = await self.services.resolve(
                 reference,
-                docker_config=config,
-                auth_reason="RegistryAuthFailed",
+                docker_config=None,
+                auth_reason="AnonymousPullFailed",
                 not_found=errors.TransientError(
-                    "ImageNotFound", f"{reference} does not resolve in the registry (yet)"
+                    "AnonymousPullFailed", f"{failed}: the registry says it does not exist"
                 ),
             )
-            if found != digest:
-                raise errors.StalledError(
-                    "DigestMismatch",
-                    f"{reference} resolves to {found}, not to the built {digest}: "
-                    "the tag was overwritten outside the operator",
-                )
-            self.memory.verified = (reference, digest)
-        return steps.Outcome.done("Verified", f"{reference} resolves to {digest}")
+        except errors.StalledError as error:  # refused: anonymous pull is not (yet) enabled
+            raise errors.TransientError(
+                "AnonymousPullFailed",
+                f"{failed}: {error.message}; the catalog is left as it is",
+                retry_after=ANONYMOUS_RETRY_SECONDS,
+            ) from None
+        if found != digest:
+            raise errors.StalledError(
+                "AnonymousPullFailed",
+                f"{failed} as built: anonymous pull gets {found}, not {digest}",
+            )
+
+
+def _anonymous_pull_required(spec: model.RunnerImageSpec) -> bool:
+    access = spec.registry_access
+    return access is not None and access.mode is model.RegistryAccessMode.ANONYMOUS_PULL

@@ -5,7 +5,8 @@ is handed to the operator-wide catalog writer, which batches every change to one
 one commit and push, retries rejected pushes in-process, and never force-pushes the base branch.
 A manifest that is not valid YAML, or not an ADE manifest, is left alone and reported by path
 while the others proceed. Once the catalog points at an image the step does no git I/O again
-until the image or the catalog settings change (or a manual trigger asks).
+until the image or the catalog settings change (or a manual trigger asks). With
+`spec.catalog.sync`, ADE is then asked to sync the catalog once per pushed revision.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from controller import errors
 from controller.api import conditions
 from controller.api import identity as api_identity
 from controller.api import spec as model
+from controller.azure import access as azure_access
 from controller.catalog import manifests, repository, select
 from controller.reconcile import services as services_
 from controller.reconcile import steps
@@ -62,23 +64,24 @@ class WriteCatalog:
         previous: Mapping[str, Any] = ctx.status.get("catalog") or {}
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
         if previous.get("fingerprint") == fingerprint and requested == self.memory.catalog_request:
+            await self._sync(ctx, catalog, previous)
             return steps.Outcome.done("Synced", _summary(previous))
         writer = self.services.catalog
         if writer is None:
             raise errors.StalledError("CatalogUnavailable", "the operator has no catalog writer")
         report = _Report()
-        result = await writer.submit(
-            repository.Change(
-                url=catalog.git.url,
-                branch=catalog.git.branch,
-                push_branch=catalog.push_branch,
-                credentials=await self._credentials(ctx, catalog),
-                author_name=catalog.commit.author_name,
-                author_email=catalog.commit.author_email,
-                message=_message(ctx, catalog, latest),
-                apply=lambda worktree: _edit(worktree, catalog, value, report),
-            )
+        change = repository.Change(
+            url=catalog.git.url,
+            branch=catalog.git.branch,
+            push_branch=catalog.push_branch,
+            credentials=await self._credentials(ctx, catalog),
+            author_name=catalog.commit.author_name,
+            author_email=catalog.commit.author_email,
+            message=_message(ctx, catalog, latest),
+            apply=lambda worktree: _edit(worktree, catalog, value, report),
         )
+        async with self.services.reconcile_slots.lent():  # while it waits for its batch's push
+            result = await writer.submit(change)
         self.memory.catalog_request = requested
         if report.unmatched and not report.matched:
             raise ManifestNotFound(report.unmatched)
@@ -88,10 +91,12 @@ class WriteCatalog:
             "ref": result.ref,
             "image": value,
             "manifests": files,
-            "pushedAt": ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+            "pushedAt": (result.settled_at or ctx.now).strftime("%Y-%m-%dT%H:%M:%SZ")
             if result.changed
             else previous.get("pushedAt"),
             "fingerprint": fingerprint if not report.invalid else None,
+            "syncedRevision": previous.get("syncedRevision"),
+            "syncedAt": previous.get("syncedAt"),
         }
         if report.invalid:
             raise errors.TransientError(
@@ -101,7 +106,38 @@ class WriteCatalog:
             )
         if report.unmatched:
             raise ManifestNotFound(report.unmatched)
+        await self._sync(ctx, catalog, ctx.updates["catalog"])
         return steps.Outcome.done("Synced", _summary(ctx.updates["catalog"]))
+
+    async def _sync(
+        self, ctx: steps.Context, catalog: model.Catalog, recorded: Mapping[str, Any]
+    ) -> None:
+        """With `spec.catalog.sync`, have ADE sync the catalog once per pushed revision, so the
+        new runner takes effect without waiting for ADE's scheduled sync. A failed sync is
+        retried (the commit stays) until `status.catalog.syncedRevision` catches up."""
+        target, revision = catalog.sync, recorded.get("revision")
+        if target is None or not revision or recorded.get("syncedRevision") == revision:
+            return
+        azure = self.services.azure
+        if azure is None:
+            raise errors.StalledError(
+                "AzureUnavailable", "the operator was started without Azure management clients"
+            )
+        client_secret = await services_.azure_client_secret(
+            self.services,
+            namespace=ctx.namespace,
+            ref=target.credentials_secret_ref,
+            field="spec.catalog.sync.credentialsSecretRef",
+        )
+        clients = await azure.get(
+            subscription_id=target.subscription_id, client_secret=client_secret
+        )
+        await azure_access.sync_catalog(clients=clients, target=target)
+        ctx.updates["catalog"] = {
+            **recorded,
+            "syncedRevision": revision,
+            "syncedAt": ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
 
     async def _credentials(
         self, ctx: steps.Context, catalog: model.Catalog

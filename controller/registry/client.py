@@ -35,6 +35,7 @@ No message or `repr` carries a credential or a token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import email.utils
 import hashlib
@@ -51,6 +52,7 @@ from typing import Any, Literal, overload
 
 import httpx
 
+from controller.observe import metrics
 from controller.registry import auth, reference
 
 logger = logging.getLogger(__name__)
@@ -606,58 +608,12 @@ class RegistryClient:
     ) -> int:
         """Stream a blob into `sink` chunk by chunk; returns its size. What the sink received is
         only trustworthy once this returns: a digest mismatch raises after the last chunk."""
-        reference.validate_digest(digest)
-        algorithm = digest.split(":", 1)[0]
-        target = self._target(as_reference(ref))
-        response = await self._request(
-            target=target,
-            method="GET",
-            url=self._url(target, f"blobs/{digest}"),
-            kind="blob",
-            stream=True,
-        )
-        try:
-            if response.status_code == 404:
-                await response.aread()
-                raise BlobNotFound(
-                    f"blob {digest} not found in {target.repository} on {target.registry}"
-                    f" ({_registry_error(response)})",
-                    registry=target.registry,
-                    repository=target.repository,
-                    digest=digest,
-                )
-            if response.status_code != 200:
-                await response.aread()
-                raise self._unexpected(target, response, f"GET blob {digest}")
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_size:
-                raise self._too_large(target, f"blob {digest}", max_size)
-            hasher = hashlib.new(algorithm)
-            total = 0
-            try:
-                async for chunk in response.aiter_bytes():
-                    total += len(chunk)
-                    if total > max_size:
-                        raise self._too_large(target, f"blob {digest}", max_size)
-                    hasher.update(chunk)
-                    sink(chunk)
-            except (httpx.TransportError, httpx.StreamError) as error:
-                raise RegistryUnavailable(
-                    f"reading blob {digest} from {target.registry} failed: {type(error).__name__}",
-                    registry=target.registry,
-                    repository=target.repository,
-                    status=None,
-                    attempts=1,
-                ) from None
-        finally:
-            await response.aclose()
-        got = f"{algorithm}:{hasher.hexdigest()}"
-        if got != digest:
-            raise RegistryProtocolError(
-                f"blob {digest} from {target.repository} on {target.registry} has digest {got}",
-                registry=target.registry,
-                repository=target.repository,
-            )
+        total = 0
+        blob = self.stream_blob(ref=ref, digest=digest, max_size=max_size)
+        async with contextlib.aclosing(blob) as chunks:
+            async for chunk in chunks:
+                total += len(chunk)
+                sink(chunk)
         return total
 
     async def stream_blob(
@@ -1080,6 +1036,7 @@ class RegistryClient:
         started: float,
         error: BaseException | None = None,
     ) -> None:
+        metrics.report_registry_request(operation=kind, status=status, failed=outcome != "ok")
         if self._hook is None:
             return
         event = RequestEvent(

@@ -48,6 +48,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import IO, ClassVar
 
 from controller import errors
+from controller.observe import metrics
 from controller.sources import credentials as credentials_
 from controller.sources.credentials import Credentials
 
@@ -370,16 +371,19 @@ async def _session(
     ref: str,
     credentials: Credentials | None,
     timeout: float,
+    operation: str,
 ) -> AsyncIterator[_Session]:
-    """A scratch directory (removed afterwards, key included) and a deadline for all of it."""
+    """A scratch directory (removed afterwards, key included) and a deadline for all of it;
+    timed and counted as the git `operation` (metrics)."""
     kind = transport(url)
     usable = (credentials or Credentials()).for_transport(kind)
     folder = pathlib.Path(tempfile.mkdtemp(prefix="ade-git-"))
     git = _Session(url, ref, usable, folder, {})
     try:
         git.env = environment(folder, url, kind, usable)
-        async with asyncio.timeout(timeout):
-            yield git
+        with metrics.git_operation(purpose="source", operation=operation):
+            async with asyncio.timeout(timeout):
+                yield git
     except TimeoutError:
         message = f"git timed out after {timeout:g}s on {git.shown_url} at {ref!r}"
         raise GitUnavailable(message, url=git.shown_url, ref=ref) from None
@@ -411,7 +415,9 @@ async def ls_remote(
     Raises `GitAuthFailed`, `GitRepositoryNotFound`, `GitRefNotFound`, `GitUnavailable` (also on
     timeout) and `credentials.CredentialsInvalid` when the Secret does not fit the URL.
     """
-    async with _session(url=url, ref=ref, credentials=credentials, timeout=timeout) as git:
+    async with _session(
+        url=url, ref=ref, credentials=credentials, timeout=timeout, operation="ls-remote"
+    ) as git:
         if _SHA.fullmatch(ref):
             await git.fetch_commit(ref.lower(), commit_only=True)
             return ref.lower()
@@ -461,7 +467,9 @@ async def fetch_tree(
     inside = "" if inside == "." else inside
     await asyncio.to_thread(_prepare, dest)
     sha = revision.lower()
-    async with _session(url=url, ref=sha, credentials=credentials, timeout=timeout) as git:
+    async with _session(
+        url=url, ref=sha, credentials=credentials, timeout=timeout, operation="fetch"
+    ) as git:
         repo = await git.fetch_commit(sha, commit_only=False)
         await asyncio.to_thread(_write_raw_attributes, pathlib.Path(repo))
         kind = await git.run("--git-dir", repo, "cat-file", "-t", f"{sha}:{inside}", ok=(0, 128))

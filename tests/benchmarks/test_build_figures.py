@@ -156,6 +156,7 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
                 return (
                     ready.get("status") == "True"
                     and status.get("observedGeneration") == obj["metadata"]["generation"]
+                    and ready.get("observedGeneration") == obj["metadata"]["generation"]
                 )
 
             kube.wait_for(built, timeout=300, what="the example built and verified")

@@ -68,11 +68,36 @@ def running_pod(cluster: kube.Cluster, namespace: str, job: str) -> str:
     return kube.wait_for(probe, timeout=30, what=f"a running pod of Job {job}")
 
 
-def finish(cluster: kube.Cluster, namespace: str, job: dict[str, Any], pusher: oci.Pusher) -> str:
-    """Do what the build pod would: push the image, then terminate reporting its digest."""
+BASE_ENTRYPOINT = ["/usr/local/bin/entrypoint.sh"]
+"""The entrypoint of the `base_image` fixture's stand-in core image."""
+
+
+def runner_built(**scripts: tuple[str, int]) -> oci.Image:
+    """What building `runner_image`'s Dockerfile yields: the base's layer and entrypoint, and a
+    layer of scripts (`deploy_sh=(text, mode)` overrides one; conformant by default)."""
+    files = {"deploy.sh": ("#!/bin/sh\necho deploy\n", 0o755), "delete.sh": ("#!/bin/sh\n", 0o755)}
+    files.update({name.replace("_sh", ".sh"): value for name, value in scripts.items()})
+    return oci.Image(
+        layers=[
+            [oci.file("usr/local/bin/entrypoint.sh", '#!/bin/sh\nexec "$@"\n', 0o755)],
+            [oci.file(f"scripts/{name}", text, mode) for name, (text, mode) in files.items()],
+        ],
+        entrypoint=BASE_ENTRYPOINT,
+    )
+
+
+def finish(
+    cluster: kube.Cluster,
+    namespace: str,
+    job: dict[str, Any],
+    pusher: oci.Pusher,
+    built: oci.Image | None = None,
+) -> str:
+    """Do what the build pod would: push the image (`built`, default `runner_built()`), then
+    terminate reporting its digest."""
     image = job["metadata"]["annotations"]["runners.ade.dev/image"]
     repository, _, tag = image.split("/", 1)[1].rpartition(":")
-    built = oci.Image(layers=[[oci.file("scripts/deploy.sh", "#!/bin/sh\n", 0o755)]])
+    built = built or runner_built()
     digest = pusher.push_image(repository, built, tag=tag).digest
     pod = running_pod(cluster, namespace, job["metadata"]["name"])
     cluster.plane.kubectl(

@@ -16,9 +16,11 @@ import subprocess
 import threading
 from typing import Any
 
+from tests.conftest import GIT_PASSWORD, GIT_USER
 from tests.env import gitserver, kube
 
-GIT_USER, GIT_PASSWORD = "catalog-bot", "c4talog-Pa55"
+__all__ = ["GIT_PASSWORD", "GIT_USER"]
+
 MANIFEST = """\
 # yaml-language-server: $schema=https://github.com/Azure/deployment-environments/releases/download/2022-11-11-preview/manifest.schema.json
 name: {name}

@@ -1,9 +1,10 @@
 """RunnerImages for tests of the reconcile itself, which settle without any network.
 
-`offline()` builds from `FROM scratch` (no base image to resolve) and asks for registry access,
-a step this version does not perform yet: the reconcile resolves its inputs, then stops at
-`RegistryAccessReady` (Ready=False, NotImplemented) — a settled state, reached with no registry,
-git server or builder, so the tests of status, validation, restarts and idling stay about those.
+`offline()` builds from `FROM scratch` (no base image to resolve) and asks for registry access
+with Azure credentials from a Secret that does not exist: the reconcile resolves its inputs, then
+stalls at `RegistryAccessReady` (Ready=False, SecretNotFound, naming the field) — a settled
+state, reached with no registry, Azure, git server or builder, so the tests of status,
+validation, restarts and idling stay about those.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-SETTLED_REASON = "NotImplemented"
+SETTLED_REASON = "SecretNotFound"
+SETTLED_FIELD = "spec.registryAccess.acr.credentialsSecretRef"
 
 
 def offline(name: str = "bicep-runner", **spec: Any) -> dict[str, Any]:
@@ -32,6 +34,7 @@ def offline(name: str = "bicep-runner", **spec: Any) -> dict[str, Any]:
                     "subscriptionId": "00000000-0000-0000-0000-000000000000",
                     "resourceGroup": "rg",
                     "name": "contoso",
+                    "credentialsSecretRef": {"name": "azure-credentials-absent"},
                 }
             },
         },

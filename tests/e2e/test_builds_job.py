@@ -36,7 +36,9 @@ def test_job_build_end_to_end(
     cluster.apply(
         namespace, json.dumps(buildjobs.runner_image(namespace, oci_registry.host, base_image))
     )
-    building = cluster.wait_condition(namespace, NAME, "Reconciling", status="True")
+    building = cluster.wait_condition(
+        namespace, NAME, "Reconciling", status="True", reason="Building"
+    )
     assert kube.condition(building, "Ready")["reason"] == "Building"  # type: ignore[index]
     (job,) = buildjobs.one_job(cluster, namespace)
 
@@ -130,15 +132,7 @@ def test_spec_changes_make_one_job_per_key_and_history_is_pruned(
     for value in ("1", "2", "3"):  # three rapid changes
         body["spec"]["buildArgs"] = {"VERSION": value}
         cluster.apply(namespace, json.dumps(body))
-    settled = kube.wait_for(
-        lambda: (
-            (obj := cluster.get(namespace, NAME))
-            and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
-            and obj
-        ),
-        timeout=30,
-        what="the last generation observed",
-    )
+    settled = cluster.wait_condition(namespace, NAME, "InputsResolved", status="True")
     key = settled["status"]["buildKey"]
     jobs = buildjobs.jobs(cluster, namespace)
     keys = [j["metadata"]["annotations"]["runners.ade.dev/build-key"] for j in jobs]
@@ -152,7 +146,9 @@ def test_spec_changes_make_one_job_per_key_and_history_is_pruned(
 
     body["spec"]["buildArgs"] = {"VERSION": "4"}
     cluster.apply(namespace, json.dumps(body))
-    building = cluster.wait_condition(namespace, NAME, "Reconciling", status="True")
+    building = cluster.wait_condition(
+        namespace, NAME, "Reconciling", status="True", reason="Building"
+    )
     assert building["status"]["builds"][0]["reason"] == "SpecChanged"
     newest = kube.wait_for(
         lambda: [

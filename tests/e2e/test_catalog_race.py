@@ -13,11 +13,11 @@ the catalog is a bare repository behind `git http-backend` with Basic auth.
   handful of commits.
 
 How "build verified -> commit pushed" is measured. Status has two timestamps near it, the
-Verified condition's `lastTransitionTime` and `status.catalog.pushedAt`, but both are the start of
-the reconcile (`ctx.now`), to the second, and one reconcile both verifies and writes: they are
-equal by construction (the test prints how often) and say nothing about the write. So both ends
+Verified condition's `lastTransitionTime` (the start of the reconcile) and
+`status.catalog.pushedAt` (when the batch's push landed), but only to the second; so both ends
 are observed outside the operator, to the millisecond, on one clock (CLOCK_MONOTONIC; the hook's
-wall clock converted):
+wall clock converted), and the test prints how many RunnerImages show pushedAt at or after
+Verified:
 
 - verified: the arrival of the last request the operator made for the image before its commit
   landed, at a recording proxy (`registry.FaultProxy`, injecting nothing) through which the
@@ -66,21 +66,13 @@ BURST = 100
 PUSHER_PAUSE = (0.05, 0.3)  # a tight loop starves any writer that never forces (see Pusher)
 LABEL = "runners.ade.dev/runnerimage"
 SYNC_TIMEOUT = 180.0
-MAX_BURST_COMMITS = 20  # 8-11 measured here: the changes reach the writer over some 10 s
+MAX_BURST_COMMITS = 25
+"""8-11 measured with 100 reconciles at once, 17 with the default 8 (each verifies the image's
+layers before its change reaches the writer): the changes reach it over some 15 s."""
 
 
-BUILT = oci.Image(
-    layers=[
-        [oci.file("usr/local/bin/entrypoint.sh", '#!/bin/sh\nexec "$@"\n', 0o755)],
-        [
-            oci.file("scripts/deploy.sh", "#!/bin/sh\necho deploy\n", 0o755),
-            oci.file("scripts/delete.sh", "#!/bin/sh\n", 0o755),
-        ],
-    ],
-    entrypoint=["/usr/local/bin/entrypoint.sh"],
-)
-"""What each build pushes: the `base_image` fixture's layer and entrypoint, then the scripts of
-`buildjobs.runner_image` (`COPY scripts/ /scripts/`), as a real build would."""
+BUILT = buildjobs.runner_built()
+"""What each build pushes, as a real build of `buildjobs.runner_image` would."""
 
 
 @pytest.fixture
@@ -214,8 +206,9 @@ def _wait_synced(cluster: kube.Cluster, namespace: str, names: list[str]) -> lis
         done = [
             obj
             for obj in objs
-            if (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
-            and (kube.condition(obj, "CatalogSynced") or {}).get("status") == "True"
+            if (kube.condition(obj, "CatalogSynced") or {}).get("status") == "True"
+            and (kube.condition(obj, "CatalogSynced") or {}).get("observedGeneration")
+            == obj["metadata"]["generation"]
         ]
         return done if len(done) == len(names) else None
 
@@ -313,11 +306,11 @@ class _Phase:
     def commits(self) -> int:
         return len(self.revisions())
 
-    def same_stamps(self) -> int:
-        """How many RunnerImages show Verified.lastTransitionTime == status.catalog.pushedAt."""
+    def ordered_stamps(self) -> int:
+        """How many RunnerImages show status.catalog.pushedAt at or after Verified's transition."""
         return sum(
-            (kube.condition(obj, "Verified") or {}).get("lastTransitionTime")
-            == obj["status"]["catalog"].get("pushedAt")
+            str(obj["status"]["catalog"].get("pushedAt") or "")
+            >= str((kube.condition(obj, "Verified") or {}).get("lastTransitionTime") or "~")
             for obj in self.objects
         )
 
@@ -383,11 +376,12 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
             f" {lost_raced} pushes lost a race and were retried in-process; the other writer"
             f" landed {during} commits meanwhile ({interleaved} between the operator's first"
             f" and last), {other.rejected} of its pushes were rejected, none of its commits lost"
-            f"\n  status: Verified.lastTransitionTime == catalog.pushedAt for"
-            f" {quiet.same_stamps() + raced.same_stamps()} of {2 * RACE} (same reconcile, 1 s)"
+            f"\n  status: catalog.pushedAt >= Verified.lastTransitionTime for"
+            f" {quiet.ordered_stamps() + raced.ordered_stamps()} of {2 * RACE}"
         )
     assert raced_median < 5.0
     assert calm_median < 5.0
+    assert quiet.ordered_stamps() + raced.ordered_stamps() == 2 * RACE  # pushedAt is the push
 
 
 def test_a_hundred_images_completing_together_take_a_handful_of_commits(
@@ -414,15 +408,13 @@ def test_a_hundred_images_completing_together_take_a_handful_of_commits(
     an upgrade of the operator during a wave of rebuilds. It still takes some 10 s to work
     through them, so the changes reach the writer over that time, not in one instant.
 
-    The operator may reconcile all 100 at once (ADE_MAX_CONCURRENT_RECONCILES=100): a reconcile
-    keeps its slot while its change waits to be written, so the default of 8 caps a batch at 8
-    changes (measured with the default, once: 51 commits for the 100, all synced in 29 s).
+    The operator runs with the default ADE_MAX_CONCURRENT_RECONCILES (8): a reconcile lends its
+    slot while its change waits for its batch's push, so 8 slots still fill large batches
+    (before it kept the slot, and the default capped a batch at 8 changes: 51 commits).
     """
     buildjobs.push_secret(cluster, namespace, proxy.host)
     git_secret(cluster, namespace)
-    operator = start_operator(
-        ADE_MAX_CONCURRENT_BUILDS=str(BURST + 1), ADE_MAX_CONCURRENT_RECONCILES=str(BURST)
-    )
+    operator = start_operator(ADE_MAX_CONCURRENT_BUILDS=str(BURST + 1))
     base = base_image.replace(oci_registry.host, proxy.host, 1)
     burst = _Phase(_Setup(cluster, namespace, git_server, proxy, base), "burst", BURST)
     created = time.monotonic()

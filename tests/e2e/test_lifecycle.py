@@ -35,7 +35,7 @@ def test_restart_changes_nothing_and_idle_writes_nothing(
         cluster.apply(namespace, samples.manifest(f"{NAME}-{index}"))
     settled = {
         index: cluster.wait_condition(
-            namespace, f"{NAME}-{index}", "Ready", reason="NotImplemented"
+            namespace, f"{NAME}-{index}", "Ready", reason=samples.SETTLED_REASON
         )
         for index in range(3)
     }
@@ -75,7 +75,7 @@ def test_delete_releases_the_finalizer(
 ) -> None:
     start_operator()
     cluster.apply(namespace, EXAMPLE)
-    obj = cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    obj = cluster.wait_condition(namespace, NAME, "Ready", reason=samples.SETTLED_REASON)
     assert obj["metadata"]["finalizers"] == ["runners.ade.dev/finalizer"]
     cluster.plane.kubectl("delete", "ri", NAME, "-n", namespace, "--timeout=30s")
     assert cluster.get(namespace, NAME) is None
@@ -86,7 +86,7 @@ def test_namespace_deletion_finishes(
 ) -> None:
     start_operator()
     cluster.apply(namespace, EXAMPLE)
-    cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    cluster.wait_condition(namespace, NAME, "Ready", reason=samples.SETTLED_REASON)
     cluster.plane.kubectl("delete", "namespace", namespace, "--wait=false")
     kube.wait_for(
         lambda: cluster.plane.kubectl("get", "namespace", namespace, check=False).returncode != 0,
@@ -101,7 +101,7 @@ def test_documented_finalizer_removal_when_the_operator_is_gone(
 ) -> None:
     operator = start_operator()
     cluster.apply(namespace, EXAMPLE)
-    cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    cluster.wait_condition(namespace, NAME, "Ready", reason=samples.SETTLED_REASON)
     operator.stop()
     cluster.plane.kubectl("delete", "ri", NAME, "-n", namespace, "--wait=false")
     stuck = cluster.get(namespace, NAME)

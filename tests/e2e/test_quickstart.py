@@ -31,3 +31,9 @@ def test_demo_brings_up_the_stack_and_reports_the_example(tmp_path: pathlib.Path
     assert columns[0] == "bicep-runner"
     assert columns[1].startswith("sha256:")
     assert columns[2] == "Initial"
+    # The whole chain: ADE may pull (anonymous pull turned on through ARM), the catalog moved.
+    assert "anonymousPullEnabled=True, publicNetworkAccess=Enabled" in result.stdout
+    assert "catalog syncs: ['Succeeded']" in result.stdout
+    commit = result.stdout.split("the catalog commit (git log -p -1):", 1)[1]
+    assert "Environments/webapp/environment.yaml" in commit
+    assert f"+runner: {image}" in commit or f'+runner: "{image}"' in commit

@@ -22,7 +22,9 @@ def test_example_is_reported_in_status(
 ) -> None:
     start_operator()
     cluster.apply(namespace, EXAMPLE)
-    obj = cluster.wait_condition(namespace, NAME, "Ready", status="False", reason="NotImplemented")
+    obj = cluster.wait_condition(
+        namespace, NAME, "Ready", status="False", reason=samples.SETTLED_REASON
+    )
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     inputs = kube.condition(obj, "InputsResolved")
     assert inputs is not None
@@ -31,9 +33,11 @@ def test_example_is_reported_in_status(
     assert len(obj["status"]["buildKey"]) == 64
     access = kube.condition(obj, "RegistryAccessReady")
     assert access is not None
-    assert access["status"] == "Unknown"
-    assert "not available in this version" in access["message"]
-    assert kube.condition(obj, "Stalled") is None
+    assert access["status"] == "False"
+    assert access["message"].startswith(samples.SETTLED_FIELD)
+    stalled = kube.condition(obj, "Stalled")
+    assert stalled is not None
+    assert (stalled["status"], stalled["reason"]) == ("True", samples.SETTLED_REASON)
     assert kube.condition(obj, "Reconciling") is None
     assert "runners.ade.dev/finalizer" in obj["metadata"]["finalizers"]
     waited = cluster.plane.kubectl(
@@ -41,7 +45,7 @@ def test_example_is_reported_in_status(
     )
     assert "condition met" in waited.stdout
     wide = cluster.plane.kubectl("get", "ri", NAME, "-n", namespace, "-o", "wide").stdout
-    assert "NotImplemented" in wide.splitlines()[1]
+    assert samples.SETTLED_REASON in wide.splitlines()[1]
 
 
 def test_invalid_spec_stalls_naming_the_field_and_recovers(
@@ -72,8 +76,10 @@ def test_invalid_spec_stalls_naming_the_field_and_recovers(
 
     obj["spec"]["catalog"]["manifests"] = ["Environments/**/environment.yaml"]
     cluster.apply(namespace, json.dumps(obj))
-    fixed = cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
-    assert kube.condition(fixed, "Stalled") is None
+    fixed = cluster.wait_condition(namespace, NAME, "Ready", reason=samples.SETTLED_REASON)
+    still = kube.condition(fixed, "Stalled")  # now on the next problem, the absent Secret
+    assert still is not None
+    assert still["reason"] == samples.SETTLED_REASON
 
 
 def test_credentials_in_a_url_are_refused_without_being_echoed(
@@ -106,7 +112,7 @@ def test_suspend_stops_work_and_is_reported(
     assert "sourceRevision" not in suspended["status"]
     obj["spec"]["suspend"] = False
     cluster.apply(namespace, json.dumps(obj))
-    cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    cluster.wait_condition(namespace, NAME, "Ready", reason=samples.SETTLED_REASON)
 
 
 def test_manual_trigger_is_echoed_in_status(
@@ -114,7 +120,7 @@ def test_manual_trigger_is_echoed_in_status(
 ) -> None:
     start_operator()
     cluster.apply(namespace, EXAMPLE)
-    cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    cluster.wait_condition(namespace, NAME, "Ready", reason=samples.SETTLED_REASON)
     cluster.plane.kubectl(
         "annotate", "ri", NAME, "-n", namespace, "--overwrite",
         "runners.ade.dev/reconcile-requested-at=2026-11-26T12:00:00Z",
@@ -133,9 +139,9 @@ def test_metrics_count_reconciles(
 ) -> None:
     operator = start_operator()
     cluster.apply(namespace, EXAMPLE)
-    cluster.wait_condition(namespace, NAME, "Ready", reason="NotImplemented")
+    cluster.wait_condition(namespace, NAME, "Ready", reason=samples.SETTLED_REASON)
     text = operator.metrics()
-    assert 'ade_runner_reconciles_total{result="blocked"}' in text
+    assert 'ade_runner_reconciles_total{result="stalled"}' in text
     assert f'ade_runner_ready{{name="{NAME}",namespace="{namespace}"}} 0.0' in text
 
 

@@ -26,7 +26,6 @@ import http.server
 import json
 import pathlib
 import re
-import socket
 import ssl
 import threading
 import time
@@ -36,7 +35,7 @@ import uuid
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from tests.env import certs
+from tests.env import certs, httpserver
 from tests.env.arm_identity import ARM_SCOPE, TOKEN_LIFETIME, Identity, aad_error
 from tests.env.arm_rbac import ACR_PULL, RoleAssignment, RoleAssignments
 from tests.env.arm_resources import (
@@ -173,8 +172,7 @@ class ArmEmulator:
         self.catalogs = Catalogs(lock, self.groups, self.operations)
         self.rbac = RoleAssignments(lock, self.groups, self.registries)
         self.traffic = Traffic()
-        self._server: _TlsServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = httpserver.LoopbackServer("arm")
         pki = certs.Authority(folder / "arm-pki", name="ade-test-arm-ca")
         self._pair = pki.issue("arm", "127.0.0.1", hosts=("127.0.0.1", "localhost"))
         self.ca_file = pki.cert
@@ -186,22 +184,10 @@ class ArmEmulator:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(self._pair.cert, self._pair.key)
-        handler = type("Handler", (_Handler,), {"owner": self})
-        server = _TlsServer(("127.0.0.1", 0), handler, context)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="arm", daemon=True
-        )
-        self._thread.start()
+        self._http.start(type("Handler", (_Handler,), {"owner": self}), tls=context)
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> ArmEmulator:
         self.start()
@@ -212,9 +198,7 @@ class ArmEmulator:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "ARM emulator not started"
-        port: int = self._server.server_address[1]
-        return port
+        return self._http.port
 
     @property
     def base_url(self) -> str:
@@ -605,26 +589,6 @@ class ArmEmulator:
                 f"'{listed}'. The supported locations are 'westeurope'.",
             )
         return version
-
-
-class _TlsServer(http.server.ThreadingHTTPServer):
-    """A thread per connection; the TLS handshake happens in that thread, not in accept."""
-
-    daemon_threads = True
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        handler: type[http.server.BaseHTTPRequestHandler],
-        context: ssl.SSLContext,
-    ) -> None:
-        self.context = context
-        super().__init__(address, handler)
-
-    def get_request(self) -> tuple[socket.socket, Any]:
-        sock, address = super().get_request()
-        wrapped = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return wrapped, address
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -82,6 +82,7 @@ class GitServer:
         users: Mapping[str, str],
         *,
         tokens: Mapping[str, str] | None = None,
+        port: int = 0,
     ) -> None:
         self.folder = folder
         self.users = dict(users)
@@ -91,14 +92,15 @@ class GitServer:
         self._lock = threading.Lock()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port
+        """The port to bind (0: a free one); once started, the port bound."""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Bind 127.0.0.1 on a free port and serve in a thread (connections queue until then)."""
+        """Bind 127.0.0.1 (on `port`, or a free one) and serve in a thread."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._httpd = _Server(("127.0.0.1", 0), _Handler, self)
+        self._httpd = _Server(("127.0.0.1", self.port), _Handler, self)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -227,6 +229,10 @@ class GitServer:
             "--git-dir", str(self.path(name)), "log", "--format=%H %s", f"refs/heads/{branch}"
         )
         return [Commit(*line.split(" ", 1)) for line in out.splitlines()]
+
+    def show(self, name: str, revision: str = "refs/heads/main") -> str:
+        """`git show` of `revision`: the commit's author, message and diff."""
+        return self._git("--git-dir", str(self.path(name)), "show", "--stat", "--patch", revision)
 
     def requests_for(self, name: str) -> list[Request]:
         with self._lock:

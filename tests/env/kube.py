@@ -63,17 +63,19 @@ class Cluster:
         reason: str | None = None,
         timeout: float = 30.0,
     ) -> dict[str, Any]:
-        """Wait until the operator has seen the current generation and the condition matches."""
+        """Wait until the operator reported on the current generation and the condition, as
+        written for that generation, matches."""
 
         def probe() -> dict[str, Any] | None:
             obj = self.get(namespace, name)
             if obj is None:
                 return None
-            current = (obj.get("status") or {}).get("observedGeneration") == obj["metadata"].get(
-                "generation"
-            )
+            generation = obj["metadata"].get("generation")
+            current = (obj.get("status") or {}).get("observedGeneration") == generation
             found = condition(obj, type_)
-            if not current or found is None:
+            # the condition itself must speak of this generation: a new generation is first
+            # reported as Reconciling with the older conditions left as they were
+            if not current or found is None or found.get("observedGeneration") != generation:
                 return None
             if status is not None and found.get("status") != status:
                 return None

@@ -81,5 +81,10 @@ class OperatorProcess:
         with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "operator not started"
+        return self._proc.pid
+
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

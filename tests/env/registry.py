@@ -30,7 +30,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from tests.env import process
+from tests.env import httpserver, process
 from tests.env.tokenserver import TokenServer
 
 BINARY = pathlib.Path(os.environ.get("ADE_REGISTRY_BIN", "/usr/bin/docker-registry"))
@@ -227,26 +227,13 @@ class FaultProxy:
         self.requests: list[ProxiedRequest] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = httpserver.LoopbackServer("fault-proxy")
 
     def start(self) -> None:
-        handler = type("Handler", (_ProxyHandler,), {"owner": self})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="fault-proxy", daemon=True
-        )
-        self._thread.start()
+        self._http.start(type("Handler", (_ProxyHandler,), {"owner": self}))
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> FaultProxy:
         self.start()
@@ -257,8 +244,7 @@ class FaultProxy:
 
     @property
     def host(self) -> str:
-        assert self._server is not None, "proxy not started"
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self._http.port}"
 
     def fail_next(self, count: int, *, status: int, retry_after: str | int | None = None) -> None:
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}

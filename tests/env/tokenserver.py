@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.env import httpserver
+
 KeyMode = Literal["x5c", "kid", "both"]
 TOKEN_LIFETIME = 300
 
@@ -129,8 +131,7 @@ class TokenServer:
         self.requests: list[TokenRequest] = []
         self._anonymous_pull = anonymous_pull
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = httpserver.LoopbackServer("token-server")
         self._make_keys()
 
     # -- keys --------------------------------------------------------------------------------
@@ -177,22 +178,10 @@ class TokenServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"owner": self})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name="token-server", daemon=True
-        )
-        self._thread.start()
+        self._http.start(type("Handler", (_Handler,), {"owner": self}))
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = None
-        self._thread = None
+        self._http.stop()
 
     def __enter__(self) -> TokenServer:
         self.start()
@@ -203,9 +192,7 @@ class TokenServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "token server not started"
-        port: int = self._server.server_address[1]
-        return port
+        return self._http.port
 
     @property
     def url(self) -> str:

@@ -592,3 +592,34 @@ async def test_summary_conditions_come_first() -> None:
     report = await runner.reconcile(view(), [done(types.BUILT), done(types.VERIFIED)], now=NOW)
     assert [c["type"] for c in _conditions(report)] == [types.READY, types.BUILT, types.VERIFIED]
     assert conditions.is_true(_conditions(report), types.READY)
+
+
+def test_a_new_generation_is_said_to_be_in_progress_before_any_step_runs() -> None:
+    stalled = [
+        conditions.Condition.false(types.READY, "InvalidSpec", "bad"),
+        conditions.Condition.true(types.STALLED, "InvalidSpec", "bad"),
+    ]
+    old = conditions.merge(
+        [], {c.type: c for c in stalled}, generation=1, now="2024-05-01T11:00:00Z"
+    )
+    obj = runner.ObjectView(
+        "ns", "r", 2, raw_spec(), {"observedGeneration": 1, "conditions": old}, {}
+    )
+    patch = runner.progress(obj, now=NOW)
+    assert patch is not None
+    assert patch["observedGeneration"] == 2
+    found = {c["type"]: c for c in patch["conditions"]}
+    assert found[types.RECONCILING]["status"] == "True"
+    assert found[types.RECONCILING]["reason"] == "Progressing"
+    assert found[types.RECONCILING]["observedGeneration"] == 2
+    assert types.STALLED not in found  # an old stall is about an old spec
+    assert found[types.READY]["status"] == "False"
+
+
+def test_nothing_to_say_when_status_already_speaks_of_this_generation() -> None:
+    obj = runner.ObjectView("ns", "r", 3, raw_spec(), {"observedGeneration": 3}, {})
+    assert runner.progress(obj, now=NOW) is None
+    new = runner.ObjectView("ns", "r", 1, raw_spec(), {}, {})
+    patch = runner.progress(new, now=NOW)
+    assert patch is not None
+    assert [c["type"] for c in patch["conditions"]] == [types.RECONCILING]

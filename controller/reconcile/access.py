@@ -1,0 +1,142 @@
+"""Step 3, registry access: ADE can pull from the registry the image is pushed to.
+
+With `spec.registryAccess` the operator makes the Azure Container Registry allow ADE's pulls
+through Azure Resource Manager (`controller.azure.access`):
+- `AnonymousPull`: anonymous pull on and public network access Enabled;
+- `PrivatePull`: the AcrPull role for every principal in `spec.registryAccess.principalIds`.
+The check runs before the build, so a registry the operator cannot manage stalls early with the
+missing permission named, and again on later reconciles to repair drift (someone turned
+anonymous pull off): a repair is reported as a `RegistryAccessDrifted` Warning Event and
+`status.registry.repairedAt` (the first set-up is a Normal `RegistryAccessEnabled` Event).
+One check of a registry (for one mode, principal set and identity)
+is shared by every RunnerImage that pushes to it for `ADE_AZURE_CHECK_INTERVAL`, so a hundred
+RunnerImages on one registry cost one ARM read per interval, not a hundred.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from controller import errors
+from controller.api import conditions
+from controller.api import spec as model
+from controller.azure import access as azure_access
+from controller.azure import clients as azure_clients
+from controller.azure import credentials as azure_credentials
+from controller.azure import names
+from controller.observe import events as events_
+from controller.reconcile import services as services_
+from controller.reconcile import steps
+
+CREDENTIALS_FIELD = "spec.registryAccess.acr.credentialsSecretRef"
+DRIFTED = "RegistryAccessDrifted"
+ENABLED = "RegistryAccessEnabled"
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsureRegistryAccess:
+    services: services_.Services
+    memory: services_.ObjectMemory
+    condition: str = conditions.REGISTRY_ACCESS
+
+    async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+        access = ctx.spec.registry_access
+        if access is None:
+            return steps.Outcome.skipped("no registryAccess in the spec")
+        azure, cache = self.services.azure, self.services.access_cache
+        if azure is None or cache is None:
+            raise errors.StalledError(
+                "AzureUnavailable", "the operator was started without Azure management clients"
+            )
+        client_secret = await services_.azure_client_secret(
+            self.services,
+            namespace=ctx.namespace,
+            ref=access.acr.credentials_secret_ref,
+            field=CREDENTIALS_FIELD,
+        )
+        key = _key(access, client_secret)
+        async with cache.lock(key):
+            checked = cache.fresh(key)
+            if checked is None:
+                clients = await azure.get(
+                    subscription_id=access.acr.subscription_id, client_secret=client_secret
+                )
+                result = await _ensure(clients, access, ctx.spec.image.registry)
+                checked = cache.store(key, result)
+        previous: Mapping[str, Any] = ctx.status.get("registry") or {}
+        ensured_before = previous.get("mode") == str(access.mode)
+        repaired_at = previous.get("repairedAt")
+        if self.memory.access_checked_at != checked.at and checked.result.drifted:
+            # A check this RunnerImage has not seen changed the registry: a repair when this
+            # RunnerImage had the access ensured before, else the first set-up.
+            message = f"{access.acr.name}: {checked.result.summary()}"
+            if ensured_before:
+                repaired_at = _timestamp(ctx)
+                ctx.events.append(events_.Event("Warning", DRIFTED, message))
+            else:
+                ctx.events.append(events_.Event("Normal", ENABLED, message))
+        self.memory.access_checked_at = checked.at
+        ctx.updates["registry"] = _status(access, checked.result, repaired_at)
+        return steps.Outcome.done("AccessEnsured", _summary(access, checked.result))
+
+
+async def _ensure(
+    clients: azure_clients.Clients, access: model.RegistryAccess, login_server: str
+) -> azure_access.AccessResult:
+    if access.mode is model.RegistryAccessMode.PRIVATE_PULL:
+        if not access.principal_ids:
+            raise errors.StalledError(
+                "PrincipalsMissing",
+                "spec.registryAccess.principalIds: PrivatePull needs the principal id of each "
+                "project environment type's managed identity",
+            )
+        return await azure_access.ensure_acr_pull(
+            clients=clients, acr=access.acr, principal_ids=access.principal_ids
+        )
+    return await azure_access.ensure_anonymous_pull(
+        clients=clients, acr=access.acr, login_server=login_server
+    )
+
+
+def _key(
+    access: model.RegistryAccess, client_secret: azure_credentials.ClientSecret | None
+) -> tuple[str, ...]:
+    who = "operator"
+    if client_secret is not None:
+        material = "\0".join(
+            (client_secret.tenant_id, client_secret.client_id, client_secret.client_secret)
+        )
+        who = hashlib.sha256(material.encode()).hexdigest()
+    principals = ",".join(sorted(p.lower() for p in access.principal_ids))
+    return (names.registry_id(access.acr).lower(), str(access.mode), principals, who)
+
+
+def _timestamp(ctx: steps.Context) -> str:
+    return ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(
+    access: model.RegistryAccess, result: azure_access.AccessResult, repaired_at: str | None
+) -> dict[str, Any]:
+    status: dict[str, Any] = {
+        "resourceId": result.registry_id,
+        "mode": str(access.mode),
+        "anonymousPull": None,
+        "publicNetworkAccess": None,
+        "principals": None,
+        "repairedAt": repaired_at,
+    }
+    if access.mode is model.RegistryAccessMode.PRIVATE_PULL:
+        status["principals"] = sorted({*result.granted, *result.present})
+    else:
+        status["anonymousPull"] = True
+        status["publicNetworkAccess"] = "Enabled"
+    return status
+
+
+def _summary(access: model.RegistryAccess, result: azure_access.AccessResult) -> str:
+    registry = f"{access.acr.name} ({access.mode})"
+    return f"{registry}: {result.summary()}"
