@@ -121,7 +121,10 @@ async def _reconcile(
             memory: services.ObjectMemory = memo.setdefault("memory", services.ObjectMemory())
             now = datetime.datetime.now(datetime.UTC)
             await _say_progressing(services_, obj, now)
-            report = await runner.reconcile(obj, pipeline.default_steps(services_, memory), now=now)
+            report = await runner.reconcile(
+                obj, pipeline.default_steps(services_, memory), now=now, reported=memory.reported
+            )
+            memory.reported = report.ready
             if report.status_patch:
                 patch.status.update(report.status_patch)
             for event in report.events:

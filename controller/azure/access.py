@@ -74,7 +74,7 @@ class AccessResult:
             return "anonymous pull and public network access are enabled"
         return (
             f"anonymous pull was {_on_off(self.anonymous_pull_was)} and public network access "
-            f"was {self.public_network_access_was or 'unset'}; both enabled again"
+            f"was {self.public_network_access_was or 'unset'}; both are on now"
         )
 
 

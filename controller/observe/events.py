@@ -21,8 +21,15 @@ class Event:
     message: str
 
 
-def transitions(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[Event]:
-    """The Events that the change from `old` to `new` conditions deserves."""
+def transitions(
+    old: Sequence[Mapping[str, Any]],
+    new: Sequence[Mapping[str, Any]],
+    *,
+    reported: tuple[str, str] | None = None,
+) -> list[Event]:
+    """The Events that the change from `old` to `new` conditions deserves. `reported` is the
+    Ready (status, reason) this process last reported for the object: `old` may be read before
+    that report landed (two reconciles close together), and the same news is not told twice."""
     before = conditions.find(old, types.READY)
     after = conditions.find(new, types.READY)
     stalled_before = conditions.find(old, types.STALLED)
@@ -34,10 +41,12 @@ def transitions(old: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any
     if after is None:
         return []
     key_before = None if before is None else (before.get("status"), before.get("reason"))
-    if key_before == (after.get("status"), after.get("reason")):
+    key_after = (after.get("status"), after.get("reason"))
+    if key_after in (key_before, reported):
         return []
+    in_flight = conditions.is_true(new, types.RECONCILING)  # a build runs: news, not trouble
     kind: Literal["Normal", "Warning"] = (
-        "Normal" if after.get("status") == types.TRUE or _benign(after) else "Warning"
+        "Normal" if after.get("status") == types.TRUE or _benign(after) or in_flight else "Warning"
     )
     return [Event(kind, str(after["reason"]), str(after["message"]))]
 

@@ -72,6 +72,8 @@ class Report:
     """Look again after this many seconds (work in flight)."""
     retry: bool = False
     """A transient failure: retry with backoff (at `requeue_after` when the error said so)."""
+    ready: tuple[str, str] | None = None
+    """Ready's (status, reason) as this reconcile leaves it."""
 
 
 @dataclasses.dataclass
@@ -81,6 +83,11 @@ class _Summary:
     message: str
     requeue_after: float | None = None
     retry: bool = False
+
+
+def _ready_key(found: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+    ready = conditions.find(found, types.READY)
+    return None if ready is None else (str(ready.get("status")), str(ready.get("reason")))
 
 
 def progress(obj: ObjectView, *, now: datetime.datetime) -> dict[str, Any] | None:
@@ -112,9 +119,14 @@ def progress(obj: ObjectView, *, now: datetime.datetime) -> dict[str, Any] | Non
 
 
 async def reconcile(
-    obj: ObjectView, steps: Sequence[steps_.Step], *, now: datetime.datetime
+    obj: ObjectView,
+    steps: Sequence[steps_.Step],
+    *,
+    now: datetime.datetime,
+    reported: tuple[str, str] | None = None,
 ) -> Report:
-    """Reconcile `obj` once with `steps`; return the status patch and Events it calls for."""
+    """Reconcile `obj` once with `steps`; return the status patch and Events it calls for.
+    `reported`: the Ready (status, reason) last reported for `obj` (see `events.transitions`)."""
     updates: dict[str, Any] = {}
     step_events: list[events.Event] = []
     summary = await _run(obj, steps, now, updates, step_events)
@@ -134,7 +146,11 @@ async def reconcile(
     return Report(
         result=summary.result,
         status_patch=status.merge_patch(obj.status, new_status),
-        events=[*step_events, *events.transitions(old_conditions, new_conditions)],
+        events=[
+            *step_events,
+            *events.transitions(old_conditions, new_conditions, reported=reported),
+        ],
+        ready=_ready_key(new_conditions),
         message=summary.message,
         requeue_after=summary.requeue_after,
         retry=summary.retry,
@@ -214,7 +230,7 @@ async def _run_steps(ctx: steps_.Context, steps: Sequence[steps_.Step]) -> _Summ
             step.condition, outcome.reason, outcome.message
         )
         return _stopped(outcome, desired)
-    message = "; ".join(done) if done else "nothing to do"
+    message = done[-1] if done else "nothing to do"  # the furthest step's news; each has its own
     desired.update(
         {
             types.READY: conditions.Condition.true(types.READY, Reason.SUCCEEDED, message),

@@ -44,6 +44,8 @@ class ObjectMemory:
     """The (reference, digest, anonymous pull checked) last verified."""
     conformance: str = ""
     """What the last conformance check of the verified image found worth saying (warnings)."""
+    reported: tuple[str, str] | None = None
+    """Ready's (status, reason) as the last reconcile left it (Events are not told twice)."""
     warnings: list[dict[str, Any]] | None = None
     """The Dockerfile warnings last reported (their Event is posted once)."""
     access_checked_at: float | None = None

@@ -120,7 +120,7 @@ async def test_anonymous_pull_is_enabled_through_the_operation(
     assert result.public_network_access_was == "Disabled"
     assert result.sku == "Standard"
     assert result.registry_id == arm.registry("contoso").id
-    assert "both enabled again" in result.summary()
+    assert "both are on now" in result.summary()
     state = arm.registry("contoso")
     assert state.anonymous_pull
     assert state.public_network_access == "Enabled"

@@ -132,3 +132,18 @@ def test_at_most_one_event() -> None:
         cond(types.STALLED, types.TRUE, "A"),
     ]
     assert len(events.transitions([], new)) == 1
+
+
+def test_work_in_flight_is_normal_news_and_not_told_twice_from_a_stale_read() -> None:
+    building = [
+        cond(types.READY, types.FALSE, "Building", "build started"),
+        cond(types.RECONCILING, types.TRUE, "Building", "build started"),
+    ]
+    first = events.transitions([], building)
+    assert first == [Event("Normal", "Building", "build started")]
+    # a second reconcile read the object before the first one's status landed
+    assert events.transitions([], building, reported=(types.FALSE, "Building")) == []
+    failed = [cond(types.READY, types.FALSE, "BuildFailed", "exit 1")]
+    assert events.transitions(building, failed, reported=(types.FALSE, "Building")) == [
+        Event("Warning", "BuildFailed", "exit 1")
+    ]

@@ -123,7 +123,7 @@ async def test_all_steps_done_is_ready() -> None:
     assert report.result is runner.Result.READY
     assert report.retry is False
     assert report.requeue_after is None
-    assert report.message == "resolved; built"
+    assert report.message == "built"
     assert report.status_patch["observedGeneration"] == 4
     found = by_type(report)
     assert list(found) == [types.READY, types.INPUTS_RESOLVED, types.BUILT]
@@ -133,11 +133,11 @@ async def test_all_steps_done_is_ready() -> None:
         "observedGeneration": 4,
         "lastTransitionTime": STAMP,
         "reason": "Succeeded",
-        "message": "resolved; built",
+        "message": "built",
     }
     assert found[types.BUILT]["status"] == types.TRUE
     assert found[types.BUILT]["message"] == "built"
-    assert report.events == [Event("Normal", "Succeeded", "resolved; built")]
+    assert report.events == [Event("Normal", "Succeeded", "built")]
     assert [step.calls for step in pipeline_] == [1, 1]
 
 
