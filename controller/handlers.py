@@ -8,6 +8,7 @@ patch to kopf (written once, and only when non-empty) and posts the Events the r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import socket
@@ -111,20 +112,23 @@ async def _reconcile(
     services_: services.Services, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
 ) -> None:
     lock: asyncio.Lock = memo.setdefault("reconcile_lock", asyncio.Lock())
-    obj = runner.ObjectView.of(body)
-    with logs.bind(namespace=obj.namespace, name=obj.name):  # on every line of this reconcile
+    read = runner.ObjectView.of(body)
+    with logs.bind(namespace=read.namespace, name=read.name):  # on every line of this reconcile
         # The object's lock first, then a slot: a reconcile that lends its slot while its catalog
         # change waits (see ReconcileSlots) takes one back holding only its own lock, so no slot
         # holder ever waits on a lock held by a task waiting for a slot.
         async with lock, services_.reconcile_slots.held():
             started = time.monotonic()
             memory: services.ObjectMemory = memo.setdefault("memory", services.ObjectMemory())
+            version = str(body.metadata.get("resourceVersion") or "")
+            obj = dataclasses.replace(read, status=memory.status_for(read.status, version))
             now = datetime.datetime.now(datetime.UTC)
-            await _say_progressing(services_, obj, now)
+            progressed = await _say_progressing(services_, obj, now)
             report = await runner.reconcile(
                 obj, pipeline.default_steps(services_, memory), now=now, reported=memory.reported
             )
             memory.reported = report.ready
+            memory.remember({version, progressed}, obj.status, report.status_patch)
             if report.status_patch:
                 patch.status.update(report.status_patch)
             for event in report.events:
@@ -149,13 +153,14 @@ async def _reconcile(
 
 async def _say_progressing(
     services_: services.Services, obj: runner.ObjectView, now: datetime.datetime
-) -> None:
-    """Write `Reconciling=True` for a new generation at once (kstatus, see `runner.progress`)."""
+) -> str:
+    """Write `Reconciling=True` for a new generation at once (kstatus, see `runner.progress`);
+    the resourceVersion that write made ("" when there was nothing to write)."""
     early = runner.progress(obj, now=now)
     if early is None:
-        return
+        return ""
     try:
-        await services_.kube.patch_status(
+        return await services_.kube.patch_status(
             group=identity.GROUP,
             version=identity.VERSION,
             plural=identity.PLURAL,
@@ -165,6 +170,7 @@ async def _say_progressing(
         )
     except kube.KubeError as error:  # the reconcile's own patch still lands
         logging.getLogger(__name__).warning("could not say the reconcile started: %s", error)
+        return ""
 
 
 def _reconciling(status: kopf.Status, **_: Any) -> bool:

@@ -78,9 +78,10 @@ class Kube:
 
     async def patch_status(
         self, *, group: str, version: str, plural: str, namespace: str, name: str, patch: Any
-    ) -> None:
-        """Merge-patch the status subresource of a namespaced custom object."""
-        await self._call(
+    ) -> str:
+        """Merge-patch the status subresource of a namespaced custom object; returns the
+        object's new resourceVersion."""
+        patched = await self._call(
             f"patching the status of {plural} {namespace}/{name}",
             self._custom.patch_namespaced_custom_object_status,
             group,
@@ -90,6 +91,7 @@ class Kube:
             name,
             {"status": patch},
         )
+        return str(((patched or {}).get("metadata") or {}).get("resourceVersion") or "")
 
     async def create(self, body: Mapping[str, Any]) -> bool:
         """Create a ConfigMap or Job; False when it already existed (409)."""

@@ -1,7 +1,8 @@
 """Pure status diffing: turn the old and the new status into the smallest merge patch.
 
 An unchanged status yields an empty patch, and an empty patch is never sent: this is what keeps
-an idle operator from writing to the API server. `built_at` reads the time of the latest build
+an idle operator from writing to the API server. `apply_merge_patch` is the other direction (the
+status as a patch leaves it). `built_at` reads the time of the latest build
 from a status and its patch (for the metrics).
 """
 
@@ -31,6 +32,23 @@ def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any
         elif value != current:
             patch[key] = value
     return patch
+
+
+def apply_merge_patch(old: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`old` with the merge patch (RFC 7386) applied: None removes a key, mappings merge,
+    anything else replaces."""
+    merged = dict(old)
+    for key, value in patch.items():
+        current = merged.get(key)
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(current, Mapping):
+            merged[key] = apply_merge_patch(current, value)
+        elif isinstance(value, Mapping):
+            merged[key] = apply_merge_patch({}, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def built_at(old: Mapping[str, Any], patch: Mapping[str, Any]) -> float | None:

@@ -28,6 +28,7 @@ from controller.azure import clients as azure_clients
 from controller.azure import credentials as azure_credentials
 from controller.build import backend, inprocess
 from controller.catalog import repository
+from controller.observe import status as status_
 from controller.registry import client as registry_client
 from controller.sources import credentials as git_credentials
 
@@ -46,6 +47,11 @@ class ObjectMemory:
     """What the last conformance check of the verified image found worth saying (warnings)."""
     reported: tuple[str, str] | None = None
     """Ready's (status, reason) as the last reconcile left it (Events are not told twice)."""
+    stale_versions: frozenset[str] = frozenset()
+    """The resourceVersions older than the last reconcile's status write (the one it read, and
+    the one its early progress write made)."""
+    written: Mapping[str, Any] | None = None
+    """The status as the last reconcile left it (what it read, with its patch applied)."""
     warnings: list[dict[str, Any]] | None = None
     """The Dockerfile warnings last reported (their Event is posted once)."""
     access_checked_at: float | None = None
@@ -55,6 +61,22 @@ class ObjectMemory:
     jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
     """Each object polls up to 10% later than its interval, so objects created together do not
     poll their git servers and registries in lockstep."""
+
+    def status_for(self, read: Mapping[str, Any], version: str) -> Mapping[str, Any]:
+        """The status to reconcile from: the one the last reconcile wrote when the object was
+        read at the same resourceVersion as that reconcile read it. kopf may hand a reconcile (a
+        timer, a queued event) a body read before the previous reconcile's status patch landed,
+        and a step acting on that stale status would repeat what was just done (an Event, a
+        catalog sync)."""
+        if self.written is None or not version or version not in self.stale_versions:
+            return read
+        return self.written
+
+    def remember(
+        self, versions: set[str], status: Mapping[str, Any], patch: Mapping[str, Any]
+    ) -> None:
+        self.stale_versions = frozenset(v for v in versions if v)
+        self.written = status_.apply_merge_patch(status, patch) if patch else status
 
     def due(self, last: float | None, interval: float | None, *, generation: int) -> bool:
         if last is None or self.checked_generation != generation:

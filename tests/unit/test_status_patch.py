@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from controller.observe import status
+from controller.reconcile import services
 
 
 @pytest.mark.parametrize(
@@ -107,3 +108,25 @@ def test_applying_patch_yields_new_for_named_keys() -> None:
     patched = _apply(old, status.merge_patch(old, new))
     assert patched == {"keep": 1, "nested": {"x": 5, "z": 3}, "list": [2], "added": True}
     assert status.merge_patch(patched, new) == {}
+
+
+def test_apply_merge_patch_is_the_inverse_of_merge_patch() -> None:
+    old = {"catalog": {"revision": "abc", "pushedAt": "t"}, "buildKey": "k", "gone": 1}
+    new = {"catalog": {"revision": "def", "pushedAt": None}, "buildKey": "k", "gone": None}
+    patch = status.merge_patch(old, new)
+    assert status.apply_merge_patch(old, patch) == {"catalog": {"revision": "def"}, "buildKey": "k"}
+    assert status.apply_merge_patch({}, {"registry": {"mode": "AnonymousPull"}}) == {
+        "registry": {"mode": "AnonymousPull"}
+    }
+
+
+def test_a_body_read_before_the_last_write_landed_is_read_as_written() -> None:
+    memory = services.ObjectMemory()
+    read = {"catalog": {"revision": "abc"}}
+    assert memory.status_for(read, "10") is read  # nothing written yet
+    memory.remember({"10", "11", ""}, read, {"catalog": {"syncedRevision": "abc"}})
+    written = {"catalog": {"revision": "abc", "syncedRevision": "abc"}}
+    assert memory.status_for(read, "10") == written  # the same stale body again
+    assert memory.status_for(read, "11") == written  # the early progress write's version
+    newer = {"catalog": {"revision": "abc", "syncedRevision": "abc"}, "x": 1}
+    assert memory.status_for(newer, "12") is newer  # a later read is trusted

@@ -1,4 +1,5 @@
-"""The pure parts of `controller.catalog.repository`: the batch commit message, the LRU's choice of
+"""The pure parts of the catalog writer (`controller.catalog.repository` and the `clones`,
+`gitcli` and `failures` modules it is made of): the batch commit message, the LRU's choice of
 clones to evict, clone names, change validation, git output parsing, the error vocabulary, and
 the per-repository lock (no git, no network)."""
 
@@ -10,7 +11,7 @@ import pathlib
 import pytest
 
 from controller import errors
-from controller.catalog import repository
+from controller.catalog import clones, failures, gitcli, repository
 from controller.catalog.repository import CachedClone, Change
 
 # -- batch_message ---------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def test_clone_names_are_readable_stable_and_distinct() -> None:
     assert name != repository.clone_name(url=url + "2", branch="main")
     odd = repository.clone_name(url="git@github.com:org/my repo.git", branch="feat/x y")
     assert all(c.isalnum() or c in "._-" for c in odd)
-    assert repository._NAME.fullmatch(odd)
+    assert clones._NAME.fullmatch(odd)
 
 
 def _change(**fields: str) -> Change:
@@ -171,13 +172,13 @@ def test_a_malformed_change_is_refused_naming_the_field(fields: dict[str, str], 
 
 
 def test_reported_paths_are_made_relative_and_kept_inside(tmp_path: pathlib.Path) -> None:
-    assert repository._relative("./Environments/a/../b/environment.yaml", tmp_path) == (
+    assert gitcli._relative("./Environments/a/../b/environment.yaml", tmp_path) == (
         "Environments/b/environment.yaml"
     )
-    assert repository._relative(str(tmp_path / "x" / "y.yaml"), tmp_path) == "x/y.yaml"
-    assert repository._relative("../outside.yaml", tmp_path) is None
-    assert repository._relative("/etc/passwd", tmp_path) is None
-    assert repository._relative(".", tmp_path) is None
+    assert gitcli._relative(str(tmp_path / "x" / "y.yaml"), tmp_path) == "x/y.yaml"
+    assert gitcli._relative("../outside.yaml", tmp_path) is None
+    assert gitcli._relative("/etc/passwd", tmp_path) is None
+    assert gitcli._relative(".", tmp_path) is None
 
 
 def test_edits_run_in_order_and_stop_at_the_first_failure(tmp_path: pathlib.Path) -> None:
@@ -194,9 +195,9 @@ def test_edits_run_in_order_and_stop_at_the_first_failure(tmp_path: pathlib.Path
 
     edits = [edit("a"), edit("b", fail=True), edit("c")]
     failed: dict[int, Exception] = {}
-    assert repository._run_edits(edits, tmp_path, failed) == {0: {"a.yaml"}}
+    assert gitcli._run_edits(edits, tmp_path, failed) == {0: {"a.yaml"}}
     assert list(failed) == [1]
-    assert repository._run_edits(edits, tmp_path, failed) == {0: {"a.yaml"}, 2: {"c.yaml"}}
+    assert gitcli._run_edits(edits, tmp_path, failed) == {0: {"a.yaml"}, 2: {"c.yaml"}}
     assert ran == ["a", "b", "a", "c"]
 
 
@@ -204,10 +205,10 @@ def test_push_porcelain_is_read_for_the_ref() -> None:
     rejected = (
         "To http://127.0.0.1:1/c.git\n!\tHEAD:refs/heads/main\t[rejected] (fetch first)\nDone\n"
     )
-    assert repository._parse_push(rejected, "refs/heads/main") == ("!", "[rejected] (fetch first)")
+    assert gitcli._parse_push(rejected, "refs/heads/main") == ("!", "[rejected] (fetch first)")
     ok = "To http://127.0.0.1:1/c.git\n \tHEAD:refs/heads/main\tabc..def\nDone\n"
-    assert repository._parse_push(ok, "refs/heads/main") == (" ", "abc..def")
-    assert repository._parse_push(ok, "refs/heads/other") == ("", "")
+    assert gitcli._parse_push(ok, "refs/heads/main") == (" ", "abc..def")
+    assert gitcli._parse_push(ok, "refs/heads/other") == ("", "")
 
 
 @pytest.mark.parametrize(
@@ -224,7 +225,7 @@ def test_push_porcelain_is_read_for_the_ref() -> None:
     ],
 )
 def test_a_push_that_lost_a_race_is_told_from_a_refusal(summary: str, lost: bool) -> None:
-    assert bool(repository._LOST_RACE.search(summary)) is lost
+    assert bool(failures.LOST_RACE.search(summary)) is lost
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
@@ -291,7 +292,7 @@ async def test_one_repository_branch_is_written_by_one_at_a_time() -> None:
     )
     assert all(not ({"a", "b"} <= set(seen)) for seen in overlaps)
     assert any(len(seen) > 1 for seen in overlaps)  # other repositories did run alongside
-    assert repository._LOCKS.get(asyncio.get_running_loop()) == {}
+    assert clones._LOCKS.get(asyncio.get_running_loop()) == {}
 
 
 def test_a_cache_needs_room_for_one_clone(tmp_path: pathlib.Path) -> None:
