@@ -13,21 +13,11 @@ remembered per host so later requests carry a token from the start. `anonymous=T
 any credential (used to prove that anonymous pull works).
 
 Retries: connection errors, time-outs, 408, 429 and 5xx (but 501, 505) are retried up to
-`max_attempts` times with exponential backoff and equal jitter, waiting at least `Retry-After`
-(seconds or an HTTP date). A `Retry-After` longer than `max_retry_after` is not slept in-process:
-`RegistryUnavailable.retry_after` carries it to the caller to requeue.
+`max_attempts` times with the backoff of `retry`. A `Retry-After` longer than `max_retry_after` is
+not slept in-process: `RegistryUnavailable.retry_after` carries it to the caller to requeue.
 
-How reconcile steps should map the errors (they are deliberately not `ReconcileError`s: the same
-error means different things in different steps):
-
-- `RegistryUnavailable` -> `TransientError` with `retry_after=e.retry_after` (None: own backoff).
-- `RegistryAuthError` -> `StalledError` (the user must fix credentials or grants), except when
-  proving anonymous pull right after enabling it, where it is transient (propagation delay).
-- `ManifestNotFound` -> for a base image or a user-given reference, `StalledError`; for the image
-  just pushed, `TransientError`. `BlobNotFound` -> `TransientError`.
-- `PlatformNotFound` -> `StalledError` (the spec's platforms are not in the base image).
-- `RegistryProtocolError` (digest mismatch, size cap, malformed or unsupported manifest) ->
-  `TransientError`; it names what was wrong.
+The errors (and how reconcile steps should map them) are in `errors`, the manifest data model and
+parsing in `manifests`; this module re-exports their public names, so callers need only `client`.
 
 No message or `repr` carries a credential or a token.
 """
@@ -37,12 +27,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import email.utils
 import hashlib
 import ipaddress
 import json
 import logging
-import math
 import random
 import ssl
 import time
@@ -54,20 +42,76 @@ import httpx
 
 from controller.observe import metrics
 from controller.registry import auth, reference
+from controller.registry.errors import (
+    BlobNotFound,
+    ManifestNotFound,
+    PlatformNotFound,
+    RegistryAuthError,
+    RegistryError,
+    RegistryProtocolError,
+    RegistryUnavailable,
+)
+from controller.registry.manifests import (
+    ACCEPT,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    DOCKER_SCHEMA1,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    digest_of,
+    parse_manifest,
+    select_platform,
+)
+from controller.registry.retry import backoff_delay, is_retryable, parse_retry_after
+
+__all__ = [
+    "ACCEPT",
+    "DEFAULT_MAX_BLOB_SIZE",
+    "DEFAULT_TOKEN_LIFETIME",
+    "DOCKER_LIST",
+    "DOCKER_MANIFEST",
+    "DOCKER_SCHEMA1",
+    "INDEX_TYPES",
+    "MANIFEST_TYPES",
+    "MAX_MANIFEST_SIZE",
+    "OCI_INDEX",
+    "OCI_MANIFEST",
+    "USER_AGENT",
+    "Action",
+    "BlobNotFound",
+    "CredentialSource",
+    "Descriptor",
+    "Index",
+    "Manifest",
+    "ManifestNotFound",
+    "Platform",
+    "PlatformNotFound",
+    "RefLike",
+    "RegistryAuthError",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryProtocolError",
+    "RegistryUnavailable",
+    "RequestEvent",
+    "RequestHook",
+    "as_reference",
+    "backoff_delay",
+    "credentials_from_docker_config",
+    "digest_of",
+    "is_plain_http_host",
+    "is_retryable",
+    "parse_manifest",
+    "parse_retry_after",
+    "select_platform",
+]
 
 logger = logging.getLogger(__name__)
-
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_SCHEMA1 = (
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-)
-MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
-ACCEPT = ", ".join([OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST])
 
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 DEFAULT_MAX_BLOB_SIZE = 256 * 1024 * 1024
@@ -78,180 +122,6 @@ CredentialSource = Mapping[str, auth.Credentials] | Callable[[str], auth.Credent
 RefLike = reference.Reference | str
 """A parsed reference, or text parsed with `reference.parse` (raising `InvalidReference`)."""
 Action = Literal["pull", "push"]
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-class RegistryError(Exception):
-    """Base of the client's errors: names the registry and the repository, never a secret."""
-
-    def __init__(self, message: str, *, registry: str, repository: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.registry = registry
-        self.repository = repository
-
-
-class RegistryAuthError(RegistryError):
-    """401/403 after authenticating (or the token service refused): credentials or grants."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        registry: str,
-        repository: str,
-        action: str,
-        status: int,
-        anonymous: bool,
-    ) -> None:
-        super().__init__(message, registry=registry, repository=repository)
-        self.action = action
-        self.status = status
-        self.anonymous = anonymous
-
-
-class ManifestNotFound(RegistryError):
-    """404 for a manifest (unknown tag, digest or repository)."""
-
-    def __init__(self, message: str, *, registry: str, repository: str, reference: str) -> None:
-        super().__init__(message, registry=registry, repository=repository)
-        self.reference = reference
-
-
-class BlobNotFound(RegistryError):
-    """404 for a blob."""
-
-    def __init__(self, message: str, *, registry: str, repository: str, digest: str) -> None:
-        super().__init__(message, registry=registry, repository=repository)
-        self.digest = digest
-
-
-class PlatformNotFound(RegistryError):
-    """An index has no manifest for the platform asked for; `available` lists what it has."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        registry: str,
-        repository: str,
-        platform: str,
-        available: tuple[str, ...],
-    ) -> None:
-        super().__init__(message, registry=registry, repository=repository)
-        self.platform = platform
-        self.available = available
-
-
-class RegistryUnavailable(RegistryError):
-    """Cannot reach the registry, or it kept failing: `status` is the last HTTP status (None
-    for a connection error), `retry_after` what the registry asked for, if anything."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        registry: str,
-        repository: str,
-        status: int | None,
-        attempts: int,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, registry=registry, repository=repository)
-        self.status = status
-        self.attempts = attempts
-        self.retry_after = retry_after
-
-
-class RegistryProtocolError(RegistryError):
-    """The registry answered something this client cannot accept (digest mismatch, too large,
-    malformed or unsupported manifest, an unexpected status)."""
-
-    def __init__(
-        self, message: str, *, registry: str, repository: str, status: int | None = None
-    ) -> None:
-        super().__init__(message, registry=registry, repository=repository)
-        self.status = status
-
-
-# -- data --------------------------------------------------------------------------------------
-
-
-_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
-
-
-@dataclasses.dataclass(frozen=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """`linux/amd64`, `linux/arm64/v8`."""
-        parts = text.strip().split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"{text!r} is not a platform (os/architecture[/variant])")
-        return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
-
-    def normalized(self) -> Platform:
-        arch = _ARCH_ALIASES.get(self.architecture, self.architecture)
-        variant = self.variant
-        if arch == "arm64" and variant == "v8":
-            variant = None
-        if arch == "arm" and variant is None:
-            variant = "v7"
-        return Platform(self.os.lower(), arch, variant)
-
-    def matches(self, wanted: Platform) -> bool:
-        have, want = self.normalized(), wanted.normalized()
-        if (have.os, have.architecture) != (want.os, want.architecture):
-            return False
-        return want.variant is None or want.variant == have.variant
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-@dataclasses.dataclass(frozen=True)
-class Descriptor:
-    """What points at content: digest, media type, size (and the platform, in an index)."""
-
-    digest: str
-    media_type: str
-    size: int
-    platform: Platform | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Manifest:
-    """An image manifest (OCI or Docker v2); `reference` is pinned by its digest."""
-
-    reference: reference.Reference
-    descriptor: Descriptor
-    config: Descriptor
-    layers: tuple[Descriptor, ...]
-    raw: bytes = dataclasses.field(repr=False)
-
-    @property
-    def digest(self) -> str:
-        return self.descriptor.digest
-
-
-@dataclasses.dataclass(frozen=True)
-class Index:
-    """An OCI image index or a Docker manifest list."""
-
-    reference: reference.Reference
-    descriptor: Descriptor
-    manifests: tuple[Descriptor, ...]
-    raw: bytes = dataclasses.field(repr=False)
-
-    @property
-    def digest(self) -> str:
-        return self.descriptor.digest
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,119 +157,8 @@ def as_reference(ref: RefLike) -> reference.Reference:
     return reference.parse(ref) if isinstance(ref, str) else ref
 
 
-def digest_of(data: bytes, algorithm: str = "sha256") -> str:
-    return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds from now (delta-seconds or an HTTP date); None if absent or bad."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def backoff_delay(
-    *,
-    attempt: int,
-    base: float,
-    cap: float,
-    retry_after: float | None,
-    rng: random.Random,
-) -> float:
-    """Equal-jitter exponential backoff for `attempt` (1-based), never below `retry_after`."""
-    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 60))
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
-    return max(delay, retry_after) if retry_after is not None else delay
-
-
-def is_retryable(status: int) -> bool:
-    return status in (408, 429) or (500 <= status <= 599 and status not in (501, 505))
-
-
 def _media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
-
-
-def _descriptor(value: Any, *, where: str) -> Descriptor:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{where} is not an object")
-    digest = value.get("digest")
-    media_type = value.get("mediaType")
-    size = value.get("size")
-    if not isinstance(digest, str) or not reference.is_digest(digest):
-        raise ValueError(f"{where}.digest is not a valid digest")
-    if not isinstance(media_type, str) or not isinstance(size, int) or size < 0:
-        raise ValueError(f"{where} lacks mediaType or size")
-    platform = None
-    raw = value.get("platform")
-    if isinstance(raw, Mapping) and isinstance(raw.get("os"), str):
-        variant = raw.get("variant")
-        platform = Platform(
-            str(raw["os"]),
-            str(raw.get("architecture", "")),
-            variant if isinstance(variant, str) and variant else None,
-        )
-    return Descriptor(digest, media_type, size, platform)
-
-
-def parse_manifest(
-    raw: bytes, *, ref: reference.Reference, descriptor: Descriptor
-) -> Manifest | Index:
-    """A manifest or index from its bytes; ValueError for anything not OCI/Docker v2."""
-    try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("the manifest is not JSON") from None
-    if not isinstance(document, Mapping):
-        raise ValueError("the manifest is not a JSON object")
-    media_type = descriptor.media_type or str(document.get("mediaType") or "")
-    if media_type in DOCKER_SCHEMA1 or document.get("schemaVersion") == 1:
-        raise ValueError("Docker schema 1 manifests are not supported")
-    if not media_type or media_type == "application/json":
-        media_type = OCI_INDEX if "manifests" in document else OCI_MANIFEST
-    descriptor = dataclasses.replace(descriptor, media_type=media_type)
-    pinned = ref.with_digest(descriptor.digest)
-    if media_type in INDEX_TYPES:
-        entries = document.get("manifests")
-        if not isinstance(entries, list):
-            raise ValueError("the index has no manifests list")
-        manifests = tuple(
-            _descriptor(entry, where=f"manifests[{i}]") for i, entry in enumerate(entries)
-        )
-        return Index(pinned, descriptor, manifests, raw)
-    if media_type in MANIFEST_TYPES:
-        layers = document.get("layers")
-        if not isinstance(layers, list):
-            raise ValueError("the manifest has no layers list")
-        return Manifest(
-            pinned,
-            descriptor,
-            _descriptor(document.get("config"), where="config"),
-            tuple(_descriptor(layer, where=f"layers[{i}]") for i, layer in enumerate(layers)),
-            raw,
-        )
-    raise ValueError(f"unsupported manifest media type {media_type!r}")
-
-
-def select_platform(index: Index, wanted: Platform) -> Descriptor | None:
-    """The first manifest of `index` for `wanted` (attestations, `unknown/unknown`, never match)."""
-    for entry in index.manifests:
-        if entry.platform is not None and entry.platform.matches(wanted):
-            return entry
-    return None
 
 
 def is_plain_http_host(host: str, insecure_hosts: frozenset[str]) -> bool:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import json
 import pathlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
+
+import pytest
 
 from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
 from tests.e2e import buildjobs, catalogs
-from tests.env import gitserver, kube, oci, registry
+from tests.env import gitserver, kube, kwok, oci, registry
 from tests.env import operator as operator_
 
 NAME = buildjobs.NAME
@@ -97,3 +100,31 @@ def ready_with_credentials(
         buildjobs.finish(cluster, namespace, job, pusher)
         ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=90)
         yield Run(operator, ready, before)
+
+
+RunReady = Callable[..., contextlib.AbstractContextManager[Run]]
+
+
+@pytest.fixture
+def run_ready(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+    tmp_path: pathlib.Path,
+) -> RunReady:
+    """`ready_with_credentials` with this test's fixtures: `with run_ready(**env) as run:`."""
+    del kwok_node  # runs the build pods
+    return functools.partial(
+        ready_with_credentials,
+        cluster=cluster,
+        namespace=namespace,
+        start_operator=start_operator,
+        oci_registry=oci_registry,
+        pusher=pusher,
+        base_image=base_image,
+        folder=tmp_path / "git",
+    )

@@ -7,14 +7,12 @@ Both tests take a RunnerImage to Ready with a git token, a push password and a c
 from __future__ import annotations
 
 import json
-import pathlib
 from typing import Any
 
 import pytest
 
-from tests.conftest import StartOperator
 from tests.e2e import observed
-from tests.env import kube, kwok, oci, registry
+from tests.env import kube
 
 pytestmark = pytest.mark.e2e
 
@@ -24,24 +22,9 @@ RECONCILE_LOGGERS = ("kopf.objects", "controller.reconcile.")
 def test_json_logs_name_the_object_and_the_build_key(
     cluster: kube.Cluster,
     namespace: str,
-    start_operator: StartOperator,
-    kwok_node: kwok.Kwok,
-    oci_registry: registry.Registry,
-    pusher: oci.Pusher,
-    base_image: str,
-    tmp_path: pathlib.Path,
+    run_ready: observed.RunReady,
 ) -> None:
-    with observed.ready_with_credentials(
-        cluster=cluster,
-        namespace=namespace,
-        start_operator=start_operator,
-        oci_registry=oci_registry,
-        pusher=pusher,
-        base_image=base_image,
-        folder=tmp_path / "git",
-        ADE_LOG_FORMAT="json",
-        ADE_LOG_LEVEL="DEBUG",
-    ) as run:
+    with run_ready(ADE_LOG_FORMAT="json", ADE_LOG_LEVEL="DEBUG") as run:
         run.operator.stop()
         text = run.operator.logs()
     records: list[dict[str, Any]] = []
@@ -67,23 +50,9 @@ def test_json_logs_name_the_object_and_the_build_key(
 def test_no_credential_is_ever_logged(
     cluster: kube.Cluster,
     namespace: str,
-    start_operator: StartOperator,
-    kwok_node: kwok.Kwok,
-    oci_registry: registry.Registry,
-    pusher: oci.Pusher,
-    base_image: str,
-    tmp_path: pathlib.Path,
+    run_ready: observed.RunReady,
 ) -> None:
-    with observed.ready_with_credentials(
-        cluster=cluster,
-        namespace=namespace,
-        start_operator=start_operator,
-        oci_registry=oci_registry,
-        pusher=pusher,
-        base_image=base_image,
-        folder=tmp_path / "git",
-        ADE_LOG_LEVEL="DEBUG",
-    ) as run:
+    with run_ready(ADE_LOG_LEVEL="DEBUG") as run:
         # A manual trigger: one more full pass over the source, registry and catalog.
         cluster.plane.kubectl(
             "annotate", "ri", observed.NAME, "-n", namespace, "--overwrite",

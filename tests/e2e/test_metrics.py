@@ -4,14 +4,12 @@ with the RunnerImage."""
 from __future__ import annotations
 
 import datetime
-import pathlib
 
 import pytest
 from prometheus_client import parser
 
-from tests.conftest import StartOperator
 from tests.e2e import observed
-from tests.env import kube, kwok, oci, registry
+from tests.env import kube, registry
 
 pytestmark = pytest.mark.e2e
 
@@ -42,22 +40,10 @@ def total(samples: Samples, metric: str, **labels: str) -> float:
 def test_metrics_move_with_a_reconcile_to_ready_and_leave_with_the_object(
     cluster: kube.Cluster,
     namespace: str,
-    start_operator: StartOperator,
-    kwok_node: kwok.Kwok,
     oci_registry: registry.Registry,
-    pusher: oci.Pusher,
-    base_image: str,
-    tmp_path: pathlib.Path,
+    run_ready: observed.RunReady,
 ) -> None:
-    with observed.ready_with_credentials(
-        cluster=cluster,
-        namespace=namespace,
-        start_operator=start_operator,
-        oci_registry=oci_registry,
-        pusher=pusher,
-        base_image=base_image,
-        folder=tmp_path / "git",
-    ) as run:
+    with run_ready() as run:
         text = run.operator.metrics()
     before, _ = parse(run.metrics_before)
     after, helps = parse(text)
