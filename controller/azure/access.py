@@ -199,22 +199,10 @@ async def ensure_anonymous_pull(
     deadline = _deadline(clients)
     registry_id = names.registry_id(acr)
     operations = clients.registries.registries
-    registry = await _run(
-        clients,
-        _target(clients, "registries.get", registry_id),
-        deadline,
-        lambda options: operations.get(acr.resource_group, acr.name, **options),
-    )
-    assert registry is not None
+    registry = await _read_registry(clients, acr, deadline)
     anonymous, public = _access_of(registry)
     sku = _text(registry.sku.name if registry.sku else None) or ""
-    found_server = _text(registry.login_server) or ""
-    if login_server and found_server and found_server.lower() != login_server.lower():
-        raise errors.StalledError(
-            "RegistryMismatch",
-            f"spec.registryAccess.acr.name: registry {acr.name} serves {found_server}, but the "
-            f"image is pushed to {login_server} (spec.image.registry); nothing was changed",
-        )
+    found_server = _check_login_server(acr, registry, login_server)
     if anonymous is True and (public or "").lower() == "enabled":
         return AccessResult(
             registry_id=registry_id,
@@ -266,6 +254,35 @@ async def ensure_anonymous_pull(
     )
 
 
+def _check_login_server(
+    acr: spec.AcrRef, registry: registry_models.Registry, login_server: str | None
+) -> str:
+    """The registry's login server; a `StalledError` when it is not `login_server` (the host
+    the image is pushed to), raised before anything is changed."""
+    found = _text(registry.login_server) or ""
+    if login_server and found and found.lower() != login_server.lower():
+        raise errors.StalledError(
+            "RegistryMismatch",
+            f"spec.registryAccess.acr.name: registry {acr.name} serves {found}, but the "
+            f"image is pushed to {login_server} (spec.image.registry); nothing was changed",
+        )
+    return found
+
+
+async def _read_registry(
+    clients: Clients, acr: spec.AcrRef, deadline: float
+) -> registry_models.Registry:
+    operations = clients.registries.registries
+    registry = await _run(
+        clients,
+        _target(clients, "registries.get", names.registry_id(acr)),
+        deadline,
+        lambda options: operations.get(acr.resource_group, acr.name, **options),
+    )
+    assert registry is not None
+    return registry
+
+
 def _access_of(registry: registry_models.Registry) -> tuple[bool | None, str | None]:
     properties = registry.properties
     if properties is None:
@@ -291,11 +308,16 @@ async def ensure_acr_pull(
     acr: spec.AcrRef,
     principal_ids: Iterable[str],
     principal_type: str = PRINCIPAL_TYPE,
+    login_server: str | None = None,
 ) -> AccessResult:
-    """Make sure every principal holds AcrPull on the registry; create what is missing."""
+    """Make sure every principal holds AcrPull on the registry; create what is missing. The
+    registry is read first: it must exist and, with `login_server`, serve that host."""
     _check_subscription(clients, acr.subscription_id)
     wanted = _principals(principal_ids)
     deadline = _deadline(clients)
+    found_server = _check_login_server(
+        acr, await _read_registry(clients, acr, deadline), login_server
+    )
     scope = names.registry_id(acr)
     definition = names.role_definition_id(acr.subscription_id)
     assignments = clients.authorization.role_assignments
@@ -345,7 +367,11 @@ async def ensure_acr_pull(
             granted.append(principal)
             logger.info("registry %s: AcrPull granted to %s (%s)", scope, principal, name)
     return AccessResult(
-        registry_id=scope, drifted=bool(granted), granted=tuple(granted), present=tuple(present)
+        registry_id=scope,
+        drifted=bool(granted),
+        granted=tuple(granted),
+        present=tuple(present),
+        login_server=found_server,
     )
 
 

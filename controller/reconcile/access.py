@@ -94,7 +94,10 @@ async def _ensure(
                 "project environment type's managed identity",
             )
         return await azure_access.ensure_acr_pull(
-            clients=clients, acr=access.acr, principal_ids=access.principal_ids
+            clients=clients,
+            acr=access.acr,
+            principal_ids=access.principal_ids,
+            login_server=login_server,
         )
     return await azure_access.ensure_anonymous_pull(
         clients=clients, acr=access.acr, login_server=login_server

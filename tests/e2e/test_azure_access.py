@@ -230,6 +230,29 @@ async def test_acr_pull_is_granted_once_and_never_deleted(
     assert someone_else in arm.role_assignments(scope)  # never touched
 
 
+async def test_acr_pull_on_a_registry_serving_another_host_is_refused_before_any_grant(
+    arm: arm_.ArmEmulator,
+    factory: clients.AzureClients,
+    leaks: list[BaseException],
+) -> None:
+    acr = add_registry(arm, "other")
+    azure = await factory.get(subscription_id=SUB, client_secret=OPERATOR)
+    with pytest.raises(errors.StalledError) as caught:
+        await access.ensure_acr_pull(
+            clients=azure, acr=acr, principal_ids=PRINCIPALS, login_server="contoso.azurecr.io"
+        )
+    leaks.append(caught.value)
+    assert caught.value.reason == "RegistryMismatch"
+    assert "other.azurecr.io" in caught.value.message
+    assert "contoso.azurecr.io" in caught.value.message
+    assert not writes(arm, "PUT")
+    ok = await access.ensure_acr_pull(
+        clients=azure, acr=acr, principal_ids=PRINCIPALS, login_server="OTHER.azurecr.io"
+    )
+    assert ok.login_server == "other.azurecr.io"
+    assert ok.granted == PRINCIPALS
+
+
 async def test_an_assignment_under_another_name_is_success(
     arm: arm_.ArmEmulator,
     factory: clients.AzureClients,
