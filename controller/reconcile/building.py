@@ -78,7 +78,7 @@ class Build:
             return outcome
         if state.phase is backend.Phase.FAILED:
             self.services.slots.release(slot)
-            _report_finished(ctx, plan, record, "failed")
+            _report_finished(ctx, plan, record, "failed", state.message)
             _upsert(records, plan, record, result="Failed", now=ctx.now, message=state.message)
             _write_builds(ctx, records)
             await self._prune(ctx, plan)
@@ -226,7 +226,11 @@ class Build:
 
 
 def _report_finished(
-    ctx: steps.Context, plan: backend.BuildPlan, record: Mapping[str, Any] | None, result: str
+    ctx: steps.Context,
+    plan: backend.BuildPlan,
+    record: Mapping[str, Any] | None,
+    result: str,
+    message: str | None = None,
 ) -> None:
     """Count a build seen finished for the first time (its record did not say so yet)."""
     if record is not None and record.get("result") in ("Succeeded", "Failed"):
@@ -239,7 +243,10 @@ def _report_finished(
             seconds = (ctx.now - begun).total_seconds()
     backend_ = ctx.spec.build.backend
     metrics.report_build(backend=backend_, result=result, reason=plan.reason, seconds=seconds)
-    logger.info("build %s (%s) %s", plan.name, plan.reason, result)
+    if message:
+        logger.warning("build %s (%s) %s: %s", plan.name, plan.reason, result, message)
+    else:
+        logger.info("build %s (%s) %s", plan.name, plan.reason, result)
 
 
 def _stamp(ctx: steps.Context) -> str:

@@ -139,7 +139,10 @@ def test_daemon_build_pushes_the_digest_the_registry_serves(
 
     def rebuilt() -> dict[str, Any] | None:
         obj = cluster.get(namespace, NAME)
-        image = (obj or {}).get("status", {}).get("latestImage", {})
+        status = (obj or {}).get("status", {})
+        failed = [b for b in status.get("builds", []) if b.get("result") == "Failed"]
+        assert not failed, f"the rebuild failed: {failed[0].get('message')}"  # fail fast, say why
+        image = status.get("latestImage", {})
         return obj if obj and image.get("digest") != latest["digest"] else None
 
     after = kube.wait_for(rebuilt, timeout=300, what="the rebuild on the new base image")
