@@ -10,7 +10,7 @@ from controller.api import spec as model
 from controller.azure import cache as azure_cache
 from controller.azure import clients as azure_clients
 from controller.azure import settings as azure_settings
-from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend
+from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend, retries
 from controller.catalog import repository
 from controller.observe import metrics
 from controller.reconcile import services
@@ -41,6 +41,7 @@ def services_from_config(config: config_.Config) -> services.Services:
             ),
         },
         slots=services.BuildSlots(limit=config.max_concurrent_builds),
+        build_retries=retries.Policy(retries=config.build_retries, delay=config.build_retry_delay),
         reconcile_slots=services.ReconcileSlots(limit=config.max_concurrent_reconciles),
         workdir=pathlib.Path(config.work_dir),
         insecure_registries=frozenset(config.insecure_registries),

@@ -14,6 +14,8 @@
 | `ADE_WORK_DIR` | `/tmp/ade-runner-operator` | where fetched sources (build contexts) are kept |
 | `ADE_MAX_CONCURRENT_BUILDS` | `4` | builds in flight across the operator; more wait queued |
 | `ADE_BUILD_PENDING_TIMEOUT` | `5m` | a Job build pod Pending longer than this fails the build |
+| `ADE_BUILD_RETRIES` | `2` | automatic retries of a build that failed on the way to the registry |
+| `ADE_BUILD_RETRY_DELAY` | `15s` | wait before the first such retry; each next waits double |
 | `ADE_BUILDKIT_ADDR` | `unix:///run/buildkit/buildkitd.sock` | buildkitd for BuildKitDaemon |
 | `ADE_BUILDKIT_TLS_DIR` | (empty) | folder with ca.crt, tls.crt, tls.key for mTLS to buildkitd |
 | `ADE_BUILDKIT_IMAGE` | (pinned) | rootless BuildKit image the Job backend runs |
@@ -64,6 +66,8 @@ class Config:
     work_dir: str = "/tmp/ade-runner-operator"  # noqa: S108 - a cache, private to the process
     max_concurrent_builds: int = 4
     build_pending_timeout: float = 300.0
+    build_retries: int = 2
+    build_retry_delay: float = 15.0
     buildkit_addr: str = "unix:///run/buildkit/buildkitd.sock"
     buildkit_tls_dir: str = ""
     buildkit_image: str = ""
@@ -109,6 +113,9 @@ def from_env(env: Mapping[str, str]) -> Config:
     builds = _int(env, "ADE_MAX_CONCURRENT_BUILDS", Config.max_concurrent_builds)
     if builds < 1:
         raise ConfigError(f"ADE_MAX_CONCURRENT_BUILDS: must be at least 1 (got {builds})")
+    build_retries = _int(env, "ADE_BUILD_RETRIES", Config.build_retries)
+    if build_retries < 0:
+        raise ConfigError(f"ADE_BUILD_RETRIES: must be 0 or more (got {build_retries})")
     try:
         log_format = LogFormat(env.get("ADE_LOG_FORMAT", "plain").strip().lower() or "plain")
     except ValueError:
@@ -130,6 +137,8 @@ def from_env(env: Mapping[str, str]) -> Config:
         work_dir=env.get("ADE_WORK_DIR", "").strip() or Config.work_dir,
         max_concurrent_builds=builds,
         build_pending_timeout=_duration(env, "ADE_BUILD_PENDING_TIMEOUT", "5m"),
+        build_retries=build_retries,
+        build_retry_delay=_duration(env, "ADE_BUILD_RETRY_DELAY", "15s"),
         buildkit_addr=env.get("ADE_BUILDKIT_ADDR", "").strip() or Config.buildkit_addr,
         buildkit_tls_dir=env.get("ADE_BUILDKIT_TLS_DIR", "").strip(),
         buildkit_image=env.get("ADE_BUILDKIT_IMAGE", "").strip(),

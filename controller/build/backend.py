@@ -52,7 +52,9 @@ class BuildPlan:
     timeout_seconds: int
     resources: Mapping[str, Any]
     attempt: int = 1
-    """1 for the first build of a key; a manual retry of a failed key counts up."""
+    """1 for the first build of a key; every retry of a failed key counts up."""
+    retries: int = 0
+    """How many automatic retries after transient failures this attempt is (0: none)."""
 
     @property
     def name(self) -> str:

@@ -3,8 +3,10 @@
 Same key as the latest image: nothing to do. Otherwise the backend is asked for the state of the
 build of this key: a running one is waited for (Reconciling), a finished one is recorded, and a
 missing one is started — unless the last build of this same key failed, which waits for a change
-of spec, source or base image, or a manual trigger, instead of retrying in a loop. A failed key
-never blocks a later one. Builds over the operator-wide limit wait queued.
+of spec, source or base image, or a manual trigger, instead of retrying in a loop. Only a failure
+on the way to the registry is retried by itself, a bounded number of times with a growing delay
+(`controller.build.retries`), and is in progress, not stalled, meanwhile. A failed key never
+blocks a later one. Builds over the operator-wide limit wait queued.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from controller import durations, errors
 from controller.api import conditions
 from controller.api import identity as api_identity
-from controller.build import backend, buildctl, identity, job
+from controller.build import backend, buildctl, identity, job, retries
 from controller.observe import logs, metrics
 from controller.reconcile import inputs as inputs_
 from controller.reconcile import services as services_
@@ -79,13 +81,15 @@ class Build:
         if state.phase is backend.Phase.FAILED:
             self.services.slots.release(slot)
             _report_finished(ctx, plan, record, "failed", state.message)
-            _upsert(records, plan, record, result="Failed", now=ctx.now, message=state.message)
+            failed = _upsert(
+                records, plan, record, result="Failed", now=ctx.now, message=state.message
+            )
             _write_builds(ctx, records)
             await self._prune(ctx, plan)
-            raise BuildFailed(f"build {plan.name} failed: {state.message}")
-        # Missing: start one, unless this key already failed and nobody asked for a retry.
-        if record is not None and record.get("result") == "Failed" and not self._retry(ctx, record):
-            raise BuildFailed(f"build {plan.name} failed: {record.get('message', '')}")
+            return self._failed(ctx, plan, failed)
+        # Missing: start one, unless this key already failed and no retry is due.
+        if record is not None and record.get("result") == "Failed" and not self._due(ctx, record):
+            return self._failed(ctx, plan, record)
         if not self.services.slots.try_acquire(slot):
             metrics.report_build_queued(namespace=ctx.namespace, name=ctx.name, queued=True)
             return steps.Outcome.waiting(
@@ -109,6 +113,8 @@ class Build:
         metrics.report_build(backend=ctx.spec.build.backend, result="started", reason=plan.reason)
         logger.info("started build %s (%s) on %s", plan.name, plan.reason, ctx.spec.build.backend)
         new = _upsert(records, plan, record, result="Running", now=ctx.now, restart=True)
+        if plan.retries:
+            new["retries"] = plan.retries
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
         if requested:
             new["requestedAt"] = requested
@@ -124,6 +130,32 @@ class Build:
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
         return bool(requested) and requested != record.get("requestedAt")
 
+    def _automatic(self, ctx: steps.Context, record: Mapping[str, Any]) -> retries.Retry | None:
+        return retries.automatic(self.services.build_retries, record, ctx.now)
+
+    def _due(self, ctx: steps.Context, record: Mapping[str, Any]) -> bool:
+        """Whether a failed build of this key starts again now (asked for, or a due retry)."""
+        automatic = self._automatic(ctx, record)
+        return self._retry(ctx, record) or (automatic is not None and automatic.wait <= 0)
+
+    def _failed(
+        self, ctx: steps.Context, plan: backend.BuildPlan, record: Mapping[str, Any]
+    ) -> steps.Outcome:
+        """A failed build: in progress while an automatic retry is coming, else stalled."""
+        message = str(record.get("message", ""))
+        automatic = self._automatic(ctx, record)
+        if automatic is None:
+            tries = int(record.get("retries", 0) or 0)
+            after = f" (after {tries + 1} attempts)" if tries else ""
+            raise BuildFailed(f"build {plan.name} failed{after}: {message}")
+        return steps.Outcome.waiting(
+            "BuildRetrying",
+            f"build {plan.name} failed on the way to the registry "
+            f"({retries.summary(message)}); retry {automatic.retries} of "
+            f"{self.services.build_retries.retries} starts in {automatic.wait:.0f}s",
+            requeue_after=max(automatic.wait, 1.0),
+        )
+
     def _plan(
         self,
         ctx: steps.Context,
@@ -133,11 +165,16 @@ class Build:
     ) -> backend.BuildPlan:
         spec = ctx.spec
         previous = record or {}
+        again = 0
         if record is None:
             reason, _ = identity.reasons(latest.get("inputs"), found.material)
             attempt = 1
         elif record.get("result") == "Failed" and self._retry(ctx, record):
             reason, attempt = "Manual", int(record.get("attempt", 1)) + 1
+        elif record.get("result") == "Failed" and self._due(ctx, record):
+            due = self._automatic(ctx, record)
+            assert due is not None
+            reason, attempt, again = str(record.get("reason")), due.attempt, due.retries
         else:
             reason, attempt = str(record.get("reason")), int(record.get("attempt", 1))
         image = previous.get("image") or (
@@ -171,6 +208,7 @@ class Build:
             push_secret=spec.image.push_secret_ref.name if spec.image.push_secret_ref else None,
             timeout_seconds=int(durations.parse(spec.build.timeout)),
             resources=spec.build.resources,
+            retries=again,
         )
 
     async def _prune(self, ctx: steps.Context, plan: backend.BuildPlan) -> None:

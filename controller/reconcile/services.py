@@ -26,7 +26,7 @@ from controller.api import spec as model
 from controller.azure import cache as azure_cache
 from controller.azure import clients as azure_clients
 from controller.azure import credentials as azure_credentials
-from controller.build import backend, inprocess
+from controller.build import backend, inprocess, retries
 from controller.catalog import repository
 from controller.observe import status as status_
 from controller.registry import client as registry_client
@@ -175,6 +175,8 @@ class Services:
     """Azure Resource Manager clients (registry access, catalog sync), per subscription."""
     access_cache: azure_cache.AccessCache | None = None
     """Registry access checks shared across RunnerImages for `ADE_AZURE_CHECK_INTERVAL`."""
+    build_retries: retries.Policy = dataclasses.field(default_factory=retries.Policy)
+    """Automatic retries of builds that failed on the way to the registry."""
     reconcile_slots: ReconcileSlots = dataclasses.field(
         default_factory=lambda: ReconcileSlots(limit=8)
     )

@@ -285,3 +285,99 @@ def test_builds_over_the_operator_limit_wait_queued(
     cluster.wait_condition(
         namespace, "queued-runner", "Reconciling", status="True", reason="Building", timeout=60
     )
+
+
+RACED_PUSH = (
+    "#14 ERROR: error writing layer blob: context canceled\n"
+    "error: failed to solve: failed to push: unknown: "
+    "provided digest did not match uploaded content"
+)
+
+
+def _fail(cluster: kube.Cluster, namespace: str, job: dict[str, Any], message: str) -> None:
+    """Let the build pod of `job` fail, its termination message saying `message`."""
+    pod = buildjobs.running_pod(cluster, namespace, job["metadata"]["name"])
+    cluster.plane.kubectl(
+        "annotate", "pod", pod, "-n", namespace, f"{kwok.FAILURE_ANNOTATION}={message}"
+    )
+    cluster.plane.kubectl("label", "pod", pod, "-n", namespace, f"{kwok.COMPLETE_LABEL}=fail")
+
+
+def _job_named(cluster: kube.Cluster, namespace: str, suffix: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        found = [
+            j for j in buildjobs.jobs(cluster, namespace) if j["metadata"]["name"].endswith(suffix)
+        ]
+        return found[0] if found else None
+
+    return kube.wait_for(probe, timeout=30, what=f"a build Job named *{suffix}")
+
+
+def test_a_failed_push_is_retried_by_itself_as_a_new_job(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+) -> None:
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    start_operator(ADE_BUILD_RETRY_DELAY="2s")
+    cluster.apply(
+        namespace, json.dumps(buildjobs.runner_image(namespace, oci_registry.host, base_image))
+    )
+    (job,) = buildjobs.one_job(cluster, namespace)
+    _fail(cluster, namespace, job, RACED_PUSH)
+
+    # In progress, not stalled, while the retry is coming: kstatus and `kubectl wait` keep waiting.
+    retrying = cluster.wait_condition(
+        namespace, NAME, "Reconciling", status="True", reason="BuildRetrying", timeout=60
+    )
+    assert kube.condition(retrying, "Stalled") is None
+    ready = kube.condition(retrying, "Ready")
+    assert ready is not None
+    assert ready["reason"] == "BuildRetrying"
+    assert "retry 1 of 2" in ready["message"]
+    assert "provided digest did not match" in ready["message"]
+
+    retry = _job_named(cluster, namespace, "-r2")
+    assert retry["metadata"]["annotations"]["runners.ade.dev/build-reason"] == "Initial"
+    buildjobs.finish(cluster, namespace, retry, pusher)
+    done = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
+    assert done["status"]["latestImage"]["reason"] == "Initial"
+    (record,) = done["status"]["builds"]
+    assert (record["attempt"], record["retries"], record["result"]) == (2, 1, "Succeeded")
+
+
+def test_automatic_retries_are_bounded_then_the_build_stalls(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    base_image: str,
+) -> None:
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    operator = start_operator(
+        ADE_BUILD_RETRY_DELAY="1s", ADE_BUILD_RETRIES="1", ADE_RESYNC_INTERVAL="1s"
+    )
+    cluster.apply(
+        namespace, json.dumps(buildjobs.runner_image(namespace, oci_registry.host, base_image))
+    )
+    (job,) = buildjobs.one_job(cluster, namespace)
+    _fail(cluster, namespace, job, RACED_PUSH)
+    _fail(cluster, namespace, _job_named(cluster, namespace, "-r2"), RACED_PUSH)
+    stalled = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=60)
+    ready = kube.condition(stalled, "Ready")
+    assert ready is not None
+    assert ready["reason"] == "BuildFailed"
+    assert "(after 2 attempts)" in ready["message"]
+
+    # Spent: several more reconciles start no third Job.
+    before = _reconcile_count(operator.metrics())
+    kube.wait_for(
+        lambda: _reconcile_count(operator.metrics()) >= before + 3, timeout=30, what="3 reconciles"
+    )
+    names = [j["metadata"]["name"] for j in buildjobs.jobs(cluster, namespace)]
+    assert not [n for n in names if n.endswith("-r3")], names

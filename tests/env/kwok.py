@@ -6,7 +6,8 @@ only when a test says so, by labelling the pod (so timing is in the test's hands
 - `kwok.ade.dev/complete=true` with annotation `kwok.ade.dev/digest=sha256:...`: the container
   terminates with exit code 0 and a termination message holding BuildKit's metadata JSON with
   that digest (what `cat metadata.json > /dev/termination-log` produces in a real build pod);
-- `kwok.ade.dev/complete=fail`: the container exits 1 with a build-log-like message.
+- `kwok.ade.dev/complete=fail`: the container exits 1 with a build-log-like message
+  (`FAILURE_MESSAGE`, or the pod's annotation `kwok.ade.dev/failure`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.env import controlplane, kube, process
 NODE = "kwok-node-0"
 COMPLETE_LABEL = "kwok.ade.dev/complete"
 DIGEST_ANNOTATION = "kwok.ade.dev/digest"
+FAILURE_ANNOTATION = "kwok.ade.dev/failure"
 FAILURE_MESSAGE = "#7 ERROR: process '/bin/sh -c exit 3' did not complete successfully: exit code 3"
 
 STAGES = pathlib.Path(__file__).with_name("kwok-stages.yaml")

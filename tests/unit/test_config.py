@@ -37,6 +37,8 @@ def test_blank_values_mean_defaults() -> None:
         "ADE_WORK_DIR",
         "ADE_MAX_CONCURRENT_BUILDS",
         "ADE_BUILD_PENDING_TIMEOUT",
+        "ADE_BUILD_RETRIES",
+        "ADE_BUILD_RETRY_DELAY",
         "ADE_BUILDKIT_ADDR",
         "ADE_BUILDKIT_TLS_DIR",
         "ADE_BUILDKIT_IMAGE",
@@ -133,6 +135,8 @@ def test_build_settings_read() -> None:
             "ADE_WORK_DIR": "/var/cache/ade",
             "ADE_MAX_CONCURRENT_BUILDS": "2",
             "ADE_BUILD_PENDING_TIMEOUT": "90s",
+            "ADE_BUILD_RETRIES": "0",
+            "ADE_BUILD_RETRY_DELAY": "1m",
             "ADE_BUILDKIT_ADDR": "tcp://buildkitd:1234",
             "ADE_BUILDKIT_TLS_DIR": "/etc/buildkit/tls",
             "ADE_BUILDKIT_IMAGE": "mirror.local/buildkit:v0.25.2-rootless",
@@ -142,6 +146,7 @@ def test_build_settings_read() -> None:
     assert cfg.work_dir == "/var/cache/ade"
     assert cfg.max_concurrent_builds == 2
     assert cfg.build_pending_timeout == 90.0
+    assert (cfg.build_retries, cfg.build_retry_delay) == (0, 60.0)
     assert cfg.buildkit_addr == "tcp://buildkitd:1234"
     assert cfg.buildkit_tls_dir == "/etc/buildkit/tls"
     assert cfg.buildkit_image == "mirror.local/buildkit:v0.25.2-rootless"
@@ -150,7 +155,12 @@ def test_build_settings_read() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("ADE_MAX_CONCURRENT_BUILDS", "0"), ("ADE_BUILD_PENDING_TIMEOUT", "soon")],
+    [
+        ("ADE_MAX_CONCURRENT_BUILDS", "0"),
+        ("ADE_BUILD_PENDING_TIMEOUT", "soon"),
+        ("ADE_BUILD_RETRIES", "-1"),
+        ("ADE_BUILD_RETRY_DELAY", "later"),
+    ],
 )
 def test_bad_build_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(config.ConfigError, match=f"^{name}: "):
