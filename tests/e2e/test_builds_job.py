@@ -16,6 +16,7 @@ import pytest
 from tests.conftest import PUSH_PASSWORD, StartOperator
 from tests.e2e import buildjobs
 from tests.env import kube, kwok, oci, registry
+from tests.env import operator as operator_
 
 pytestmark = pytest.mark.e2e
 
@@ -206,10 +207,7 @@ def test_failed_build_reports_the_log_and_waits_for_a_trigger(
     assert events[0]["type"] == "Warning"
 
     # No retry storm: several more reconciles (1 s timer) start no new Job for the same key.
-    before = _reconcile_count(operator.metrics())
-    kube.wait_for(
-        lambda: _reconcile_count(operator.metrics()) >= before + 3, timeout=30, what="3 reconciles"
-    )
+    _wait_reconciles(operator, 3)
     assert len(buildjobs.jobs(cluster, namespace)) == 1
 
     # A manual trigger retries the same key once, as a new Job.
@@ -225,6 +223,16 @@ def test_failed_build_reports_the_log_and_waits_for_a_trigger(
     ready_obj = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=60)
     assert ready_obj["status"]["latestImage"]["reason"] == "Manual"
     assert kube.condition(ready_obj, "Stalled") is None
+
+
+def _wait_reconciles(operator: operator_.OperatorProcess, count: int) -> None:
+    """Wait until the operator has reconciled `count` more times (its own metric says so)."""
+    before = _reconcile_count(operator.metrics())
+    kube.wait_for(
+        lambda: _reconcile_count(operator.metrics()) >= before + count,
+        timeout=30,
+        what=f"{count} reconciles",
+    )
 
 
 def _reconcile_count(metrics: str) -> float:
@@ -375,9 +383,6 @@ def test_automatic_retries_are_bounded_then_the_build_stalls(
     assert "(after 2 attempts)" in ready["message"]
 
     # Spent: several more reconciles start no third Job.
-    before = _reconcile_count(operator.metrics())
-    kube.wait_for(
-        lambda: _reconcile_count(operator.metrics()) >= before + 3, timeout=30, what="3 reconciles"
-    )
+    _wait_reconciles(operator, 3)
     names = [j["metadata"]["name"] for j in buildjobs.jobs(cluster, namespace)]
     assert not [n for n in names if n.endswith("-r3")], names
