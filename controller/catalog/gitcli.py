@@ -260,27 +260,18 @@ class Git:
             except CatalogError:
                 if fresh:  # an empty clone of a repository that cannot be read is worth nothing
                     await self.cache.discard(self.clone)
-                self.report(
-                    GitOperation(
-                        "clone" if fresh else "fetch",
-                        self.shown_url,
-                        branch,
-                        time.monotonic() - started,
-                        "failed",
-                    )
-                )
+                self._report_sync(branch, fresh=fresh, started=started, outcome="failed")
                 raise
-            self.report(
-                GitOperation(
-                    "clone" if fresh else "fetch",
-                    self.shown_url,
-                    branch,
-                    time.monotonic() - started,
-                    "ok",
-                )
-            )
+            self._report_sync(branch, fresh=fresh, started=started, outcome="ok")
             return head
         raise AssertionError("unreachable")
+
+    def _report_sync(
+        self, branch: str, *, fresh: bool, started: float, outcome: Literal["ok", "failed"]
+    ) -> None:
+        operation: Literal["clone", "fetch"] = "clone" if fresh else "fetch"
+        seconds = time.monotonic() - started
+        self.report(GitOperation(operation, self.shown_url, branch, seconds, outcome))
 
     async def _init(self) -> None:
         await asyncio.to_thread(self.clone.mkdir, parents=True)

@@ -88,7 +88,8 @@ class Build:
             await self._prune(ctx, plan)
             return self._failed(ctx, plan, failed)
         # Missing: start one, unless this key already failed and no retry is due.
-        if record is not None and record.get("result") == "Failed" and not self._due(ctx, record):
+        failed_before = record is not None and record.get("result") == "Failed"
+        if record is not None and failed_before and not self._restarts(ctx, record):
             return self._failed(ctx, plan, record)
         if not self.services.slots.try_acquire(slot):
             metrics.report_build_queued(namespace=ctx.namespace, name=ctx.name, queued=True)
@@ -133,10 +134,14 @@ class Build:
     def _automatic(self, ctx: steps.Context, record: Mapping[str, Any]) -> retries.Retry | None:
         return retries.automatic(self.services.build_retries, record, ctx.now)
 
-    def _due(self, ctx: steps.Context, record: Mapping[str, Any]) -> bool:
+    def _restarts(self, ctx: steps.Context, record: Mapping[str, Any]) -> bool:
         """Whether a failed build of this key starts again now (asked for, or a due retry)."""
+        return self._retry(ctx, record) or self._due_now(ctx, record) is not None
+
+    def _due_now(self, ctx: steps.Context, record: Mapping[str, Any]) -> retries.Retry | None:
+        """The automatic retry of a failed build that starts now, if one does."""
         automatic = self._automatic(ctx, record)
-        return self._retry(ctx, record) or (automatic is not None and automatic.wait <= 0)
+        return automatic if automatic is not None and automatic.wait <= 0 else None
 
     def _failed(
         self, ctx: steps.Context, plan: backend.BuildPlan, record: Mapping[str, Any]
@@ -171,9 +176,7 @@ class Build:
             attempt = 1
         elif record.get("result") == "Failed" and self._retry(ctx, record):
             reason, attempt = "Manual", int(record.get("attempt", 1)) + 1
-        elif record.get("result") == "Failed" and self._due(ctx, record):
-            due = self._automatic(ctx, record)
-            assert due is not None
+        elif (due := self._due_now(ctx, record)) is not None:
             reason, attempt, again = str(record.get("reason")), due.attempt, due.retries
         else:
             reason, attempt = str(record.get("reason")), int(record.get("attempt", 1))

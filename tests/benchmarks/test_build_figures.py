@@ -122,51 +122,45 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    docker_config = tmp_path / "docker"
-    docker_config.mkdir()
-    (docker_config / "config.json").write_text(
-        registry.docker_config_json(oci_registry.host, user=PUSH_USER, password=PUSH_PASSWORD)
+    config_json = registry.docker_config_json(
+        oci_registry.host, user=PUSH_USER, password=PUSH_PASSWORD
     )
     short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
     daemon = buildkitd.BuildkitDaemon(short)  # a fresh daemon: an empty cache
     daemon.start()
-    previous = os.environ.get("DOCKER_CONFIG")
-    os.environ["DOCKER_CONFIG"] = str(docker_config)
-    try:
-        base = f"{oci_registry.host}/{namespace}/core"
-        images.push_core(daemon, f"{base}:4.0")
-        daemon.stop()
-        shutil.rmtree(short, ignore_errors=True)
-        daemon = buildkitd.BuildkitDaemon(pathlib.Path(tempfile.mkdtemp(prefix="bk-")))
-        daemon.start()  # cold: nothing of the base image or the build is cached
-        _secret(cluster, namespace, oci_registry.host)
-        start_operator(ADE_BUILDKIT_ADDR=daemon.address, PATH=f"{daemon.bin}:{os.environ['PATH']}")
-        figures = []
-        for script in ("#!/bin/sh\necho v1\n", "#!/bin/sh\necho v2\n"):
-            body = _body(
-                namespace, oci_registry.host, backend="BuildKitDaemon", base=base, script=script
-            )
-            start = time.monotonic()
-            cluster.apply(namespace, json.dumps(body))
-
-            def built(script: str = script) -> bool:
-                obj = cluster.get(namespace, "bench") or {}
-                status = obj.get("status", {})
-                ready = kube.condition(obj, "Ready") or {}
-                return (
-                    ready.get("status") == "True"
-                    and status.get("observedGeneration") == obj["metadata"]["generation"]
-                    and ready.get("observedGeneration") == obj["metadata"]["generation"]
+    with buildkitd.push_credentials(tmp_path / "docker", config_json):
+        try:
+            base = f"{oci_registry.host}/{namespace}/core"
+            images.push_core(daemon, f"{base}:4.0")
+            daemon.stop()
+            shutil.rmtree(short, ignore_errors=True)
+            daemon = buildkitd.BuildkitDaemon(pathlib.Path(tempfile.mkdtemp(prefix="bk-")))
+            daemon.start()  # cold: nothing of the base image or the build is cached
+            _secret(cluster, namespace, oci_registry.host)
+            path = f"{daemon.bin}:{os.environ['PATH']}"
+            start_operator(ADE_BUILDKIT_ADDR=daemon.address, PATH=path)
+            figures = []
+            for script in ("#!/bin/sh\necho v1\n", "#!/bin/sh\necho v2\n"):
+                body = _body(
+                    namespace, oci_registry.host, backend="BuildKitDaemon", base=base, script=script
                 )
+                start = time.monotonic()
+                cluster.apply(namespace, json.dumps(body))
 
-            kube.wait_for(built, timeout=300, what="the example built and verified")
-            figures.append(time.monotonic() - start)
-    finally:
-        daemon.stop()
-        if previous is None:
-            os.environ.pop("DOCKER_CONFIG", None)
-        else:
-            os.environ["DOCKER_CONFIG"] = previous
+                def built(script: str = script) -> bool:
+                    obj = cluster.get(namespace, "bench") or {}
+                    status = obj.get("status", {})
+                    ready = kube.condition(obj, "Ready") or {}
+                    return (
+                        ready.get("status") == "True"
+                        and status.get("observedGeneration") == obj["metadata"]["generation"]
+                        and ready.get("observedGeneration") == obj["metadata"]["generation"]
+                    )
+
+                kube.wait_for(built, timeout=300, what="the example built and verified")
+                figures.append(time.monotonic() - start)
+        finally:
+            daemon.stop()  # the one running now (stopping twice is harmless)
     with capsys.disabled():
         print(
             f"\n[benchmark] example on BuildKitDaemon, apply to Ready (build+push+verify): "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import pathlib
 import statistics
 import tempfile
@@ -49,29 +48,21 @@ def test_verification_time_and_bytes_read_on_the_example_image(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    docker_config = tmp_path / "docker"
-    docker_config.mkdir()
     config_json = registry.docker_config_json(
         oci_registry.host, user=PUSH_USER, password=PUSH_PASSWORD
     )
-    (docker_config / "config.json").write_text(config_json)
-    previous = os.environ.get("DOCKER_CONFIG")
-    os.environ["DOCKER_CONFIG"] = str(docker_config)
-    daemon = buildkitd.BuildkitDaemon(pathlib.Path(tempfile.mkdtemp(prefix="bk-")))
-    daemon.start()
-    try:
-        core = f"{oci_registry.host}/{namespace}/{images.CORE_REPOSITORY}"
-        images.push_core(daemon, f"{core}:{images.CORE_TAG}")
-        context, build_args = _example_context(tmp_path / "example")
-        build_args.update(BASE_IMAGE=core, IMAGE_VERSION=images.CORE_TAG)
-        reference = f"{oci_registry.host}/{namespace}/bicep-runner:bench"
-        digest = images.build_and_push(daemon, context, reference, build_args=build_args)
-    finally:
-        daemon.stop()
-        if previous is None:
-            os.environ.pop("DOCKER_CONFIG", None)
-        else:
-            os.environ["DOCKER_CONFIG"] = previous
+    with buildkitd.push_credentials(tmp_path / "docker", config_json):
+        daemon = buildkitd.BuildkitDaemon(pathlib.Path(tempfile.mkdtemp(prefix="bk-")))
+        daemon.start()
+        try:
+            core = f"{oci_registry.host}/{namespace}/{images.CORE_REPOSITORY}"
+            images.push_core(daemon, f"{core}:{images.CORE_TAG}")
+            context, build_args = _example_context(tmp_path / "example")
+            build_args.update(BASE_IMAGE=core, IMAGE_VERSION=images.CORE_TAG)
+            reference = f"{oci_registry.host}/{namespace}/bicep-runner:bench"
+            digest = images.build_and_push(daemon, context, reference, build_args=build_args)
+        finally:
+            daemon.stop()
     base = f"{core}:{images.CORE_TAG}"
     anonymous_before = token_server.anonymous_pull
     token_server.set_anonymous_pull(True)

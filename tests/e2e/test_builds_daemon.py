@@ -42,21 +42,15 @@ def buildkit(
     tmp_path_factory: pytest.TempPathFactory, oci_registry: registry.Registry
 ) -> Iterator[buildkitd.BuildkitDaemon]:
     folder = tmp_path_factory.mktemp("docker-config")
-    (folder / "config.json").write_text(docker_config_json(oci_registry.host))
     # buildctl reads push credentials from DOCKER_CONFIG: the tests' own base-image pushes.
-    previous = os.environ.get("DOCKER_CONFIG")
-    os.environ["DOCKER_CONFIG"] = str(folder)
-    # A short folder: buildkitd's unix socket path must fit in 107 bytes.
-    short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
-    daemon = buildkitd.BuildkitDaemon(short, insecure_registries=[oci_registry.host])
-    daemon.start()
-    yield daemon
-    daemon.stop()
-    shutil.rmtree(short, ignore_errors=True)
-    if previous is None:
-        os.environ.pop("DOCKER_CONFIG", None)
-    else:
-        os.environ["DOCKER_CONFIG"] = previous
+    with buildkitd.push_credentials(folder, docker_config_json(oci_registry.host)):
+        # A short folder: buildkitd's unix socket path must fit in 107 bytes.
+        short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
+        daemon = buildkitd.BuildkitDaemon(short, insecure_registries=[oci_registry.host])
+        daemon.start()
+        yield daemon
+        daemon.stop()
+        shutil.rmtree(short, ignore_errors=True)
 
 
 @pytest.fixture

@@ -37,6 +37,23 @@ SNAPSHOTTER_LABEL = "org.mobyproject.buildkit.worker.snapshotter"
 UNIX_PATH_MAX = 107  # sun_path is 108 bytes, one of them the terminating NUL
 
 
+@contextlib.contextmanager
+def push_credentials(folder: pathlib.Path, config_json: str) -> Iterator[pathlib.Path]:
+    """`buildctl` of this process pushes with `config_json` (a `.dockerconfigjson`): it is written
+    to `folder/config.json` and `DOCKER_CONFIG` points there until the block ends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(config_json)
+    previous = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop("DOCKER_CONFIG", None)
+        else:
+            os.environ["DOCKER_CONFIG"] = previous
+
+
 class BuildkitDaemon:
     """Starts and stops a buildkitd in `folder`; `address` is its unix socket for `buildctl`."""
 
