@@ -24,7 +24,10 @@ def services_from_config(config: config_.Config) -> services.Services:
         backends={
             model.BuildBackend.JOB: job_backend.JobBackend(
                 kube=cluster,
-                settings=job.JobSettings(image=config.buildkit_image or job.BUILDKIT_IMAGE),
+                settings=job.JobSettings(
+                    image=config.buildkit_image or job.BUILDKIT_IMAGE,
+                    host_network=config.build_host_network,
+                ),
                 pending_timeout=config.build_pending_timeout,
             ),
             model.BuildBackend.BUILDKIT_DAEMON: daemon_backend.DaemonBackend(

@@ -19,6 +19,7 @@
 | `ADE_BUILDKIT_ADDR` | `unix:///run/buildkit/buildkitd.sock` | buildkitd for BuildKitDaemon |
 | `ADE_BUILDKIT_TLS_DIR` | (empty) | folder with ca.crt, tls.crt, tls.key for mTLS to buildkitd |
 | `ADE_BUILDKIT_IMAGE` | (pinned) | rootless BuildKit image the Job backend runs |
+| `ADE_BUILD_HOST_NETWORK` | `false` | Job build pods use the node's network (`true` or `false`) |
 | `ADE_CATALOG_BATCH_WINDOW` | `200ms` | how long a catalog change waits to share a commit |
 | `ADE_INSECURE_REGISTRIES` | (empty) | registries reached over plain HTTP (loopback always is) |
 | `ADE_AZURE_RESOURCE_MANAGER` | `https://management.azure.com` | ARM endpoint (sovereign clouds) |
@@ -71,6 +72,7 @@ class Config:
     buildkit_addr: str = "unix:///run/buildkit/buildkitd.sock"
     buildkit_tls_dir: str = ""
     buildkit_image: str = ""
+    build_host_network: bool = False
     insecure_registries: tuple[str, ...] = ()
     azure_resource_manager: str = "https://management.azure.com"
     azure_authority_host: str = "https://login.microsoftonline.com"
@@ -98,6 +100,15 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}: must be a whole number (got {raw!r})") from None
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in ("true", "false"):
+        raise ConfigError(f"{name}: must be true or false (got {raw!r})")
+    return raw == "true"
 
 
 def from_env(env: Mapping[str, str]) -> Config:
@@ -142,6 +153,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         buildkit_addr=env.get("ADE_BUILDKIT_ADDR", "").strip() or Config.buildkit_addr,
         buildkit_tls_dir=env.get("ADE_BUILDKIT_TLS_DIR", "").strip(),
         buildkit_image=env.get("ADE_BUILDKIT_IMAGE", "").strip(),
+        build_host_network=_bool(env, "ADE_BUILD_HOST_NETWORK", Config.build_host_network),
         insecure_registries=tuple(
             h.strip() for h in env.get("ADE_INSECURE_REGISTRIES", "").split(",") if h.strip()
         ),

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import os
 import socket
 import time
 from typing import Any
@@ -67,8 +68,14 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        # In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        # In a pod: the service account, at KUBERNETES_SERVICE_HOST/PORT as every Kubernetes
+        # client reads them (kopf's own helper always dials kubernetes.default.svc, which a
+        # host-network pod without cluster DNS cannot resolve); elsewhere: $KUBECONFIG or
+        # ~/.kube/config.
+        pod = kopf.login_with_service_account(**kwargs)
+        if pod is not None:
+            return dataclasses.replace(pod, server=kube.in_cluster_server(os.environ))
+        return kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.resume(*_RESOURCE, registry=registry)
     @kopf.on.create(*_RESOURCE, registry=registry)

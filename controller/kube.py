@@ -34,6 +34,19 @@ class Secret:
         return f"Secret(name={self.name!r}, type={self.type!r}, keys={sorted(self.data)!r})"
 
 
+def in_cluster_server(env: Mapping[str, str]) -> str:
+    """The API server a pod talks to: `KUBERNETES_SERVICE_HOST` and `_PORT`, as client-go and
+    the Kubernetes client read them (what the kubelet injects, or what the pod's spec sets where
+    the `kubernetes` Service is not reachable); `https://kubernetes.default.svc` without them."""
+    host = env.get("KUBERNETES_SERVICE_HOST", "").strip()
+    port = env.get("KUBERNETES_SERVICE_PORT", "").strip() or "443"
+    if not host:
+        return "https://kubernetes.default.svc"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    return f"https://{host}" if port == "443" else f"https://{host}:{port}"
+
+
 def api_client() -> client.ApiClient:
     """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config."""
     try:

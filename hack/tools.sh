@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Compiles the test environment's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kwok, buildkitd, buildctl, helm) from the Go module proxy at the versions pinned
-# in hack/tools.versions, caches them outside the repository keyed by name and version, and
-# reuses the cache.
+# kube-scheduler, kubelet, kubectl, kwok, buildkitd, buildctl, rootlesskit, helm) from the Go
+# module proxy at the versions pinned in hack/tools.versions, caches them outside the repository
+# keyed by name and version, and reuses the cache.
 #
 #   hack/tools.sh              build what is missing, print progress, then the bin directory
 #   hack/tools.sh --print-bin  the same, but print only the bin directory on stdout
@@ -73,22 +73,37 @@ build() {
   log "$name $version: done in $(($(date +%s) - start)) s"
 }
 
-kubernetes() {
-  local v=$KUBERNETES_VERSION staging mod replaces="" minor
+# k8s.io/kubernetes points its staging modules at ./staging; a wrapper module replaces each with
+# the published k8s.io/<name> v0.<minor>.<patch>. Sets k8s_replaces and k8s_ldflags.
+kubernetes_module() {
+  local v=$KUBERNETES_VERSION staging mod minor
   mod=$(go mod download -json "k8s.io/kubernetes@$v" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
-  # k8s.io/kubernetes points its staging modules at ./staging; a wrapper module replaces each
-  # with the published k8s.io/<name> v0.<minor>.<patch>.
+  k8s_replaces=""
   for staging in $(sed -n 's#^[[:space:]]*\(k8s.io/[a-z0-9-]*\) => ./staging/.*#\1#p' "$mod"); do
-    replaces+="replace $staging => $staging v0.${v#v1.}"$'\n'
+    k8s_replaces+="replace $staging => $staging v0.${v#v1.}"$'\n'
   done
   minor=${v#v1.}
   minor=${minor%%.*}
   local x="-X k8s.io/component-base/version"
-  build kubernetes "$v" "k8s.io/kubernetes@$v" "$replaces" \
-    "$x.gitVersion=$v $x.gitMajor=1 $x.gitMinor=$minor $x.gitTreeState=clean $x.buildDate=1970-01-01T00:00:00Z" \
+  k8s_ldflags="$x.gitVersion=$v $x.gitMajor=1 $x.gitMinor=$minor $x.gitTreeState=clean"
+  k8s_ldflags+=" $x.buildDate=1970-01-01T00:00:00Z"
+}
+
+kubernetes() {
+  local v=$KUBERNETES_VERSION
+  build kubernetes "$v" "k8s.io/kubernetes@$v" "$k8s_replaces" "$k8s_ldflags" \
     k8s.io/kubernetes/cmd/kube-apiserver \
     k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler
+}
+
+# The real node (tests/env/node.py): the kubelet, and kubectl at the same version (the machine's
+# kubectl is older). A cache entry of its own, so adding it rebuilt nothing else.
+kubelet() {
+  local v=$KUBERNETES_VERSION
+  build kubelet "$v" "k8s.io/kubernetes@$v" "$k8s_replaces" "$k8s_ldflags" \
+    k8s.io/kubernetes/cmd/kubelet \
+    k8s.io/kubernetes/cmd/kubectl
 }
 
 buildkit() {
@@ -99,6 +114,14 @@ buildkit() {
     "$x.Version=$v $x.Package=github.com/moby/buildkit" \
     github.com/moby/buildkit/cmd/buildkitd \
     github.com/moby/buildkit/cmd/buildctl
+}
+
+# rootlesskit for the rootless BuildKit image the real node runs Job builds in
+# (tests/env/node_images.py), at the version BuildKit's Dockerfile pins for BUILDKIT_VERSION.
+rootlesskit() {
+  local v=$ROOTLESSKIT_VERSION
+  build rootlesskit "$v" "github.com/rootless-containers/rootlesskit/v3@$v" "" "" \
+    github.com/rootless-containers/rootlesskit/v3/cmd/rootlesskit
 }
 
 helm_() {
@@ -142,10 +165,13 @@ kstatus_check() {
 
 mkdir -p "$cache"
 build etcd "$ETCD_VERSION" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "" "" go.etcd.io/etcd/server/v3=etcd
+kubernetes_module
 kubernetes
+kubelet
 build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" "" \
   "-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" sigs.k8s.io/kwok/cmd/kwok
 buildkit
+rootlesskit
 helm_
 kstatus_check
 
@@ -157,10 +183,14 @@ ln -sfn "$cache/etcd-$ETCD_VERSION/etcd" "$bin/etcd"
 for b in kube-apiserver kube-controller-manager kube-scheduler; do
   ln -sfn "$cache/kubernetes-$KUBERNETES_VERSION/$b" "$bin/$b"
 done
+for b in kubelet kubectl; do
+  ln -sfn "$cache/kubelet-$KUBERNETES_VERSION/$b" "$bin/$b"
+done
 ln -sfn "$cache/kwok-$KWOK_VERSION/kwok" "$bin/kwok"
 for b in buildkitd buildctl; do
   ln -sfn "$cache/buildkit-$BUILDKIT_VERSION/$b" "$bin/$b"
 done
+ln -sfn "$cache/rootlesskit-$ROOTLESSKIT_VERSION/rootlesskit" "$bin/rootlesskit"
 ln -sfn "$cache/helm-$HELM_VERSION/helm" "$bin/helm"
 ln -sfn "$kstatus_dir/kstatus-check" "$bin/kstatus-check"
 $quiet || log "all tools ready in $bin"

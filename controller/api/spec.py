@@ -33,6 +33,17 @@ class BuildBackend(enum.StrEnum):
     DOCKER = "Docker"
 
 
+class TolerationOperator(enum.StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(enum.StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
 DEFAULT_TAG_TEMPLATE = "{shortRevision}-{shortBuildKey}"
 DEFAULT_COMMIT_MESSAGE = "Use runner image {image} ({reason})"
 DEFAULT_AUTHOR_NAME = "ade-runner-operator"
@@ -137,10 +148,36 @@ class Triggers:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResourceRequirements:
+    """The Job backend's build container resources; quantities as text ("500m", "4Gi")."""
+
+    requests: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    limits: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Toleration:
+    """A Kubernetes toleration of the Job backend's build pod (an empty effect: every effect)."""
+
+    key: str = ""
+    operator: TolerationOperator = TolerationOperator.EQUAL
+    value: str = ""
+    effect: TaintEffect | None = None
+    toleration_seconds: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildSpec:
+    """How the image is built. Resources and placement (node selector, tolerations, service
+    account) apply to the Job backend only, and are not part of the build key: where a build
+    runs does not change the image."""
+
     backend: BuildBackend = BuildBackend.JOB
     timeout: str = "30m"
-    resources: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    resources: ResourceRequirements = ResourceRequirements()
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[Toleration, ...] = ()
+    service_account_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,6 +241,10 @@ class _Reader:
         value: int = self._get(key, int, default)
         return value
 
+    def optional_integer(self, key: str) -> int | None:
+        value: int | None = self._get(key, int, None)
+        return value
+
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         items = self._get(key, list, None)
         if items is None:
@@ -213,22 +254,38 @@ class _Reader:
                 raise errors.SpecError(f"{self.path}.{key}[{index}]", "must be a string")
         return tuple(items)
 
-    def string_map(self, key: str) -> dict[str, str]:
+    def string_map(self, key: str, *, brackets: bool = False) -> dict[str, str]:
+        """A map of strings; `brackets` names an entry `key[name]`, as Kubernetes names a label."""
         mapping = self._get(key, Mapping, {})
         for name, value in mapping.items():
             if not isinstance(value, str):
-                raise errors.SpecError(f"{self.path}.{key}.{name}", "must be a string")
+                entry = f"{key}[{name}]" if brackets else f"{key}.{name}"
+                raise errors.SpecError(f"{self.path}.{entry}", "must be a string")
         return dict(mapping)
 
-    def mapping(self, key: str) -> dict[str, Any]:
-        return dict(self._get(key, Mapping, {}))
+    def quantities(self, key: str) -> dict[str, str]:
+        """A map of resource names to quantities; an integer quantity (`cpu: 2`) becomes text."""
+        mapping = self._get(key, Mapping, {})
+        out: dict[str, str] = {}
+        for name, value in mapping.items():
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise errors.SpecError(
+                    f"{self.path}.{key}[{name}]", "must be a quantity (a string or an integer)"
+                )
+            out[str(name)] = str(value)
+        return out
 
     def child(self, key: str) -> _Reader | None:
         if not self.has(key):
             return None
         return _Reader(self._raw[key], f"{self.path}.{key}")
 
-    def enum(self, key: str, kind: type[enum.StrEnum], default: enum.StrEnum) -> Any:
+    def children(self, key: str) -> list[_Reader]:
+        """The objects of a list, each named `path.key[index]`."""
+        items = self._get(key, list, [])
+        return [_Reader(item, f"{self.path}.{key}[{index}]") for index, item in enumerate(items)]
+
+    def enum(self, key: str, kind: type[enum.StrEnum], default: enum.StrEnum | None) -> Any:
         value = self.text(key)
         if value is None:
             return default
@@ -343,6 +400,32 @@ def _trigger(reader: _Reader | None) -> Trigger:
     return Trigger(interval=reader.text("interval"), enabled=reader.flag("enabled", True))
 
 
+def _build(reader: _Reader) -> BuildSpec:
+    resources = reader.child("resources")
+    return BuildSpec(
+        backend=reader.enum("backend", BuildBackend, BuildBackend.JOB),
+        timeout=reader.text("timeout", "30m"),
+        resources=ResourceRequirements()
+        if resources is None
+        else ResourceRequirements(
+            requests=resources.quantities("requests"), limits=resources.quantities("limits")
+        ),
+        node_selector=reader.string_map("nodeSelector", brackets=True),
+        tolerations=tuple(_toleration(item) for item in reader.children("tolerations")),
+        service_account_name=reader.text("serviceAccountName"),
+    )
+
+
+def _toleration(reader: _Reader) -> Toleration:
+    return Toleration(
+        key=reader.text("key", ""),
+        operator=reader.enum("operator", TolerationOperator, TolerationOperator.EQUAL),
+        value=reader.text("value", ""),
+        effect=reader.enum("effect", TaintEffect, None),
+        toleration_seconds=reader.optional_integer("tolerationSeconds"),
+    )
+
+
 def parse(raw: Mapping[str, Any]) -> RunnerImageSpec:
     """Shape a raw `spec` mapping into the typed model; raise SpecError naming the field."""
     spec = _Reader(raw, "spec")
@@ -372,13 +455,7 @@ def parse(raw: Mapping[str, Any]) -> RunnerImageSpec:
             base_image=_trigger(triggers.child("baseImage")),
             source=_trigger(triggers.child("source")),
         ),
-        build=BuildSpec()
-        if build is None
-        else BuildSpec(
-            backend=build.enum("backend", BuildBackend, BuildBackend.JOB),
-            timeout=build.text("timeout", "30m"),
-            resources=build.mapping("resources"),
-        ),
+        build=BuildSpec() if build is None else _build(build),
         history_limit=HistoryLimit()
         if history is None
         else HistoryLimit(

@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from controller.api import spec as model
 from controller.build import buildctl, job
 
 
@@ -50,11 +51,14 @@ class BuildPlan:
     push_secret: str | None
     """The name of the push Secret (the Job backend mounts it)."""
     timeout_seconds: int
-    resources: Mapping[str, Any]
+    resources: model.ResourceRequirements
+    """The build container's resources (the Job backend's; the others ignore them)."""
     attempt: int = 1
     """1 for the first build of a key; every retry of a failed key counts up."""
     retries: int = 0
     """How many automatic retries after transient failures this attempt is (0: none)."""
+    placement: job.PodPlacement = job.DEFAULT_PLACEMENT
+    """Where the build pod runs (the Job backend's; the others ignore it). Not in the key."""
 
     @property
     def name(self) -> str:

@@ -7,7 +7,9 @@ metadata file to the termination message, from which the operator reads the dige
 the termination message falls back to the end of the log: that is what `BuildFailed` shows.
 The context (Dockerfile and scripts, fetched by the operator) travels in a ConfigMap with the
 file modes kept. The Job name is derived from the RunnerImage name and the build key, so a
-build is never started twice for one key: creating it again answers 409.
+build is never started twice for one key: creating it again answers 409. The spec's resources
+and placement (`PodPlacement`: node selector, tolerations, service account) go into the pod
+template as given; none of them is part of the build key.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller.api import identity
+from controller.api import spec as model
 from controller.build import buildctl
 
-BUILDKIT_IMAGE = "moby/buildkit:v0.25.2-rootless"
+BUILDKIT_IMAGE = "moby/buildkit:v0.34.2-rootless"
 """Pinned: never a floating tag (Shipwright's users were broken by `master`)."""
 
 LABEL_RUNNERIMAGE = f"{identity.GROUP}/runnerimage"
@@ -54,9 +57,35 @@ class JobSettings:
     image: str = BUILDKIT_IMAGE
     ttl_seconds: int = DEFAULT_TTL
     service_account: str | None = None
+    host_network: bool = False
+    """Build pods share the node's network (a cluster whose pod network cannot reach the
+    registry; the test node, whose pods get only loopback)."""
 
 
 DEFAULT_SETTINGS = JobSettings()
+
+
+@dataclasses.dataclass(frozen=True)
+class PodPlacement:
+    """Where the build pod runs and as whom, from `spec.build` (the Job backend's only).
+
+    A service account named here wins over `JobSettings.service_account`.
+    """
+
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[model.Toleration, ...] = ()
+    service_account: str | None = None
+
+    @classmethod
+    def of(cls, build: model.BuildSpec) -> PodPlacement:
+        return cls(
+            node_selector=dict(build.node_selector),
+            tolerations=build.tolerations,
+            service_account=build.service_account_name,
+        )
+
+
+DEFAULT_PLACEMENT = PodPlacement()
 
 
 def job_name(owner_name: str, key: str, attempt: int = 1) -> str:
@@ -142,9 +171,10 @@ def build_job(
     reason: str,
     timeout_seconds: int,
     push_secret: str | None,
-    resources: Mapping[str, Any],
+    resources: model.ResourceRequirements,
     context_files: tuple[ContextFile, ...],
     settings: JobSettings = DEFAULT_SETTINGS,
+    placement: PodPlacement = DEFAULT_PLACEMENT,
     attempt: int = 1,
 ) -> dict[str, Any]:
     """The Job for one build; its context is the ConfigMap of `context_config_map`."""
@@ -191,7 +221,7 @@ def build_job(
                 "command": ["/bin/sh", "-c", script],
                 "env": env,
                 "volumeMounts": mounts,
-                "resources": dict(resources),
+                "resources": resource_requirements(resources),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "securityContext": {
                     "runAsUser": 1000,
@@ -203,8 +233,16 @@ def build_job(
         ],
         "volumes": volumes,
     }
-    if settings.service_account:
-        pod_spec["serviceAccountName"] = settings.service_account
+    service_account = placement.service_account or settings.service_account
+    if service_account:
+        pod_spec["serviceAccountName"] = service_account
+    if placement.node_selector:
+        pod_spec["nodeSelector"] = dict(placement.node_selector)
+    if placement.tolerations:
+        pod_spec["tolerations"] = [toleration(item) for item in placement.tolerations]
+    if settings.host_network:
+        pod_spec["hostNetwork"] = True
+        pod_spec["dnsPolicy"] = "ClusterFirstWithHostNet"
     metadata = {
         "labels": labels(owner, key),
         "annotations": {
@@ -229,3 +267,27 @@ def build_job(
             "template": {"metadata": metadata, "spec": pod_spec},
         },
     }
+
+
+def resource_requirements(resources: model.ResourceRequirements) -> dict[str, Any]:
+    """A container's `resources`: the requests and limits that are set."""
+    out: dict[str, Any] = {}
+    if resources.requests:
+        out["requests"] = dict(resources.requests)
+    if resources.limits:
+        out["limits"] = dict(resources.limits)
+    return out
+
+
+def toleration(item: model.Toleration) -> dict[str, Any]:
+    """A pod's toleration; unset fields left out, as the API server would."""
+    out: dict[str, Any] = {"operator": item.operator.value}
+    if item.key:
+        out["key"] = item.key
+    if item.value:
+        out["value"] = item.value
+    if item.effect is not None:
+        out["effect"] = item.effect.value
+    if item.toleration_seconds is not None:
+        out["tolerationSeconds"] = item.toleration_seconds
+    return out

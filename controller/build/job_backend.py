@@ -44,6 +44,7 @@ class JobBackend:
                 resources=plan.resources,
                 context_files=plan.context_files,
                 settings=self._settings,
+                placement=plan.placement,
                 attempt=plan.attempt,
             )
         )

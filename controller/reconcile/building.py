@@ -211,6 +211,7 @@ class Build:
             push_secret=spec.image.push_secret_ref.name if spec.image.push_secret_ref else None,
             timeout_seconds=int(durations.parse(spec.build.timeout)),
             resources=spec.build.resources,
+            placement=job.PodPlacement.of(spec.build),
             retries=again,
         )
 

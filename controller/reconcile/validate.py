@@ -7,6 +7,7 @@ the first, so one edit can fix them all.
 
 from __future__ import annotations
 
+import decimal
 import posixpath
 import re
 import string
@@ -74,9 +75,77 @@ def _problems(spec: model.RunnerImageSpec) -> Iterator[errors.SpecError]:
             yield from _duration(
                 f"spec.triggers.{name}.interval", trigger.interval, MIN_TRIGGER_INTERVAL, None
             )
-    yield from _duration(
-        "spec.build.timeout", spec.build.timeout, MIN_BUILD_TIMEOUT, MAX_BUILD_TIMEOUT
-    )
+    yield from _build(spec.build)
+
+
+def _build(build: model.BuildSpec) -> Iterator[errors.SpecError]:
+    """The build's timeout, and the build pod's resources and placement (the Job backend's; they
+    are checked whatever the backend, as the schema checks them)."""
+    yield from _duration("spec.build.timeout", build.timeout, MIN_BUILD_TIMEOUT, MAX_BUILD_TIMEOUT)
+    yield from _resources("spec.build.resources", build.resources)
+    for key, value in build.node_selector.items():
+        field = f"spec.build.nodeSelector[{key}]"
+        yield from _problem(field, _label_key_problem(key))
+        yield from _problem(field, _label_value_problem(value))
+    for index, toleration in enumerate(build.tolerations):
+        yield from _toleration(f"spec.build.tolerations[{index}]", toleration)
+    if build.service_account_name is not None:
+        name = build.service_account_name
+        yield from _problem("spec.build.serviceAccountName", _subdomain_problem(name))
+
+
+def _problem(field: str, problem: str | None) -> Iterator[errors.SpecError]:
+    if problem is not None:
+        yield errors.SpecError(field, problem)
+
+
+def _resources(field: str, resources: model.ResourceRequirements) -> Iterator[errors.SpecError]:
+    amounts: dict[str, dict[str, decimal.Decimal]] = {"requests": {}, "limits": {}}
+    for section, entries in (("requests", resources.requests), ("limits", resources.limits)):
+        for name, quantity in entries.items():
+            entry = f"{field}.{section}[{name}]"
+            name_problem = _resource_name_problem(name)
+            if name_problem is not None:
+                yield errors.SpecError(entry, name_problem)
+                continue
+            amount = parse_quantity(quantity)
+            if amount is None:
+                yield errors.SpecError(
+                    entry, f"{quantity!r} is not a quantity (e.g. 500m, 2, 1.5Gi, 512Mi)"
+                )
+            elif amount < 0:
+                yield errors.SpecError(entry, f"must not be negative (got {quantity})")
+            else:
+                amounts[section][name] = amount
+    for name, request in amounts["requests"].items():
+        limit = amounts["limits"].get(name)
+        if limit is not None and request > limit:
+            yield errors.SpecError(
+                f"{field}.requests[{name}]",
+                f"must be at most its limit, {resources.limits[name]}"
+                f" (got {resources.requests[name]})",
+            )
+
+
+def _toleration(field: str, toleration: model.Toleration) -> Iterator[errors.SpecError]:
+    exists = toleration.operator is model.TolerationOperator.EXISTS
+    if toleration.key:
+        yield from _problem(f"{field}.key", _label_key_problem(toleration.key))
+    elif not exists:
+        yield errors.SpecError(
+            f"{field}.operator", "must be Exists when key is empty (which tolerates every taint)"
+        )
+    if exists and toleration.value:
+        yield errors.SpecError(f"{field}.value", "must be empty when operator is Exists")
+    elif not exists:
+        yield from _problem(f"{field}.value", _label_value_problem(toleration.value))
+    if (
+        toleration.toleration_seconds is not None
+        and toleration.effect is not model.TaintEffect.NO_EXECUTE
+    ):
+        yield errors.SpecError(
+            f"{field}.tolerationSeconds", "is allowed only with effect NoExecute"
+        )
 
 
 def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
@@ -188,3 +257,81 @@ _BRANCH_FORBIDDEN = re.compile(
 def _valid_branch(name: str) -> bool:
     """git check-ref-format rules for a branch name."""
     return name != "@" and not _BRANCH_FORBIDDEN.search(name)
+
+
+# --- Kubernetes names and quantities (as k8s.io/apimachinery validates them) -------------------
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_QUANTITY = re.compile(
+    r"^(?P<number>[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+))"
+    r"(?P<suffix>[KMGTPE]i|[numkMGTPE]|[eE][+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+))?$"
+)
+_SUFFIXES = {
+    "": decimal.Decimal(1),
+    "n": decimal.Decimal("1e-9"),
+    "u": decimal.Decimal("1e-6"),
+    "m": decimal.Decimal("1e-3"),
+    **{s: decimal.Decimal(10) ** (3 * (i + 1)) for i, s in enumerate("kMGTPE")},
+    **{f"{s}i": decimal.Decimal(2) ** (10 * (i + 1)) for i, s in enumerate("KMGTPE")},
+}
+_STANDARD_RESOURCES = frozenset({"cpu", "memory", "ephemeral-storage"})
+
+
+def parse_quantity(text: str) -> decimal.Decimal | None:
+    """The value of a Kubernetes quantity (`500m`, `2`, `1.5Gi`, `1e3`); None when it is not one."""
+    found = _QUANTITY.match(text)
+    if found is None:
+        return None
+    suffix = found["suffix"] or ""
+    try:
+        if suffix[:1] in ("e", "E"):
+            return decimal.Decimal(text)  # an integral exponent, or InvalidOperation
+        return decimal.Decimal(found["number"]) * _SUFFIXES[suffix]
+    except ArithmeticError:  # decimal.InvalidOperation, decimal.Overflow
+        return None
+
+
+def _subdomain_problem(name: str) -> str | None:
+    if len(name) > 253 or not _SUBDOMAIN.match(name):
+        return (
+            f"{name!r} is not a DNS-1123 subdomain (lower-case letters, digits, '-' and '.', at"
+            " most 253 characters)"
+        )
+    return None
+
+
+def _label_key_problem(key: str) -> str | None:
+    """A label key (also a taint key, a resource name): `[prefix/]name`, the prefix a subdomain."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in key and (not prefix or _subdomain_problem(prefix) is not None):
+        return f"{key!r}: the prefix before '/' must be a DNS-1123 subdomain"
+    if len(name) > 63 or not _NAME.match(name):
+        return (
+            f"{key!r} is not a valid key: the name (after any prefix/) has at most 63 letters,"
+            " digits, '-', '_' or '.', and begins and ends with a letter or digit"
+        )
+    return None
+
+
+def _label_value_problem(value: str) -> str | None:
+    if len(value) > 63 or not _LABEL_VALUE.match(value):
+        return (
+            f"{value!r} is not a valid label value: at most 63 letters, digits, '-', '_' or '.',"
+            " beginning and ending with a letter or digit"
+        )
+    return None
+
+
+def _resource_name_problem(name: str) -> str | None:
+    """A container resource: a standard one, `hugepages-<size>`, or a `domain/name` extended one."""
+    if name in _STANDARD_RESOURCES or name.startswith("hugepages-"):
+        return None
+    if "/" in name:
+        return _label_key_problem(name)
+    return (
+        f"unknown resource {name!r}: use cpu, memory, ephemeral-storage, hugepages-<size> or an"
+        " extended resource with its domain (example.com/gpu)"
+    )

@@ -46,6 +46,14 @@ def _dataclass_in(hint: Any) -> type | None:
     return None
 
 
+def _items_dataclass(hint: Any) -> type | None:
+    """The dataclass of `tuple[X, ...]` (a list of objects in the CRD), else None."""
+    if typing.get_origin(hint) is tuple:
+        first, *_ = typing.get_args(hint)
+        return _dataclass_in(first)
+    return None
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, enum.Enum):
         return value.value
@@ -62,7 +70,7 @@ def _pairs(schema: dict[str, Any], cls: type, path: str) -> list[tuple[str, Any,
         f"{path}: only in the model {sorted(set(fields) - set(properties))}, "
         f"only in the CRD {sorted(set(properties) - set(fields))}"
     )
-    out = []
+    out: list[tuple[str, Any, type | None]] = []
     for name, field in fields.items():
         sub = properties[name]
         if "default" in sub:
@@ -70,7 +78,12 @@ def _pairs(schema: dict[str, Any], cls: type, path: str) -> list[tuple[str, Any,
             if field.default_factory is not dataclasses.MISSING:
                 default = field.default_factory()
             assert _plain(default) == sub["default"], f"{path}.{name}: default differs"
-        out.append((f"{path}.{name}", sub, _dataclass_in(hints[field.name])))
+        items = _items_dataclass(hints[field.name])
+        if items is not None:
+            assert sub["type"] == "array", f"{path}.{name}: a tuple of objects is an array"
+            out.append((f"{path}.{name}[]", sub["items"], items))
+        else:
+            out.append((f"{path}.{name}", sub, _dataclass_in(hints[field.name])))
     return out
 
 
@@ -86,7 +99,7 @@ def test_spec_schema_and_model_have_the_same_fields_and_defaults() -> None:
             continue
         visited += 1
         pending.extend(_pairs(schema, cls, path))
-    assert visited >= 15  # every nested object of the spec was compared
+    assert visited >= 23  # every nested object of the spec was compared (tolerations[] too)
 
 
 def test_crd_identity_matches_the_code() -> None:
@@ -100,7 +113,13 @@ def test_crd_identity_matches_the_code() -> None:
 
 def test_enum_values_match() -> None:
     text = CRD_PATH.read_text()
-    for kind in (model.RegistryAccessMode, model.PinMode, model.BuildBackend):
+    for kind in (
+        model.RegistryAccessMode,
+        model.PinMode,
+        model.BuildBackend,
+        model.TolerationOperator,
+        model.TaintEffect,
+    ):
         values = ", ".join(member.value for member in kind)
         assert f"enum: [{values}]" in text, kind
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,31 @@ def test_example_is_accepted_with_defaults(cluster: kube.Cluster, namespace: str
             'Unsupported value: "Sha"',
         ),
         ("spec.image", None, "spec.image: Required value"),
+        (
+            "spec.build",
+            {"tolerations": [{"key": "a", "operator": "In"}]},
+            'Unsupported value: "In"',
+        ),
+        ("spec.build", {"tolerations": [{"key": "a", "effect": "Never"}]}, "Unsupported value"),
+        (
+            "spec.build",
+            {"tolerations": [{"value": "x"}]},
+            "operator must be Exists when key is empty",
+        ),
+        (
+            "spec.build",
+            {"tolerations": [{"key": "a", "operator": "Exists", "value": "x"}]},
+            "value must be empty when operator is Exists",
+        ),
+        (
+            "spec.build",
+            {"tolerations": [{"key": "a", "tolerationSeconds": 5}]},
+            "tolerationSeconds needs effect NoExecute",
+        ),
+        ("spec.build", {"resources": {"limits": {"memory": "4GB"}}}, "should match"),
+        ("spec.build", {"resources": {"limits": {"cpu": 0.5}}}, "spec.build.resources.limits"),
+        ("spec.build", {"nodeSelector": {"pool": "a b"}}, "should match"),
+        ("spec.build", {"serviceAccountName": "Runner"}, "spec.build.serviceAccountName"),
     ],
 )
 def test_invalid_resources_are_refused(
@@ -106,6 +132,28 @@ def test_invalid_resources_are_refused(
     assert result.returncode != 0, result.stdout
     assert message in result.stderr, result.stderr
     assert cluster.get(namespace, "probe") is None
+
+
+def test_build_pod_settings_are_accepted_and_kept(cluster: kube.Cluster, namespace: str) -> None:
+    build: dict[str, Any] = {
+        "resources": {"requests": {"cpu": 1, "memory": "1Gi"}, "limits": {"memory": "4Gi"}},
+        "nodeSelector": {"kubernetes.io/arch": "amd64"},
+        "tolerations": [
+            {"key": "dedicated", "value": "builds", "effect": "NoSchedule"},
+            {"operator": "Exists"},
+            {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60},
+        ],
+        "serviceAccountName": "runner-builds",
+    }
+    cluster.apply(namespace, json.dumps(_with("spec.build", build)))
+    obj = cluster.get(namespace, "probe")
+    assert obj is not None
+    kept = obj["spec"]["build"]
+    assert kept["resources"] == build["resources"]
+    assert kept["nodeSelector"] == build["nodeSelector"]
+    assert kept["serviceAccountName"] == "runner-builds"
+    assert kept["tolerations"][0]["operator"] == "Equal"  # the default, as a pod's
+    assert kept["tolerations"][1:] == build["tolerations"][1:]
 
 
 def test_inline_source_needs_both_ade_scripts(cluster: kube.Cluster, namespace: str) -> None:

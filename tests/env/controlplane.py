@@ -2,7 +2,9 @@
 
 The API server serves TLS, authenticates client certificates, authorizes with RBAC, signs
 service-account tokens and writes a JSON audit log (used to count the operator's writes). The
-controller manager runs the garbage collector, namespace, service-account and job controllers.
+controller manager runs the garbage collector, namespace, service-account and job controllers,
+and the node lifecycle controller (it lifts the not-ready taint of the real node, `tests.env.node`).
+Nodes authenticate as `system:node:<name>` and are authorized by the Node authorizer.
 Binaries come from `hack/tools.sh` (compiled from the Go module proxy and cached).
 """
 
@@ -48,6 +50,7 @@ CONTROLLERS = ",".join(
         "deployment-controller",
         "endpointslice-controller",
         "root-ca-certificate-publisher-controller",
+        "node-lifecycle-controller",
     ]
 )
 
@@ -98,6 +101,10 @@ class ControlPlane:
             hosts=("127.0.0.1", "localhost", "kubernetes", "kubernetes.default.svc", "10.0.0.1"),
         )
         sa = certs.service_account_keys(self.pki)
+        # The API server's identity towards kubelets (logs, exec); kubelets trust this CA.
+        kubelet_client = self._ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", client=True
+        )
         self._write_kubeconfig(self.kubeconfig, "admin", "system:masters")
         etcd_port, etcd_peer = free_port(), free_port()
         self._spawn(
@@ -127,7 +134,11 @@ class ControlPlane:
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={self._ca.cert}",
-                "--authorization-mode=RBAC",
+                "--authorization-mode=Node,RBAC",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                # A node's InternalIP is the VM's own address: reach kubelets by host name only.
+                "--kubelet-preferred-address-types=Hostname",
                 f"--service-account-key-file={sa.cert}",
                 f"--service-account-signing-key-file={sa.key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -206,6 +217,17 @@ class ControlPlane:
             time.sleep(0.25)
         raise TimeoutError(f"kube-apiserver not ready after {timeout}s: {last}")
 
+    @property
+    def kubectl_binary(self) -> str:
+        """kubectl at the pinned Kubernetes version (`hack/tools.sh`), else the machine's."""
+        pinned = self.bin / "kubectl"
+        return str(pinned) if pinned.exists() else "kubectl"
+
+    @property
+    def authority(self) -> certs.Authority:
+        """The cluster CA (signs node certificates; kubelets trust its client certificates)."""
+        return self._ca
+
     # -- clients -----------------------------------------------------------------------------
 
     def ssl_context(self, user: str = "admin") -> ssl.SSLContext:
@@ -245,7 +267,7 @@ class ControlPlane:
         self, *args: str, check: bool = True, input: str | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            [self.kubectl_binary, f"--kubeconfig={self.kubeconfig}", *args],
             check=check,
             capture_output=True,
             text=True,

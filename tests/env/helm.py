@@ -85,6 +85,7 @@ class Helm:
         release: str,
         namespace: str,
         values: Mapping[str, str] | None = None,
+        values_files: Iterable[pathlib.Path] = (),
         wait: bool = False,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
@@ -94,6 +95,7 @@ class Helm:
             "--kubeconfig", str(plane.kubeconfig),
             "--namespace", namespace, "--create-namespace",
             *(["--wait"] if wait else []), "--timeout", f"{int(timeout)}s",
+            *[arg for path in values_files for arg in ("--values", str(path))],
             *set_args(values),
             timeout=timeout + 30,
         )  # fmt: skip

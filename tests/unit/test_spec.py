@@ -72,7 +72,24 @@ def full_spec() -> dict[str, Any]:
         "build": {
             "backend": "BuildKitDaemon",
             "timeout": "45m",
-            "resources": {"limits": {"cpu": "2", "memory": "4Gi"}},
+            "resources": {"requests": {"cpu": 1, "memory": "2Gi"}, "limits": {"memory": "4Gi"}},
+            "nodeSelector": {"kubernetes.io/arch": "amd64", "pool": "builds"},
+            "tolerations": [
+                {
+                    "key": "dedicated",
+                    "operator": "Equal",
+                    "value": "builds",
+                    "effect": "NoSchedule",
+                },
+                {"operator": "Exists"},
+                {
+                    "key": "spot",
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": 60,
+                },
+            ],
+            "serviceAccountName": "runner-builds",
         },
         "historyLimit": {"succeeded": 10, "failed": 0},
         "suspend": True,
@@ -142,7 +159,26 @@ def test_parse_full_spec_reads_every_field() -> None:
         build=model.BuildSpec(
             backend=model.BuildBackend.BUILDKIT_DAEMON,
             timeout="45m",
-            resources={"limits": {"cpu": "2", "memory": "4Gi"}},
+            resources=model.ResourceRequirements(
+                requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}
+            ),
+            node_selector={"kubernetes.io/arch": "amd64", "pool": "builds"},
+            tolerations=(
+                model.Toleration(
+                    key="dedicated",
+                    operator=model.TolerationOperator.EQUAL,
+                    value="builds",
+                    effect=model.TaintEffect.NO_SCHEDULE,
+                ),
+                model.Toleration(operator=model.TolerationOperator.EXISTS),
+                model.Toleration(
+                    key="spot",
+                    operator=model.TolerationOperator.EXISTS,
+                    effect=model.TaintEffect.NO_EXECUTE,
+                    toleration_seconds=60,
+                ),
+            ),
+            service_account_name="runner-builds",
         ),
         history_limit=model.HistoryLimit(succeeded=10, failed=0),
         suspend=True,
@@ -175,7 +211,12 @@ def test_parse_minimal_spec_uses_defaults() -> None:
         source=model.Trigger(interval=None, enabled=True),
     )
     assert parsed.build == model.BuildSpec(
-        backend=model.BuildBackend.JOB, timeout="30m", resources={}
+        backend=model.BuildBackend.JOB,
+        timeout="30m",
+        resources=model.ResourceRequirements(requests={}, limits={}),
+        node_selector={},
+        tolerations=(),
+        service_account_name=None,
     )
     assert parsed.history_limit == model.HistoryLimit(succeeded=5, failed=5)
     assert parsed.suspend is False
@@ -287,8 +328,16 @@ def _delete(raw: dict[str, Any], path: str) -> None:
         ("catalog.commit.authorEmail", 5, "spec.catalog.commit.authorEmail", "str"),
         ("catalog.commit", "x", "spec.catalog.commit", "must be an object"),
         ("build.timeout", 30, "spec.build.timeout", "must be of type str"),
-        ("build.resources", "big", "spec.build.resources", "must be of type Mapping"),
+        ("build.resources", "big", "spec.build.resources", "must be an object"),
+        ("build.resources.limits", ["4Gi"], "spec.build.resources.limits", "type Mapping"),
+        ("build.resources.limits.memory", 4.5, "spec.build.resources.limits[memory]", "quantity"),
+        ("build.resources.requests.cpu", True, "spec.build.resources.requests[cpu]", "quantity"),
         ("build.backend", 1, "spec.build.backend", "must be of type str"),
+        ("build.nodeSelector", ["a=b"], "spec.build.nodeSelector", "must be of type Mapping"),
+        ("build.nodeSelector.pool", 1, "spec.build.nodeSelector[pool]", "must be a string"),
+        ("build.tolerations", {"key": "x"}, "spec.build.tolerations", "must be of type list"),
+        ("build.tolerations", [{}, "x"], "spec.build.tolerations[1]", "must be an object"),
+        ("build.serviceAccountName", 1, "spec.build.serviceAccountName", "must be of type str"),
     ],
 )
 def test_wrong_type_names_full_field_path(path: str, value: Any, field: str, problem: str) -> None:
@@ -397,3 +446,72 @@ def test_model_is_frozen() -> None:
     parsed = model.parse(minimal_spec())
     with pytest.raises(AttributeError):
         parsed.suspend = True  # type: ignore[misc]
+
+
+# --- spec.build: resources and placement (the Job backend's build pod) --------------------------
+
+
+def test_toleration_defaults_are_the_kubernetes_ones() -> None:
+    raw = minimal_spec()
+    raw["build"] = {"tolerations": [{"key": "dedicated"}]}
+    (toleration,) = model.parse(raw).build.tolerations
+    assert toleration == model.Toleration(
+        key="dedicated",
+        operator=model.TolerationOperator.EQUAL,
+        value="",
+        effect=None,
+        toleration_seconds=None,
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "field", "problem"),
+    [
+        ({"key": "a", "operator": "In"}, "operator", "must be one of Exists, Equal (got 'In')"),
+        (
+            {"key": "a", "effect": "NoRun"},
+            "effect",
+            "must be one of NoSchedule, PreferNoSchedule, NoExecute (got 'NoRun')",
+        ),
+        ({"key": "a", "tolerationSeconds": "60"}, "tolerationSeconds", "must be of type int"),
+        ({"key": "a", "tolerationSeconds": True}, "tolerationSeconds", "must be an integer"),
+        ({"key": 1}, "key", "must be of type str"),
+        ({"key": "a", "value": 1}, "value", "must be of type str"),
+    ],
+)
+def test_toleration_errors_name_the_item_and_field(
+    entry: dict[str, Any], field: str, problem: str
+) -> None:
+    raw = minimal_spec()
+    raw["build"] = {"tolerations": [{"operator": "Exists"}, entry]}
+    with pytest.raises(errors.SpecError) as caught:
+        model.parse(raw)
+    assert caught.value.field == f"spec.build.tolerations[1].{field}"
+    assert caught.value.problem == problem
+
+
+def test_integer_quantities_become_text() -> None:
+    raw = minimal_spec()
+    raw["build"] = {"resources": {"requests": {"cpu": 2, "memory": "1Gi"}, "limits": {"cpu": 4}}}
+    assert model.parse(raw).build.resources == model.ResourceRequirements(
+        requests={"cpu": "2", "memory": "1Gi"}, limits={"cpu": "4"}
+    )
+
+
+def test_resources_with_only_limits() -> None:
+    raw = minimal_spec()
+    raw["build"] = {"resources": {"limits": {"memory": "4Gi"}}}
+    assert model.parse(raw).build.resources == model.ResourceRequirements(
+        requests={}, limits={"memory": "4Gi"}
+    )
+
+
+def test_placement_does_not_alias_input() -> None:
+    raw = full_spec()
+    parsed = model.parse(raw)
+    raw["build"]["nodeSelector"]["pool"] = "changed"
+    raw["build"]["resources"]["limits"]["memory"] = "1Gi"
+    raw["build"]["tolerations"].append({"operator": "Exists"})
+    assert parsed.build.node_selector["pool"] == "builds"
+    assert parsed.build.resources.limits["memory"] == "4Gi"
+    assert len(parsed.build.tolerations) == 3

@@ -1,4 +1,5 @@
-"""Spec rules beyond the CRD schema (controller.reconcile.validate): paths, URLs, templates."""
+"""Spec rules beyond the CRD schema (controller.reconcile.validate): paths, URLs, templates,
+the build pod's resources and placement."""
 
 from __future__ import annotations
 
@@ -25,7 +26,16 @@ def raw_spec() -> dict[str, Any]:
             "manifests": ["Environments/**/environment.yaml", "other.yaml"],
         },
         "triggers": {"baseImage": {"interval": "6h"}, "source": {"interval": "1m"}},
-        "build": {"timeout": "30m"},
+        "build": {
+            "timeout": "30m",
+            "resources": {
+                "requests": {"cpu": "500m", "memory": "1Gi"},
+                "limits": {"memory": "2Gi"},
+            },
+            "nodeSelector": {"kubernetes.io/arch": "amd64"},
+            "tolerations": [{"key": "dedicated", "value": "builds", "effect": "NoSchedule"}],
+            "serviceAccountName": "runner-builds",
+        },
     }
 
 
@@ -376,6 +386,181 @@ def test_build_timeout_not_a_duration() -> None:
     assert found[0].startswith("spec.build.timeout: not a duration: 'forever'")
 
 
+# --- build pod: resources and placement ----------------------------------------------------------
+
+
+def with_build(**build: Any) -> dict[str, Any]:
+    raw = raw_spec()
+    raw["build"] = {"timeout": "30m", **build}
+    return raw
+
+
+@pytest.mark.parametrize(
+    "resources",
+    [
+        {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        {"requests": {"cpu": "1"}, "limits": {"cpu": "1000m"}},
+        {"requests": {"memory": "1G"}, "limits": {"memory": "1Gi"}},
+        {"requests": {"memory": "1e9"}, "limits": {"memory": "1e9"}},
+        {"requests": {"cpu": ".5", "ephemeral-storage": "10Gi"}},
+        {"limits": {"hugepages-2Mi": "64Mi", "example.com/gpu": "1"}},
+        {"requests": {"cpu": "2"}},
+        {},
+    ],
+)
+def test_valid_resources(resources: dict[str, Any]) -> None:
+    assert messages(with_build(resources=resources)) == []
+
+
+@pytest.mark.parametrize(
+    ("resources", "field", "problem"),
+    [
+        (
+            {"requests": {"memory": "8Gi"}, "limits": {"memory": "4Gi"}},
+            "requests[memory]",
+            "must be at most its limit, 4Gi (got 8Gi)",
+        ),
+        (
+            {"requests": {"cpu": "1500m"}, "limits": {"cpu": "1"}},
+            "requests[cpu]",
+            "must be at most its limit, 1 (got 1500m)",
+        ),
+        (
+            {"limits": {"memory": "4GB"}},
+            "limits[memory]",
+            "'4GB' is not a quantity (e.g. 500m, 2, 1.5Gi, 512Mi)",
+        ),
+        ({"requests": {"cpu": "-1"}}, "requests[cpu]", "must not be negative (got -1)"),
+        ({"requests": {"cpu": "1e1.5"}}, "requests[cpu]", "'1e1.5' is not a quantity"),
+        ({"limits": {"mem": "1Gi"}}, "limits[mem]", "unknown resource 'mem': use cpu, memory,"),
+        ({"limits": {"Memory": "1Gi"}}, "limits[Memory]", "unknown resource 'Memory'"),
+        ({"limits": {"Example.com/gpu": "1"}}, "limits[Example.com/gpu]", "'Example.com/gpu':"),
+    ],
+)
+def test_invalid_resources(resources: dict[str, Any], field: str, problem: str) -> None:
+    (found,) = messages(with_build(resources=resources))
+    assert found.startswith(f"spec.build.resources.{field}: {problem}")
+
+
+def test_quantities_compare_by_value() -> None:
+    assert validate.parse_quantity("1Gi") == 1024**3
+    assert validate.parse_quantity("1G") == 1000**3
+    assert validate.parse_quantity("500m") == validate.parse_quantity("0.5")
+    assert validate.parse_quantity("1e3") == validate.parse_quantity("1k")
+    assert validate.parse_quantity("12Mi") == 12 * 1024**2
+    assert validate.parse_quantity("2") == 2
+    assert validate.parse_quantity("1.5.1") is None
+    assert validate.parse_quantity("") is None
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        {"kubernetes.io/arch": "amd64"},
+        {"node.kubernetes.io/instance-type": "Standard_D4s_v5", "pool": ""},
+        {"a" * 63: "b" * 63},
+    ],
+)
+def test_valid_node_selector(selector: dict[str, str]) -> None:
+    assert messages(with_build(nodeSelector=selector)) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("pool", "gpu builds", "'gpu builds' is not a valid label value"),
+        ("pool", "x" * 64, "is not a valid label value"),
+        ("pool", "-gpu", "'-gpu' is not a valid label value"),
+        ("build pool", "gpu", "'build pool' is not a valid key"),
+        ("a" * 64, "gpu", "is not a valid key"),
+        ("Example.com/pool", "gpu", "'Example.com/pool': the prefix before '/' must be"),
+        ("/pool", "gpu", "'/pool': the prefix before '/' must be a DNS-1123 subdomain"),
+    ],
+)
+def test_invalid_node_selector(key: str, value: str, problem: str) -> None:
+    (found,) = messages(with_build(nodeSelector={key: value}))
+    assert found.startswith(f"spec.build.nodeSelector[{key}]: ")
+    assert problem in found
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    [
+        {"key": "dedicated", "operator": "Equal", "value": "builds", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "builds"},
+        {"key": "dedicated", "operator": "Equal"},
+        {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+        {"operator": "Exists"},
+        {"operator": "Exists", "effect": "PreferNoSchedule"},
+    ],
+)
+def test_valid_toleration(toleration: dict[str, Any]) -> None:
+    assert messages(with_build(tolerations=[toleration])) == []
+
+
+@pytest.mark.parametrize(
+    ("toleration", "problem"),
+    [
+        (
+            {"value": "builds"},
+            "operator: must be Exists when key is empty (which tolerates every taint)",
+        ),
+        ({"operator": "Equal"}, "operator: must be Exists when key is empty"),
+        (
+            {"key": "dedicated", "operator": "Exists", "value": "builds"},
+            "value: must be empty when operator is Exists",
+        ),
+        ({"key": "dedicated", "value": "gpu builds"}, "value: 'gpu builds' is not a valid label"),
+        ({"key": "dedi cated"}, "key: 'dedi cated' is not a valid key"),
+        (
+            {"key": "spot", "effect": "NoSchedule", "tolerationSeconds": 60},
+            "tolerationSeconds: is allowed only with effect NoExecute",
+        ),
+        (
+            {"key": "spot", "tolerationSeconds": 60},
+            "tolerationSeconds: is allowed only with effect NoExecute",
+        ),
+    ],
+)
+def test_invalid_toleration_names_the_item_and_field(
+    toleration: dict[str, Any], problem: str
+) -> None:
+    ok = {"operator": "Exists"}
+    (found,) = messages(with_build(tolerations=[ok, toleration]))
+    assert found.startswith(f"spec.build.tolerations[1].{problem}")
+
+
+def test_every_bad_toleration_field_is_reported() -> None:
+    bad = {"value": "a b", "tolerationSeconds": 1}
+    assert [m.split(":")[0] for m in messages(with_build(tolerations=[bad]))] == [
+        "spec.build.tolerations[0].operator",
+        "spec.build.tolerations[0].value",
+        "spec.build.tolerations[0].tolerationSeconds",
+    ]
+
+
+@pytest.mark.parametrize("name", ["default", "runner-builds", "builds.team-a", "a" * 253])
+def test_valid_service_account_name(name: str) -> None:
+    assert messages(with_build(serviceAccountName=name)) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["", "Builds", "runner_builds", "-builds", "builds-", "a..b", "a" * 254, "team/sa"]
+)
+def test_invalid_service_account_name(name: str) -> None:
+    assert messages(with_build(serviceAccountName=name)) == [
+        f"spec.build.serviceAccountName: {name!r} is not a DNS-1123 subdomain (lower-case"
+        " letters, digits, '-' and '.', at most 253 characters)"
+    ]
+
+
+@pytest.mark.parametrize("backend", ["BuildKitDaemon", "Docker"])
+def test_placement_is_checked_whatever_the_backend(backend: str) -> None:
+    found = messages(with_build(backend=backend, nodeSelector={"pool": "a b"}))
+    assert [m.split(":")[0] for m in found] == ["spec.build.nodeSelector[pool]"]
+
+
 # --- branches ------------------------------------------------------------------------------------
 
 
@@ -477,6 +662,7 @@ def test_check_lists_every_problem_in_one_message() -> None:
     raw["catalog"]["pushBranch"] = "main"
     raw["triggers"]["source"]["interval"] = "10s"
     raw["build"]["timeout"] = "2d"
+    raw["build"]["tolerations"] = [{"value": "builds"}]
     spec = model.parse(raw)
     expected = [problem.message for problem in validate.problems(spec)]
     assert [message.split(":")[0] for message in expected] == [
@@ -488,6 +674,7 @@ def test_check_lists_every_problem_in_one_message() -> None:
         "spec.catalog.pushBranch",
         "spec.triggers.source.interval",
         "spec.build.timeout",
+        "spec.build.tolerations[0].operator",
     ]
     with pytest.raises(errors.SpecError) as caught:
         validate.check(spec)

@@ -102,10 +102,34 @@ def test_key_changes_with_each_material_spec_field(changes: dict[str, Any]) -> N
             )
         },
         {"build": model.BuildSpec(backend=model.BuildBackend.DOCKER, timeout="1h")},
+        {
+            "build": model.BuildSpec(
+                resources=model.ResourceRequirements(
+                    requests={"cpu": "2"}, limits={"memory": "8Gi"}
+                )
+            )
+        },
+        {"build": model.BuildSpec(node_selector={"kubernetes.io/arch": "arm64"})},
+        {
+            "build": model.BuildSpec(
+                tolerations=(model.Toleration(operator=model.TolerationOperator.EXISTS),)
+            )
+        },
+        {"build": model.BuildSpec(service_account_name="runner-builds")},
         {"suspend": True},
         {"history_limit": model.HistoryLimit(succeeded=1)},
     ],
-    ids=["tag", "pushSecretRef", "build", "suspend", "historyLimit"],
+    ids=[
+        "tag",
+        "pushSecretRef",
+        "build",
+        "build.resources",
+        "build.nodeSelector",
+        "build.tolerations",
+        "build.serviceAccountName",
+        "suspend",
+        "historyLimit",
+    ],
 )
 def test_key_ignores_fields_that_do_not_change_the_image(changes: dict[str, Any]) -> None:
     assert key(git_spec(**changes)) == key()

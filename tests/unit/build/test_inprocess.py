@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from controller.api import spec as model
 from controller.build import backend, buildctl, inprocess, job
 
 OWNER = job.Owner(name="runner", namespace="team-a", uid="uid-1")
@@ -35,7 +36,7 @@ def plan(key: str = "a" * 64, owner: job.Owner = OWNER, attempt: int = 1) -> bac
         docker_config=None,
         push_secret=None,
         timeout_seconds=60,
-        resources={},
+        resources=model.ResourceRequirements(),
         attempt=attempt,
     )
 

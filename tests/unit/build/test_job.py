@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from controller.api import identity as api_identity
+from controller.api import spec as model
 from controller.build import backend, buildctl, job
 
 KEY = "0123456789abcdef" * 4
@@ -41,11 +42,16 @@ def request(**build_args: str) -> buildctl.BuildRequest:
     )
 
 
+MEMORY_LIMIT = model.ResourceRequirements(limits={"memory": "4Gi"})
+
+
 def build(
     push_secret: str | None = PUSH_SECRET,
     settings: job.JobSettings = job.DEFAULT_SETTINGS,
     req: buildctl.BuildRequest | None = None,
     attempt: int = 1,
+    placement: job.PodPlacement = job.DEFAULT_PLACEMENT,
+    resources: model.ResourceRequirements = MEMORY_LIMIT,
 ) -> dict[str, Any]:
     return job.build_job(
         OWNER,
@@ -54,9 +60,10 @@ def build(
         reason="SourceChanged",
         timeout_seconds=1800,
         push_secret=push_secret,
-        resources={"limits": {"memory": "4Gi"}},
+        resources=resources,
         context_files=FILES,
         settings=settings,
+        placement=placement,
         attempt=attempt,
     )
 
@@ -200,6 +207,72 @@ def test_image_resources_and_service_account() -> None:
     assert pod(body)["serviceAccountName"] == "sa"
     assert "serviceAccountName" not in pod(build())
     assert container(build())["image"] == job.BUILDKIT_IMAGE
+
+
+# --- build_job: resources and placement (spec.build) --------------------------------------------
+
+PLACED = model.BuildSpec(
+    resources=model.ResourceRequirements(
+        requests={"cpu": "500m", "memory": "1Gi"}, limits={"memory": "4Gi"}
+    ),
+    node_selector={"kubernetes.io/arch": "amd64", "pool": "builds"},
+    tolerations=(
+        model.Toleration(key="dedicated", value="builds", effect=model.TaintEffect.NO_SCHEDULE),
+        model.Toleration(operator=model.TolerationOperator.EXISTS),
+        model.Toleration(
+            key="spot",
+            operator=model.TolerationOperator.EXISTS,
+            effect=model.TaintEffect.NO_EXECUTE,
+            toleration_seconds=120,
+        ),
+    ),
+    service_account_name="runner-builds",
+)
+
+
+def test_placement_goes_into_the_pod_template() -> None:
+    body = build(placement=job.PodPlacement.of(PLACED), resources=PLACED.resources)
+    assert pod(body)["nodeSelector"] == {"kubernetes.io/arch": "amd64", "pool": "builds"}
+    assert pod(body)["tolerations"] == [
+        {"key": "dedicated", "operator": "Equal", "value": "builds", "effect": "NoSchedule"},
+        {"operator": "Exists"},
+        {"key": "spot", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 120},
+    ]
+    assert pod(body)["serviceAccountName"] == "runner-builds"
+    assert container(body)["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"memory": "4Gi"},
+    }
+
+
+def test_no_placement_leaves_the_pod_unplaced() -> None:
+    body = build(
+        placement=job.PodPlacement.of(model.BuildSpec()), resources=model.BuildSpec().resources
+    )
+    for field in ("nodeSelector", "tolerations", "serviceAccountName", "affinity"):
+        assert field not in pod(body)
+    assert container(body)["resources"] == {}
+
+
+def test_spec_service_account_wins_over_the_operator_setting() -> None:
+    operator_wide = job.JobSettings(service_account="operator-builds")
+    placed = job.PodPlacement(service_account="runner-builds")
+    assert pod(build(settings=operator_wide, placement=placed))["serviceAccountName"] == (
+        "runner-builds"
+    )
+    assert pod(build(settings=operator_wide))["serviceAccountName"] == "operator-builds"
+
+
+def test_placement_does_not_change_the_job_name_or_its_identity() -> None:
+    plain, placed = build(), build(placement=job.PodPlacement.of(PLACED))
+    assert placed["metadata"] == plain["metadata"]
+    assert placed["spec"]["template"]["metadata"] == plain["spec"]["template"]["metadata"]
+
+
+def test_placement_with_host_network_keeps_both() -> None:
+    body = build(settings=job.JobSettings(host_network=True), placement=job.PodPlacement.of(PLACED))
+    assert pod(body)["hostNetwork"] is True
+    assert pod(body)["nodeSelector"]["pool"] == "builds"
 
 
 def test_buildkit_image_is_pinned() -> None:

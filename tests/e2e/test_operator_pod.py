@@ -1,0 +1,164 @@
+"""The operator's own image, built from the repository's Dockerfile, installed by the chart and
+running as a pod on the real node: a user's first `helm install`, for real.
+
+The pod runs as the chart says (non-root, read-only root file system, no capabilities, seccomp
+RuntimeDefault), passes its probes, and takes a RunnerImage through a real rootless BuildKit Job
+(on the same node), verification and catalog write-back to Ready. The only settings that differ
+from a cluster are the network ones the test node needs (`tests.env.node`): host networking for
+the operator and its build pods, and the API server's address on loopback.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e import buildjobs, catalogs
+from tests.e2e.test_builds_real_node import MANIFEST, Images, on_real_node
+from tests.env import controlplane, gitserver, helm, kube, node, node_images, registry
+
+pytestmark = pytest.mark.e2e
+
+NAME = buildjobs.NAME
+
+
+@pytest.fixture
+def chart(tmp_path: pathlib.Path) -> helm.Helm:
+    return helm.Helm(tmp_path / "helm")
+
+
+@pytest.fixture
+def release_namespace(cluster: kube.Cluster, chart: helm.Helm) -> Iterator[str]:
+    name = f"ade-{uuid.uuid4().hex[:8]}"
+    yield name
+    chart.uninstall(cluster.plane, release="ade", namespace=name)
+    cluster.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+def chart_values(
+    plane: controlplane.ControlPlane,
+    images: node_images.NodeImages,
+    where: node.Node,
+    *,
+    namespace: str,
+    replicas: int = 1,
+) -> dict[str, Any]:
+    """The chart's values for the real node: its image, placement and loopback networking."""
+    repository, _, tag = images.operator.rpartition(":")
+    return {
+        "image": {"repository": repository, "tag": tag},
+        "replicas": replicas,
+        "watchNamespaces": [namespace],
+        "hostNetwork": True,
+        "apiServer": {"host": "127.0.0.1", "port": str(plane.api_port)},
+        "ports": {"metrics": controlplane.free_port(), "health": controlplane.free_port()},
+        "operator": {
+            "logFormat": "plain",
+            "buildkitImage": images.buildkit,
+            "buildHostNetwork": True,
+            "progressInterval": "1s",
+        },
+        **node.placement(where.name),
+    }
+
+
+def install(
+    chart: helm.Helm,
+    plane: controlplane.ControlPlane,
+    namespace: str,
+    values: dict[str, Any],
+    folder: pathlib.Path,
+) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "values.json"
+    path.write_text(json.dumps(values))  # JSON is YAML
+    chart.install(plane, release="ade", namespace=namespace, values_files=[path])
+
+
+def operator_pods(plane: controlplane.ControlPlane, namespace: str) -> list[dict[str, Any]]:
+    out = plane.kubectl(
+        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=ade-runner-operator",
+        "-o", "json",
+    )  # fmt: skip
+    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
+    return items
+
+
+def ready_pod(plane: controlplane.ControlPlane, namespace: str) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        for pod in operator_pods(plane, namespace):
+            if (kube.condition(pod, "Ready") or {}).get("status") == "True":
+                return pod
+        return None
+
+    return kube.wait_for(probe, timeout=120, what="an operator pod Ready", interval=0.2)
+
+
+def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
+    cluster: kube.Cluster,
+    namespace: str,
+    release_namespace: str,
+    chart: helm.Helm,
+    real_node: node.Node,
+    node_image_store: Images,
+    oci_registry: registry.Registry,
+    base_image: str,
+    tmp_path: pathlib.Path,
+) -> None:
+    plane = cluster.plane
+    store, images = node_image_store
+    with gitserver.running(tmp_path / "git", {catalogs.GIT_USER: catalogs.GIT_PASSWORD}) as server:
+        server.create_repo("catalog", {MANIFEST: catalogs.MANIFEST.format(name="webapp")})
+        buildjobs.push_secret(cluster, namespace, oci_registry.host)
+        catalogs.git_secret(cluster, namespace)
+        body = on_real_node(
+            buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node
+        )
+        catalogs.with_catalog(body, server.url("catalog"), [MANIFEST])
+        cluster.apply(namespace, json.dumps(body))
+
+        values = chart_values(plane, images, real_node, namespace=namespace)
+        start = time.monotonic()
+        install(chart, plane, release_namespace, values, tmp_path / "values")
+        first = kube.wait_for(
+            lambda: (cluster.get(namespace, NAME) or {}).get("status", {}).get("conditions"),
+            timeout=120,
+            what="the first status the operator pod writes",
+            interval=0.1,
+        )
+        first_reconcile = time.monotonic() - start
+        ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=240)
+        to_ready = time.monotonic() - start
+        pod = ready_pod(plane, release_namespace)
+
+    assert first
+    assert pod["spec"]["nodeName"] == real_node.name
+    container = pod["spec"]["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["securityContext"]["runAsUser"] == 10001
+    assert pod["spec"]["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    status = pod["status"]["containerStatuses"][0]
+    assert status["restartCount"] == 0
+    assert status["ready"] is True
+    assert ready["status"]["latestImage"]["digest"].startswith("sha256:")
+    started = _seconds(status["state"]["running"]["startedAt"]) - _seconds(
+        pod["metadata"]["creationTimestamp"]
+    )
+    size = store.compressed_size(images.operator) / 2**20
+    print(
+        f"\n[figure] operator image {size:.1f} MiB compressed; helm install -> first reconcile "
+        f"{first_reconcile:.1f} s (pod created -> container started {started:.0f} s) -> "
+        f"RunnerImage Ready {to_ready:.1f} s (a real Job build included)"
+    )
+
+
+def _seconds(stamp: str) -> float:
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()

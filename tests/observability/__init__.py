@@ -1,0 +1,1 @@
+"""Tests of the chart's monitoring assets (alerts, dashboard) with Debian's Prometheus tools."""
