@@ -11,6 +11,7 @@
 | `ADE_LOG_FORMAT` | `plain` | `plain` or `json` |
 | `ADE_LOG_LEVEL` | `INFO` | `DEBUG`, `INFO`, `WARNING` or `ERROR` |
 | `ADE_PEERING` | (empty: standalone) | name of a kopf peering object, for several replicas |
+| `ADE_PEERING_LIFETIME` | `12s` | a replica unheard of this long is dead: the standby takes over |
 | `ADE_WORK_DIR` | `/tmp/ade-runner-operator` | where fetched sources (build contexts) are kept |
 | `ADE_MAX_CONCURRENT_BUILDS` | `4` | builds in flight across the operator; more wait queued |
 | `ADE_BUILD_PENDING_TIMEOUT` | `5m` | a Job build pod Pending longer than this fails the build |
@@ -64,6 +65,7 @@ class Config:
     log_format: LogFormat = LogFormat.PLAIN
     log_level: str = "INFO"
     peering: str = ""
+    peering_lifetime: float = 12.0
     work_dir: str = "/tmp/ade-runner-operator"  # noqa: S108 - a cache, private to the process
     max_concurrent_builds: int = 4
     build_pending_timeout: float = 300.0
@@ -145,6 +147,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         log_format=log_format,
         log_level=level,
         peering=env.get("ADE_PEERING", "").strip(),
+        peering_lifetime=_duration(env, "ADE_PEERING_LIFETIME", "12s", minimum=2.0),
         work_dir=env.get("ADE_WORK_DIR", "").strip() or Config.work_dir,
         max_concurrent_builds=builds,
         build_pending_timeout=_duration(env, "ADE_BUILD_PENDING_TIMEOUT", "5m"),

@@ -62,6 +62,9 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         if config.peering:
             settings.peering.name = config.peering
             settings.peering.clusterwide = config.clusterwide
+            # kopf's default (60 s) is how long a killed leader blocks the standby; each replica
+            # renews its record 5-10 s before it lapses (the only writes of an idle replica).
+            settings.peering.lifetime = max(2, round(config.peering_lifetime))
 
     services_ = assembly.services_from_config(config)
     metrics.watch_builds_in_flight(lambda: len(services_.slots.active))

@@ -4,7 +4,8 @@ Starting creates the context ConfigMap and the Job under a name derived from the
 means the build already exists and is adopted (after an operator restart, or a second reconcile).
 The state is read from the Job and its pod: the digest from the termination message (BuildKit's
 metadata file, parsed as JSON), the failure from the end of the log, and a pod left Pending
-longer than `pending_timeout` fails the build with the scheduler's reason and is deleted.
+longer than `pending_timeout` fails the build with the scheduler's reason and is deleted; one whose
+image cannot be pulled fails sooner (`PULL_FAILURE_GRACE`), with the kubelet's reason.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from typing import Any
 
 from controller import kube as kube_
 from controller.build import backend, job
+
+IMAGE_PULL_FAILURES = frozenset(
+    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+)
+PULL_FAILURE_GRACE = 60.0
+"""A build pod whose image the kubelet still cannot pull after this long (or the pending
+timeout, if shorter) fails the build: the kubelet's back-off would otherwise wait it out."""
 
 
 class JobBackend:
@@ -68,15 +76,27 @@ class JobBackend:
                     "containerimage.digest (BuildKit metadata file missing or cut at 4 KiB)",
                 )
             return backend.BuildState(backend.Phase.SUCCEEDED, digest=digest, name=name)
-        failed = _condition(found, "Failed")
+        # The Job controller marks a failure `FailureTarget` first, `Failed` once its pods are
+        # gone; either says why (a deadline, the back-off limit).
+        failed = _condition(found, "Failed") or _condition(found, "FailureTarget")
         if status.get("failed") or failed is not None:
-            detail = _termination_message(pod).strip() or (failed or {}).get("message", "")
             return backend.BuildState(
-                backend.Phase.FAILED, name=name, message=_last_lines(detail) or "the build failed"
+                backend.Phase.FAILED, name=name, message=_failure(failed, pod)
             )
         if pod is None or pod.get("status", {}).get("phase") in (None, "Pending"):
             reason = _pending_reason(pod)
-            if _pending_for(pod, found) > self._pending_timeout:
+            pending_for = _pending_for(pod, found)
+            if reason.split(":", 1)[0] in IMAGE_PULL_FAILURES and pending_for > min(
+                self._pending_timeout, PULL_FAILURE_GRACE
+            ):
+                await self._kube.delete_job(namespace=namespace, name=name)
+                return backend.BuildState(
+                    backend.Phase.FAILED,
+                    name=name,
+                    message=f"the build pod's image cannot be pulled "
+                    f"({self._settings.image}): {reason}",
+                )
+            if pending_for > self._pending_timeout:
                 await self._kube.delete_job(namespace=namespace, name=name)
                 return backend.BuildState(
                     backend.Phase.FAILED,
@@ -104,6 +124,18 @@ def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
         if condition.get("type") == type_ and condition.get("status") == "True":
             return dict(condition)
     return None
+
+
+def _failure(condition: Mapping[str, Any] | None, pod: Mapping[str, Any] | None) -> str:
+    """Why a build Job failed: the build's own words (the end of its log, from the termination
+    message), led by the Job's reason when that is not just "the pod failed" (a deadline)."""
+    tail = _last_lines(_termination_message(pod).strip())
+    reason = str((condition or {}).get("reason", ""))
+    said = str((condition or {}).get("message", ""))
+    if reason == "DeadlineExceeded":
+        head = f"the build ran past its deadline (spec.build.timeout): {reason}: {said}"
+        return f"{head}\n{tail}" if tail else head
+    return tail or said or "the build failed"
 
 
 def _termination_message(pod: Mapping[str, Any] | None) -> str:

@@ -26,7 +26,7 @@ _TRANSIENT = re.compile(
 )
 _PERMANENT = re.compile(
     r"did not complete successfully|exit code:|\b40[13]\b|unauthorized|denied"
-    r"|authentication required|dockerfile parse error|failed to parse",
+    r"|authentication required|dockerfile parse error|failed to parse|ran past its deadline",
     re.IGNORECASE,
 )
 

@@ -90,6 +90,8 @@ def test_job_build_runs_in_a_real_pod_to_ready_cold_and_warm(
     catalogs.git_secret(cluster, namespace)
     start_operator(**operator_env(images))
     body = on_real_node(buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node)
+    resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "2Gi"}}
+    body["spec"]["build"]["resources"] = resources
     catalogs.with_catalog(body, catalog_server.url("catalog"), [MANIFEST])
 
     start = time.monotonic()
@@ -107,6 +109,13 @@ def test_job_build_runs_in_a_real_pod_to_ready_cold_and_warm(
     container = pod["status"]["containerStatuses"][0]
     assert container["state"]["terminated"]["exitCode"] == 0
     assert container["image"].endswith(images.buildkit.rpartition("/")[2])
+    assert pod["spec"]["containers"][0]["resources"] == resources  # spec.build, on the node
+    assert {
+        "key": node.TAINT_KEY,
+        "operator": "Equal",
+        "value": "true",
+        "effect": "NoSchedule",
+    } in (pod["spec"]["tolerations"])
     security = pod["spec"]["containers"][0]["securityContext"]
     assert security["runAsUser"] == 1000
     assert "privileged" not in security
@@ -154,3 +163,84 @@ def test_a_failing_run_step_stalls_with_buildkits_log_tail(
     assert "exit code: 1" in condition["message"], condition["message"]
     (pod,) = build_pods(cluster, namespace)
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
+
+
+def _stalled_build(
+    cluster: kube.Cluster, namespace: str, body: dict[str, Any], *, timeout: float = 180
+) -> str:
+    """Apply `body`; the message of the `Stalled` condition it ends with (reason BuildFailed)."""
+    cluster.apply(namespace, json.dumps(body))
+    stalled = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=timeout)
+    condition = kube.condition(stalled, "Stalled")
+    assert condition is not None
+    assert condition["reason"] == "BuildFailed", condition
+    return str(condition["message"])
+
+
+def test_a_build_image_that_cannot_be_pulled_fails_with_the_kubelets_reason(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    real_node: node.Node,
+    node_image_store: Images,
+    oci_registry: registry.Registry,
+    base_image: str,
+) -> None:
+    images = node_image_store[1]
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    missing = f"{images.host}/ade-test/buildkit:no-such-tag"
+    start_operator(
+        **{**operator_env(images), "ADE_BUILDKIT_IMAGE": missing},
+        ADE_BUILD_PENDING_TIMEOUT="5s",
+    )
+    body = on_real_node(buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node)
+    message = _stalled_build(cluster, namespace, body, timeout=120)
+    assert "cannot be pulled" in message, message
+    assert "ErrImagePull" in message or "ImagePullBackOff" in message, message
+    assert missing in message
+    assert buildjobs.jobs(cluster, namespace) == []  # the stuck Job is deleted, not left to hang
+
+
+def test_a_build_pod_that_cannot_be_scheduled_fails_with_the_schedulers_reason(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    real_node: node.Node,
+    node_image_store: Images,
+    oci_registry: registry.Registry,
+    base_image: str,
+) -> None:
+    images = node_image_store[1]
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    start_operator(**operator_env(images), ADE_BUILD_PENDING_TIMEOUT="3s")
+    body = on_real_node(buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node)
+    body["spec"]["build"]["nodeSelector"]["ade.dev/accelerator"] = "none-here"
+    message = _stalled_build(cluster, namespace, body, timeout=120)
+    assert "stayed Pending" in message, message
+    # The real scheduler's words (kwok tests write their own).
+    assert "Unschedulable" in message, message
+    assert "node affinity/selector" in message, message
+
+
+def test_a_build_past_its_deadline_fails_saying_so(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    real_node: node.Node,
+    node_image_store: Images,
+    oci_registry: registry.Registry,
+) -> None:
+    images = node_image_store[1]
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    start_operator(**operator_env(images))
+    body = on_real_node(
+        buildjobs.runner_image(namespace, oci_registry.host, images.debian), real_node
+    )
+    body["spec"]["build"]["timeout"] = "60s"  # the shortest spec.build.timeout allowed
+    body["spec"]["source"]["inline"]["dockerfile"] = (
+        f"FROM {images.debian}\nCOPY scripts/ /scripts/\nRUN sleep 600\n"
+    )
+    started = time.monotonic()
+    message = _stalled_build(cluster, namespace, body, timeout=150)
+    assert "deadline" in message.lower(), message
+    assert time.monotonic() - started < 120  # the Job's deadline stopped it, not the sleep

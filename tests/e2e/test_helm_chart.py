@@ -424,9 +424,9 @@ def test_the_dockerfile_matches_the_operator_and_the_chart(chart: helm.Helm) -> 
     assert len(froms) >= 3, "multi-stage: buildkit, build, runtime"
     args = dict(rest.split("=", 1) for word, rest in instructions if word == "ARG" and "=" in rest)
     # buildctl comes from the BuildKit release the Job backend runs.
-    assert f"moby/buildkit:{args['BUILDKIT_VERSION']}-rootless" == job.BUILDKIT_IMAGE
-    assert "slim" in args["PYTHON_IMAGE"]
-    assert args["PYTHON_IMAGE"].startswith("python:3.11")
+    assert args["BUILDKIT_IMAGE"] == job.BUILDKIT_IMAGE
+    # Debian bookworm (Debian's Python 3.11): the distribution the tests' base stands in for.
+    assert args["BASE_IMAGE"] == "debian:bookworm-slim"
     (user,) = [rest for word, rest in instructions if word == "USER"]
     uid, _, gid = user.partition(":")
     assert uid.isdigit()

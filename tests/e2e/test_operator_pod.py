@@ -10,6 +10,7 @@ the operator and its build pods, and the API server's address on loopback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import pathlib
@@ -23,6 +24,7 @@ import pytest
 from tests.e2e import buildjobs, catalogs
 from tests.e2e.test_builds_real_node import MANIFEST, Images, on_real_node
 from tests.env import controlplane, gitserver, helm, kube, node, node_images, registry
+from tests.observability import prom
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +116,9 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
 ) -> None:
     plane = cluster.plane
     store, images = node_image_store
-    with gitserver.running(tmp_path / "git", {catalogs.GIT_USER: catalogs.GIT_PASSWORD}) as server:
+    with contextlib.ExitStack() as stack:
+        users = {catalogs.GIT_USER: catalogs.GIT_PASSWORD}
+        server = stack.enter_context(gitserver.running(tmp_path / "git", users))
         server.create_repo("catalog", {MANIFEST: catalogs.MANIFEST.format(name="webapp")})
         buildjobs.push_secret(cluster, namespace, oci_registry.host)
         catalogs.git_secret(cluster, namespace)
@@ -125,6 +129,19 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         cluster.apply(namespace, json.dumps(body))
 
         values = chart_values(plane, images, real_node, namespace=namespace)
+        monitoring = chart.template(
+            prom.MONITORING_VALUES, release=prom.RELEASE, namespace=prom.NAMESPACE
+        )
+        rules = prom.write_yaml(tmp_path / "rules.yaml", prom.rules_of(monitoring))
+        (tmp_path / "prometheus").mkdir()
+        scraper = prom.Prometheus(
+            tmp_path / "prometheus",
+            job=prom.JOB,
+            targets=[f"127.0.0.1:{values['ports']['metrics']}"],
+            target_labels={"namespace": release_namespace},
+            rule_files=[rules],
+        )
+        stack.enter_context(scraper)
         start = time.monotonic()
         install(chart, plane, release_namespace, values, tmp_path / "values")
         first = kube.wait_for(
@@ -137,6 +154,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=240)
         to_ready = time.monotonic() - start
         pod = ready_pod(plane, release_namespace)
+        queried = dashboard_on_the_pod(scraper, prom.dashboard_of(monitoring), namespace)
 
     assert first
     assert pod["spec"]["nodeName"] == real_node.name
@@ -149,6 +167,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
     assert status["restartCount"] == 0
     assert status["ready"] is True
     assert ready["status"]["latestImage"]["digest"].startswith("sha256:")
+    print(f"\n[figure] a real Prometheus scraped the operator pod: {queried}")
     started = _seconds(status["state"]["running"]["startedAt"]) - _seconds(
         pod["metadata"]["creationTimestamp"]
     )
@@ -158,6 +177,28 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         f"{first_reconcile:.1f} s (pod created -> container started {started:.0f} s) -> "
         f"RunnerImage Ready {to_ready:.1f} s (a real Job build included)"
     )
+
+
+def dashboard_on_the_pod(scraper: prom.Prometheus, board: dict[str, Any], namespace: str) -> str:
+    """Every query of the shipped dashboard evaluates without error on what a real Prometheus
+    scraped from the operator pod, and the panels about this RunnerImage show it."""
+
+    def scraped() -> bool:
+        ready = scraper.query(f'ade_runner_ready{{namespace="{namespace}"}}')
+        return any(sample["value"][1] == "1" for sample in ready)
+
+    kube.wait_for(scraped, timeout=60, what="the pod's ade_runner_ready scraped as 1")
+    filled = prom.variables(scraper, board)
+    assert filled, "the dashboard's variables found no values in what was scraped"
+    targets = prom.targets_of(board)
+    with_data = {t.panel for t in targets if scraper.query(prom.substitute(t.expr, filled))}
+    for panel in (
+        "RunnerImages",
+        "Builds by result and backend",
+        "Time since the last successful build",
+    ):
+        assert panel in with_data, (panel, sorted(with_data))
+    return f"{len(targets)} dashboard queries evaluated, {len(with_data)} panels with data"
 
 
 def _seconds(stamp: str) -> float:

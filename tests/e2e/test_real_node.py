@@ -73,6 +73,7 @@ def test_a_pod_of_its_own_network_sees_only_loopback(
     )
     assert done["status"]["phase"] == "Succeeded", done["status"]
     assert done["spec"]["nodeName"] == real_node.name
+    assert done["status"]["podIP"].startswith("127."), done["status"]  # its own loopback address
     # Logs travel API server -> kubelet (by host name, on loopback).
     logs = cluster.plane.kubectl("logs", "netns", "-n", namespace).stdout
     interfaces = {line.split(":")[0].strip() for line in logs.splitlines() if ":" in line}

@@ -223,11 +223,12 @@ class GitServer:
         """The sha `branch` points at now, read from disk."""
         return self._git("--git-dir", str(self.path(name)), "rev-parse", f"refs/heads/{branch}")
 
-    def log(self, name: str, branch: str = "main") -> list[Commit]:
-        """The commits on `branch`, newest first."""
+    def log(self, name: str, branch: str = "main", *, path: str | None = None) -> list[Commit]:
+        """The commits on `branch` (that touch `path`, when given), newest first."""
         out = self._git(
-            "--git-dir", str(self.path(name)), "log", "--format=%H %s", f"refs/heads/{branch}"
-        )
+            "--git-dir", str(self.path(name)), "log", "--format=%H %s", f"refs/heads/{branch}",
+            *(["--", path] if path else []),
+        )  # fmt: skip
         return [Commit(*line.split(" ", 1)) for line in out.splitlines()]
 
     def show(self, name: str, revision: str = "refs/heads/main") -> str:

@@ -17,9 +17,12 @@ Network (the machine's rule: traffic only to 127.0.0.0/8 or namespaces the tests
 - pods that reach the registry, git server, ARM emulator or API server use `hostNetwork: true`:
   they share the host's loopback and talk to 127.0.0.1 explicitly (the operator pod is given the
   API server as `KUBERNETES_SERVICE_HOST=127.0.0.1` and its port; nothing uses a ClusterIP);
-- every other pod gets a network namespace of its own with only `lo`: the CNI chain is the
-  standard `loopback` plugin and `ade-loopback-only` (a script written here) that reports
-  127.0.0.1 as the pod's address. No bridge, no veth, no route out of the pod.
+- every other pod gets a network namespace of its own with only `lo` and an address of its own
+  in 127.0.0.0/8 (the CNI chain: the standard `loopback` plugin, then `ade-loopback-only` of
+  `tests.env.loopback_bridge`). No bridge device, no veth, no route out of the pod. Where such a
+  pod needs host services (the operator's replicas, whose ports would collide on the host's
+  network), `Node.bridge()` names the host loopback ports carried into it, and the pod ports the
+  kubelet's probes reach, all over loopback.
 - The node's InternalIP is the VM's own address: nothing here sends traffic to it.
 
 The kubelet changes the host (sysctls `vm.overcommit_memory`, `kernel.panic`,
@@ -36,6 +39,7 @@ import pathlib
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -60,22 +64,9 @@ HOST_FOLDERS = (
 
 CNI_PLUGIN = """\
 #!/bin/sh
-# ade-loopback-only: chained after `loopback`, reports 127.0.0.1 as the pod's address so that
-# containerd's CRI accepts a pod network namespace that has only `lo` (tests/env/node.py).
-case "$CNI_COMMAND" in
-  ADD)
-    cat >/dev/null
-    printf '{"cniVersion":"1.0.0","interfaces":[{"name":"%s","sandbox":"%s"}],' \\
-      "$CNI_IFNAME" "$CNI_NETNS"
-    printf '"ips":[{"address":"127.0.0.1/8","interface":0}]}\\n'
-    ;;
-  VERSION)
-    printf '{"cniVersion":"1.0.0","supportedVersions":["0.3.1","0.4.0","1.0.0"]}\\n'
-    ;;
-  *)
-    cat >/dev/null
-    ;;
-esac
+# ade-loopback-only: chained after `loopback`; gives the pod an address in 127.0.0.0/8 and the
+# loopback bridge of tests/env/loopback_bridge.py (written by tests/env/node.py).
+cd {repo} && exec {python} -m tests.env.loopback_bridge cni {state}
 """
 
 
@@ -183,7 +174,9 @@ class Node:
         (cni_bin / "loopback").unlink(missing_ok=True)
         (cni_bin / "loopback").symlink_to(CNI_LOOPBACK)
         plugin = cni_bin / "ade-loopback-only"
-        plugin.write_text(CNI_PLUGIN)
+        plugin.write_text(
+            CNI_PLUGIN.format(repo=controlplane.REPO, python=sys.executable, state=self.state)
+        )
         plugin.chmod(0o755)
         (cni_conf / "10-ade.conflist").write_text(
             json.dumps(
@@ -301,6 +294,12 @@ class Node:
         taints = node["spec"].get("taints") or []
         # Ready, and the node lifecycle controller has lifted the not-ready taint.
         return ready.get("status") == "True" and all(t["key"] == TAINT_KEY for t in taints)
+
+    def bridge(self, *, out: list[int], inbound: list[int]) -> None:
+        """What pods of their own network (not `hostNetwork`) started from now on get: `out`,
+        host loopback ports they reach at 127.0.0.1; `inbound`, their ports the kubelet's probes
+        reach at the pod's address (`tests.env.loopback_bridge`)."""
+        (self.state / "bridge.json").write_text(json.dumps({"out": out, "in": inbound}))
 
     # -- helpers -----------------------------------------------------------------------------
 

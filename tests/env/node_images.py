@@ -75,7 +75,7 @@ def _hash(*parts: str | bytes) -> str:
     return digest.hexdigest()[:16]
 
 
-def _go_module_dir(module: str) -> pathlib.Path:
+def go_module_dir(module: str) -> pathlib.Path:
     out = subprocess.run(
         ["go", "mod", "download", "-json", module],
         check=True,
@@ -214,7 +214,7 @@ class ImageStore:
 
     def _pause(self, pins: Mapping[str, str], daemon: DaemonFactory) -> str:
         source = (
-            _go_module_dir(f"k8s.io/kubernetes@{pins['KUBERNETES_VERSION']}")
+            go_module_dir(f"k8s.io/kubernetes@{pins['KUBERNETES_VERSION']}")
             / "build/pause/linux/pause.c"
         )
         dockerfile = 'FROM scratch\nCOPY pause /pause\nUSER 65535:65535\nENTRYPOINT ["/pause"]\n'
@@ -282,7 +282,7 @@ class ImageStore:
         def build(reference: str) -> None:
             tools = controlplane.tools_bin()
             script = (
-                _go_module_dir(f"github.com/moby/buildkit@{buildkit_version}")
+                go_module_dir(f"github.com/moby/buildkit@{buildkit_version}")
                 / "examples/buildctl-daemonless/buildctl-daemonless.sh"
             )
             with tempfile.TemporaryDirectory(prefix="ade-buildkit-") as tmp:

@@ -252,3 +252,23 @@ class Prometheus:
             return [{"metric": {}, "value": data["result"]}]
         result: list[dict[str, Any]] = data["result"]
         return result
+
+
+def variables(server: Prometheus, board: Mapping[str, Any]) -> dict[str, str]:
+    """The dashboard's variables as Grafana would fill them with "All" selected."""
+    out: dict[str, str] = {}
+    for var in board.get("templating", {}).get("list", []):
+        if var["type"] == "datasource":
+            continue
+        assert var["type"] == "query", f"variable {var['name']}: teach the test {var['type']}"
+        query = var["query"] if isinstance(var["query"], str) else var["query"]["query"]
+        found = re.fullmatch(r"label_values\((?:(.+),\s*)?(\w+)\)", query.strip())
+        assert found, f"variable {var['name']}: teach the test the query {query!r}"
+        selector, label = found.groups()
+        params = {"match[]": selector} if selector else {}
+        values: list[str] = server.api(f"label/{label}/values", **params)
+        if not values:
+            return {}
+        escaped = [regex_escape(value) for value in values]
+        out[var["name"]] = escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
+    return out

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import math
 import pathlib
-import re
 import time
 import types
 from collections.abc import Callable, Iterator, Mapping
@@ -222,26 +221,6 @@ def mismatches(what: str, result: list[dict[str, Any]], fmt: str, expected: Expe
     return problems
 
 
-def variables(server: prom.Prometheus, board: Mapping[str, Any]) -> dict[str, str]:
-    """The dashboard's variables as Grafana would fill them with "All" selected."""
-    out: dict[str, str] = {}
-    for var in board.get("templating", {}).get("list", []):
-        if var["type"] == "datasource":
-            continue
-        assert var["type"] == "query", f"variable {var['name']}: teach the test {var['type']}"
-        query = var["query"] if isinstance(var["query"], str) else var["query"]["query"]
-        found = re.fullmatch(r"label_values\((?:(.+),\s*)?(\w+)\)", query.strip())
-        assert found, f"variable {var['name']}: teach the test the query {query!r}"
-        selector, label = found.groups()
-        params = {"match[]": selector} if selector else {}
-        values: list[str] = server.api(f"label/{label}/values", **params)
-        if not values:
-            return {}
-        escaped = [prom.regex_escape(value) for value in values]
-        out[var["name"]] = escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
-    return out
-
-
 def last_scrape(server: prom.Prometheus) -> float | None:
     """When the operator's /metrics was last scraped (evaluating there needs no extrapolation)."""
     # timestamp() of a bare selector is the sample's time (of an expression, the query's).
@@ -332,7 +311,7 @@ def test_every_dashboard_query_and_alert_expression_evaluates_on_the_operators_m
 
     def dashboard_problems() -> list[str]:
         at = last_scrape(prometheus)
-        filled = variables(prometheus, board)
+        filled = prom.variables(prometheus, board)
         if at is None or not filled:
             return [f"last scrape {at}, variables {filled}"]
         problems = []

@@ -50,6 +50,8 @@ def test_failures_on_the_way_to_the_registry_are_transient(message: str) -> None
         "error: failed to solve: dockerfile parse error on line 3: unknown instruction: FORM",
         "the build did not finish within 600s",
         "the build pod stayed Pending for more than 300s: 0/1 nodes: Insufficient cpu",
+        "the build ran past its deadline (spec.build.timeout): DeadlineExceeded: Job was active "
+        "longer than specified deadline\n#6 ERROR: failed to do request: context canceled",
         "",
     ],
 )
