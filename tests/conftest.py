@@ -126,7 +126,7 @@ def kwok_node(control_plane: controlplane.ControlPlane) -> Iterator[kwok.Kwok]:
 
 
 @pytest.fixture(scope="session")
-def node_image_store() -> Iterator[tuple[node_images.ImageStore, node_images.NodeImages]]:
+def node_image_store() -> Iterator[node_images.Served]:
     """The registry of the images the real node runs (built if missing; `hack/test.sh` builds
     them before pytest, so this only starts the registry over the cached storage)."""
     with node_images.serving() as served:
@@ -136,7 +136,7 @@ def node_image_store() -> Iterator[tuple[node_images.ImageStore, node_images.Nod
 @pytest.fixture(scope="session")
 def real_node(
     control_plane: controlplane.ControlPlane,
-    node_image_store: tuple[node_images.ImageStore, node_images.NodeImages],
+    node_image_store: node_images.Served,
 ) -> Iterator[node.Node]:
     """A real kubelet with containerd and runc (`tests.env.node`): pods really run."""
     with node.running(control_plane, control_plane.folder / "node", node_image_store[1]) as running:

@@ -86,24 +86,19 @@ class JobBackend:
         if pod is None or pod.get("status", {}).get("phase") in (None, "Pending"):
             reason = _pending_reason(pod)
             pending_for = _pending_for(pod, found)
+            stuck = None
             if reason.split(":", 1)[0] in IMAGE_PULL_FAILURES and pending_for > min(
                 self._pending_timeout, PULL_FAILURE_GRACE
             ):
-                await self._kube.delete_job(namespace=namespace, name=name)
-                return backend.BuildState(
-                    backend.Phase.FAILED,
-                    name=name,
-                    message=f"the build pod's image cannot be pulled "
-                    f"({self._settings.image}): {reason}",
+                stuck = f"the build pod's image cannot be pulled ({self._settings.image}): {reason}"
+            elif pending_for > self._pending_timeout:
+                stuck = (
+                    f"the build pod stayed Pending for more than {int(self._pending_timeout)}s: "
+                    f"{reason or 'not scheduled'}"
                 )
-            if pending_for > self._pending_timeout:
+            if stuck:
                 await self._kube.delete_job(namespace=namespace, name=name)
-                return backend.BuildState(
-                    backend.Phase.FAILED,
-                    name=name,
-                    message=f"the build pod stayed Pending for more than "
-                    f"{int(self._pending_timeout)}s: {reason or 'not scheduled'}",
-                )
+                return backend.BuildState(backend.Phase.FAILED, name=name, message=stuck)
             return backend.BuildState(backend.Phase.PENDING, name=name, message=reason)
         return backend.BuildState(backend.Phase.RUNNING, name=name)
 

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from tests.conftest import PUSH_PASSWORD, PUSH_USER
-from tests.env import kube, kwok, oci
+from tests.env import kube, kwok, node, oci
 
 NAME = "job-runner"
 
@@ -37,6 +37,12 @@ def runner_image(namespace: str, host: str, base: str, **spec: Any) -> dict[str,
             **spec,
         },
     }
+
+
+def on_real_node(body: dict[str, Any], where: node.Node) -> dict[str, Any]:
+    """`body` (a RunnerImage) with its build pod placed on the real node `where`."""
+    body["spec"]["build"].update(node.placement(where.name))
+    return body
 
 
 def push_secret(cluster: kube.Cluster, namespace: str, host: str) -> None:

@@ -2,5 +2,6 @@
 helpers, registered here)."""
 
 from tests.e2e.observed import run_ready
+from tests.e2e.releases import chart, release_namespace
 
-__all__ = ["run_ready"]
+__all__ = ["chart", "release_namespace", "run_ready"]

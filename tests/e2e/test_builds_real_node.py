@@ -27,8 +27,6 @@ pytestmark = pytest.mark.e2e
 NAME = buildjobs.NAME
 MANIFEST = "Environments/webapp/environment.yaml"
 
-Images = tuple[node_images.ImageStore, node_images.NodeImages]
-
 
 @pytest.fixture
 def catalog_server(tmp_path: pathlib.Path) -> Iterator[gitserver.GitServer]:
@@ -45,9 +43,21 @@ def operator_env(images: node_images.NodeImages) -> dict[str, str]:
     }
 
 
-def on_real_node(body: dict[str, Any], where: node.Node) -> dict[str, Any]:
-    body["spec"]["build"].update(node.placement(where.name))
-    return body
+def prepare(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    where: node.Node,
+    images: node_images.NodeImages,
+    host: str,
+    base: str,
+    **env: str,
+) -> dict[str, Any]:
+    """The push Secret and the operator (the real node's settings, `env` over them); the
+    RunnerImage `job-runner` pushing to `host`, built `FROM base`, placed on `where`."""
+    buildjobs.push_secret(cluster, namespace, host)
+    start_operator(**{**operator_env(images), **env})
+    return buildjobs.on_real_node(buildjobs.runner_image(namespace, host, base), where)
 
 
 def build_pods(cluster: kube.Cluster, namespace: str) -> list[dict[str, Any]]:
@@ -56,6 +66,18 @@ def build_pods(cluster: kube.Cluster, namespace: str) -> list[dict[str, Any]]:
     )
     items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
     return items
+
+
+def stalled_build(
+    cluster: kube.Cluster, namespace: str, body: dict[str, Any], *, timeout: float = 180
+) -> str:
+    """Apply `body`; the message of the `Stalled` condition it ends with (reason BuildFailed)."""
+    cluster.apply(namespace, json.dumps(body))
+    stalled = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=timeout)
+    condition = kube.condition(stalled, "Stalled")
+    assert condition is not None
+    assert condition["reason"] == "BuildFailed", condition
+    return str(condition["message"])
 
 
 def wait_digest_change(
@@ -79,17 +101,17 @@ def test_job_build_runs_in_a_real_pod_to_ready_cold_and_warm(
     namespace: str,
     start_operator: StartOperator,
     real_node: node.Node,
-    node_image_store: Images,
+    node_image_store: node_images.Served,
     oci_registry: registry.Registry,
     pusher: oci.Pusher,
     base_image: str,
     catalog_server: gitserver.GitServer,
 ) -> None:
     images = node_image_store[1]
-    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     catalogs.git_secret(cluster, namespace)
-    start_operator(**operator_env(images))
-    body = on_real_node(buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node)
+    body = prepare(
+        cluster, namespace, start_operator, real_node, images, oci_registry.host, base_image
+    )
     resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "2Gi"}}
     body["spec"]["build"]["resources"] = resources
     catalogs.with_catalog(body, catalog_server.url("catalog"), [MANIFEST])
@@ -142,39 +164,21 @@ def test_a_failing_run_step_stalls_with_buildkits_log_tail(
     namespace: str,
     start_operator: StartOperator,
     real_node: node.Node,
-    node_image_store: Images,
+    node_image_store: node_images.Served,
     oci_registry: registry.Registry,
 ) -> None:
     images = node_image_store[1]
-    buildjobs.push_secret(cluster, namespace, oci_registry.host)
-    start_operator(**operator_env(images))
-    body = on_real_node(
-        buildjobs.runner_image(namespace, oci_registry.host, images.debian), real_node
+    body = prepare(
+        cluster, namespace, start_operator, real_node, images, oci_registry.host, images.debian
     )
     body["spec"]["source"]["inline"]["dockerfile"] = (
         f"FROM {images.debian}\nCOPY scripts/ /scripts/\nRUN echo about to fail && exit 1\n"
     )
-    cluster.apply(namespace, json.dumps(body))
-    stalled = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=180)
-    condition = kube.condition(stalled, "Stalled")
-    assert condition is not None
-    assert condition["reason"] == "BuildFailed"
+    message = stalled_build(cluster, namespace, body)
     # The real BuildKit's words, from the pod's log (termination message falls back to it).
-    assert "exit code: 1" in condition["message"], condition["message"]
+    assert "exit code: 1" in message, message
     (pod,) = build_pods(cluster, namespace)
     assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] != 0
-
-
-def _stalled_build(
-    cluster: kube.Cluster, namespace: str, body: dict[str, Any], *, timeout: float = 180
-) -> str:
-    """Apply `body`; the message of the `Stalled` condition it ends with (reason BuildFailed)."""
-    cluster.apply(namespace, json.dumps(body))
-    stalled = cluster.wait_condition(namespace, NAME, "Stalled", status="True", timeout=timeout)
-    condition = kube.condition(stalled, "Stalled")
-    assert condition is not None
-    assert condition["reason"] == "BuildFailed", condition
-    return str(condition["message"])
 
 
 def test_a_build_image_that_cannot_be_pulled_fails_with_the_kubelets_reason(
@@ -182,19 +186,17 @@ def test_a_build_image_that_cannot_be_pulled_fails_with_the_kubelets_reason(
     namespace: str,
     start_operator: StartOperator,
     real_node: node.Node,
-    node_image_store: Images,
+    node_image_store: node_images.Served,
     oci_registry: registry.Registry,
     base_image: str,
 ) -> None:
     images = node_image_store[1]
-    buildjobs.push_secret(cluster, namespace, oci_registry.host)
     missing = f"{images.host}/ade-test/buildkit:no-such-tag"
-    start_operator(
-        **{**operator_env(images), "ADE_BUILDKIT_IMAGE": missing},
-        ADE_BUILD_PENDING_TIMEOUT="5s",
-    )
-    body = on_real_node(buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node)
-    message = _stalled_build(cluster, namespace, body, timeout=120)
+    body = prepare(
+        cluster, namespace, start_operator, real_node, images, oci_registry.host, base_image,
+        ADE_BUILDKIT_IMAGE=missing, ADE_BUILD_PENDING_TIMEOUT="5s",
+    )  # fmt: skip
+    message = stalled_build(cluster, namespace, body, timeout=120)
     assert "cannot be pulled" in message, message
     assert "ErrImagePull" in message or "ImagePullBackOff" in message, message
     assert missing in message
@@ -206,16 +208,16 @@ def test_a_build_pod_that_cannot_be_scheduled_fails_with_the_schedulers_reason(
     namespace: str,
     start_operator: StartOperator,
     real_node: node.Node,
-    node_image_store: Images,
+    node_image_store: node_images.Served,
     oci_registry: registry.Registry,
     base_image: str,
 ) -> None:
-    images = node_image_store[1]
-    buildjobs.push_secret(cluster, namespace, oci_registry.host)
-    start_operator(**operator_env(images), ADE_BUILD_PENDING_TIMEOUT="3s")
-    body = on_real_node(buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node)
+    body = prepare(
+        cluster, namespace, start_operator, real_node, node_image_store[1], oci_registry.host,
+        base_image, ADE_BUILD_PENDING_TIMEOUT="3s",
+    )  # fmt: skip
     body["spec"]["build"]["nodeSelector"]["ade.dev/accelerator"] = "none-here"
-    message = _stalled_build(cluster, namespace, body, timeout=120)
+    message = stalled_build(cluster, namespace, body, timeout=120)
     assert "stayed Pending" in message, message
     # The real scheduler's words (kwok tests write their own).
     assert "Unschedulable" in message, message
@@ -227,20 +229,18 @@ def test_a_build_past_its_deadline_fails_saying_so(
     namespace: str,
     start_operator: StartOperator,
     real_node: node.Node,
-    node_image_store: Images,
+    node_image_store: node_images.Served,
     oci_registry: registry.Registry,
 ) -> None:
     images = node_image_store[1]
-    buildjobs.push_secret(cluster, namespace, oci_registry.host)
-    start_operator(**operator_env(images))
-    body = on_real_node(
-        buildjobs.runner_image(namespace, oci_registry.host, images.debian), real_node
+    body = prepare(
+        cluster, namespace, start_operator, real_node, images, oci_registry.host, images.debian
     )
     body["spec"]["build"]["timeout"] = "60s"  # the shortest spec.build.timeout allowed
     body["spec"]["source"]["inline"]["dockerfile"] = (
         f"FROM {images.debian}\nCOPY scripts/ /scripts/\nRUN sleep 600\n"
     )
     started = time.monotonic()
-    message = _stalled_build(cluster, namespace, body, timeout=150)
+    message = stalled_build(cluster, namespace, body, timeout=150)
     assert "deadline" in message.lower(), message
     assert time.monotonic() - started < 120  # the Job's deadline stopped it, not the sleep

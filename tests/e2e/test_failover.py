@@ -25,21 +25,13 @@ from typing import Any
 import pytest
 
 from tests.e2e import buildjobs, catalogs
-from tests.e2e.test_builds_real_node import Images
-from tests.e2e.test_operator_pod import chart_values, install, operator_pods, release_namespace
-from tests.env import controlplane, gitserver, helm, kube, node, registry, tokenserver
+from tests.e2e.releases import chart_values, install, operator_pods
+from tests.env import controlplane, gitserver, helm, kube, node, node_images, registry, tokenserver
 
 pytestmark = pytest.mark.e2e
 
-__all__ = ["release_namespace"]  # the fixture, shared with test_operator_pod
-
 COUNT = 3
 BUILD_SECONDS = 20
-
-
-@pytest.fixture
-def chart(tmp_path: pathlib.Path) -> helm.Helm:
-    return helm.Helm(tmp_path / "helm")
 
 
 def leader(plane: controlplane.ControlPlane, namespace: str) -> str:
@@ -60,18 +52,25 @@ def leader(plane: controlplane.ControlPlane, namespace: str) -> str:
     return kube.wait_for(probe, timeout=60, what="two peers in the KopfPeering")
 
 
-def resumed_after(
+def took_over(
     plane: controlplane.ControlPlane, namespace: str, pod: str, since: float
 ) -> float | None:
-    """When `pod` logged, after `since` (epoch seconds), that it resumed: its peer was gone."""
+    """When `pod` first took the lead after `since` (epoch seconds): a "Resuming operations" it
+    logged that no "Pausing operations" followed within a second. (A replica logs "Resuming" as
+    it starts, then "Pausing" at once if it sees a peer of higher priority: no takeover.)"""
+    events: list[tuple[str, float]] = []
     logs = plane.kubectl("logs", pod, "-n", namespace, check=False).stdout
     for line in logs.splitlines():
         found = re.match(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]", line)
-        if found and "Resuming operations" in line:
+        word = next((w for w in ("Resuming", "Pausing") if f"{w} operations" in line), None)
+        if found and word:
             stamp = datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f")
-            at = stamp.replace(tzinfo=datetime.UTC).timestamp()
-            if at > since:
-                return at
+            events.append((word, stamp.replace(tzinfo=datetime.UTC).timestamp()))
+    for index, (word, at) in enumerate(events):
+        after = events[index + 1] if index + 1 < len(events) else None
+        held = after is None or after[1] - at > 1.0
+        if word == "Resuming" and at > since and held:
+            return at
     return None
 
 
@@ -100,7 +99,7 @@ def test_two_replicas_one_leader_and_a_takeover_mid_build(
     release_namespace: str,
     chart: helm.Helm,
     real_node: node.Node,
-    node_image_store: Images,
+    node_image_store: node_images.Served,
     oci_registry: registry.Registry,
     token_server: tokenserver.TokenServer,
     tmp_path: pathlib.Path,
@@ -172,13 +171,11 @@ def test_two_replicas_one_leader_and_a_takeover_mid_build(
         for name in names:
             cluster.wait_condition(namespace, name, "Ready", status="True", timeout=180)
         all_ready = time.time() - killed
-        # The standby, or (after a SIGKILL) the leader's restarted container if it drew the
-        # higher priority: whichever resumed first after the death.
+        # The standby, or the leader's restarted container (SIGKILL) or its replacement (force
+        # delete) if it drew a higher priority: whichever took the lead first.
         pods = [p["metadata"]["name"] for p in operator_pods(plane, release_namespace)]
-        resumed = [
-            t for t in (resumed_after(plane, release_namespace, p, killed) for p in pods) if t
-        ]
-        assert resumed, "no replica logged that it resumed"
+        resumed = [t for t in (took_over(plane, release_namespace, p, killed) for p in pods) if t]
+        assert resumed, "no replica took the lead after the death"
         failover = min(resumed) - killed
         assert failover < 15, f"the takeover took {failover:.1f} s"
 

@@ -15,92 +15,19 @@ import datetime
 import json
 import pathlib
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.e2e import buildjobs, catalogs
-from tests.e2e.test_builds_real_node import MANIFEST, Images, on_real_node
-from tests.env import controlplane, gitserver, helm, kube, node, node_images, registry
+from tests.e2e.releases import chart_values, install, ready_pod
+from tests.env import gitserver, helm, kube, node, node_images, registry
 from tests.observability import prom
 
 pytestmark = pytest.mark.e2e
 
 NAME = buildjobs.NAME
-
-
-@pytest.fixture
-def chart(tmp_path: pathlib.Path) -> helm.Helm:
-    return helm.Helm(tmp_path / "helm")
-
-
-@pytest.fixture
-def release_namespace(cluster: kube.Cluster, chart: helm.Helm) -> Iterator[str]:
-    name = f"ade-{uuid.uuid4().hex[:8]}"
-    yield name
-    chart.uninstall(cluster.plane, release="ade", namespace=name)
-    cluster.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-def chart_values(
-    plane: controlplane.ControlPlane,
-    images: node_images.NodeImages,
-    where: node.Node,
-    *,
-    namespace: str,
-    replicas: int = 1,
-) -> dict[str, Any]:
-    """The chart's values for the real node: its image, placement and loopback networking."""
-    repository, _, tag = images.operator.rpartition(":")
-    return {
-        "image": {"repository": repository, "tag": tag},
-        "replicas": replicas,
-        "watchNamespaces": [namespace],
-        "hostNetwork": True,
-        "apiServer": {"host": "127.0.0.1", "port": str(plane.api_port)},
-        "ports": {"metrics": controlplane.free_port(), "health": controlplane.free_port()},
-        "operator": {
-            "logFormat": "plain",
-            "buildkitImage": images.buildkit,
-            "buildHostNetwork": True,
-            "progressInterval": "1s",
-        },
-        **node.placement(where.name),
-    }
-
-
-def install(
-    chart: helm.Helm,
-    plane: controlplane.ControlPlane,
-    namespace: str,
-    values: dict[str, Any],
-    folder: pathlib.Path,
-) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "values.json"
-    path.write_text(json.dumps(values))  # JSON is YAML
-    chart.install(plane, release="ade", namespace=namespace, values_files=[path])
-
-
-def operator_pods(plane: controlplane.ControlPlane, namespace: str) -> list[dict[str, Any]]:
-    out = plane.kubectl(
-        "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/name=ade-runner-operator",
-        "-o", "json",
-    )  # fmt: skip
-    items: list[dict[str, Any]] = json.loads(out.stdout)["items"]
-    return items
-
-
-def ready_pod(plane: controlplane.ControlPlane, namespace: str) -> dict[str, Any]:
-    def probe() -> dict[str, Any] | None:
-        for pod in operator_pods(plane, namespace):
-            if (kube.condition(pod, "Ready") or {}).get("status") == "True":
-                return pod
-        return None
-
-    return kube.wait_for(probe, timeout=120, what="an operator pod Ready", interval=0.2)
+MANIFEST = "Environments/webapp/environment.yaml"
 
 
 def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
@@ -109,7 +36,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
     release_namespace: str,
     chart: helm.Helm,
     real_node: node.Node,
-    node_image_store: Images,
+    node_image_store: node_images.Served,
     oci_registry: registry.Registry,
     base_image: str,
     tmp_path: pathlib.Path,
@@ -122,7 +49,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         server.create_repo("catalog", {MANIFEST: catalogs.MANIFEST.format(name="webapp")})
         buildjobs.push_secret(cluster, namespace, oci_registry.host)
         catalogs.git_secret(cluster, namespace)
-        body = on_real_node(
+        body = buildjobs.on_real_node(
             buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node
         )
         catalogs.with_catalog(body, server.url("catalog"), [MANIFEST])

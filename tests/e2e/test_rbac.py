@@ -43,20 +43,6 @@ KOPF_FALLBACKS = {
 
 
 @pytest.fixture
-def chart(tmp_path: pathlib.Path) -> helm.Helm:
-    return helm.Helm(tmp_path / "helm")
-
-
-@pytest.fixture
-def release_namespace(cluster: kube.Cluster, chart: helm.Helm) -> Iterator[str]:
-    """Where the chart is installed; the release is uninstalled and the namespace deleted after."""
-    name = f"ade-{uuid.uuid4().hex[:8]}"
-    yield name
-    chart.uninstall(cluster.plane, release="ade", namespace=name)
-    cluster.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture
 def other_namespace(cluster: kube.Cluster) -> Iterator[str]:
     """A namespace the operator does not watch, with a Secret in it."""
     name = f"t-other-{uuid.uuid4().hex[:8]}"

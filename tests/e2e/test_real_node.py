@@ -62,7 +62,7 @@ def test_a_pod_of_its_own_network_sees_only_loopback(
     cluster: kube.Cluster,
     namespace: str,
     real_node: node.Node,
-    node_image_store: tuple[node_images.ImageStore, node_images.NodeImages],
+    node_image_store: node_images.Served,
 ) -> None:
     images = node_image_store[1]
     done = run_pod(
@@ -85,7 +85,7 @@ def test_a_host_network_pod_reaches_the_registry_on_loopback(
     cluster: kube.Cluster,
     namespace: str,
     real_node: node.Node,
-    node_image_store: tuple[node_images.ImageStore, node_images.NodeImages],
+    node_image_store: node_images.Served,
 ) -> None:
     images = node_image_store[1]
     port = images.host.rpartition(":")[2]

@@ -79,26 +79,39 @@ def build_and_push(
     reference: str,
     *,
     build_args: Mapping[str, str] | None = None,
+    secrets: Mapping[str, pathlib.Path] | None = None,
+    reproducible: bool = True,
+    insecure: bool = False,
     timeout: float = 600.0,
 ) -> str:
     """Build the Dockerfile in `context` with buildctl, push it to `reference`, return the
-    manifest digest buildkit reports (`containerimage.digest`)."""
-    metadata = context / ".buildctl-metadata.json"
-    args = [
-        "build",
-        "--frontend=dockerfile.v0",
-        f"--local=context={context}",
-        f"--local=dockerfile={context}",
-        "--progress=plain",
-        f"--opt=build-arg:SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}",
-        f"--output=type=image,name={reference},push=true,rewrite-timestamp=true",
-        f"--metadata-file={metadata}",
-    ]
-    for key, value in (build_args or {}).items():
-        args.append(f"--opt=build-arg:{key}={value}")
-    buildkit.buildctl(*args, timeout=timeout)
-    digest: str = json.loads(metadata.read_text())["containerimage.digest"]
-    metadata.unlink()
+    manifest digest buildkit reports (`containerimage.digest`). `reproducible` pins timestamps
+    (SOURCE_DATE_EPOCH, rewritten in the layers); `insecure` lets the push use plain HTTP;
+    `secrets` are build secrets (`--secret id=NAME,src=PATH`)."""
+    output = f"type=image,name={reference},push=true"
+    if reproducible:
+        output += ",rewrite-timestamp=true"
+    if insecure:
+        output += ",registry.insecure=true"
+    with tempfile.TemporaryDirectory(prefix="ade-buildctl-") as tmp:
+        metadata = pathlib.Path(tmp) / "metadata.json"
+        args = [
+            "build",
+            "--frontend=dockerfile.v0",
+            f"--local=context={context}",
+            f"--local=dockerfile={context}",
+            "--progress=plain",
+            f"--output={output}",
+            f"--metadata-file={metadata}",
+        ]
+        if reproducible:
+            args.append(f"--opt=build-arg:SOURCE_DATE_EPOCH={SOURCE_DATE_EPOCH}")
+        for key, value in (build_args or {}).items():
+            args.append(f"--opt=build-arg:{key}={value}")
+        for name, path in (secrets or {}).items():
+            args.append(f"--secret=id={name},src={path}")
+        buildkit.buildctl(*args, timeout=timeout)
+        digest: str = json.loads(metadata.read_text())["containerimage.digest"]
     return digest
 
 

@@ -35,9 +35,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from tests.env import buildkitd, controlplane, registry
+from tests.env import buildkitd, controlplane, images, registry
 
 REPO = controlplane.REPO
 DOCKERFILES = pathlib.Path(__file__).with_name("dockerfiles")
@@ -85,6 +85,57 @@ def go_module_dir(module: str) -> pathlib.Path:
         cwd=tempfile.gettempdir(),
     )
     return pathlib.Path(json.loads(out.stdout)["Dir"])
+
+
+_SLIM_PATHS = (
+    "/usr/share/doc/*", "/usr/share/man/*", "/usr/share/groff/*", "/usr/share/info/*",
+    "/usr/share/lintian/*", "/usr/share/linda/*", "/usr/share/locale/*",
+)  # fmt: skip
+_APT_CLEAN = (
+    '"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb '
+    '/var/cache/apt/*.bin || true"'
+)
+SLIM_CONFIG = {
+    # As Debian's official images (debuerreotype) set up apt: no package files kept after an
+    # install (an image layer would carry every .deb twice), no translations...
+    "etc/apt/apt.conf.d/docker-clean": (
+        f"DPkg::Post-Invoke {{ {_APT_CLEAN}; }};\nAPT::Update::Post-Invoke {{ {_APT_CLEAN}; }};\n"
+        'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
+    ),
+    "etc/apt/apt.conf.d/docker-no-languages": 'Acquire::Languages "none";\n',
+    # ... and as their `-slim` variants keep dpkg from installing documentation.
+    "etc/dpkg/dpkg.cfg.d/docker": "".join(f"path-exclude {path}\n" for path in _SLIM_PATHS)
+    + "path-include /usr/share/doc/*/copyright\n",
+}
+
+
+def slim(rootfs: pathlib.Path) -> None:
+    """Make a debootstrapped `rootfs` like `debian:<suite>-slim`: apt and dpkg set up as the
+    official image has them, package caches and lists emptied, documentation gone (copyright
+    files kept)."""
+    for name, text in SLIM_CONFIG.items():
+        (rootfs / name).parent.mkdir(parents=True, exist_ok=True)
+        (rootfs / name).write_text(text)
+    for cache in ("var/cache/apt", "var/cache/apt/archives", "var/lib/apt/lists"):
+        for path in (rootfs / cache).glob("*"):
+            if path.is_file():
+                path.unlink()
+    for pattern in _SLIM_PATHS:
+        for path in rootfs.glob(pattern.lstrip("/")):
+            if pattern == "/usr/share/doc/*" and path.is_dir():
+                _remove_all(path.iterdir(), but="copyright")
+            else:
+                _remove_all([path])
+
+
+def _remove_all(paths: Iterable[pathlib.Path], *, but: str = "") -> None:
+    for path in paths:
+        if path.name == but:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def operator_context_files() -> list[pathlib.Path]:
@@ -236,7 +287,9 @@ class ImageStore:
 
     def _debian(self, daemon: DaemonFactory) -> str:
         dockerfile = 'FROM scratch\nADD rootfs.tar /\nCMD ["bash"]\n'
-        tag = f"{DEBIAN_SUITE}-{_hash(FORMAT, DEBIAN_SUITE, DEBIAN_MIRROR, dockerfile)}"
+        tag = f"{DEBIAN_SUITE}-" + _hash(
+            FORMAT, DEBIAN_SUITE, DEBIAN_MIRROR, dockerfile, json.dumps(SLIM_CONFIG)
+        )
 
         def build(reference: str) -> None:
             with tempfile.TemporaryDirectory(prefix="ade-debian-") as tmp:
@@ -251,10 +304,7 @@ class ImageStore:
                 )
                 if done.returncode != 0:
                     raise RuntimeError(f"debootstrap failed:\n{done.stdout[-3000:]}")
-                for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
-                    for path in (rootfs / cache).glob("*"):
-                        if path.is_file():
-                            path.unlink()
+                slim(rootfs)
                 subprocess.run(
                     [
                         "tar", "--numeric-owner", "--xattrs", "--exclude=./dev/*",
@@ -326,22 +376,22 @@ def build_image(
     *,
     build_args: Mapping[str, str] | None = None,
     secrets: Mapping[str, pathlib.Path] | None = None,
-    timeout: float = 1200.0,
 ) -> None:
     """`buildctl build` of `context`'s Dockerfile, pushed to `reference` (plain HTTP)."""
-    args = [
-        "build",
-        "--frontend=dockerfile.v0",
-        f"--local=context={context}",
-        f"--local=dockerfile={context}",
-        "--progress=plain",
-        f"--output=type=image,name={reference},push=true,registry.insecure=true",
-    ]
-    for key, value in (build_args or {}).items():
-        args.append(f"--opt=build-arg:{key}={value}")
-    for name, path in (secrets or {}).items():
-        args.append(f"--secret=id={name},src={path}")
-    daemon.buildctl(*args, timeout=timeout)
+    images.build_and_push(
+        daemon,
+        context,
+        reference,
+        build_args=build_args,
+        secrets=secrets,
+        reproducible=False,  # rewriting the timestamps of large layers costs time, buys nothing
+        insecure=True,
+        timeout=1200.0,
+    )
+
+
+Served = tuple["ImageStore", NodeImages]
+"""The running image registry and the images in it (the `node_image_store` fixture)."""
 
 
 @contextlib.contextmanager
@@ -357,11 +407,11 @@ def serving(cache: pathlib.Path = CACHE) -> Iterator[tuple[ImageStore, NodeImage
 
 def main() -> int:
     start = time.monotonic()
-    with serving() as (store, images):
+    with serving() as (store, built):
         for name in ("pause", "debian", "buildkit", "operator"):
-            reference = getattr(images, name)
+            reference = getattr(built, name)
             size = store.compressed_size(reference) / 2**20
-            _log(f"{name}: {reference.removeprefix(images.host + '/')} ({size:.1f} MiB compressed)")
+            _log(f"{name}: {reference.removeprefix(built.host + '/')} ({size:.1f} MiB compressed)")
     _log(f"all node images ready in {time.monotonic() - start:.0f} s")
     return 0
 

@@ -2,13 +2,14 @@
 # pulled: the same release's buildkitd, buildctl and buildctl-daemonless.sh, the rootlesskit that
 # release pins, and newuidmap/newgidmap with file capabilities (a setuid bit does not work in a
 # pod: "write to uid_map failed"). Laid out like upstream's `rootless` stage (user 1000, the same
-# folders and variables), on a Debian base instead of Alpine. Built by tests/env/node_images.py.
+# folders and variables), on a Debian base instead of Alpine, without the git and ssh upstream adds
+# for git contexts (the Job backend sends its context in a ConfigMap). Built by
+# tests/env/node_images.py.
 ARG BASE_IMAGE
 FROM ${BASE_IMAGE}
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends uidmap runc libcap2-bin git openssh-client \
-      ca-certificates pigz xz-utils \
+ && apt-get install -y --no-install-recommends uidmap runc libcap2-bin ca-certificates pigz xz-utils \
  && rm -rf /var/lib/apt/lists/* \
  && chmod u-s /usr/bin/newuidmap /usr/bin/newgidmap \
  && setcap cap_setuid+ep /usr/bin/newuidmap \
