@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.env import arm as arm_
-from tests.env import controlplane, kube, kwok, node, node_images, oci, registry, tokenserver
+from tests.env import controlplane, kube, kwok, oci, registry, tokenserver
 from tests.env import operator as operator_
 
 
@@ -123,25 +123,6 @@ def kwok_node(control_plane: controlplane.ControlPlane) -> Iterator[kwok.Kwok]:
     node.start()
     yield node
     node.stop()
-
-
-@pytest.fixture(scope="session")
-def node_image_store() -> Iterator[node_images.Served]:
-    """The registry of the images the real node runs (built if missing; `hack/test.sh` builds
-    them before pytest, so this only starts the registry over the cached storage)."""
-    with node_images.serving() as served:
-        yield served
-
-
-@pytest.fixture(scope="session")
-def real_node(
-    control_plane: controlplane.ControlPlane,
-    node_image_store: node_images.Served,
-) -> Iterator[node.Node]:
-    """A real kubelet with containerd and runc (`tests.env.node`): pods really run."""
-    with node.running(control_plane, control_plane.folder / "node", node_image_store[1]) as running:
-        print(f"[real node] {running.name} Ready {running.ready_after:.1f} s after start")
-        yield running
 
 
 @pytest.fixture

@@ -265,7 +265,6 @@ class Node:
             },
             "makeIPTablesUtilChains": False,
             "maxPods": 50,
-            "nodeStatusUpdateFrequency": "5s",
         }
         path = self.folder / "kubelet.yaml"
         path.write_text(json.dumps(config, indent=2))

@@ -125,7 +125,11 @@ def dashboard_on_the_pod(scraper: prom.Prometheus, board: dict[str, Any], namesp
         "Time since the last successful build",
     ):
         assert panel in with_data, (panel, sorted(with_data))
-    return f"{len(targets)} dashboard queries evaluated, {len(with_data)} panels with data"
+    empty = sorted({t.panel for t in targets} - with_data)
+    return (
+        f"{len(targets)} dashboard queries evaluated, {len(with_data)} panels with data; "
+        f"nothing yet for: {', '.join(empty) or 'none'}"
+    )
 
 
 def _seconds(stamp: str) -> float:
