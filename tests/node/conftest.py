@@ -29,5 +29,4 @@ def real_node(
 ) -> Iterator[node.Node]:
     """A real kubelet with containerd and runc (`tests.env.node`): pods really run."""
     with node.running(control_plane, control_plane.folder / "node", node_image_store[1]) as running:
-        print(f"[real node] {running.name} Ready {running.ready_after:.1f} s after start")
         yield running

@@ -40,6 +40,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
     oci_registry: registry.Registry,
     base_image: str,
     tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     plane = cluster.plane
     store, images = node_image_store
@@ -94,16 +95,18 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
     assert status["restartCount"] == 0
     assert status["ready"] is True
     assert ready["status"]["latestImage"]["digest"].startswith("sha256:")
-    print(f"\n[figure] a real Prometheus scraped the operator pod: {queried}")
+    with capsys.disabled():
+        print(f"\n[figure] a real Prometheus scraped the operator pod: {queried}")
     started = _seconds(status["state"]["running"]["startedAt"]) - _seconds(
         pod["metadata"]["creationTimestamp"]
     )
     size = store.compressed_size(images.operator) / 2**20
-    print(
-        f"\n[figure] operator image {size:.1f} MiB compressed; helm install -> first reconcile "
-        f"{first_reconcile:.1f} s (pod created -> container started {started:.0f} s) -> "
-        f"RunnerImage Ready {to_ready:.1f} s (a real Job build included)"
-    )
+    with capsys.disabled():
+        print(
+            f"\n[figure] operator image {size:.1f} MiB compressed; helm install -> first reconcile "
+            f"{first_reconcile:.1f} s (pod created -> container started {started:.0f} s) -> "
+            f"RunnerImage Ready {to_ready:.1f} s (a real Job build included)"
+        )
 
 
 def dashboard_on_the_pod(scraper: prom.Prometheus, board: dict[str, Any], namespace: str) -> str:

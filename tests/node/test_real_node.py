@@ -44,7 +44,9 @@ def run_pod(
 
 
 def test_node_registers_ready_with_its_taint_and_label(
-    cluster: kube.Cluster, real_node: node.Node
+    cluster: kube.Cluster,
+    real_node: node.Node,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     found = json.loads(cluster.plane.kubectl("get", "node", real_node.name, "-o", "json").stdout)
     assert found["metadata"]["labels"][node.LABEL] == "true"
@@ -55,7 +57,8 @@ def test_node_registers_ready_with_its_taint_and_label(
     info = found["status"]["nodeInfo"]
     assert info["containerRuntimeVersion"].startswith("containerd://1.")
     assert info["kubeletVersion"] == node_images.versions()["KUBERNETES_VERSION"]
-    print(f"\n[figure] node Ready {real_node.ready_after:.1f} s after containerd started")
+    with capsys.disabled():
+        print(f"\n[figure] node Ready {real_node.ready_after:.1f} s after containerd started")
 
 
 def test_a_pod_of_its_own_network_sees_only_loopback(
