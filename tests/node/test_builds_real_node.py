@@ -115,6 +115,8 @@ def test_job_build_runs_in_a_real_pod_to_ready_cold_and_warm(
     )
     resources = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "2Gi"}}
     body["spec"]["build"]["resources"] = resources
+    cluster.plane.kubectl("create", "serviceaccount", "builds", "-n", namespace)
+    body["spec"]["build"]["serviceAccountName"] = "builds"
     catalogs.with_catalog(body, catalog_server.url("catalog"), [MANIFEST])
 
     start = time.monotonic()
@@ -133,6 +135,7 @@ def test_job_build_runs_in_a_real_pod_to_ready_cold_and_warm(
     assert container["state"]["terminated"]["exitCode"] == 0
     assert container["image"].endswith(images.buildkit.rpartition("/")[2])
     assert pod["spec"]["containers"][0]["resources"] == resources  # spec.build, on the node
+    assert pod["spec"]["serviceAccountName"] == "builds"
     assert {
         "key": node.TAINT_KEY,
         "operator": "Equal",
