@@ -141,8 +141,12 @@ def test_build_settings_read() -> None:
             "ADE_BUILDKIT_TLS_DIR": "/etc/buildkit/tls",
             "ADE_BUILDKIT_IMAGE": "mirror.local/buildkit:v0.25.2-rootless",
             "ADE_INSECURE_REGISTRIES": "registry.local:5000, mirror.local",
+            "ADE_BUILD_HOST_NETWORK": "True",
+            "ADE_PEERING_LIFETIME": "30s",
         }
     )
+    assert cfg.build_host_network is True
+    assert cfg.peering_lifetime == 30.0
     assert cfg.work_dir == "/var/cache/ade"
     assert cfg.max_concurrent_builds == 2
     assert cfg.build_pending_timeout == 90.0
@@ -160,6 +164,9 @@ def test_build_settings_read() -> None:
         ("ADE_BUILD_PENDING_TIMEOUT", "soon"),
         ("ADE_BUILD_RETRIES", "-1"),
         ("ADE_BUILD_RETRY_DELAY", "later"),
+        ("ADE_BUILD_HOST_NETWORK", "yes"),
+        ("ADE_PEERING_LIFETIME", "1s"),
+        ("ADE_PEERING_LIFETIME", "never"),
     ],
 )
 def test_bad_build_settings_name_the_variable(name: str, value: str) -> None:
