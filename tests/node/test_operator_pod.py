@@ -71,6 +71,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         )
         stack.enter_context(scraper)
         start = time.monotonic()
+        installed_at = datetime.datetime.now(datetime.UTC)
         install(chart, plane, release_namespace, values, tmp_path / "values")
         first = kube.wait_for(
             lambda: (cluster.get(namespace, NAME) or {}).get("status", {}).get("conditions"),
@@ -85,6 +86,12 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         queried = dashboard_on_the_pod(scraper, prom.dashboard_of(monitoring), namespace)
 
     assert first
+    # The pod wrote it, as the chart's ServiceAccount (no other operator runs in this test).
+    account = pod["spec"]["serviceAccountName"]
+    writes = cluster.writes_by(
+        f"system:serviceaccount:{release_namespace}:{account}", since=installed_at
+    )
+    assert any((w.get("objectRef") or {}).get("subresource") == "status" for w in writes), writes
     assert pod["spec"]["nodeName"] == real_node.name
     container = pod["spec"]["containers"][0]
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
