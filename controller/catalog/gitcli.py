@@ -54,11 +54,11 @@ logger = logging.getLogger(__name__)
 
 Edit = Callable[[pathlib.Path], list[str]]
 """Edits files under the work tree it is given; returns the paths it changed (relative, or
-absolute inside the tree). The edits of a batch run in order in one worker thread, and again on
-every push attempt (each time on a fresh checkout of the new head), so an edit must be a function
-of the files it reads. It may raise (a `errors.StalledError` for a bad file): that fails only its
-own change. Everything the edits change is committed; each change is credited with the paths it
-reported."""
+absolute inside the tree). The edits of a batch run in order in one worker thread, and again
+after a lost push race (each time on a fresh checkout of the new head) unless the batch's commit
+can be replayed (`replay`), so an edit must be a function of the files it reads. It may raise
+(a `errors.StalledError` for a bad file): that fails only its own change. Everything the edits
+change is committed; each change is credited with the paths it reported."""
 
 
 Outcome = tuple[str, ...] | Exception
@@ -266,6 +266,17 @@ class Git:
             return head
         raise AssertionError("unreachable")
 
+    async def refresh(self, branch: str) -> str:
+        """Fetch the server's `branch` head into the clone, leaving the work tree; that sha."""
+        started = time.monotonic()
+        try:
+            head = await self.fetch(branch, fresh=False)
+        except CatalogError:
+            self._report_sync(branch, fresh=False, started=started, outcome="failed")
+            raise
+        self._report_sync(branch, fresh=False, started=started, outcome="ok")
+        return head
+
     def _report_sync(
         self, branch: str, *, fresh: bool, started: float, outcome: Literal["ok", "failed"]
     ) -> None:
@@ -404,15 +415,15 @@ class Git:
         return (await self.local("rev-parse", "--verify", "HEAD")).strip()
 
     async def push(
-        self, *, ref: str, lease: str | None, attempt: int, changes: int
+        self, *, ref: str, lease: str | None, attempt: int, changes: int, commit: str = "HEAD"
     ) -> Literal["ok", "rejected"]:
-        """Push HEAD to `ref`: fast-forward only, or with `--force-with-lease=ref:lease`. A lost
-        race is "rejected"; a refusal by the server raises `CatalogPushRefused`."""
+        """Push `commit` to `ref`: fast-forward only, or with `--force-with-lease=ref:lease`. A
+        lost race is "rejected"; a refusal by the server raises `CatalogPushRefused`."""
         branch = ref.removeprefix("refs/heads/")
         force = [] if lease is None else [f"--force-with-lease={ref}:{lease}"]
         started = time.monotonic()
         done = await self.run(
-            "push", "--porcelain", "--no-verify", *force, "--", self.url, f"HEAD:{ref}"
+            "push", "--porcelain", "--no-verify", *force, "--", self.url, f"{commit}:{ref}"
         )
         flag, summary = _parse_push(done.stdout, ref)
         outcome: Literal["ok", "rejected", "failed"] = "ok"

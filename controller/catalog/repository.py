@@ -11,9 +11,13 @@ in its own modules: the typed errors (`failures`), the clone cache and the per-r
   submitter gets its own `Result` or its own exception (an edit that raises fails only itself).
 - A push rejected because the branch moved is retried in-process after a short jittered backoff:
   fetch, reset to the new head, apply every edit of the batch again (changes submitted meanwhile
-  join), commit, push; bounded attempts, then `CatalogPushRejected` (Transient). The base branch
-  is never force-pushed, so a writer that moves it faster than a fetch-then-push round trip
-  starves this one (as it would any writer that does not force).
+  join), commit, push; bounded attempts, then `CatalogPushRejected` (Transient). When the other
+  writers' commits cannot have changed what the edits do (`Change.depends_on`), the retry is
+  shorter: the batch's commit replayed on the new head (`replay`), which keeps the window between
+  the fetch and the push small enough to land against a writer pushing a few times a second
+  (changes submitted meanwhile then wait for the next batch rather than make it slow). The
+  base branch is never force-pushed, so a writer that moves it faster than a fetch-then-push round
+  trip starves this one (as it would any writer that does not force).
 - With `push_branch` (the operator's own branch, e.g. for pull requests) that branch is rebuilt on
   the base head at every write, its own commits replayed (`rebase --onto`), and pushed with
   `--force-with-lease`: it never falls behind, and the base branch is never touched.
@@ -29,8 +33,9 @@ import datetime
 import logging
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
+from controller.catalog import replay as replay_
 from controller.catalog.clones import CachedClone, CloneCache, clone_name, repository_lock, to_evict
 from controller.catalog.failures import (
     CatalogAuthFailed,
@@ -98,6 +103,11 @@ class Change:
     credentials: Credentials | None = None
     push_branch: str = ""
     """Empty: push to `branch`. Else: the operator's own branch, rebuilt on `branch` each time."""
+    depends_on: Callable[[str], bool] | None = None
+    """Whether a change at this path (relative, posix) by another writer could change what
+    `apply` does, besides the files it changed (e.g. a path its globs match). With it, a push that
+    lost a race to changes that touch none of those is retried by replaying the batch's commit on
+    the new head (`replay`) instead of running the edits again; None: always run them again."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +229,7 @@ class CatalogWriter:
         window: float = 0.2,
         max_attempts: int = 15,
         backoff: float = 0.05,
-        max_backoff: float = 1.0,
+        max_backoff: float = 0.25,
         timeout: float = 120.0,
         metrics: MetricsHook | None = None,
     ) -> None:
@@ -302,9 +312,7 @@ class CatalogWriter:
                 elif outcome is not None:
                     _settle(pending, Result(head, ref, outcome, bool(outcome), now))
 
-    async def _attempts(
-        self, lane: _Lane, batch: list[_Pending]
-    ) -> tuple[str, str, dict[_Pending, Outcome]]:
+    async def _attempts(self, lane: _Lane, batch: list[_Pending]) -> _Written:
         """Apply, commit and push until the push lands: (ref, the sha of ref, outcomes)."""
         url, base, push_branch = lane.url, lane.branch, lane.push_branch
         ref = f"refs/heads/{push_branch or base}"
@@ -321,15 +329,24 @@ class CatalogWriter:
             ) as git,
         ):
             attempt, recloned = 0, False
+            lost: _Lost | None = None
             while attempt < self.max_attempts:
                 attempt += 1
-                if attempt > 1:
+                if attempt > 1 and (lost is None or lost.replayable is None):
                     batch.extend(lane.take())  # arrived meanwhile: they ride along
                 live = [pending for pending in batch if not pending.future.done()]
                 if not live:
                     return ref, "", {}
                 try:
-                    written = await self._attempt(git, lane, live, attempt)
+                    written: _Written | _Lost | None = None
+                    if (
+                        lost is not None
+                        and lost.replayable is not None
+                        and lost.live == tuple(live)
+                    ):
+                        written = await self._replay(git, lane, lost, lost.replayable, attempt)
+                    if written is None:
+                        written = await self._attempt(git, lane, live, attempt)
                 except Damaged as damaged:  # broke under our hands: once more on a fresh clone
                     if recloned:
                         raise CatalogUnavailable(
@@ -340,10 +357,14 @@ class CatalogWriter:
                         ) from None
                     logger.warning("the clone of %s broke: %s", git.shown_url, damaged.detail)
                     await self.cache.discard(clone)
-                    attempt, recloned = attempt - 1, True
+                    attempt, recloned, lost = attempt - 1, True, None
                     continue
-                if written is not None:
+                if isinstance(written, tuple):
                     return written
+                lost = written
+                if lost is not None and lost.replayable is None and _replayable(lost.live):
+                    what = await replay_.replayable(git, commit=lost.commit, parent=lost.parent)
+                    lost = dataclasses.replace(lost, replayable=what)
                 if attempt < self.max_attempts:
                     await asyncio.sleep(_backoff(attempt, base=self.backoff, cap=self.max_backoff))
             raise CatalogPushRejected(
@@ -355,9 +376,9 @@ class CatalogWriter:
 
     async def _attempt(
         self, git: Git, lane: _Lane, live: list[_Pending], attempt: int
-    ) -> tuple[str, str, dict[_Pending, Outcome]] | None:
-        """One try: check out the head, apply every edit, commit, push. (ref, sha, outcomes), or
-        None when the push lost a race."""
+    ) -> _Written | _Lost | None:
+        """One try: check out the head, apply every edit, commit, push. (ref, sha, outcomes); or
+        when the push lost a race, what replaying its commit needs (None with a push branch)."""
         base, push_branch = lane.branch, lane.push_branch
         first = live[0].change
         head = base_head = await git.sync(base)
@@ -375,6 +396,7 @@ class CatalogWriter:
                 logger.info("an edit of %s failed: %s", git.shown_url, shown)
         changed = [p.change for p in live if not isinstance(outcomes[p], Exception) and outcomes[p]]
         commit = None  # nothing changed (or the edits undid each other): no empty commit
+        author_env = git.env
         if changed:
             author = (changed[0].author_name, changed[0].author_email)
             others = [(c.author_name, c.author_email) for c in changed]
@@ -383,7 +405,8 @@ class CatalogWriter:
             )
             for pending in live:
                 message = credentials_.scrub(message, pending.change.credentials)
-            commit = await git.commit(message=message, env=identity(git.env, *author))
+            author_env = identity(git.env, *author)
+            commit = await git.commit(message=message, env=author_env)
         new_head = commit or head
         if not push_branch:
             if commit is None:
@@ -396,10 +419,59 @@ class CatalogWriter:
         ref = f"refs/heads/{push_branch or base}"
         verdict = await git.push(ref=ref, lease=lease, attempt=attempt, changes=len(live))
         if verdict != "ok":
-            return None
+            if push_branch or commit is None:
+                return None
+            return _Lost(tuple(live), outcomes, parent=head, commit=commit, env=author_env)
         if commit is not None:
             metrics_.report_catalog_commit()
         return ref, new_head, outcomes
+
+    async def _replay(
+        self, git: Git, lane: _Lane, lost: _Lost, what: replay_.Replayable, attempt: int
+    ) -> _Written | _Lost | None:
+        """The short retry: the lost commit replayed on the new head and pushed. None when the
+        edits must run again (see `replay`)."""
+        head = await git.refresh(lane.branch)
+        live = lost.live
+
+        def depends_on(path: str) -> bool:
+            return any(p.change.depends_on is None or p.change.depends_on(path) for p in live)
+
+        made = await replay_.replay(git, what, onto=head, depends_on=depends_on, env=lost.env)
+        if made is None:
+            logger.debug("the edits of %s run again on %s", git.shown_url, head[:12])
+            return None
+        ref = f"refs/heads/{lane.branch}"
+        verdict = await git.push(
+            ref=ref, lease=None, attempt=attempt, changes=len(live), commit=made
+        )
+        if verdict != "ok":
+            moved = dataclasses.replace(what, commit=made, parent=head)
+            return dataclasses.replace(lost, parent=head, commit=made, replayable=moved)
+        metrics_.report_catalog_commit()
+        return ref, made, lost.outcomes
+
+
+_Written = tuple[str, str, dict["_Pending", Outcome]]
+"""A batch written: (the ref, its sha on the server, each change's outcome)."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Lost:
+    """A commit of a batch (on base branch `parent`) whose push lost a race."""
+
+    live: tuple[_Pending, ...]
+    outcomes: dict[_Pending, Outcome]
+    parent: str
+    commit: str
+    env: dict[str, str]
+    """git's environment with the commit's author and committer."""
+    replayable: replay_.Replayable | None = None
+
+
+def _replayable(live: Iterable[_Pending]) -> bool:
+    """Whether every change of a batch says what it depends on (so its commit may be replayed)."""
+    return all(pending.change.depends_on is not None for pending in live)
 
 
 def _settle(pending: _Pending, outcome: Result | Exception) -> None:

@@ -29,7 +29,7 @@ import fnmatch
 import os
 import pathlib
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from controller import errors
 
@@ -119,6 +119,20 @@ def matches(pattern: Pattern, path: Sequence[str]) -> bool:
     return (
         bool(path) and fnmatch.fnmatchcase(path[0], pattern[0]) and matches(pattern[1:], path[1:])
     )
+
+
+def could_change(globs: Sequence[str], selected: Collection[str], path: str) -> bool:
+    """Whether another writer's change at `path` (a regular file; relative, posix) could change
+    what `select(root, globs)` gives or what a selected file holds: it is one of the `selected`
+    files, or a glob names it. (A symbolic link anywhere could change either: the caller treats
+    those apart.) True when a glob is invalid."""
+    if path in selected:
+        return True
+    segments = tuple(part for part in path.split("/") if part)
+    try:
+        return any(matches(compile_glob(glob), segments) for glob in globs)
+    except InvalidGlob:
+        return True
 
 
 def may_contain(pattern: Pattern, folder: Sequence[str]) -> bool:

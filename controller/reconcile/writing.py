@@ -44,6 +44,8 @@ class _Report:
     matched: list[str] = dataclasses.field(default_factory=list)
     invalid: list[str] = dataclasses.field(default_factory=list)
     unmatched: tuple[str, ...] = ()
+    selected: frozenset[str] = frozenset()
+    """Every file the edit read (the selection, invalid ones included)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +81,7 @@ class WriteCatalog:
             author_email=catalog.commit.author_email,
             message=_message(ctx, catalog, latest),
             apply=lambda worktree: _edit(worktree, catalog, value, report),
+            depends_on=lambda path: select.could_change(catalog.manifests, report.selected, path),
         )
         async with self.services.reconcile_slots.lent():  # while it waits for its batch's push
             result = await writer.submit(change)
@@ -157,6 +160,7 @@ def _edit(worktree: pathlib.Path, catalog: model.Catalog, value: str, report: _R
     """The edit the writer applies (again, on a new head, when a push was rejected)."""
     chosen = select.select(worktree, catalog.manifests)
     report.matched, report.invalid, report.unmatched = list(chosen.files), [], chosen.unmatched
+    report.selected = frozenset(chosen.files)
     report.invalid.extend(f"{r.path}: {r.reason}" for r in chosen.refused)
     changed = []
     for relative in chosen.files:

@@ -1,0 +1,223 @@
+"""The catalog writer's short retry against a real git server: a lost push race replayed.
+
+When another writer's commits land between the writer's fetch and its push, and they touch
+nothing the batch's edits depend on (`Change.depends_on`), the batch's commit is replayed on the
+new head: the edits do not run again, the commit keeps its message and author, and the other
+writer's commits stay. When they touch a file the batch changed, a path an edit depends on, or a
+symbolic link, the edits run again on the new head (so a human's edit of the same file is kept and
+the selection is redone). Each test makes the race happen deterministically: the first run of an
+edit lands another commit on the branch, so that attempt's push is rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import pathlib
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+
+import pytest
+
+from controller.catalog.repository import CatalogWriter, Change, CloneCache, GitOperation
+from controller.sources.credentials import Credentials
+from tests.env import gitserver
+
+pytestmark = pytest.mark.e2e
+
+USER, PASSWORD = "replayer", "r3play-Pässword"
+MANIFESTS = {f"envs/{name}/environment.yaml": name for name in ("web", "db", "queue")}
+
+
+def _manifest(name: str, runner: str = "mcr.microsoft.com/ade/core:latest") -> str:
+    return f"name: {name}\n# the runner image\nrunner: {runner}\ntemplatePath: main.bicep\n"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gitserver.GitServer]:
+    with gitserver.running(tmp_path_factory.mktemp("replay-server"), {USER: PASSWORD}) as running:
+        yield running
+
+
+@pytest.fixture
+def repo(server: gitserver.GitServer) -> str:
+    name = f"replay-{uuid.uuid4().hex[:8]}"
+    server.create_repo(name, {path: _manifest(env) for path, env in MANIFESTS.items()})
+    return name
+
+
+@pytest.fixture
+async def writer(tmp_path: pathlib.Path) -> AsyncIterator[tuple[CatalogWriter, list[GitOperation]]]:
+    events: list[GitOperation] = []
+    writer = CatalogWriter(cache=CloneCache(tmp_path / "cache"), window=0.05, metrics=events.append)
+    yield writer, events
+    await writer.aclose()
+
+
+@dataclasses.dataclass
+class RacedEdit:
+    """Sets `runner:` in `path`; its first run first lands `interference` (another writer's
+    commit) on the branch, so the push of that attempt loses the race. `runs` counts its runs."""
+
+    server: gitserver.GitServer
+    repo: str
+    path: str
+    runner: str
+    interference: Mapping[str, str | None]
+    links: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    runs: int = 0
+    other: str = ""
+
+    def __call__(self, worktree: pathlib.Path) -> list[str]:
+        self.runs += 1
+        if not self.other:
+            self.other = self.server.commit(
+                self.repo, self.interference, "Another writer", symlinks=self.links
+            )
+        target = worktree / self.path
+        lines = target.read_text().splitlines(keepends=True)
+        edited = [f"runner: {self.runner}\n" if x.startswith("runner:") else x for x in lines]
+        if edited == lines:
+            return []
+        target.write_text("".join(edited))
+        return [self.path]
+
+
+def _change(
+    server: gitserver.GitServer, repo: str, edit: RacedEdit, depends_on: Callable[[str], bool]
+) -> Change:
+    return Change(
+        url=server.url(repo),
+        branch="main",
+        apply=edit,
+        message=f"Use {edit.runner}\n\nBuilt and verified.",
+        author_name="ADE Operator",
+        author_email="ade-operator@example.test",
+        credentials=Credentials(username=USER, password=PASSWORD),
+        depends_on=depends_on,
+    )
+
+
+def _under_envs(path: str) -> bool:
+    """What an edit selecting `envs/*/environment.yaml` depends on."""
+    parts = path.split("/")
+    return len(parts) == 3 and parts[0] == "envs" and parts[2] == "environment.yaml"
+
+
+def _file(server: gitserver.GitServer, repo: str, path: str) -> str:
+    return server.show(repo, f"main:{path}")
+
+
+def _pushes(events: list[GitOperation]) -> list[str]:
+    return [event.outcome for event in events if event.operation == "push"]
+
+
+async def test_a_race_lost_to_unrelated_commits_is_replayed_without_running_the_edit(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    catalog, events = writer
+    path = "envs/web/environment.yaml"
+    edit = RacedEdit(server, repo, path, "r.test/web:2", {"docs/notes.md": "unrelated\n"})
+    result = await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert edit.runs == 1  # replayed: the edit did not run on the new head
+    assert _pushes(events) == ["rejected", "ok"]
+    assert result.commit == server.head(repo)
+    assert result.files == (path,)
+    assert result.changed
+    assert [c.subject for c in server.log(repo)] == [
+        "Use r.test/web:2",
+        "Another writer",
+        "Initial commit",
+    ]
+    assert server.log(repo)[1].sha == edit.other  # on top of the other writer's commit
+    shown = server.show(repo)
+    assert "Author: ADE Operator <ade-operator@example.test>" in shown
+    assert "Built and verified." in shown
+    assert "runner: r.test/web:2\n" in _file(server, repo, path)
+    assert _file(server, repo, "docs/notes.md") == "unrelated"
+    for other in ("db", "queue"):  # the rest of the tree is the new head's
+        assert "core:latest" in _file(server, repo, f"envs/{other}/environment.yaml")
+
+
+async def test_a_human_edit_of_the_same_file_runs_the_edit_again_and_is_kept(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    catalog, events = writer
+    path = "envs/web/environment.yaml"
+    human = _manifest("web").replace("templatePath: main.bicep", "templatePath: web.bicep")
+    edit = RacedEdit(server, repo, path, "r.test/web:3", {path: human})
+    await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert edit.runs == 2
+    assert _pushes(events) == ["rejected", "ok"]
+    text = _file(server, repo, path)
+    assert "templatePath: web.bicep" in text
+    assert "runner: r.test/web:3" in text
+
+
+@pytest.mark.parametrize(
+    ("interference", "links"),
+    [
+        pytest.param({"envs/cache/environment.yaml": _manifest("cache")}, {}, id="a-new-match"),
+        pytest.param({"envs/db/environment.yaml": None}, {}, id="a-match-deleted"),
+        pytest.param({}, {"docs/link.yaml": "../envs/db/environment.yaml"}, id="a-symlink"),
+    ],
+)
+async def test_a_race_lost_to_what_the_edit_depends_on_runs_the_edit_again(
+    server: gitserver.GitServer,
+    repo: str,
+    writer: tuple[CatalogWriter, list[GitOperation]],
+    interference: dict[str, str | None],
+    links: dict[str, str],
+) -> None:
+    catalog, events = writer
+    path = "envs/web/environment.yaml"
+    edit = RacedEdit(server, repo, path, "r.test/web:4", interference, links)
+    await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert edit.runs == 2
+    assert _pushes(events) == ["rejected", "ok"]
+    assert "runner: r.test/web:4" in _file(server, repo, path)
+    assert server.log(repo)[1].sha == edit.other
+
+
+async def test_a_change_submitted_during_a_replay_waits_for_the_next_batch(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    catalog, events = writer
+    first = RacedEdit(server, repo, "envs/web/environment.yaml", "r.test/web:5", {"a.txt": "a\n"})
+    late = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:5", {}, other="none")
+    submitted = asyncio.Event()
+    original = first.__call__
+
+    def and_then_submit(worktree: pathlib.Path) -> list[str]:
+        changed = original(worktree)
+        submitted.set()  # the late change arrives while the first batch is in flight
+        return changed
+
+    async def late_submit() -> None:
+        await submitted.wait()
+        await catalog.submit(_change(server, repo, late, _under_envs))
+
+    change = dataclasses.replace(_change(server, repo, first, _under_envs), apply=and_then_submit)
+    await asyncio.gather(catalog.submit(change), late_submit())
+
+    assert (first.runs, late.runs) == (1, 1)
+    assert _pushes(events) == ["rejected", "ok", "ok"]
+    assert [c.subject for c in server.log(repo)][:3] == [
+        "Use r.test/db:5",
+        "Use r.test/web:5",
+        "Another writer",
+    ]
+
+
+async def test_without_depends_on_the_edits_always_run_again(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    catalog, events = writer
+    edit = RacedEdit(server, repo, "envs/web/environment.yaml", "r.test/web:6", {"b.txt": "b\n"})
+    change = dataclasses.replace(_change(server, repo, edit, _under_envs), depends_on=None)
+    await catalog.submit(change)
+    assert edit.runs == 2
+    assert _pushes(events) == ["rejected", "ok"]
