@@ -23,7 +23,7 @@ from controller import config as config_
 from controller.api import identity
 from controller.observe import logs, metrics
 from controller.observe import status as status_
-from controller.reconcile import pipeline, runner, services
+from controller.reconcile import owners, pipeline, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
 MAX_RETRY_DELAY = 300.0
@@ -80,16 +80,30 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
             return dataclasses.replace(pod, server=kube.in_cluster_server(os.environ))
         return kopf.login_with_kubeconfig(**kwargs)
 
+    @kopf.index(*_RESOURCE, id="runner_repositories", registry=registry)
+    def runner_repositories(
+        namespace: str | None, name: str | None, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+    ) -> dict[str, owners.Claim]:
+        # Which RunnerImage pushes which repository (catalog ownership, duplicates refused).
+        return owners.index_entry(
+            namespace=namespace or "",
+            name=name or "",
+            spec=spec,
+            created=str(meta.get("creationTimestamp") or ""),
+        )
+
     @kopf.on.resume(*_RESOURCE, registry=registry)
     @kopf.on.create(*_RESOURCE, registry=registry)
     @kopf.on.update(*_RESOURCE, registry=registry)
     async def on_change(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any
     ) -> None:
+        services_.owners.index = kwargs["runner_repositories"]
         await _reconcile(services_, body, patch, memo, retry)
 
     @kopf.timer(*_RESOURCE, interval=config.resync_interval, registry=registry)
-    async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+        services_.owners.index = kwargs["runner_repositories"]
         await _reconcile(services_, body, patch, memo, retry=0)
 
     @kopf.timer(
@@ -98,7 +112,10 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         when=_reconciling,
         registry=registry,
     )
-    async def on_progress(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+    async def on_progress(
+        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        services_.owners.index = kwargs["runner_repositories"]
         # Work is in flight (Reconciling=True, e.g. a build): look at it every few seconds.
         # Timers write nothing of their own, unlike kopf's retries of a handler.
         await _reconcile(services_, body, patch, memo, retry=0)

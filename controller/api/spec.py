@@ -27,6 +27,18 @@ class PinMode(enum.StrEnum):
     DIGEST = "Digest"
 
 
+class CatalogFormat(enum.StrEnum):
+    ENVIRONMENT_DEFINITION = "EnvironmentDefinition"
+    YAML = "YAML"
+
+
+class HumanEditPolicy(enum.StrEnum):
+    """What to do with a catalog value someone else set (neither written nor found by us)."""
+
+    KEEP = "Keep"
+    OVERWRITE = "Overwrite"
+
+
 class BuildBackend(enum.StrEnum):
     JOB = "Job"
     BUILDKIT_DAEMON = "BuildKitDaemon"
@@ -133,6 +145,15 @@ class Catalog:
     commit: CommitSpec = CommitSpec()
     push_branch: str = ""
     sync: CatalogSync | None = None
+    adopt: tuple[str, ...] = ()
+    """Values (`*` wildcards) of the field this RunnerImage takes over; empty: any value that no
+    other RunnerImage's repository names."""
+    on_human_edit: HumanEditPolicy = HumanEditPolicy.KEEP
+    interval: str | None = None
+    """How often the branch is checked for changes to the files (None: the default, 5m)."""
+    format: CatalogFormat = CatalogFormat.ENVIRONMENT_DEFINITION
+    repository_field: str = ""
+    """With format YAML: the path that gets the repository, `field` then getting the tag."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -375,6 +396,11 @@ def _catalog(reader: _Reader) -> Catalog:
         ),
         push_branch=reader.text("pushBranch", ""),
         sync=_catalog_sync(reader.child("sync")),
+        adopt=reader.strings("adopt"),
+        on_human_edit=reader.enum("onHumanEdit", HumanEditPolicy, HumanEditPolicy.KEEP),
+        interval=reader.text("interval"),
+        format=reader.enum("format", CatalogFormat, CatalogFormat.ENVIRONMENT_DEFINITION),
+        repository_field=reader.text("repositoryField", ""),
     )
 
 

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from controller import errors
 from controller.api import spec as model
-from controller.catalog import manifests, select
+from controller.catalog import formats, manifests, select
 
 PROG = "ade-runner-operator catalog"
 EXIT_UNCHANGED = 0
@@ -61,7 +61,23 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --pin Digest, write registry/repository:tag@digest",
     )
-    plan.add_argument("--field", default="runner", help="the field to set (default: runner)")
+    plan.add_argument(
+        "--field",
+        default="runner",
+        help="the field to set (default: runner); with --format yaml a path such as image.tag"
+        " or spec.template.spec.containers[name=app].image",
+    )
+    plan.add_argument(
+        "--format",
+        choices=["environment-definition", "yaml"],
+        default="environment-definition",
+        help="ADE environment definitions (default), or any YAML file (spec.catalog.format)",
+    )
+    plan.add_argument(
+        "--repository-field",
+        default="",
+        help="with --format yaml: the path that gets the repository, --field getting the tag",
+    )
     plan.add_argument("--write", action="store_true", help="write the files (never commits)")
     return parser
 
@@ -72,7 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # usage errors (2) and --help (0): argparse has printed them
         return exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
+    target = formats.Target(
+        model.CatalogFormat.YAML
+        if args.format == "yaml"
+        else model.CatalogFormat.ENVIRONMENT_DEFINITION,
+        args.field,
+        args.repository_field,
+    )
     try:
+        if args.repository_field and args.format != "yaml":
+            raise ValueError("--repository-field needs --format yaml")
         value = manifests.reference(args.image, args.digest, args.pin, keep_tag=args.keep_tag)
         selection = select.select(args.repo, args.manifests)
     except (ValueError, errors.StalledError, OSError) as error:
@@ -85,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         file = selection.root / path
         try:
             text = manifests.decode(file.read_bytes(), path=path)
-            edit = manifests.set_field(text, field=args.field, value=value, path=path)
+            edit, _ = formats.write(text, target, value, path=path)
             if edit.changed:
                 _output(unified_diff(path, text, edit.text))
                 if args.write:

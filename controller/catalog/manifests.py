@@ -116,7 +116,7 @@ def set_field(
         where = f" (document {index + 1})" if len(parsed.roots) > 1 else ""
         _check_manifest(data, required_keys, path=path, where=where)
         manifests.append(index)
-        previous.append(_text_of(data.get(field)))
+        previous.append(text_of(data.get(field)))
         span = _field_span(text, parsed, root, data, field=field, value=value, order=order)
         if isinstance(span, str):
             raise ManifestInvalid(path, f"{span}{where}")
@@ -206,7 +206,7 @@ def _parse(text: str, *, path: str) -> _Parsed:
         found = list(YAML(typ="rt").scan(text))
         roots = tuple(_roots(iter(list(YAML(typ="rt").parse(text)))))
     except YAMLError as error:
-        raise ManifestInvalid(path, f"not valid YAML: {_describe(error)}") from None
+        raise ManifestInvalid(path, f"not valid YAML: {describe_error(error)}") from None
     return _Parsed(
         roots=roots,
         data=data,
@@ -223,7 +223,7 @@ def _parse(text: str, *, path: str) -> _Parsed:
     )
 
 
-def _describe(error: YAMLError) -> str:
+def describe_error(error: YAMLError) -> str:
     if isinstance(error, MarkedYAMLError) and error.problem_mark is not None:
         mark = error.problem_mark
         return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
@@ -278,7 +278,7 @@ def _kind(data: Any) -> str:
     return "string" if isinstance(data, str) else type(data).__name__
 
 
-def _text_of(data: Any) -> str | None:
+def text_of(data: Any) -> str | None:
     if isinstance(data, TaggedScalar):
         data = data.value
     if data is None:
@@ -315,7 +315,7 @@ def _field_span(
     key, node = entry
     event = node.event
     if isinstance(event, events.AliasEvent):
-        return node.start, node.end, _double(value)
+        return node.start, node.end, double_quoted(value)
     if isinstance(event, events.CollectionStartEvent):
         kind = "mapping" if isinstance(event, events.MappingStartEvent) else "sequence"
         return f"{field} is a {kind}, expected a string"
@@ -328,10 +328,10 @@ def _field_span(
         colon = _value_token_after(parsed, key.end)
         if colon is None:  # pragma: no cover - a mapping entry always has one
             return f"{field} has no value indicator"
-        return colon, colon, " " + _double(value)
+        return colon, colon, " " + double_quoted(value)
     if current is None:  # "~", "null": a null, not a string with a style to keep
-        return start, node.end, _double(value)
-    return start, node.end, _render(value, event.style)
+        return start, node.end, double_quoted(value)
+    return start, node.end, render_scalar(value, event.style)
 
 
 def _value_token_after(parsed: _Parsed, index: int) -> int | None:
@@ -341,15 +341,15 @@ def _value_token_after(parsed: _Parsed, index: int) -> int | None:
     return parsed.value_tokens[position][1]
 
 
-def _render(value: str, style: str | None) -> str:
+def render_scalar(value: str, style: str | None) -> str:
     if style == "'" and value.isprintable():
         return "'" + value.replace("'", "''") + "'"
     if style is None and _plain_ok(value):
         return value
-    return _double(value)
+    return double_quoted(value)
 
 
-def _double(value: str) -> str:
+def double_quoted(value: str) -> str:
     # A JSON string is a valid YAML double-quoted scalar (YAML 1.2 is a superset of JSON).
     return json.dumps(value, ensure_ascii=False)
 
@@ -374,8 +374,8 @@ def _plain_ok(value: str) -> bool:
 
 
 def _entry_text(field: str, value: str) -> str:
-    key = field if _KEY.fullmatch(field) and _plain_ok(field) else _double(field)
-    return f"{key}: {_double(value)}"
+    key = field if _KEY.fullmatch(field) and _plain_ok(field) else double_quoted(field)
+    return f"{key}: {double_quoted(value)}"
 
 
 def _insertion(
@@ -515,18 +515,18 @@ def _verify(
     try:
         after = list(YAML(typ="rt").load_all(new_text))
     except YAMLError as error:
-        problem = f"{refusal} (the edit breaks the YAML: {_describe(error)})"
+        problem = f"{refusal} (the edit breaks the YAML: {describe_error(error)})"
         raise ManifestInvalid(path, problem) from None
     if len(after) != len(before):
         raise ManifestInvalid(path, refusal)
     for index, (old, new) in enumerate(zip(before, after, strict=True)):
         if index not in manifests:
-            same = _plain(old) == _plain(new)
+            same = plain_data(old) == plain_data(new)
         else:
             same = (
                 isinstance(new, Mapping)
-                and _text_of(new.get(field)) == value
-                and _plain(_without(old, field)) == _plain(_without(new, field))
+                and text_of(new.get(field)) == value
+                and plain_data(_without(old, field)) == plain_data(_without(new, field))
             )
         if not same:
             raise ManifestInvalid(path, refusal)
@@ -536,7 +536,7 @@ def _without(data: Mapping[str, Any], field: str) -> list[tuple[Any, Any]]:
     return [(key, item) for key, item in data.items() if key != field]
 
 
-def _plain(data: Any, seen: frozenset[int] = frozenset()) -> Any:
+def plain_data(data: Any, seen: frozenset[int] = frozenset()) -> Any:
     """Data as plain, comparable values: mappings become ordered pairs, tags are kept."""
     if id(data) in seen:
         return ("<recursive>",)
@@ -544,9 +544,9 @@ def _plain(data: Any, seen: frozenset[int] = frozenset()) -> Any:
     if isinstance(data, TaggedScalar):
         return ("<tagged>", str(data.tag), data.value)
     if isinstance(data, Mapping):
-        return [(_plain(key, inner), _plain(item, inner)) for key, item in data.items()]
+        return [(plain_data(key, inner), plain_data(item, inner)) for key, item in data.items()]
     if isinstance(data, list | tuple):
-        return [_plain(item, inner) for item in data]
+        return [plain_data(item, inner) for item in data]
     tag = getattr(data, "tag", None)
     if tag is not None and getattr(tag, "value", None) is not None:
         return ("<tagged>", str(tag.value), data)

@@ -97,7 +97,8 @@ class Change:
     url: str
     branch: str
     apply: Edit
-    message: str
+    message: str | Callable[[tuple[str, ...]], str]
+    """The commit message, or a function of the files the edit changed that gives it."""
     author_name: str
     author_email: str
     credentials: Credentials | None = None
@@ -394,14 +395,15 @@ class CatalogWriter:
             if isinstance(outcome, Exception):
                 shown = credentials_.scrub(str(outcome), pending.change.credentials)
                 logger.info("an edit of %s failed: %s", git.shown_url, shown)
-        changed = [p.change for p in live if not isinstance(outcomes[p], Exception) and outcomes[p]]
+        changed = [p for p in live if not isinstance(outcomes[p], Exception) and outcomes[p]]
         commit = None  # nothing changed (or the edits undid each other): no empty commit
         author_env = git.env
         if changed:
-            author = (changed[0].author_name, changed[0].author_email)
-            others = [(c.author_name, c.author_email) for c in changed]
+            author = (changed[0].change.author_name, changed[0].change.author_email)
+            others = [(p.change.author_name, p.change.author_email) for p in changed]
             message = batch_message(
-                [c.message for c in changed], co_authors=[a for a in others if a != author]
+                [_message(p.change, outcomes[p]) for p in changed],
+                co_authors=[a for a in others if a != author],
             )
             for pending in live:
                 message = credentials_.scrub(message, pending.change.credentials)
@@ -467,6 +469,12 @@ class _Lost:
     env: dict[str, str]
     """git's environment with the commit's author and committer."""
     replayable: replay_.Replayable | None = None
+
+
+def _message(change: Change, outcome: Outcome) -> str:
+    if isinstance(change.message, str):
+        return change.message
+    return change.message(outcome if isinstance(outcome, tuple) else ())
 
 
 def _replayable(live: Iterable[_Pending]) -> bool:

@@ -71,6 +71,11 @@ class ResolveInputs:
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
         spec = ctx.spec
+        self.services.owners.check(
+            registry=spec.image.registry,
+            repository=spec.image.repository,
+            me=f"{ctx.namespace}/{ctx.name}",
+        )
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
         if requested and requested != self.memory.handled_request:
             self.memory.source_checked = self.memory.base_checked = None

@@ -226,9 +226,13 @@ async def _run_steps(ctx: steps_.Context, steps: Sequence[steps_.Step]) -> _Summ
             )
             done.append(outcome.message)
             continue
-        desired[step.condition] = conditions.Condition.unknown(
-            step.condition, outcome.reason, outcome.message
+        # Work in flight: not known yet. Blocked: known not to hold until something changes.
+        state = (
+            conditions.Condition.unknown
+            if outcome.kind is steps_.Kind.WAITING
+            else conditions.Condition.false
         )
+        desired[step.condition] = state(step.condition, outcome.reason, outcome.message)
         return _stopped(outcome, desired)
     message = done[-1] if done else "nothing to do"  # the furthest step's news; each has its own
     desired.update(

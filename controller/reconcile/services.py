@@ -29,6 +29,7 @@ from controller.azure import credentials as azure_credentials
 from controller.build import backend, inprocess, retries
 from controller.catalog import repository
 from controller.observe import status as status_
+from controller.reconcile import owners as owners_
 from controller.registry import client as registry_client
 from controller.sources import credentials as git_credentials
 
@@ -57,6 +58,10 @@ class ObjectMemory:
     access_checked_at: float | None = None
     """The registry access check (its monotonic time) this object last took into account."""
     catalog_request: str | None = None
+    catalog_checked: str | None = None
+    """The catalog branch head the catalog step last read its files at."""
+    catalog_polled: float | None = None
+    """When the catalog step last looked at the branch head (monotonic)."""
     """The reconcile-request annotation value the catalog step last acted on."""
     jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
     """Each object polls up to 10% later than its interval, so objects created together do not
@@ -180,6 +185,8 @@ class Services:
     reconcile_slots: ReconcileSlots = dataclasses.field(
         default_factory=lambda: ReconcileSlots(limit=8)
     )
+    owners: owners_.Owners = dataclasses.field(default_factory=owners_.Owners)
+    """Which RunnerImage pushes which image repository (kopf's index, set by the handlers)."""
 
     def registry(self, docker_config: Mapping[str, Any] | None) -> registry_client.RegistryClient:
         try:

@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterator
 
 from controller import durations, errors
 from controller.api import spec as model
+from controller.catalog import yamlpath
 
 TAG_PLACEHOLDERS = {
     "revision": 40,
@@ -28,6 +29,7 @@ TAG_PLACEHOLDERS = {
 COMMIT_PLACEHOLDERS = frozenset({"image", "digest", "reason", "files", "name", "namespace"})
 
 MIN_TRIGGER_INTERVAL = 60.0
+MIN_CATALOG_INTERVAL = 10.0
 MAX_BUILD_TIMEOUT = 24 * 3600.0
 MIN_BUILD_TIMEOUT = 60.0
 
@@ -159,6 +161,9 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
     yield from _template(
         "spec.catalog.commit.messageTemplate", catalog.commit.message_template, COMMIT_PLACEHOLDERS
     )
+    yield from _catalog_fields(catalog)
+    if catalog.interval is not None:
+        yield from _duration("spec.catalog.interval", catalog.interval, MIN_CATALOG_INTERVAL, None)
     if catalog.push_branch and catalog.push_branch == catalog.git.branch:
         yield errors.SpecError(
             "spec.catalog.pushBranch", "must differ from spec.catalog.git.branch (or be empty)"
@@ -169,6 +174,26 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
     ):
         if branch and not _valid_branch(branch):
             yield errors.SpecError(field, f"{branch!r} is not a valid git branch name")
+
+
+def _catalog_fields(catalog: model.Catalog) -> Iterator[errors.SpecError]:
+    if catalog.format is not model.CatalogFormat.YAML:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", catalog.field):
+            yield errors.SpecError(
+                "spec.catalog.field", "must be a top-level key with format EnvironmentDefinition"
+            )
+        if catalog.repository_field:
+            yield errors.SpecError("spec.catalog.repositoryField", "needs format YAML")
+        return
+    for name, path in (
+        ("spec.catalog.field", catalog.field),
+        ("spec.catalog.repositoryField", catalog.repository_field),
+    ):
+        if name == "spec.catalog.field" or path:
+            try:
+                yamlpath.parse_path(path)
+            except ValueError as error:
+                yield errors.SpecError(name, str(error))
 
 
 def _escapes(path: str) -> bool:

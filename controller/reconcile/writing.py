@@ -4,9 +4,14 @@ The edit (set `spec.catalog.field` in every manifest the globs select, pinned by
 is handed to the operator-wide catalog writer, which batches every change to one repository into
 one commit and push, retries rejected pushes in-process, and never force-pushes the base branch.
 A manifest that is not valid YAML, or not an ADE manifest, is left alone and reported by path
-while the others proceed. Once the catalog points at an image the step does no git I/O again
-until the image or the catalog settings change (or a manual trigger asks). With
-`spec.catalog.sync`, ADE is then asked to sync the catalog once per pushed revision.
+while the others proceed. Each file has one owner and human edits are kept (`claims`,
+`catalog.ownership`): a file another RunnerImage owns is reported (`CatalogConflict`), one changed
+by hand since this RunnerImage wrote it is kept (`CatalogPinnedByHand`) unless
+`spec.catalog.onHumanEdit: Overwrite`. Ready tells the catalog as read at the last check: once the
+catalog points at the image the step looks at the branch head every resync (`git ls-remote`) and
+reads the files again only when it moved; it writes again when the image or the catalog settings
+change (or a manual trigger asks). With `spec.catalog.sync`, ADE is then asked to sync the
+catalog once per pushed revision.
 """
 
 from __future__ import annotations
@@ -14,38 +19,34 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import pathlib
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from controller import errors
+from controller import durations, errors
 from controller.api import conditions
 from controller.api import identity as api_identity
 from controller.api import spec as model
 from controller.azure import access as azure_access
-from controller.catalog import manifests, repository, select
+from controller.catalog import manifests, ownership, repository
+from controller.observe import events as events_
+from controller.reconcile import claims, steps
 from controller.reconcile import services as services_
-from controller.reconcile import steps
 from controller.sources import credentials as git_credentials
+from controller.sources import git as git_
+
+logger = logging.getLogger(__name__)
 
 RETRY_INVALID_SECONDS = 300.0
+DEFAULT_INTERVAL = 300.0
+"""How often the catalog branch is checked when `spec.catalog.interval` is not set."""
 
 
 class ManifestNotFound(errors.StalledError):
     def __init__(self, globs: tuple[str, ...]) -> None:
         listed = ", ".join(globs)
         super().__init__("ManifestNotFound", f"spec.catalog.manifests: nothing matches {listed}")
-
-
-@dataclasses.dataclass
-class _Report:
-    """What the edit callback found, beyond the files it changed."""
-
-    matched: list[str] = dataclasses.field(default_factory=list)
-    invalid: list[str] = dataclasses.field(default_factory=list)
-    unmatched: tuple[str, ...] = ()
-    selected: frozenset[str] = frozenset()
-    """Every file the edit read (the selection, invalid ones included)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,52 +66,98 @@ class WriteCatalog:
         fingerprint = _fingerprint(catalog, value)
         previous: Mapping[str, Any] = ctx.status.get("catalog") or {}
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
-        if previous.get("fingerprint") == fingerprint and requested == self.memory.catalog_request:
+        unchanged = (
+            previous.get("fingerprint") == fingerprint and requested == self.memory.catalog_request
+        )
+        if unchanged and not await self._moved(ctx, catalog):
             await self._sync(ctx, catalog, previous)
-            return steps.Outcome.done("Synced", _summary(previous))
+            return _outcome(previous, catalog)
+        credentials = await self._credentials(ctx, catalog)
         writer = self.services.catalog
         if writer is None:
             raise errors.StalledError("CatalogUnavailable", "the operator has no catalog writer")
-        report = _Report()
+        me = f"{ctx.namespace}/{ctx.name}"
+        edit = claims.CatalogEdit(
+            catalog=catalog,
+            value=value,
+            mine=ownership.repository_of(value) or "",
+            others=self.services.owners.others(me),
+            records=claims.records_from_status(previous),
+        )
         change = repository.Change(
             url=catalog.git.url,
             branch=catalog.git.branch,
             push_branch=catalog.push_branch,
-            credentials=await self._credentials(ctx, catalog),
+            credentials=credentials,
             author_name=catalog.commit.author_name,
             author_email=catalog.commit.author_email,
-            message=_message(ctx, catalog, latest),
-            apply=lambda worktree: _edit(worktree, catalog, value, report),
-            depends_on=lambda path: select.could_change(catalog.manifests, report.selected, path),
+            message=lambda files: _message(ctx, catalog, latest, files),
+            apply=edit,
+            depends_on=edit.depends_on,
         )
         async with self.services.reconcile_slots.lent():  # while it waits for its batch's push
             result = await writer.submit(change)
         self.memory.catalog_request = requested
-        if report.unmatched and not report.matched:
-            raise ManifestNotFound(report.unmatched)
-        files = sorted(report.matched)
-        ctx.updates["catalog"] = {
-            "revision": result.commit,
+        self.memory.catalog_checked = result.commit
+        if edit.unmatched and not edit.matched:
+            raise ManifestNotFound(edit.unmatched)
+        blocked = edit.blocked()
+        recorded = {
+            "revision": result.commit if result.changed else previous.get("revision"),
             "ref": result.ref,
             "image": value,
-            "manifests": files,
+            "manifests": edit.written(),
+            "changed": list(result.files) if result.changed else previous.get("changed"),
+            "files": [state.to_status() for _, state in sorted(edit.states.items())],
             "pushedAt": (result.settled_at or ctx.now).strftime("%Y-%m-%dT%H:%M:%SZ")
             if result.changed
             else previous.get("pushedAt"),
-            "fingerprint": fingerprint if not report.invalid else None,
+            "fingerprint": fingerprint if not edit.invalid else None,
             "syncedRevision": previous.get("syncedRevision"),
             "syncedAt": previous.get("syncedAt"),
         }
-        if report.invalid:
+        if not recorded["revision"]:
+            recorded["revision"] = result.commit
+        ctx.updates["catalog"] = recorded
+        if result.changed:
+            ctx.events.append(
+                events_.Event(
+                    "Normal",
+                    "CatalogCommitted",
+                    f"{', '.join(result.files)} now point at {value}"
+                    f" (commit {result.commit[:12]} on {result.ref})",
+                )
+            )
+        if edit.invalid:
             raise errors.TransientError(
                 "ManifestInvalid",
-                "left alone (fix them in the catalog): " + "; ".join(report.invalid),
+                "left alone (fix them in the catalog): " + "; ".join(edit.invalid),
                 retry_after=RETRY_INVALID_SECONDS,
             )
-        if report.unmatched:
-            raise ManifestNotFound(report.unmatched)
-        await self._sync(ctx, catalog, ctx.updates["catalog"])
-        return steps.Outcome.done("Synced", _summary(ctx.updates["catalog"]))
+        if edit.unmatched:
+            raise ManifestNotFound(edit.unmatched)
+        if blocked is None:
+            await self._sync(ctx, catalog, ctx.updates["catalog"])
+        return _outcome(ctx.updates["catalog"], catalog)
+
+    async def _moved(self, ctx: steps.Context, catalog: model.Catalog) -> bool:
+        """Whether the branch moved since the files were last read, looked at every
+        `spec.catalog.interval` (`git ls-remote`). A head that cannot be read leaves the last
+        check standing (logged)."""
+        interval = durations.parse(catalog.interval) if catalog.interval else DEFAULT_INTERVAL
+        if not self.memory.due(self.memory.catalog_polled, interval, generation=ctx.generation):
+            return False
+        self.memory.catalog_polled = time.monotonic()
+        try:
+            head = await git_.ls_remote(
+                url=catalog.git.url,
+                ref=catalog.git.branch,
+                credentials=await self._credentials(ctx, catalog),
+            )
+        except errors.ReconcileError as error:
+            logger.warning("cannot check the head of the catalog: %s", error)
+            return False
+        return head != self.memory.catalog_checked
 
     async def _sync(
         self, ctx: steps.Context, catalog: model.Catalog, recorded: Mapping[str, Any]
@@ -156,28 +203,6 @@ class WriteCatalog:
         return git_credentials.credentials_from_secret(secret.data, secret=secret.name)
 
 
-def _edit(worktree: pathlib.Path, catalog: model.Catalog, value: str, report: _Report) -> list[str]:
-    """The edit the writer applies (again, on a new head, when a push was rejected)."""
-    chosen = select.select(worktree, catalog.manifests)
-    report.matched, report.invalid, report.unmatched = list(chosen.files), [], chosen.unmatched
-    report.selected = frozenset(chosen.files)
-    report.invalid.extend(f"{r.path}: {r.reason}" for r in chosen.refused)
-    changed = []
-    for relative in chosen.files:
-        path = worktree / relative
-        try:
-            text = manifests.decode(path.read_bytes(), path=relative)
-            edit = manifests.set_field(text, field=catalog.field, value=value, path=relative)
-        except manifests.ManifestInvalid as error:
-            report.invalid.append(error.message)
-            report.matched.remove(relative)
-            continue
-        if edit.changed:
-            path.write_bytes(manifests.encode(edit.text))
-            changed.append(relative)
-    return changed
-
-
 def _fingerprint(catalog: model.Catalog, value: str) -> str:
     material = {
         "value": value,
@@ -186,23 +211,33 @@ def _fingerprint(catalog: model.Catalog, value: str) -> str:
         "pushBranch": catalog.push_branch,
         "manifests": list(catalog.manifests),
         "field": catalog.field,
+        "adopt": list(catalog.adopt),
+        "onHumanEdit": catalog.on_human_edit.value,
     }
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _message(ctx: steps.Context, catalog: model.Catalog, latest: Mapping[str, Any]) -> str:
+def _message(
+    ctx: steps.Context, catalog: model.Catalog, latest: Mapping[str, Any], files: Sequence[str]
+) -> str:
     values = {
         "image": latest.get("reference", ""),
         "digest": latest.get("digest", ""),
         "reason": latest.get("reason", ""),
-        "files": ", ".join(catalog.manifests),
+        "files": ", ".join(files),
         "name": ctx.name,
         "namespace": ctx.namespace,
     }
     return errors.redact(catalog.commit.message_template.format_map(values))
 
 
-def _summary(catalog: Mapping[str, Any]) -> str:
-    files = catalog.get("manifests") or []
-    revision = str(catalog.get("revision", ""))[:12]
-    return f"{len(files)} manifest(s) point at {catalog.get('image')} (commit {revision})"
+def _outcome(recorded: Mapping[str, Any], catalog: model.Catalog) -> steps.Outcome:
+    """Synced, or blocked as the last check found (a conflict, a pin by hand)."""
+    blocked = claims.blocked(claims.states_from_status(recorded), field=catalog.field)
+    if blocked:
+        return steps.Outcome.blocked(*blocked)
+    files = recorded.get("manifests") or []
+    revision = str(recorded.get("revision", ""))[:12]
+    return steps.Outcome.done(
+        "Synced", f"{len(files)} manifest(s) point at {recorded.get('image')} (commit {revision})"
+    )

@@ -28,7 +28,7 @@ def offline(name: str = "bicep-runner", **spec: Any) -> dict[str, Any]:
                     "scripts": {"deploy.sh": "#!/bin/sh\n", "delete.sh": "#!/bin/sh\n"},
                 }
             },
-            "image": {"registry": "contoso.azurecr.io", "repository": "ade/bicep"},
+            "image": {"registry": "contoso.azurecr.io", "repository": f"ade/{name}"},
             "registryAccess": {
                 "acr": {
                     "subscriptionId": "00000000-0000-0000-0000-000000000000",

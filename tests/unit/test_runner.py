@@ -309,7 +309,7 @@ async def test_blocked_step_stops_without_reconciling() -> None:
     found = by_type(report)
     assert set(found) == {types.READY, types.BUILT}
     assert found[types.READY]["reason"] == "NotImplemented"
-    assert found[types.BUILT]["status"] == types.UNKNOWN
+    assert found[types.BUILT]["status"] == types.FALSE
     assert report.events == [Event("Warning", "NotImplemented", "no builds yet")]
 
 

@@ -682,3 +682,38 @@ def test_check_lists_every_problem_in_one_message() -> None:
     assert caught.value.field == "spec.dockerfile"
     assert caught.value.reason == "InvalidSpec"
     assert "hunter2" not in caught.value.message
+
+
+# --- catalog format, field paths, interval ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("catalog", "expected"),
+    [
+        ({"format": "YAML", "field": "spec.template.spec.containers[name=app].image"}, []),
+        ({"format": "YAML", "field": "image.tag", "repositoryField": "image.repository"}, []),
+        ({"format": "YAML", "field": "images[name=app].newTag"}, []),
+        (
+            {"format": "YAML", "field": "image..tag"},
+            ["spec.catalog.field: 'image..tag': '' is not a key with optional [N] or [key=value]"],
+        ),
+        (
+            {"format": "YAML", "field": "images[name].newTag"},
+            ["spec.catalog.field: 'images[name].newTag': [name] is neither [N] nor [key=value]"],
+        ),
+        (
+            {"field": "image.tag"},
+            ["spec.catalog.field: must be a top-level key with format EnvironmentDefinition"],
+        ),
+        (
+            {"repositoryField": "image.repository"},
+            ["spec.catalog.repositoryField: needs format YAML"],
+        ),
+        ({"interval": "30m"}, []),
+        ({"interval": "5s"}, ["spec.catalog.interval: must be at least 10s (got 5s)"]),
+    ],
+)
+def test_catalog_field_paths_and_interval(catalog: dict[str, str], expected: list[str]) -> None:
+    raw = raw_spec()
+    raw["catalog"].update(catalog)
+    assert messages(raw) == expected

@@ -248,3 +248,39 @@ def test_unified_diff_marks_a_missing_final_newline() -> None:
         "+c\n\\ No newline at end of file\n"
     )
     assert cli.unified_diff("p", "same\n", "same\n") == ""
+
+
+def test_plan_with_format_yaml_edits_a_helm_values_line_keeping_its_comment(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = checkout(tmp_path, "helm_values")
+    args = plan(repo, "--format", "yaml", "--field", "image", manifests="charts/*/values.yaml")
+    assert cli.main([*args, "--write"]) == cli.EXIT_CHANGED
+    out = capsys.readouterr().out
+    assert "\n-image: old.example/app:1  # pinned\n+image: " + IMAGE + "  # pinned\n" in out
+    assert test_golden.tree(repo) == expected("helm_values")
+
+
+def test_plan_splits_repository_and_tag_for_kustomize(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = checkout(tmp_path, "kustomize_images")
+    args = plan(
+        repo,
+        "--format", "yaml",
+        "--field", "images[name=app].newTag",
+        "--repository-field", "images[name=app].newName",
+        "--write",
+        manifests="overlays/*/kustomization.yaml",
+    )  # fmt: skip
+    assert cli.main(args) == cli.EXIT_CHANGED
+    assert test_golden.tree(repo) == expected("kustomize_images")
+    assert cli.main(args) == cli.EXIT_UNCHANGED  # idempotent
+
+
+def test_plan_refuses_a_repository_field_without_format_yaml(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = checkout(tmp_path, "helm_values")
+    assert cli.main(plan(repo, "--repository-field", "image.repository")) == cli.EXIT_ERROR
+    assert "--repository-field needs --format yaml" in capsys.readouterr().err

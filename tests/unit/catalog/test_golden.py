@@ -1,6 +1,7 @@
 """Golden tests of the catalog edit engine: `testdata/<case>/{original,expected}` byte for byte.
 
-Each case runs `select` on its `original` folder and `set_field` on every selected file; every
+Each case runs `select` on its `original` folder and `formats.write` (ADE environment definitions,
+or any YAML with a field path: Helm values, Kustomize, Deployments) on every selected file; every
 file of the folder, edited or not, must then equal its copy in `expected`. `case.json` (optional)
 sets the globs and the image options; the defaults are below.
 """
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from controller.api import spec as model
-from controller.catalog import manifests, select
+from controller.catalog import formats, manifests, select
 
 TESTDATA = pathlib.Path(__file__).parent / "testdata"
 DEFAULTS: dict[str, Any] = {
@@ -24,6 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "pin": "Tag",
     "keep_tag": False,
     "field": "runner",
+    "format": "EnvironmentDefinition",
+    "repository_field": "",
 }
 CASES = sorted(path.name for path in TESTDATA.iterdir() if path.is_dir())
 
@@ -34,6 +37,12 @@ def options(case: pathlib.Path) -> dict[str, Any]:
     unknown = set(extra) - set(DEFAULTS)
     assert not unknown, f"{found}: unknown options {sorted(unknown)}"
     return {**DEFAULTS, **extra}
+
+
+def target(settings: dict[str, Any]) -> formats.Target:
+    return formats.Target(
+        model.CatalogFormat(settings["format"]), settings["field"], settings["repository_field"]
+    )
 
 
 def tree(folder: pathlib.Path) -> dict[str, bytes]:
@@ -61,7 +70,7 @@ def run_case(case: pathlib.Path) -> dict[str, bytes]:
     result = tree(original)
     for path in selection.files:
         text = manifests.decode(result[path], path=path)
-        edit = manifests.set_field(text, field=settings["field"], value=value, path=path)
+        edit, _ = formats.write(text, target(settings), value, path=path)
         assert edit.changed == (edit.text != text)
         result[path] = manifests.encode(edit.text)
     return result
@@ -96,7 +105,7 @@ def test_golden_is_idempotent(name: str) -> None:
     selection = select.select(case / "expected", settings["manifests"])
     for path in selection.files:
         text = manifests.decode((selection.root / path).read_bytes(), path=path)
-        edit = manifests.set_field(text, field=settings["field"], value=value, path=path)
+        edit, _ = formats.write(text, target(settings), value, path=path)
         assert not edit.changed
         assert edit.text is text
 
