@@ -15,6 +15,7 @@ every 10 s (`spec.catalog.interval`):
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import re
@@ -78,13 +79,17 @@ def _runner_in(server: gitserver.GitServer, path: str) -> str:
     return found.group(1)
 
 
+def _resyncs(process: operator.OperatorProcess, name: str) -> int:
+    """How many timer runs of RunnerImage `name` have finished."""
+    return process.logs().count(f"/{name}] Timer 'register.<locals>.on_timer' succeeded")
+
+
 def _wait_resyncs(process: operator.OperatorProcess, name: str, count: int) -> None:
     """Until `count` more timer runs of RunnerImage `name` have finished."""
-    marker = f"/{name}] Timer 'register.<locals>.on_timer' succeeded"
-    start = process.logs().count(marker)
+    start = _resyncs(process, name)
     kube.wait_for(
-        lambda: process.logs().count(marker) >= start + count or None,
-        timeout=30,
+        lambda: _resyncs(process, name) >= start + count or None,
+        timeout=10 + 2 * count,
         what=f"{count} resyncs of {name}",
     )
 
@@ -244,3 +249,107 @@ def test_a_second_runner_image_pushing_the_same_repository_is_refused(
     assert f"RunnerImage {namespace}/first" in message
     assert "spec.image.repository" in message
     assert buildjobs.jobs(cluster, namespace, "twin") == []
+
+
+TEAM = 5
+"""RunnerImages sharing one catalog, each selecting every environment definition and its own."""
+HOUR_OF_RESYNCS = 60
+"""Resyncs watched per RunnerImage: an hour's worth at the default `ADE_RESYNC_INTERVAL` (1m)."""
+
+
+def test_a_team_with_overlapping_globs_commits_once_per_image_change_and_never_from_resyncs(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+    git_server: gitserver.GitServer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """TEAM RunnerImages whose globs all select the same three environment definitions (and
+    each its own file) are built once, watched over HOUR_OF_RESYNCS resyncs each (with a look at
+    the branch head every 10 s), then one of them gets a new image: the commits are counted."""
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    git_secret(cluster, namespace)
+    own = {f"team-{i}": f"Own/team-{i}/environment.yaml" for i in range(TEAM)}
+    git_server.commit(
+        "catalog", {path: MANIFEST.format(name=name) for name, path in own.items()}, "Own files"
+    )
+    process = start_operator(ADE_RESYNC_INTERVAL="1s")
+    url, start = git_server.url("catalog"), len(git_server.log("catalog"))
+    bodies = {
+        name: _runner(
+            namespace,
+            oci_registry.host,
+            base_image,
+            url,
+            name,
+            ["Environments/**/environment.yaml", f"Own/{name}/*.yaml"],
+        )
+        for name in own
+    }
+    for body in bodies.values():
+        cluster.apply(namespace, json.dumps(body))
+    for name in own:
+        _built(cluster, namespace, pusher, name)
+    for name in own:  # each has written its own file; the shared ones went to one of them
+        kube.wait_for(
+            functools.partial(_changed, cluster, namespace, name),
+            timeout=60,
+            what=f"{name}'s catalog write",
+        )
+    built = len(git_server.log("catalog")) - start
+    owners = {
+        name: (cluster.get(namespace, name) or {})["status"]["catalog"]["manifests"] for name in own
+    }
+    shared_owners = [name for name, files in owners.items() if set(FILES) <= set(files)]
+    assert len(shared_owners) == 1, owners  # one owner for the shared files, no split
+    checks_before = _head_reads(git_server)
+    counts = {name: _resyncs(process, name) for name in own}
+    for name in own:  # they resync side by side: the first wait covers most of the others'
+        _wait_resyncs(process, name, HOUR_OF_RESYNCS - (_resyncs(process, name) - counts[name]))
+    from_resyncs = len(git_server.log("catalog")) - start - built
+    checks = _head_reads(git_server) - checks_before
+
+    changed = next(name for name in own if name not in shared_owners)
+    bodies[changed]["spec"]["source"]["inline"]["scripts"]["deploy.sh"] = "#!/bin/sh\necho v2\n"
+    cluster.apply(namespace, json.dumps(bodies[changed]))
+    _built(cluster, namespace, pusher, changed)
+    kube.wait_for(
+        lambda: len(git_server.log("catalog")) > start + built + from_resyncs or None,
+        timeout=60,
+        what="the new image's commit",
+    )
+    cluster.wait_condition(namespace, changed, "CatalogSynced", timeout=60)
+    for name in own:
+        _wait_resyncs(process, name, 3)
+    second = len(git_server.log("catalog")) - start - built - from_resyncs
+    with capsys.disabled():
+        print(
+            f"\n[catalog ownership] {TEAM} RunnerImages, globs overlapping on {len(FILES)} files:"
+            f" {built} commit(s) for their first images; {from_resyncs} commit(s) over"
+            f" {HOUR_OF_RESYNCS}+ resyncs each ({checks} reads of the branch head); {second}"
+            " commit(s) for one new image"
+        )
+    assert built <= TEAM
+    assert from_resyncs == 0
+    assert second == 1
+    assert checks >= TEAM  # each looked at the branch at least once: the check is real
+
+
+def _changed(cluster: kube.Cluster, namespace: str, name: str) -> list[str] | None:
+    """The files the last catalog commit of RunnerImage `name` changed, once there is one."""
+    obj = cluster.get(namespace, name) or {}
+    changed: list[str] | None = obj.get("status", {}).get("catalog", {}).get("changed")
+    return changed or None
+
+
+def _head_reads(server: gitserver.GitServer) -> int:
+    """ls-remote and fetches of the catalog: its upload-pack advertisements."""
+    return sum(
+        1
+        for r in server.requests_for("catalog")
+        if r.method == "GET" and "git-upload-pack" in r.query and r.status == 200
+    )

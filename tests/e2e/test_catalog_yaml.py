@@ -83,6 +83,7 @@ def test_a_helm_values_file_and_a_deployment_are_updated(
             field="image.tag",
             repositoryField="image.repository",
             adopt=["old.example/app:*"],
+            commit={"messageTemplate": "Point {files} at {image}"},
         ),
         "deploy": with_catalog(
             buildjobs.runner_image(namespace, oci_registry.host, base_image),
@@ -116,4 +117,6 @@ def test_a_helm_values_file_and_a_deployment_are_updated(
     assert git_server.show("catalog", "main:k8s/app.yaml") == DEPLOYMENT.replace(
         "old.example/app:1", images["deploy"]
     ).rstrip("\n")
-    assert len(git_server.log("catalog")) == 3  # the initial commit and one per RunnerImage
+    log = git_server.log("catalog")
+    assert len(log) == 3  # the initial commit and one per RunnerImage
+    assert f"Point charts/app/values.yaml at {images['chart']}" in [c.subject for c in log]
