@@ -108,3 +108,8 @@ def test_an_alias_is_replaced_and_the_anchor_kept() -> None:
     assert _set(text, "app.image")[0] == (
         f'default: &img old.example/app:1\napp:\n  image: "{NEW}"\n'
     )
+
+
+def test_a_byte_order_mark_and_crlf_are_kept() -> None:
+    text = "\ufeff# values\r\nimage: old.example/app:1 # pinned\r\nx: 1"
+    assert _set(text, "image")[0] == f"\ufeff# values\r\nimage: {NEW} # pinned\r\nx: 1"
