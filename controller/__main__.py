@@ -2,25 +2,19 @@
 
 It loads the configuration from the environment, sets up logging, starts the metrics endpoint,
 registers the handlers and runs kopf against the in-cluster configuration or the current
-kubeconfig.
+kubeconfig. `catalog plan` is a local tool: it imports the catalog engine only, not the operator
+(kopf, the Kubernetes and Azure clients), so that it answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
-import secrets
 import sys
+from typing import TYPE_CHECKING
 
-import kopf
-import prometheus_client
-
-from controller import config as config_
-from controller import handlers
-from controller.catalog import cli as catalog_cli
-from controller.observe import logs, metrics
+if TYPE_CHECKING:
+    from controller import config as config_
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,6 +35,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(config: config_.Config) -> None:
     """Run the operator until it is stopped (SIGINT/SIGTERM)."""
+    import asyncio  # the operator's imports: not paid by `catalog plan`
+    import logging
+    import secrets
+
+    import kopf
+    import prometheus_client
+
+    from controller import config as config_
+    from controller import handlers
+    from controller.observe import logs, metrics
+
     logs.configure(json_lines=config.log_format is config_.LogFormat.JSON, level=config.log_level)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     # azure-core logs every request's headers at INFO: only its warnings, unless debugging.
@@ -70,7 +75,11 @@ def run(config: config_.Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["catalog"]:  # `catalog plan ...`: a local preview; no configuration needed
+        from controller.catalog import cli as catalog_cli
+
         return catalog_cli.main(argv[1:])
+    from controller import config as config_
+
     args = _parser().parse_args(argv)
     try:
         config = config_.from_env(os.environ)

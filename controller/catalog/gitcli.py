@@ -266,6 +266,23 @@ class Git:
             return head
         raise AssertionError("unreachable")
 
+    async def checkout_known(self, branch: str) -> str | None:
+        """Make the clone a clean checkout of the `branch` head it last fetched, without asking
+        the server; that sha, or None when the clone has none (a fresh or foreign folder)."""
+        if not (self.clone / ".git" / META).exists():
+            return None
+        tracking = f"refs/remotes/origin/{branch}^{{commit}}"
+        done = await self.run("rev-parse", "--verify", "--quiet", tracking)
+        if done.returncode != 0:
+            return None
+        head = done.stdout.strip()
+        await asyncio.to_thread(clear_leftovers, self.clone / ".git")
+        if self.cache.gc_due(self.clone):
+            await self.local("gc", "--quiet", "--prune=now")
+        await self.local("checkout", "--quiet", "--force", "--detach", head)
+        await self.local("clean", "-ffdxq")
+        return head
+
     async def refresh(self, branch: str) -> str:
         """Fetch the server's `branch` head into the clone, leaving the work tree; that sha."""
         started = time.monotonic()
@@ -418,7 +435,8 @@ class Git:
         self, *, ref: str, lease: str | None, attempt: int, changes: int, commit: str = "HEAD"
     ) -> Literal["ok", "rejected"]:
         """Push `commit` to `ref`: fast-forward only, or with `--force-with-lease=ref:lease`. A
-        lost race is "rejected"; a refusal by the server raises `CatalogPushRefused`."""
+        lost race is "rejected"; a refusal by the server raises `CatalogPushRefused`. A landed
+        push moves the clone's tracking ref of the branch too (the next write starts there)."""
         branch = ref.removeprefix("refs/heads/")
         force = [] if lease is None else [f"--force-with-lease={ref}:{lease}"]
         started = time.monotonic()
@@ -440,7 +458,8 @@ class Git:
                 changes,
             )
         )
-        if outcome == "ok":
+        if outcome == "ok":  # the server's branch is now `commit`: so is the clone's idea of it
+            await self.local("update-ref", f"refs/remotes/origin/{branch}", commit)
             return "ok"
         if outcome == "rejected":
             logger.info("push to %s of %s rejected %s: retrying", branch, self.shown_url, summary)

@@ -347,7 +347,8 @@ class CatalogWriter:
                     ):
                         written = await self._replay(git, lane, lost, lost.replayable, attempt)
                     if written is None:
-                        written = await self._attempt(git, lane, live, attempt)
+                        speculate = lost is None and not push_branch and _replayable(live)
+                        written = await self._attempt(git, lane, live, attempt, speculate)
                 except Damaged as damaged:  # broke under our hands: once more on a fresh clone
                     if recloned:
                         raise CatalogUnavailable(
@@ -376,13 +377,20 @@ class CatalogWriter:
             )
 
     async def _attempt(
-        self, git: Git, lane: _Lane, live: list[_Pending], attempt: int
+        self, git: Git, lane: _Lane, live: list[_Pending], attempt: int, speculate: bool = False
     ) -> _Written | _Lost | None:
         """One try: check out the head, apply every edit, commit, push. (ref, sha, outcomes); or
-        when the push lost a race, what replaying its commit needs (None with a push branch)."""
+        when the push lost a race, what replaying its commit needs (None with a push branch).
+
+        With `speculate` (a first try on the base branch, every change saying what it depends
+        on), the edits run on the head the clone last fetched, and only then is the server asked
+        for its head: when it moved, the commit is replayed on it (`replay`), or the edits run
+        again there when the new commits touch what they depend on. So the window between
+        reading the branch and pushing holds a fetch, a replay and the push, not the edits."""
         base, push_branch = lane.branch, lane.push_branch
         first = live[0].change
-        head = base_head = await git.sync(base)
+        known = await git.checkout_known(base) if speculate else None
+        head = base_head = known if known is not None else await git.sync(base)
         lease: str | None = None
         if push_branch:
             env = identity(git.env, first.author_name, first.author_email)
@@ -409,6 +417,14 @@ class CatalogWriter:
                 message = credentials_.scrub(message, pending.change.credentials)
             author_env = identity(git.env, *author)
             commit = await git.commit(message=message, env=author_env)
+        if known is not None:
+            fresh = await git.refresh(base)
+            if fresh != known:
+                moved = await _onto(git, live, commit, parent=known, fresh=fresh, env=author_env)
+                if moved is None:  # the new commits touch what the edits read: run them there
+                    return await self._attempt(git, lane, live, attempt)
+                commit = moved or None
+                head = base_head = fresh
         new_head = commit or head
         if not push_branch:
             if commit is None:
@@ -419,7 +435,9 @@ class CatalogWriter:
         elif new_head == lease:  # the branch is already what it should be
             return f"refs/heads/{push_branch}", new_head, outcomes
         ref = f"refs/heads/{push_branch or base}"
-        verdict = await git.push(ref=ref, lease=lease, attempt=attempt, changes=len(live))
+        verdict = await git.push(
+            ref=ref, lease=lease, attempt=attempt, changes=len(live), commit=new_head
+        )
         if verdict != "ok":
             if push_branch or commit is None:
                 return None
@@ -435,11 +453,9 @@ class CatalogWriter:
         edits must run again (see `replay`)."""
         head = await git.refresh(lane.branch)
         live = lost.live
-
-        def depends_on(path: str) -> bool:
-            return any(p.change.depends_on is None or p.change.depends_on(path) for p in live)
-
-        made = await replay_.replay(git, what, onto=head, depends_on=depends_on, env=lost.env)
+        made = await replay_.replay(
+            git, what, onto=head, depends_on=_depends_on(live), env=lost.env
+        )
         if made is None:
             logger.debug("the edits of %s run again on %s", git.shown_url, head[:12])
             return None
@@ -475,6 +491,34 @@ def _message(change: Change, outcome: Outcome) -> str:
     if isinstance(change.message, str):
         return change.message
     return change.message(outcome if isinstance(outcome, tuple) else ())
+
+
+def _depends_on(live: Sequence[_Pending]) -> Callable[[str], bool]:
+    """Whether some change of a batch depends on a path (any path, for one that does not say)."""
+
+    def depends_on(path: str) -> bool:
+        return any(p.change.depends_on is None or p.change.depends_on(path) for p in live)
+
+    return depends_on
+
+
+async def _onto(
+    git: Git,
+    live: Sequence[_Pending],
+    commit: str | None,
+    *,
+    parent: str,
+    fresh: str,
+    env: dict[str, str],
+) -> str | None:
+    """A speculative try's result moved onto the server's head `fresh`: the commit replayed
+    there, "" when there was no commit and the new commits cannot change that, None when the
+    edits must run again on `fresh`."""
+    if commit is None:
+        theirs = await replay_.diff(git, parent, fresh)
+        return "" if replay_.replays_safely(theirs, {}, _depends_on(live)) else None
+    what = await replay_.replayable(git, commit=commit, parent=parent)
+    return await replay_.replay(git, what, onto=fresh, depends_on=_depends_on(live), env=env)
 
 
 def _replayable(live: Iterable[_Pending]) -> bool:

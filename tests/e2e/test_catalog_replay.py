@@ -221,3 +221,44 @@ async def test_without_depends_on_the_edits_always_run_again(
     await catalog.submit(change)
     assert edit.runs == 2
     assert _pushes(events) == ["rejected", "ok"]
+
+
+async def test_on_a_known_clone_the_edits_run_before_the_fetch_and_lose_no_race(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    """A clone fetched before: the edits run on the head it knows, then the server is asked;
+    a commit that landed meanwhile is built upon by replaying, before any push."""
+    catalog, events = writer
+    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:7", {}, other="none")
+    await catalog.submit(_change(server, repo, warm, _under_envs))
+    events.clear()
+    edit = RacedEdit(server, repo, "envs/web/environment.yaml", "r.test/web:7", {"c.txt": "c\n"})
+    result = await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert edit.runs == 1
+    assert _pushes(events) == ["ok"]  # no race lost: the other commit was seen before the push
+    assert result.commit == server.head(repo)
+    assert [c.subject for c in server.log(repo)][:3] == [
+        "Use r.test/web:7",
+        "Another writer",
+        "Use r.test/db:7",
+    ]
+
+
+async def test_on_a_known_clone_new_commits_touching_a_dependency_run_the_edits_again(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    catalog, events = writer
+    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:8", {}, other="none")
+    await catalog.submit(_change(server, repo, warm, _under_envs))
+    events.clear()
+    path = "envs/web/environment.yaml"
+    human = _manifest("web").replace("templatePath: main.bicep", "templatePath: web.bicep")
+    edit = RacedEdit(server, repo, path, "r.test/web:8", {path: human})
+    await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert edit.runs == 2  # on the known head, then on the server's
+    assert _pushes(events) == ["ok"]
+    text = _file(server, repo, path)
+    assert "templatePath: web.bicep" in text
+    assert "runner: r.test/web:8" in text

@@ -789,6 +789,8 @@ async def test_a_clone_is_garbage_collected_every_so_many_uses(
         clone = cache.path(url=server.url(repo), branch="main")
         packs = []
         for number in range(4):
+            if number:  # another writer moved the branch: the fetch brings something
+                server.commit(repo, {f"other-{number}.txt": f"{number}\n"}, f"Other {number}")
             await writer.submit(_change(server, repo, set_runner(_path(0), f"r.test/gc:{number}")))
             packs.append(len(list((clone / ".git" / "objects" / "pack").glob("*.pack"))))
     finally:
