@@ -26,6 +26,7 @@ import logging
 import os
 import pathlib
 import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -60,6 +61,8 @@ can be replayed (`replay`), so an edit must be a function of the files it reads.
 (a `errors.StalledError` for a bad file): that fails only its own change. Everything the edits
 change is committed; each change is credited with the paths it reported."""
 
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 Outcome = tuple[str, ...] | Exception
 """What became of one edit: the paths it changed (staged), or its exception."""
@@ -116,6 +119,15 @@ def _run_edits(
         relative = (_relative(str(path), worktree) for path in paths or ())
         reported[index] = {path for path in relative if path is not None}
     return reported
+
+
+def _loose_ref(git_dir: pathlib.Path, ref: str) -> str | None:
+    """The sha a loose ref file holds (a fetch writes one), or None (absent, packed, symbolic)."""
+    try:
+        text = (git_dir / ref).read_text().strip()
+    except OSError:
+        return None
+    return text if _SHA.fullmatch(text) else None
 
 
 def _parse_push(output: str, ref: str) -> tuple[str, str]:
@@ -331,6 +343,9 @@ class Git:
             if CORRUPT.search(done.stderr) or (not fresh and not explained):
                 raise Damaged(git_.error_detail(done.stderr, self.credentials) or "fetch failed")
             raise self.failure(done.stderr, branch=branch)
+        loose = await asyncio.to_thread(_loose_ref, self.clone / ".git", tracking)
+        if loose is not None:  # as git reads it (a loose ref wins over packed-refs), no process
+            return loose
         return (await self.local("rev-parse", "--verify", f"{tracking}^{{commit}}")).strip()
 
     # -- the push branch

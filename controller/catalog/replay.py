@@ -87,7 +87,7 @@ async def diff(git: Git, old: str, new: str) -> dict[str, Entry]:
     )
 
 
-async def replayable(git: Git, *, commit: str, parent: str) -> Replayable:
+async def replayable(git: Git, commit: str, parent: str) -> Replayable:
     """Read what replaying `commit` (a child of `parent`) needs; done before the next fetch, so
     that it is outside the window."""
     changes = await diff(git, parent, commit)

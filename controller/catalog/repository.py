@@ -228,9 +228,9 @@ class CatalogWriter:
         *,
         cache: CloneCache,
         window: float = 0.2,
-        max_attempts: int = 15,
-        backoff: float = 0.05,
-        max_backoff: float = 0.25,
+        max_attempts: int = 25,
+        backoff: float = 0.02,
+        max_backoff: float = 0.1,
         timeout: float = 120.0,
         metrics: MetricsHook | None = None,
     ) -> None:
@@ -365,7 +365,7 @@ class CatalogWriter:
                     return written
                 lost = written
                 if lost is not None and lost.replayable is None and _replayable(lost.live):
-                    what = await replay_.replayable(git, commit=lost.commit, parent=lost.parent)
+                    what = await replay_.replayable(git, lost.commit, lost.parent)
                     lost = dataclasses.replace(lost, replayable=what)
                 if attempt < self.max_attempts:
                     await asyncio.sleep(_backoff(attempt, base=self.backoff, cap=self.max_backoff))
@@ -418,9 +418,11 @@ class CatalogWriter:
             author_env = identity(git.env, *author)
             commit = await git.commit(message=message, env=author_env)
         if known is not None:
+            # read what a replay needs before asking the server: outside the window
+            what = None if commit is None else await replay_.replayable(git, commit, known)
             fresh = await git.refresh(base)
             if fresh != known:
-                moved = await _onto(git, live, commit, parent=known, fresh=fresh, env=author_env)
+                moved = await _onto(git, live, what, parent=known, fresh=fresh, env=author_env)
                 if moved is None:  # the new commits touch what the edits read: run them there
                     return await self._attempt(git, lane, live, attempt)
                 commit = moved or None
@@ -505,19 +507,18 @@ def _depends_on(live: Sequence[_Pending]) -> Callable[[str], bool]:
 async def _onto(
     git: Git,
     live: Sequence[_Pending],
-    commit: str | None,
+    what: replay_.Replayable | None,
     *,
     parent: str,
     fresh: str,
     env: dict[str, str],
 ) -> str | None:
-    """A speculative try's result moved onto the server's head `fresh`: the commit replayed
-    there, "" when there was no commit and the new commits cannot change that, None when the
-    edits must run again on `fresh`."""
-    if commit is None:
+    """A speculative try's result moved onto the server's head `fresh`: its commit (`what`)
+    replayed there, "" when there was no commit and the new commits cannot change that, None
+    when the edits must run again on `fresh`."""
+    if what is None:
         theirs = await replay_.diff(git, parent, fresh)
         return "" if replay_.replays_safely(theirs, {}, _depends_on(live)) else None
-    what = await replay_.replayable(git, commit=commit, parent=parent)
     return await replay_.replay(git, what, onto=fresh, depends_on=_depends_on(live), env=env)
 
 
