@@ -249,12 +249,9 @@ class Git:
                 if fresh:
                     await self.cache.discard(self.clone)  # whatever is there is not a clone
                     await self._init()
-                await asyncio.to_thread(clear_leftovers, self.clone / ".git")
-                if not fresh and self.cache.gc_due(self.clone):
-                    await self.local("gc", "--quiet", "--prune=now")
+                await self._tidy(gc=not fresh)
                 head = await self.fetch(branch, fresh=fresh)
-                await self.local("checkout", "--quiet", "--force", "--detach", head)
-                await self.local("clean", "-ffdxq")
+                await self.checkout(head)
             except Damaged as damaged:
                 if second_try:
                     raise CatalogUnavailable(
@@ -288,12 +285,20 @@ class Git:
         if done.returncode != 0:
             return None
         head = done.stdout.strip()
+        await self._tidy(gc=True)
+        await self.checkout(head)
+        return head
+
+    async def _tidy(self, *, gc: bool) -> None:
+        """Clear what an interrupted git left behind; `git gc` when this use is due for one."""
         await asyncio.to_thread(clear_leftovers, self.clone / ".git")
-        if self.cache.gc_due(self.clone):
+        if gc and self.cache.gc_due(self.clone):
             await self.local("gc", "--quiet", "--prune=now")
+
+    async def checkout(self, head: str) -> None:
+        """Make the work tree a clean checkout of `head` (detached)."""
         await self.local("checkout", "--quiet", "--force", "--detach", head)
         await self.local("clean", "-ffdxq")
-        return head
 
     async def refresh(self, branch: str) -> str:
         """Fetch the server's `branch` head into the clone, leaving the work tree; that sha."""
@@ -400,8 +405,7 @@ class Git:
         )  # fmt: skip
         if done.returncode != 0:
             await self.run("rebase", "--abort")
-            await self.local("checkout", "--quiet", "--force", "--detach", base_head)
-            await self.local("clean", "-ffdxq")
+            await self.checkout(base_head)
             logger.warning(
                 "the own commits of %s on %s conflict with %s at %s: it restarts from there (%s)",
                 push_branch, self.shown_url, base, base_head[:12],

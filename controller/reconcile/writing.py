@@ -103,7 +103,9 @@ class WriteCatalog:
             raise ManifestNotFound(edit.unmatched)
         blocked = edit.blocked()
         recorded = {
-            "revision": result.commit if result.changed else previous.get("revision"),
+            "revision": result.commit
+            if result.changed or not previous.get("revision")
+            else previous["revision"],
             "ref": result.ref,
             "image": value,
             "manifests": edit.written(),
@@ -116,8 +118,6 @@ class WriteCatalog:
             "syncedRevision": previous.get("syncedRevision"),
             "syncedAt": previous.get("syncedAt"),
         }
-        if not recorded["revision"]:
-            recorded["revision"] = result.commit
         ctx.updates["catalog"] = recorded
         if result.changed:
             ctx.events.append(
