@@ -21,6 +21,7 @@ from typing import Any
 from controller import durations, errors
 from controller.api import conditions
 from controller.api import identity as api_identity
+from controller.api import status as status_
 from controller.build import backend, buildctl, identity, job, retries
 from controller.observe import logs, metrics
 from controller.reconcile import inputs as inputs_
@@ -46,7 +47,7 @@ class Build:
     condition: str = conditions.BUILT
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
-        found = inputs_.resolved(ctx)
+        found = ctx.resolved()
         logs.bind_build_key(found.key)
         metrics.report_build_queued(namespace=ctx.namespace, name=ctx.name, queued=False)
         latest: Mapping[str, Any] = ctx.status.get("latestImage") or {}
@@ -164,7 +165,7 @@ class Build:
     def _plan(
         self,
         ctx: steps.Context,
-        found: inputs_.Resolved,
+        found: steps.ResolvedInputs,
         record: Mapping[str, Any] | None,
         latest: Mapping[str, Any],
     ) -> backend.BuildPlan:
@@ -206,7 +207,7 @@ class Build:
                 },
             ),
             context_dir=found.context_dir,
-            context_files=found.context_files(),
+            context_files=inputs_.context_files(found.context_dir),
             docker_config=None,
             push_secret=spec.image.push_secret_ref.name if spec.image.push_secret_ref else None,
             timeout_seconds=int(durations.parse(spec.build.timeout)),
@@ -244,7 +245,7 @@ class Build:
         self,
         ctx: steps.Context,
         *,
-        found: inputs_.Resolved,
+        found: steps.ResolvedInputs,
         plan: backend.BuildPlan,
         records: list[dict[str, Any]],
         record: dict[str, Any] | None,
@@ -255,15 +256,16 @@ class Build:
         _, changes = identity.reasons(
             (ctx.status.get("latestImage") or {}).get("inputs"), found.material
         )
-        ctx.updates["latestImage"] = {
-            "reference": plan.request.image,
-            "digest": digest,
-            "builtAt": _stamp(ctx),
-            "reason": plan.reason,
-            "changes": changes,
-            "buildKey": found.key,
-            "inputs": found.material,
-        }
+        ctx.built = status_.LatestImage(
+            reference=plan.request.image,
+            digest=digest,
+            built_at=status_.timestamp(ctx.now),
+            reason=plan.reason,
+            changes=tuple(changes),
+            build_key=found.key,
+            inputs=found.material,
+        )
+        ctx.updates["latestImage"] = ctx.built.to_status()
         return steps.Outcome.done("Built", f"{plan.request.image} ({digest})")
 
 

@@ -16,7 +16,7 @@ from controller import errors
 from controller.api import spec as model
 from controller.conformance import image as conformance_image
 from controller.observe import metrics
-from controller.reconcile import inputs, services, steps
+from controller.reconcile import services, steps
 from controller.registry import client as registry_client
 
 REASON = "ImageNotConformant"
@@ -34,7 +34,7 @@ async def check(
 ) -> str:
     """Check the image `reference`@`digest`; raise `ImageNotConformant` on any finding, else
     return one sentence on what was read."""
-    resolved = inputs.resolved(ctx).inputs
+    resolved = ctx.resolved().inputs
     base = None
     if resolved.base_image is not None and resolved.base_digest:
         base = f"{resolved.base_image}@{resolved.base_digest}"

@@ -14,7 +14,6 @@ import os
 import pathlib
 import shutil
 import time
-from typing import Any
 
 from controller import durations, errors
 from controller.api import conditions
@@ -27,40 +26,24 @@ from controller.reconcile import services as services_
 from controller.reconcile import steps
 from controller.sources import git
 
-SHARED_KEY = "inputs"
 WARNINGS_REASON = "DockerfileWarnings"
 GIT_TIMEOUT = 120.0
 DEFAULT_SOURCE_INTERVAL = 300.0
 DEFAULT_BASE_INTERVAL = 3600.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Resolved:
-    """What this step found, for the build and verify steps."""
-
-    inputs: identity.Inputs
-    key: str
-    material: dict[str, Any]
-    context_dir: pathlib.Path
-
-    def context_files(self) -> tuple[job.ContextFile, ...]:
-        files = []
-        for path in sorted(self.context_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                files.append(
-                    job.ContextFile(
-                        path=path.relative_to(self.context_dir).as_posix(),
-                        content=path.read_bytes(),
-                        executable=os.access(path, os.X_OK),
-                    )
+def context_files(folder: pathlib.Path) -> tuple[job.ContextFile, ...]:
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            files.append(
+                job.ContextFile(
+                    path=path.relative_to(folder).as_posix(),
+                    content=path.read_bytes(),
+                    executable=os.access(path, os.X_OK),
                 )
-        return tuple(files)
-
-
-def resolved(ctx: steps.Context) -> Resolved:
-    found = ctx.shared.get(SHARED_KEY)
-    assert isinstance(found, Resolved), "the inputs step runs before the steps that need it"
-    return found
+            )
+    return tuple(files)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +81,7 @@ class ResolveInputs:
         inputs = identity.Inputs(revision=revision, base_image=base.reference, base_digest=digest)
         key = identity.build_key(spec, inputs)
         self.memory.checked_generation = ctx.generation
-        ctx.shared[SHARED_KEY] = Resolved(
+        ctx.inputs = steps.ResolvedInputs(
             inputs=inputs,
             key=key,
             material=inputs.key_material(spec),

@@ -10,10 +10,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-from collections.abc import Callable, Mapping
+import pathlib
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from controller.api import spec as model
+from controller.api import status as status_
+from controller.build import identity
 from controller.observe import events as events_
 
 
@@ -52,6 +55,19 @@ class Outcome:
         return cls(Kind.BLOCKED, reason, message)
 
 
+@dataclasses.dataclass(frozen=True)
+class ResolvedInputs:
+    """What the inputs step found, for the build and verify steps."""
+
+    inputs: identity.Inputs
+    key: str
+    """The build key: the hash of everything the image is made of."""
+    material: dict[str, Any]
+    """What the key is made of (`identity.Inputs.key_material`), recorded with the image."""
+    context_dir: pathlib.Path
+    """The build context (Dockerfile and scripts/) on the operator's file system."""
+
+
 @dataclasses.dataclass
 class Context:
     """What one reconcile knows: the object as read, and the status fields steps want to set."""
@@ -64,13 +80,25 @@ class Context:
     now: datetime.datetime
     updates: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Status fields (other than conditions) to merge into status; None removes a field."""
-    shared: dict[str, object] = dataclasses.field(default_factory=dict)
-    """What one step found for the steps after it (e.g. the resolved inputs), by step name."""
+    inputs: ResolvedInputs | None = None
+    """What the inputs step found (set by it; the steps after it read it with `resolved`)."""
+    built: status_.LatestImage | None = None
+    """The image the build step built or adopted in this reconcile (None: nothing new)."""
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     uid: str = ""
     events: list[events_.Event] = dataclasses.field(default_factory=list)
     """Events a step calls for beyond the summary's transitions (a repaired drift, new Dockerfile
     warnings): only for something that happened in this reconcile, never on every pass."""
+
+    def resolved(self) -> ResolvedInputs:
+        """The inputs the inputs step resolved in this reconcile (it runs first)."""
+        if self.inputs is None:
+            raise RuntimeError("the inputs step runs before the steps that need its inputs")
+        return self.inputs
+
+    def image(self) -> status_.LatestImage | None:
+        """The image to verify and write: the one built now, else the one status records."""
+        return self.built or status_.LatestImage.of(self.status)
 
 
 class Step(Protocol):
@@ -80,23 +108,3 @@ class Step(Protocol):
     def condition(self) -> str: ...
 
     async def __call__(self, ctx: Context) -> Outcome: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class NotYetAvailable:
-    """An explicit seam for a step this version of the operator does not perform.
-
-    It stops the pipeline honestly (Ready=False, reason NotImplemented, naming the step) rather
-    than pretending the work was done. `applies` says whether the spec asks for the step at all.
-    """
-
-    condition: str
-    what: str
-    applies: Callable[[model.RunnerImageSpec], bool] = lambda _spec: True
-
-    async def __call__(self, ctx: Context) -> Outcome:
-        if not self.applies(ctx.spec):
-            return Outcome.skipped(f"{self.what}: not requested by the spec")
-        return Outcome.blocked(
-            "NotImplemented", f"{self.what} is not available in this version of the operator"
-        )

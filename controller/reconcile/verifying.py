@@ -35,12 +35,10 @@ class Verify:
     condition: str = conditions.VERIFIED
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
-        latest: Mapping[str, Any] = (
-            ctx.updates.get("latestImage") or ctx.status.get("latestImage") or {}
-        )
-        reference, digest = str(latest.get("reference", "")), str(latest.get("digest", ""))
-        if not reference or not digest:
+        image = ctx.image()
+        if image is None:
             return steps.Outcome.skipped("no image to verify yet")
+        reference, digest = image.reference, image.digest
         anonymous = _anonymous_pull_required(ctx.spec)
         proof = (reference, digest, anonymous)
         if self.memory.verified != proof:

@@ -28,6 +28,7 @@ from controller import durations, errors
 from controller.api import conditions
 from controller.api import identity as api_identity
 from controller.api import spec as model
+from controller.api import status as status_
 from controller.azure import access as azure_access
 from controller.catalog import manifests, ownership, repository
 from controller.observe import events as events_
@@ -59,10 +60,10 @@ class WriteCatalog:
         catalog = ctx.spec.catalog
         if catalog is None:
             return steps.Outcome.skipped("no catalog in the spec")
-        latest: Mapping[str, Any] = (
-            ctx.updates.get("latestImage") or ctx.status.get("latestImage") or {}
-        )
-        value = manifests.reference(str(latest["reference"]), str(latest["digest"]), catalog.pin)
+        latest = ctx.image()
+        if latest is None:
+            return steps.Outcome.skipped("no image to point the catalog at yet")
+        value = manifests.reference(latest.reference, latest.digest, catalog.pin)
         fingerprint = _fingerprint(catalog, value)
         previous: Mapping[str, Any] = ctx.status.get("catalog") or {}
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
@@ -218,12 +219,15 @@ def _fingerprint(catalog: model.Catalog, value: str) -> str:
 
 
 def _message(
-    ctx: steps.Context, catalog: model.Catalog, latest: Mapping[str, Any], files: Sequence[str]
+    ctx: steps.Context,
+    catalog: model.Catalog,
+    latest: status_.LatestImage,
+    files: Sequence[str],
 ) -> str:
     values = {
-        "image": latest.get("reference", ""),
-        "digest": latest.get("digest", ""),
-        "reason": latest.get("reason", ""),
+        "image": latest.reference,
+        "digest": latest.digest,
+        "reason": latest.reason,
         "files": ", ".join(files),
         "name": ctx.name,
         "namespace": ctx.namespace,

@@ -12,7 +12,6 @@ from controller import kube
 from controller.api import spec as model
 from controller.build import backend, identity, job, job_backend
 from controller.reconcile import building, steps
-from controller.reconcile import inputs as inputs_
 from controller.reconcile import services as services_
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
@@ -45,7 +44,7 @@ def spec(**build: Any) -> model.RunnerImageSpec:
 def plan(parsed: model.RunnerImageSpec, context_dir: pathlib.Path) -> backend.BuildPlan:
     """The plan of a first build (no record yet), as the build step makes it."""
     material = INPUTS.key_material(parsed)
-    found = inputs_.Resolved(
+    found = steps.ResolvedInputs(
         inputs=INPUTS,
         key=identity.build_key(parsed, INPUTS),
         material=material,

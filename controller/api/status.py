@@ -1,0 +1,177 @@
+"""The RunnerImage's status as typed, read-only views, and the one timestamp format. Pure.
+
+Status is what the operator wrote before, read back from the API server: each view's `of` reads
+its part of a status mapping leniently (a field of the wrong type reads as absent, so a status
+edited by hand never crashes a reconcile), and `to_status` writes it back in the shape the CRD
+schema describes, omitting empty optional fields exactly as before (so an unchanged view yields
+an empty merge patch and an idle operator writes nothing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """`moment` as status writes times: RFC 3339 in UTC, to the second (`2026-12-05T10:00:00Z`)."""
+    return moment.astimezone(datetime.UTC).strftime(STAMP_FORMAT)
+
+
+def parse_timestamp(value: object) -> datetime.datetime | None:
+    """A status time read back (None when absent or not a time); naive times are UTC."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+def _str(data: Mapping[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value if isinstance(value, str) else ""
+
+
+def _int(data: Mapping[str, Any], key: str, default: int) -> int:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return ()
+    return tuple(str(item) for item in value)
+
+
+@dataclasses.dataclass(frozen=True)
+class LatestImage:
+    """`status.latestImage`: the image the catalog is (to be) pointed at, and why it was built."""
+
+    reference: str
+    digest: str
+    built_at: str = ""
+    reason: str = ""
+    changes: tuple[str, ...] = ()
+    build_key: str = ""
+    inputs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """What the build key was made of (`identity.Inputs.key_material`), to explain the next."""
+
+    @classmethod
+    def of(cls, status: Mapping[str, Any]) -> LatestImage | None:
+        """The latest image `status` records; None until one was built (or adopted)."""
+        data = _mapping(status.get("latestImage"))
+        reference, digest = _str(data, "reference"), _str(data, "digest")
+        if not reference or not digest:
+            return None
+        return cls(
+            reference=reference,
+            digest=digest,
+            built_at=_str(data, "builtAt"),
+            reason=_str(data, "reason"),
+            changes=_strings(data.get("changes")),
+            build_key=_str(data, "buildKey"),
+            inputs=_mapping(data.get("inputs")),
+        )
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "builtAt": self.built_at,
+            "reason": self.reason,
+            "changes": list(self.changes),
+            "buildKey": self.build_key,
+            "inputs": dict(self.inputs),
+        }
+
+
+class BuildResult(enum.StrEnum):
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+    @property
+    def finished(self) -> bool:
+        return self is not BuildResult.RUNNING
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildRecord:
+    """One entry of `status.builds`: a build of one key, newest first in the list."""
+
+    name: str
+    build_key: str
+    reason: str
+    image: str
+    started_at: str
+    result: BuildResult
+    attempt: int = 1
+    finished_at: str = ""
+    message: str = ""
+    digest: str = ""
+    retries: int = 0
+    """How many automatic retries after transient failures this attempt is (0: none)."""
+    requested_at: str = ""
+    """The manual-trigger annotation value this attempt answered (a retry asks for a new one)."""
+
+    @classmethod
+    def of(cls, data: Mapping[str, Any]) -> BuildRecord | None:
+        """A record read back; None for an entry that is not one (edited by hand)."""
+        try:
+            result = BuildResult(_str(data, "result"))
+        except ValueError:
+            return None
+        return cls(
+            name=_str(data, "name"),
+            build_key=_str(data, "buildKey"),
+            reason=_str(data, "reason"),
+            image=_str(data, "image"),
+            started_at=_str(data, "startedAt"),
+            result=result,
+            attempt=_int(data, "attempt", 1),
+            finished_at=_str(data, "finishedAt"),
+            message=_str(data, "message"),
+            digest=_str(data, "digest"),
+            retries=_int(data, "retries", 0),
+            requested_at=_str(data, "requestedAt"),
+        )
+
+    @classmethod
+    def all_of(cls, status: Mapping[str, Any]) -> tuple[BuildRecord, ...]:
+        """`status.builds`, newest first (entries that are not records are dropped)."""
+        found = status.get("builds")
+        if not isinstance(found, Sequence) or isinstance(found, str):
+            return ()
+        records = (cls.of(entry) for entry in found if isinstance(entry, Mapping))
+        return tuple(record for record in records if record is not None)
+
+    def to_status(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": self.name,
+            "attempt": self.attempt,
+            "buildKey": self.build_key,
+            "reason": self.reason,
+            "image": self.image,
+            "startedAt": self.started_at,
+            "result": self.result.value,
+        }
+        optional: tuple[tuple[str, object], ...] = (
+            ("finishedAt", self.finished_at),
+            ("message", self.message),
+            ("digest", self.digest),
+            ("retries", self.retries),
+            ("requestedAt", self.requested_at),
+        )
+        entry.update((key, value) for key, value in optional if value)
+        return entry
