@@ -13,7 +13,7 @@ from controller.azure import settings as azure_settings
 from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend, retries
 from controller.catalog import repository
 from controller.observe import metrics
-from controller.reconcile import services
+from controller.reconcile import images, limits, services
 
 
 def services_from_config(config: config_.Config) -> services.Services:
@@ -43,11 +43,11 @@ def services_from_config(config: config_.Config) -> services.Services:
                 settings=docker_backend.DockerSettings(), tasks=tasks
             ),
         },
-        slots=services.BuildSlots(limit=config.max_concurrent_builds),
+        slots=limits.BuildSlots(limit=config.max_concurrent_builds),
         build_retries=retries.Policy(retries=config.build_retries, delay=config.build_retry_delay),
-        reconcile_slots=services.ReconcileSlots(limit=config.max_concurrent_reconciles),
+        reconcile_slots=limits.ReconcileSlots(limit=config.max_concurrent_reconciles),
         workdir=pathlib.Path(config.work_dir),
-        insecure_registries=frozenset(config.insecure_registries),
+        registry=images.Registry(insecure_hosts=frozenset(config.insecure_registries)),
         tasks=tasks,
         catalog=repository.CatalogWriter(
             cache=repository.CloneCache(pathlib.Path(config.work_dir) / "catalogs"),

@@ -23,6 +23,7 @@ from controller import config as config_
 from controller.api import identity
 from controller.observe import logs, metrics
 from controller.observe import status as status_
+from controller.reconcile import memory as memory_
 from controller.reconcile import owners, pipeline, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
@@ -132,7 +133,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         # and are collected by the garbage collector.
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
         metrics.forget(namespace=namespace, name=name)
-        services.forget(services_, namespace=namespace, name=name)
+        services_.forget(namespace=namespace, name=name)
 
 
 async def _reconcile(
@@ -146,7 +147,7 @@ async def _reconcile(
         # holder ever waits on a lock held by a task waiting for a slot.
         async with lock, services_.reconcile_slots.held():
             started = time.monotonic()
-            memory: services.ObjectMemory = memo.setdefault("memory", services.ObjectMemory())
+            memory: memory_.ObjectMemory = memo.setdefault("memory", memory_.ObjectMemory())
             version = str(body.metadata.get("resourceVersion") or "")
             obj = dataclasses.replace(read, status=memory.status_for(read.status, version))
             now = datetime.datetime.now(datetime.UTC)

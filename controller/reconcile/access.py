@@ -28,19 +28,32 @@ from controller.azure import clients as azure_clients
 from controller.azure import credentials as azure_credentials
 from controller.azure import names
 from controller.observe import events as events_
+from controller.reconcile import memory as memory_
+from controller.reconcile import secrets, steps
 from controller.reconcile import services as services_
-from controller.reconcile import steps
 
 CREDENTIALS_FIELD = "spec.registryAccess.acr.credentialsSecretRef"
 DRIFTED = "RegistryAccessDrifted"
 ENABLED = "RegistryAccessEnabled"
 
 
+@dataclasses.dataclass
+class AccessChecks:
+    """The access step's memory: the shared access check it last took into account."""
+
+    at: float | None = None
+    """That check's monotonic time (a drift it repaired is told once, by one object)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class EnsureRegistryAccess:
     services: services_.Services
-    memory: services_.ObjectMemory
+    memory: memory_.ObjectMemory
     condition: str = conditions.REGISTRY_ACCESS
+
+    @property
+    def checks(self) -> AccessChecks:
+        return self.memory.part(AccessChecks)
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
         access = ctx.spec.registry_access
@@ -51,8 +64,8 @@ class EnsureRegistryAccess:
             raise errors.StalledError(
                 "AzureUnavailable", "the operator was started without Azure management clients"
             )
-        client_secret = await services_.azure_client_secret(
-            self.services,
+        client_secret = await secrets.azure_client_secret(
+            self.services.kube,
             namespace=ctx.namespace,
             ref=access.acr.credentials_secret_ref,
             field=CREDENTIALS_FIELD,
@@ -69,7 +82,7 @@ class EnsureRegistryAccess:
         previous: Mapping[str, Any] = ctx.status.get("registry") or {}
         ensured_before = previous.get("mode") == str(access.mode)
         repaired_at = previous.get("repairedAt")
-        if self.memory.access_checked_at != checked.at and checked.result.drifted:
+        if self.checks.at != checked.at and checked.result.drifted:
             # A check this RunnerImage has not seen changed the registry: a repair when this
             # RunnerImage had the access ensured before, else the first set-up.
             message = f"{access.acr.name}: {checked.result.summary()}"
@@ -78,7 +91,7 @@ class EnsureRegistryAccess:
                 ctx.events.append(events_.Event("Warning", DRIFTED, message))
             else:
                 ctx.events.append(events_.Event("Normal", ENABLED, message))
-        self.memory.access_checked_at = checked.at
+        self.checks.at = checked.at
         ctx.updates["registry"] = _status(access, checked.result, repaired_at)
         return steps.Outcome.done("AccessEnsured", _summary(access, checked.result))
 

@@ -25,8 +25,9 @@ from controller.api import status as status_
 from controller.build import backend, buildctl, identity, job, retries
 from controller.observe import logs, metrics
 from controller.reconcile import inputs as inputs_
+from controller.reconcile import memory as memory_
+from controller.reconcile import secrets, steps
 from controller.reconcile import services as services_
-from controller.reconcile import steps
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class BuildFailed(errors.StalledError):
 @dataclasses.dataclass(frozen=True)
 class Build:
     services: services_.Services
-    memory: services_.ObjectMemory
+    memory: memory_.ObjectMemory
     condition: str = conditions.BUILT
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
@@ -99,8 +100,8 @@ class Build:
                 f"waiting for a build slot ({self.services.slots.limit} builds run at once)",
                 requeue_after=QUEUED_POLL_SECONDS,
             )
-        config = await services_.docker_config(
-            self.services, namespace=ctx.namespace, spec=ctx.spec
+        config = await secrets.docker_config(
+            self.services.kube, namespace=ctx.namespace, spec=ctx.spec
         )
         adopted = await self._existing_tag(ctx, plan, config)
         if adopted is not None:
@@ -227,7 +228,7 @@ class Build:
 
         A tag that exists and was not produced by this build key is never overwritten.
         """
-        digest = await self.services.resolve(
+        digest = await self.services.registry.resolve(
             plan.request.image, docker_config=config, auth_reason="PushFailed", not_found=None
         )
         if digest is None:

@@ -16,7 +16,7 @@ from controller import errors
 from controller.api import spec as model
 from controller.conformance import image as conformance_image
 from controller.observe import metrics
-from controller.reconcile import services, steps
+from controller.reconcile import images, services, steps
 from controller.registry import client as registry_client
 
 REASON = "ImageNotConformant"
@@ -38,7 +38,7 @@ async def check(
     base = None
     if resolved.base_image is not None and resolved.base_digest:
         base = f"{resolved.base_image}@{resolved.base_digest}"
-    registry = services_.registry(docker_config)
+    registry = services_.registry.client(docker_config)
     try:
         report = await conformance_image.check_image(
             client=registry,
@@ -57,7 +57,7 @@ async def check(
             REASON, f"{reference} cannot be read as an image: {error}"
         ) from None
     except registry_client.RegistryError as error:
-        raise services.registry_failure(error, auth_reason="RegistryAuthFailed") from None
+        raise images.registry_failure(error, auth_reason="RegistryAuthFailed") from None
     finally:
         await registry.aclose()
     if report.summary is not None:

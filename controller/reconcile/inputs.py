@@ -14,6 +14,7 @@ import os
 import pathlib
 import shutil
 import time
+from typing import Any
 
 from controller import durations, errors
 from controller.api import conditions
@@ -22,8 +23,10 @@ from controller.api import spec as model
 from controller.build import dockerfile, identity, job
 from controller.conformance import lint
 from controller.observe import events as events_
+from controller.reconcile import memory as memory_
+from controller.reconcile import secrets, steps
 from controller.reconcile import services as services_
-from controller.reconcile import steps
+from controller.sources import credentials as git_credentials
 from controller.sources import git
 
 WARNINGS_REASON = "DockerfileWarnings"
@@ -46,11 +49,27 @@ def context_files(folder: pathlib.Path) -> tuple[job.ContextFile, ...]:
     return tuple(files)
 
 
+@dataclasses.dataclass
+class SourcePolls:
+    """The inputs step's memory: when the source and the base image were last polled."""
+
+    source_checked: float | None = None
+    base_checked: float | None = None
+    handled_request: str | None = None
+    """The manual-trigger annotation value last acted on (a new one polls both at once)."""
+    warnings: list[dict[str, Any]] | None = None
+    """The Dockerfile warnings last reported (their Event is posted once)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ResolveInputs:
     services: services_.Services
-    memory: services_.ObjectMemory
+    memory: memory_.ObjectMemory
     condition: str = conditions.INPUTS_RESOLVED
+
+    @property
+    def polls(self) -> SourcePolls:
+        return self.memory.part(SourcePolls)
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
         spec = ctx.spec
@@ -60,9 +79,9 @@ class ResolveInputs:
             me=f"{ctx.namespace}/{ctx.name}",
         )
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
-        if requested and requested != self.memory.handled_request:
-            self.memory.source_checked = self.memory.base_checked = None
-            self.memory.handled_request = requested
+        if requested and requested != self.polls.handled_request:
+            self.polls.source_checked = self.polls.base_checked = None
+            self.polls.handled_request = requested
         revision = await self._revision(ctx)
         folder = await self._context(ctx, revision)
         path = folder / spec.dockerfile
@@ -76,7 +95,7 @@ class ResolveInputs:
         base = dockerfile.final_base_image(
             text, build_args=spec.build_args, target=spec.target, platforms=spec.platforms
         )
-        _report_warnings(ctx, self.memory, text, base.reference)
+        _report_warnings(ctx, self.polls, text, base.reference)
         digest = await self._base_digest(ctx, base)
         inputs = identity.Inputs(revision=revision, base_image=base.reference, base_digest=digest)
         key = identity.build_key(spec, inputs)
@@ -101,19 +120,17 @@ class ResolveInputs:
         previous = ctx.status.get("sourceRevision")
         interval = _interval(spec.triggers.source, DEFAULT_SOURCE_INTERVAL)
         if previous and not self.memory.due(
-            self.memory.source_checked, interval, generation=ctx.generation
+            self.polls.source_checked, interval, generation=ctx.generation
         ):
             return str(previous)
-        credentials = await services_.git_source_credentials(
-            self.services, namespace=ctx.namespace, spec=spec
-        )
+        credentials = await _git_credentials(self.services, ctx)
         revision = await git.ls_remote(
             url=spec.source.git.url,
             ref=spec.source.git.ref,
             credentials=credentials,
             timeout=GIT_TIMEOUT,
         )
-        self.memory.source_checked = time.monotonic()
+        self.polls.source_checked = time.monotonic()
         return revision
 
     async def _context(self, ctx: steps.Context, revision: str) -> pathlib.Path:
@@ -134,9 +151,7 @@ class ResolveInputs:
                 script.chmod(0o755)
         else:
             assert spec.source.git is not None
-            credentials = await services_.git_source_credentials(
-                self.services, namespace=ctx.namespace, spec=spec
-            )
+            credentials = await _git_credentials(self.services, ctx)
             await git.fetch_tree(
                 url=spec.source.git.url,
                 revision=revision,
@@ -166,13 +181,13 @@ class ResolveInputs:
         previous = ctx.status.get("baseImageDigest")
         interval = _interval(ctx.spec.triggers.base_image, DEFAULT_BASE_INTERVAL)
         if previous and not self.memory.due(
-            self.memory.base_checked, interval, generation=ctx.generation
+            self.polls.base_checked, interval, generation=ctx.generation
         ):
             return str(previous)
-        config = await services_.docker_config(
-            self.services, namespace=ctx.namespace, spec=ctx.spec
+        config = await secrets.docker_config(
+            self.services.kube, namespace=ctx.namespace, spec=ctx.spec
         )
-        digest = await self.services.resolve(
+        digest = await self.services.registry.resolve(
             base.reference,
             docker_config=config,
             auth_reason="BaseImageAuthFailed",
@@ -181,7 +196,7 @@ class ResolveInputs:
                 f"the base image {base.reference} (Dockerfile line {base.line}) does not exist",
             ),
         )
-        self.memory.base_checked = time.monotonic()
+        self.polls.base_checked = time.monotonic()
         return digest
 
 
@@ -193,7 +208,7 @@ def _interval(trigger: model.Trigger, default: float) -> float | None:
 
 
 def _report_warnings(
-    ctx: steps.Context, memory: services_.ObjectMemory, text: str, base_reference: str | None
+    ctx: steps.Context, memory: SourcePolls, text: str, base_reference: str | None
 ) -> None:
     """Lint the Dockerfile for known ADE breakages: `status.warnings`, and an Event when they
     change (never on every pass: memory covers a reconcile that read the object before the last
@@ -216,3 +231,15 @@ def _report_warnings(
         ctx.events.append(
             events_.Event("Warning", WARNINGS_REASON, f"spec.dockerfile: {listed}"[:1000])
         )
+
+
+async def _git_credentials(
+    services: services_.Services, ctx: steps.Context
+) -> git_credentials.Credentials | None:
+    git_ = ctx.spec.source.git
+    return await secrets.git_credentials_at(
+        services.kube,
+        namespace=ctx.namespace,
+        ref=None if git_ is None else git_.secret_ref,
+        field="spec.source.git.secretRef",
+    )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from controller.reconcile import access, building, inputs, services, steps, verifying, writing
+from controller.reconcile import memory as memory_
 
 
-def default_steps(services_: services.Services, memory: services.ObjectMemory) -> list[steps.Step]:
+def default_steps(services_: services.Services, memory: memory_.ObjectMemory) -> list[steps.Step]:
     return [
         inputs.ResolveInputs(services_, memory),
         access.EnsureRegistryAccess(services_, memory),

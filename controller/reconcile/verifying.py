@@ -22,17 +22,32 @@ from typing import Any
 from controller import errors
 from controller.api import conditions
 from controller.api import spec as model
-from controller.reconcile import conformance, steps
+from controller.reconcile import conformance, secrets, steps
+from controller.reconcile import memory as memory_
 from controller.reconcile import services as services_
 
 ANONYMOUS_RETRY_SECONDS = 10.0
 
 
+@dataclasses.dataclass
+class Verified:
+    """The verify step's memory: what was last verified, so it is not fetched again."""
+
+    proof: tuple[str, str, bool] | None = None
+    """The (reference, digest, anonymous pull checked) last verified."""
+    conformance: str = ""
+    """What the last conformance check of the verified image found worth saying."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Verify:
     services: services_.Services
-    memory: services_.ObjectMemory
+    memory: memory_.ObjectMemory
     condition: str = conditions.VERIFIED
+
+    @property
+    def verified(self) -> Verified:
+        return self.memory.part(Verified)
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
         image = ctx.image()
@@ -41,27 +56,27 @@ class Verify:
         reference, digest = image.reference, image.digest
         anonymous = _anonymous_pull_required(ctx.spec)
         proof = (reference, digest, anonymous)
-        if self.memory.verified != proof:
-            config = await services_.docker_config(
-                self.services, namespace=ctx.namespace, spec=ctx.spec
+        if self.verified.proof != proof:
+            config = await secrets.docker_config(
+                self.services.kube, namespace=ctx.namespace, spec=ctx.spec
             )
             await self._tag_resolves(reference, digest, config)
             if anonymous:
                 await self._anonymous_pull(reference, digest)
-            self.memory.conformance = await conformance.check(
+            self.verified.conformance = await conformance.check(
                 self.services, ctx, reference=reference, digest=digest, docker_config=config
             )
-            self.memory.verified = proof
+            self.verified.proof = proof
         checks = ["resolves", "pulls anonymously"] if anonymous else ["resolves"]
         summary = f"{reference} {' and '.join(checks)} to {digest}"
-        if self.memory.conformance:
-            summary += f"; {self.memory.conformance}"
+        if self.verified.conformance:
+            summary += f"; {self.verified.conformance}"
         return steps.Outcome.done("Verified", summary)
 
     async def _tag_resolves(
         self, reference: str, digest: str, config: Mapping[str, Any] | None
     ) -> None:
-        found = await self.services.resolve(
+        found = await self.services.registry.resolve(
             reference,
             docker_config=config,
             auth_reason="RegistryAuthFailed",
@@ -80,7 +95,7 @@ class Verify:
         """Pull the manifest as ADE would, with no credentials, and require the digest."""
         failed = f"{reference} cannot be pulled anonymously"
         try:
-            found = await self.services.resolve(
+            found = await self.services.registry.resolve(
                 reference,
                 docker_config=None,
                 auth_reason="AnonymousPullFailed",

@@ -32,7 +32,8 @@ from controller.api import status as status_
 from controller.azure import access as azure_access
 from controller.catalog import manifests, ownership, repository
 from controller.observe import events as events_
-from controller.reconcile import claims, steps
+from controller.reconcile import claims, secrets, steps
+from controller.reconcile import memory as memory_
 from controller.reconcile import services as services_
 from controller.sources import credentials as git_credentials
 from controller.sources import git as git_
@@ -50,11 +51,27 @@ class ManifestNotFound(errors.StalledError):
         super().__init__("ManifestNotFound", f"spec.catalog.manifests: nothing matches {listed}")
 
 
+@dataclasses.dataclass
+class CatalogChecks:
+    """The catalog step's memory: which branch head it last read, when it last looked."""
+
+    request: str | None = None
+    """The reconcile-request annotation value the catalog step last acted on."""
+    checked: str | None = None
+    """The catalog branch head the catalog step last read its files at."""
+    polled: float | None = None
+    """When the catalog step last looked at the branch head (monotonic)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class WriteCatalog:
     services: services_.Services
-    memory: services_.ObjectMemory
+    memory: memory_.ObjectMemory
     condition: str = conditions.CATALOG_SYNCED
+
+    @property
+    def checks(self) -> CatalogChecks:
+        return self.memory.part(CatalogChecks)
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
         catalog = ctx.spec.catalog
@@ -67,9 +84,7 @@ class WriteCatalog:
         fingerprint = _fingerprint(catalog, value)
         previous: Mapping[str, Any] = ctx.status.get("catalog") or {}
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
-        unchanged = (
-            previous.get("fingerprint") == fingerprint and requested == self.memory.catalog_request
-        )
+        unchanged = previous.get("fingerprint") == fingerprint and requested == self.checks.request
         if unchanged and not await self._moved(ctx, catalog):
             await self._sync(ctx, catalog, previous)
             return _outcome(previous, catalog)
@@ -98,8 +113,8 @@ class WriteCatalog:
         )
         async with self.services.reconcile_slots.lent():  # while it waits for its batch's push
             result = await writer.submit(change)
-        self.memory.catalog_request = requested
-        self.memory.catalog_checked = result.commit
+        self.checks.request = requested
+        self.checks.checked = result.commit
         if edit.unmatched and not edit.matched:
             raise ManifestNotFound(edit.unmatched)
         blocked = edit.blocked()
@@ -146,9 +161,9 @@ class WriteCatalog:
         `spec.catalog.interval` (`git ls-remote`). A head that cannot be read leaves the last
         check standing (logged)."""
         interval = durations.parse(catalog.interval) if catalog.interval else DEFAULT_INTERVAL
-        if not self.memory.due(self.memory.catalog_polled, interval, generation=ctx.generation):
+        if not self.memory.due(self.checks.polled, interval, generation=ctx.generation):
             return False
-        self.memory.catalog_polled = time.monotonic()
+        self.checks.polled = time.monotonic()
         try:
             head = await git_.ls_remote(
                 url=catalog.git.url,
@@ -158,7 +173,7 @@ class WriteCatalog:
         except errors.ReconcileError as error:
             logger.warning("cannot check the head of the catalog: %s", error)
             return False
-        return head != self.memory.catalog_checked
+        return head != self.checks.checked
 
     async def _sync(
         self, ctx: steps.Context, catalog: model.Catalog, recorded: Mapping[str, Any]
@@ -174,8 +189,8 @@ class WriteCatalog:
             raise errors.StalledError(
                 "AzureUnavailable", "the operator was started without Azure management clients"
             )
-        client_secret = await services_.azure_client_secret(
-            self.services,
+        client_secret = await secrets.azure_client_secret(
+            self.services.kube,
             namespace=ctx.namespace,
             ref=target.credentials_secret_ref,
             field="spec.catalog.sync.credentialsSecretRef",
@@ -193,15 +208,12 @@ class WriteCatalog:
     async def _credentials(
         self, ctx: steps.Context, catalog: model.Catalog
     ) -> git_credentials.Credentials | None:
-        if catalog.git.secret_ref is None:
-            return None
-        secret = await services_.read_secret(
-            self.services,
+        return await secrets.git_credentials_at(
+            self.services.kube,
             namespace=ctx.namespace,
-            name=catalog.git.secret_ref.name,
+            ref=catalog.git.secret_ref,
             field="spec.catalog.git.secretRef",
         )
-        return git_credentials.credentials_from_secret(secret.data, secret=secret.name)
 
 
 def _fingerprint(catalog: model.Catalog, value: str) -> str:

@@ -12,6 +12,7 @@ from controller import kube
 from controller.api import spec as model
 from controller.build import backend, identity, job, job_backend
 from controller.reconcile import building, steps
+from controller.reconcile import memory as memory_
 from controller.reconcile import services as services_
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
@@ -61,7 +62,7 @@ def plan(parsed: model.RunnerImageSpec, context_dir: pathlib.Path) -> backend.Bu
     )
     # A first build's plan needs neither services nor memory.
     step = building.Build(
-        services=cast(services_.Services, None), memory=cast(services_.ObjectMemory, None)
+        services=cast(services_.Services, None), memory=cast(memory_.ObjectMemory, None)
     )
     return step._plan(ctx, found, None, {})
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from controller.observe import status
-from controller.reconcile import services
+from controller.reconcile import memory as memory_
 
 
 @pytest.mark.parametrize(
@@ -121,7 +121,7 @@ def test_apply_merge_patch_is_the_inverse_of_merge_patch() -> None:
 
 
 def test_a_body_read_before_the_last_write_landed_is_read_as_written() -> None:
-    memory = services.ObjectMemory()
+    memory = memory_.ObjectMemory()
     read = {"catalog": {"revision": "abc"}}
     assert memory.status_for(read, "10") is read  # nothing written yet
     memory.remember({"10", "11", ""}, read, {"catalog": {"syncedRevision": "abc"}})

@@ -19,7 +19,7 @@ from controller import errors, kube
 from controller.api import spec as model
 from controller.azure import access as azure_access
 from controller.azure import cache as azure_cache
-from controller.reconcile import access, services, steps
+from controller.reconcile import access, limits, memory, services, steps
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 SUB = "4c0ffee0-0000-4000-8000-0000000000c3"
@@ -92,7 +92,7 @@ def _services(
     return services.Services(
         kube=FakeKube(secrets or {}),  # type: ignore[arg-type]
         backends={},
-        slots=services.BuildSlots(limit=1),
+        slots=limits.BuildSlots(limit=1),
         workdir=pathlib.Path("/nonexistent"),
         azure=FakeAzure(),  # type: ignore[arg-type]
         access_cache=azure_cache.AccessCache(interval=interval),
@@ -121,7 +121,7 @@ def test_first_set_up_is_a_normal_event_and_drift_later_a_warning_with_repaired_
     registry: Registry,
 ) -> None:
     registry.drifted = [True, False, True]
-    step = access.EnsureRegistryAccess(_services(interval=0.0), services.ObjectMemory())
+    step = access.EnsureRegistryAccess(_services(interval=0.0), memory.ObjectMemory())
     first = _run(step, _spec(), {})
     assert [(e.type, e.reason) for e in first.events] == [("Normal", "RegistryAccessEnabled")]
     status = first.updates["registry"]
@@ -146,7 +146,7 @@ def test_first_set_up_is_a_normal_event_and_drift_later_a_warning_with_repaired_
 def test_one_check_is_shared_by_runner_images_on_the_same_registry(registry: Registry) -> None:
     shared = _services(interval=600.0)
     registry.drifted = [True]
-    memories = [services.ObjectMemory() for _ in range(5)]
+    memories = [memory.ObjectMemory() for _ in range(5)]
 
     async def all_at_once() -> list[steps.Context]:
         contexts = [
@@ -177,7 +177,7 @@ def test_private_pull_lists_the_principals_and_never_claims_anonymous_pull(
     registry: Registry,
 ) -> None:
     principals = ["2b2b2b2b-0000-4000-8000-000000000002", "1a1a1a1a-0000-4000-8000-000000000001"]
-    step = access.EnsureRegistryAccess(_services(interval=60.0), services.ObjectMemory())
+    step = access.EnsureRegistryAccess(_services(interval=60.0), memory.ObjectMemory())
     ctx = _run(step, _spec(mode="PrivatePull", principalIds=principals), {})
     status = ctx.updates["registry"]
     assert status["mode"] == "PrivatePull"
@@ -189,7 +189,7 @@ def test_credentials_secret_is_read_and_a_bad_one_stalls_naming_the_key(registry
     ref = {"credentialsSecretRef": {"name": "azure"}}
     acr = {"subscriptionId": SUB, "resourceGroup": "rg", "name": "acr", **ref}
     spec = _spec(acr=acr)
-    missing = access.EnsureRegistryAccess(_services(60.0), services.ObjectMemory())
+    missing = access.EnsureRegistryAccess(_services(60.0), memory.ObjectMemory())
     with pytest.raises(errors.StalledError) as absent:
         _run(missing, spec, {})
     assert absent.value.reason == "SecretNotFound"
@@ -199,7 +199,7 @@ def test_credentials_secret_is_read_and_a_bad_one_stalls_naming_the_key(registry
         "azure": {"tenantId": TENANT.encode(), "clientId": b"not-a-guid", "clientSecret": b"s3cr3t"}
     }
     with pytest.raises(errors.StalledError) as invalid:
-        _run(access.EnsureRegistryAccess(_services(60.0, bad), services.ObjectMemory()), spec, {})
+        _run(access.EnsureRegistryAccess(_services(60.0, bad), memory.ObjectMemory()), spec, {})
     assert invalid.value.reason == "AzureCredentialsInvalid"
     assert "clientId" in invalid.value.message
     assert "s3cr3t" not in invalid.value.message
@@ -212,7 +212,7 @@ def test_credentials_secret_is_read_and_a_bad_one_stalls_naming_the_key(registry
         }
     }
     services_ = _services(60.0, good)
-    _run(access.EnsureRegistryAccess(services_, services.ObjectMemory()), spec, {})
+    _run(access.EnsureRegistryAccess(services_, memory.ObjectMemory()), spec, {})
     (asked,) = services_.azure.asked  # type: ignore[union-attr]
     assert asked[0] == SUB
     assert asked[1].client_id == CLIENT

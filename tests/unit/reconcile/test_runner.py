@@ -16,7 +16,7 @@ from controller.api import identity
 from controller.api import spec as model
 from controller.observe import conditions
 from controller.observe.events import Event
-from controller.reconcile import pipeline, runner, services, steps
+from controller.reconcile import memory, pipeline, runner, services, steps
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, 0, tzinfo=datetime.UTC)
 STAMP = "2024-05-01T12:00:00Z"
@@ -527,7 +527,7 @@ async def test_skipped_step_removes_its_condition() -> None:
 
 def _default_steps() -> list[steps.Step]:
     # Building the list touches no service; the seams below never use one.
-    return pipeline.default_steps(typing.cast(services.Services, object()), services.ObjectMemory())
+    return pipeline.default_steps(typing.cast(services.Services, object()), memory.ObjectMemory())
 
 
 def test_default_steps_own_the_step_conditions_in_order() -> None:

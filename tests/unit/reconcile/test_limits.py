@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from controller.reconcile import services
+from controller.reconcile import limits
 
 
 def test_a_lent_slot_lets_another_reconcile_run_and_comes_back() -> None:
-    slots = services.ReconcileSlots(limit=1)
+    slots = limits.ReconcileSlots(limit=1)
     order: list[str] = []
 
     async def waiting_on_a_batch(batch: asyncio.Event) -> None:
@@ -35,7 +35,7 @@ def test_a_lent_slot_lets_another_reconcile_run_and_comes_back() -> None:
 
 
 def test_the_limit_holds_and_lending_outside_a_slot_changes_nothing() -> None:
-    slots = services.ReconcileSlots(limit=2)
+    slots = limits.ReconcileSlots(limit=2)
     running = 0
     most = 0
 

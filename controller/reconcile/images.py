@@ -1,0 +1,74 @@
+"""The registry as the steps reach it: a client per set of push credentials, a digest lookup.
+
+`Registry` holds what every client of the operator shares (registries reached over plain HTTP,
+a test transport); `client` makes one for the push Secret's credentials (or anonymous) and
+`resolve` looks up the digest a reference points at, its failures already reconcile errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from controller import errors
+from controller.registry import client as registry_client
+
+
+@dataclasses.dataclass(frozen=True)
+class Registry:
+    insecure_hosts: frozenset[str] = frozenset()
+    """Registries reached over plain HTTP (a local registry)."""
+    transport: Any = None
+    """An httpx transport for the registry client (tests only); None: the network."""
+
+    def client(self, docker_config: Mapping[str, Any] | None) -> registry_client.RegistryClient:
+        """A client with the credentials of `docker_config` (None: anonymous)."""
+        try:
+            credentials = registry_client.credentials_from_docker_config(docker_config)
+        except ValueError as error:
+            raise errors.StalledError(
+                "SecretInvalid", f"spec.image.pushSecretRef: {error}"
+            ) from None
+        return registry_client.RegistryClient(
+            credentials=credentials, insecure_hosts=self.insecure_hosts, transport=self.transport
+        )
+
+    async def resolve(
+        self,
+        reference: str,
+        *,
+        docker_config: Mapping[str, Any] | None,
+        auth_reason: str,
+        not_found: errors.ReconcileError | None,
+    ) -> str | None:
+        """The digest `reference` resolves to; None when it does not exist and `not_found` is
+        None. Registry failures become reconcile errors: auth -> Stalled(`auth_reason`),
+        unreachable or throttled -> Transient (honouring Retry-After)."""
+        registry = self.client(docker_config)
+        try:
+            return (await registry.resolve(ref=reference)).digest
+        except registry_client.ManifestNotFound:
+            if not_found is None:
+                return None
+            raise not_found from None
+        except registry_client.RegistryError as error:
+            raise registry_failure(error, auth_reason=auth_reason) from None
+        finally:
+            await registry.aclose()
+
+
+def registry_failure(
+    error: registry_client.RegistryError, *, auth_reason: str
+) -> errors.ReconcileError:
+    """A registry failure as a reconcile error: auth -> Stalled(`auth_reason`), a platform the
+    image lacks -> Stalled, unreachable or throttled -> Transient (honouring Retry-After)."""
+    if isinstance(error, registry_client.RegistryAuthError):
+        return errors.StalledError(auth_reason, str(error))
+    if isinstance(error, registry_client.PlatformNotFound):
+        return errors.StalledError("PlatformNotFound", str(error))
+    if isinstance(error, registry_client.RegistryUnavailable):
+        return errors.TransientError(
+            "RegistryUnavailable", str(error), retry_after=error.retry_after
+        )
+    return errors.TransientError("RegistryError", str(error))

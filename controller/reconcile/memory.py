@@ -1,0 +1,71 @@
+"""What the operator remembers of one RunnerImage between reconciles, never written to status.
+
+`ObjectMemory` lives in kopf's per-object memo. It holds what every reconcile of the object
+shares (the status it last wrote, Ready as it last reported it, the generation the polls were
+made for, the poll jitter) and one part per step that needs one: each step defines its own
+memory class beside it (`inputs.SourcePolls`, `verifying.Verified`, ...) and reads it with
+`memory.part(cls)`, so no step sees another's fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections.abc import Mapping
+from typing import Any, TypeVar, cast
+
+from controller.observe import status as status_
+
+Part = TypeVar("Part")
+
+
+@dataclasses.dataclass
+class ObjectMemory:
+    """Per-object state kept in the operator's memory (kopf's memo), never in status."""
+
+    checked_generation: int | None = None
+    """The generation the last polls were made for (a new one polls everything at once)."""
+    reported: tuple[str, str] | None = None
+    """Ready's (status, reason) as the last reconcile left it (Events are not told twice)."""
+    stale_versions: frozenset[str] = frozenset()
+    """The resourceVersions older than the last reconcile's status write (the one it read, and
+    the one its early progress write made)."""
+    written: Mapping[str, Any] | None = None
+    """The status as the last reconcile left it (what it read, with its patch applied)."""
+    jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
+    """Each object polls up to 10% later than its interval, so objects created together do not
+    poll their git servers and registries in lockstep."""
+    _parts: dict[type, object] = dataclasses.field(default_factory=dict, repr=False)
+
+    def part(self, kind: type[Part]) -> Part:
+        """The memory of one step (made empty the first time it is asked for)."""
+        found = self._parts.get(kind)
+        if found is None:
+            found = self._parts[kind] = kind()
+        return cast(Part, found)
+
+    def status_for(self, read: Mapping[str, Any], version: str) -> Mapping[str, Any]:
+        """The status to reconcile from: the one the last reconcile wrote when the object was
+        read at the same resourceVersion as that reconcile read it. kopf may hand a reconcile (a
+        timer, a queued event) a body read before the previous reconcile's status patch landed,
+        and a step acting on that stale status would repeat what was just done (an Event, a
+        catalog sync)."""
+        if self.written is None or not version or version not in self.stale_versions:
+            return read
+        return self.written
+
+    def remember(
+        self, versions: set[str], status: Mapping[str, Any], patch: Mapping[str, Any]
+    ) -> None:
+        self.stale_versions = frozenset(v for v in versions if v)
+        self.written = status_.apply_merge_patch(status, patch) if patch else status
+
+    def due(self, last: float | None, interval: float | None, *, generation: int) -> bool:
+        """Whether a poll last made at `last` (monotonic) is due again: never made, made for
+        another generation, or `interval` (jittered) ago; None: only a change polls."""
+        if last is None or self.checked_generation != generation:
+            return True
+        if interval is None:
+            return False
+        return time.monotonic() - last >= interval * (1.0 + self.jitter)

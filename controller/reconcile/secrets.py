@@ -1,0 +1,87 @@
+"""The Secrets a RunnerImage names, read and parsed for the steps, with errors naming the field.
+
+Every reader takes the cluster client and the object's namespace and returns the parsed
+credentials (None when the spec names no Secret). A Secret that is missing, unreadable or
+malformed stalls with a reason and a message naming the spec field; the Secret's values never
+appear in a message.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from controller import errors
+from controller import kube as kube_
+from controller.api import spec as model
+from controller.azure import credentials as azure_credentials
+from controller.sources import credentials as git_credentials
+
+
+class SecretMissing(errors.StalledError):
+    def __init__(self, field: str, namespace: str, name: str) -> None:
+        super().__init__(
+            "SecretNotFound", f"{field}: Secret {name!r} not found in namespace {namespace!r}"
+        )
+
+
+async def read(kube: kube_.Kube, *, namespace: str, name: str, field: str) -> kube_.Secret:
+    """The Secret `name` that the spec names at `field`."""
+    try:
+        secret = await kube.read_secret(namespace=namespace, name=name)
+    except kube_.KubeError as error:
+        if error.status == 403:
+            raise errors.StalledError(
+                "SecretForbidden", f"{field}: the operator may not read Secret {name!r}"
+            ) from None
+        raise errors.TransientError("KubernetesUnavailable", str(error)) from None
+    if secret is None:
+        raise SecretMissing(field, namespace, name)
+    return secret
+
+
+async def docker_config(
+    kube: kube_.Kube, *, namespace: str, spec: model.RunnerImageSpec
+) -> dict[str, Any] | None:
+    """The push Secret's `.dockerconfigjson`, parsed (None when the spec names no Secret)."""
+    ref = spec.image.push_secret_ref
+    if ref is None:
+        return None
+    field = "spec.image.pushSecretRef"
+    secret = await read(kube, namespace=namespace, name=ref.name, field=field)
+    raw = secret.data.get(".dockerconfigjson") or secret.data.get("config.json")
+    if raw is None:
+        raise errors.StalledError(
+            "SecretInvalid",
+            f"{field}: Secret {ref.name!r} has no .dockerconfigjson key "
+            "(create it with kubectl create secret docker-registry)",
+        )
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise errors.StalledError(
+            "SecretInvalid", f"{field}: Secret {ref.name!r} holds no valid .dockerconfigjson"
+        )
+    return parsed
+
+
+async def azure_client_secret(
+    kube: kube_.Kube, *, namespace: str, ref: model.SecretRef | None, field: str
+) -> azure_credentials.ClientSecret | None:
+    """The Azure client secret a spec names at `field`; None: the operator's own identity."""
+    if ref is None:
+        return None
+    secret = await read(kube, namespace=namespace, name=ref.name, field=field)
+    return azure_credentials.client_secret_from_secret(secret.data, field=field)
+
+
+async def git_credentials_at(
+    kube: kube_.Kube, *, namespace: str, ref: model.SecretRef | None, field: str
+) -> git_credentials.Credentials | None:
+    """The git credentials (HTTP or SSH) a spec names at `field`; None: anonymous."""
+    if ref is None:
+        return None
+    secret = await read(kube, namespace=namespace, name=ref.name, field=field)
+    return git_credentials.credentials_from_secret(secret.data, secret=secret.name)
