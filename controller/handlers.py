@@ -1,19 +1,17 @@
 """kopf registrations, a few lines each: every cause delegates to one level-based reconcile.
 
-Resume, create, update (including the manual-trigger annotation) and a periodic timer all call
-`_reconcile`, which runs `controller.reconcile.runner` under a per-object lock, hands the status
-patch to kopf (written once, and only when non-empty) and posts the Events the runner chose.
+Resume, create, update (including the manual-trigger annotation) and the timers all call
+`_reconcile`, which runs `controller.reconcile.cycle` (lock, slot, memory, runner, metrics) and
+hands its report to kopf: the status patch (written once, and only when non-empty), the Events
+the runner chose, and a retry with backoff after a transient failure.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import datetime
 import logging
 import os
 import socket
-import time
 from typing import Any
 
 import kopf
@@ -21,10 +19,8 @@ import kopf
 from controller import assembly, kube
 from controller import config as config_
 from controller.api import identity
-from controller.observe import logs, metrics
-from controller.observe import status as status_
-from controller.reconcile import memory as memory_
-from controller.reconcile import owners, pipeline, runner, services
+from controller.observe import metrics
+from controller.reconcile import cycle, owners, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
 MAX_RETRY_DELAY = 300.0
@@ -132,73 +128,21 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         # README, "Deleting a RunnerImage"). Objects the operator creates carry owner references
         # and are collected by the garbage collector.
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        metrics.forget(namespace=namespace, name=name)
-        services_.forget(namespace=namespace, name=name)
+        cycle.forget(services_, namespace=namespace, name=name)
 
 
 async def _reconcile(
     services_: services.Services, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
 ) -> None:
-    lock: asyncio.Lock = memo.setdefault("reconcile_lock", asyncio.Lock())
-    read = runner.ObjectView.of(body)
-    with logs.bind(namespace=read.namespace, name=read.name):  # on every line of this reconcile
-        # The object's lock first, then a slot: a reconcile that lends its slot while its catalog
-        # change waits (see ReconcileSlots) takes one back holding only its own lock, so no slot
-        # holder ever waits on a lock held by a task waiting for a slot.
-        async with lock, services_.reconcile_slots.held():
-            started = time.monotonic()
-            memory: memory_.ObjectMemory = memo.setdefault("memory", memory_.ObjectMemory())
-            version = str(body.metadata.get("resourceVersion") or "")
-            obj = dataclasses.replace(read, status=memory.status_for(read.status, version))
-            now = datetime.datetime.now(datetime.UTC)
-            progressed = await _say_progressing(services_, obj, now)
-            report = await runner.reconcile(
-                obj, pipeline.default_steps(services_, memory), now=now, reported=memory.reported
-            )
-            memory.reported = report.ready
-            memory.remember({version, progressed}, obj.status, report.status_patch)
-            if report.status_patch:
-                patch.status.update(report.status_patch)
-            for event in report.events:
-                kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-            metrics.report_reconcile(
-                result=report.result.value,
-                seconds=time.monotonic() - started,
-                wrote_status=bool(report.status_patch),
-            )
-            metrics.report_ready(
-                namespace=obj.namespace, name=obj.name, ready=report.result is runner.Result.READY
-            )
-            metrics.report_last_successful_build(
-                namespace=obj.namespace,
-                name=obj.name,
-                timestamp=status_.built_at(obj.status, report.status_patch),
-            )
+    state: cycle.ObjectState = memo.setdefault("state", cycle.ObjectState())
+    version = str(body.metadata.get("resourceVersion") or "")
+    report = await cycle.run(services_, state, runner.ObjectView.of(body), version=version)
+    if report.status_patch:
+        patch.status.update(report.status_patch)
+    for event in report.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if report.retry:
-        delay = report.requeue_after or retry_delay(retry)
-        raise kopf.TemporaryError(report.message, delay=delay)
-
-
-async def _say_progressing(
-    services_: services.Services, obj: runner.ObjectView, now: datetime.datetime
-) -> str:
-    """Write `Reconciling=True` for a new generation at once (kstatus, see `runner.progress`);
-    the resourceVersion that write made ("" when there was nothing to write)."""
-    early = runner.progress(obj, now=now)
-    if early is None:
-        return ""
-    try:
-        return await services_.kube.patch_status(
-            group=identity.GROUP,
-            version=identity.VERSION,
-            plural=identity.PLURAL,
-            namespace=obj.namespace,
-            name=obj.name,
-            patch=early,
-        )
-    except kube.KubeError as error:  # the reconcile's own patch still lands
-        logging.getLogger(__name__).warning("could not say the reconcile started: %s", error)
-        return ""
+        raise kopf.TemporaryError(report.message, delay=report.requeue_after or retry_delay(retry))
 
 
 def _reconciling(status: kopf.Status, **_: Any) -> bool:

@@ -1,0 +1,99 @@
+"""One reconcile of one RunnerImage as the operator runs it, for every cause alike.
+
+Under the object's lock and one reconcile slot: the status to start from (`ObjectMemory`), the
+early `Reconciling=True` write of a new generation (kstatus, see `runner.progress`), the runner
+with the default steps, what the operator remembers of it, and the reconcile's metrics. The
+handlers only hand the returned report to kopf (the status patch, the Events, a retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import time
+
+from controller import kube
+from controller.api import identity
+from controller.observe import logs, metrics
+from controller.observe import status as status_
+from controller.reconcile import memory as memory_
+from controller.reconcile import pipeline, runner, services
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class ObjectState:
+    """What the operator keeps per RunnerImage between reconciles (in kopf's memo)."""
+
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    """One reconcile of an object at a time, whatever caused it."""
+    memory: memory_.ObjectMemory = dataclasses.field(default_factory=memory_.ObjectMemory)
+
+
+async def run(
+    services_: services.Services, state: ObjectState, read: runner.ObjectView, *, version: str
+) -> runner.Report:
+    """Reconcile the object `read` (at resourceVersion `version`) once; the report says what to
+    write and post."""
+    with logs.bind(namespace=read.namespace, name=read.name):  # on every line of this reconcile
+        # The object's lock first, then a slot: a reconcile that lends its slot while its catalog
+        # change waits (see ReconcileSlots) takes one back holding only its own lock, so no slot
+        # holder ever waits on a lock held by a task waiting for a slot.
+        async with state.lock, services_.reconcile_slots.held():
+            started = time.monotonic()
+            memory = state.memory
+            obj = dataclasses.replace(read, status=memory.status_for(read.status, version))
+            now = datetime.datetime.now(datetime.UTC)
+            progressed = await _say_progressing(services_, obj, now)
+            report = await runner.reconcile(
+                obj, pipeline.default_steps(services_, memory), now=now, reported=memory.reported
+            )
+            memory.reported = report.ready
+            memory.remember({version, progressed}, obj.status, report.status_patch)
+            _report_metrics(obj, report, seconds=time.monotonic() - started)
+            return report
+
+
+def _report_metrics(obj: runner.ObjectView, report: runner.Report, *, seconds: float) -> None:
+    metrics.report_reconcile(
+        result=report.result.value, seconds=seconds, wrote_status=bool(report.status_patch)
+    )
+    metrics.report_ready(
+        namespace=obj.namespace, name=obj.name, ready=report.result is runner.Result.READY
+    )
+    metrics.report_last_successful_build(
+        namespace=obj.namespace,
+        name=obj.name,
+        timestamp=status_.built_at(obj.status, report.status_patch),
+    )
+
+
+async def _say_progressing(
+    services_: services.Services, obj: runner.ObjectView, now: datetime.datetime
+) -> str:
+    """Write `Reconciling=True` for a new generation at once (kstatus, see `runner.progress`);
+    the resourceVersion that write made ("" when there was nothing to write)."""
+    early = runner.progress(obj, now=now)
+    if early is None:
+        return ""
+    try:
+        return await services_.kube.patch_status(
+            group=identity.GROUP,
+            version=identity.VERSION,
+            plural=identity.PLURAL,
+            namespace=obj.namespace,
+            name=obj.name,
+            patch=early,
+        )
+    except kube.KubeError as error:  # the reconcile's own patch still lands
+        logger.warning("could not say the reconcile started: %s", error)
+        return ""
+
+
+def forget(services_: services.Services, *, namespace: str, name: str) -> None:
+    """Drop what the operator keeps of a deleted RunnerImage (its metrics too)."""
+    metrics.forget(namespace=namespace, name=name)
+    services_.forget(namespace=namespace, name=name)
