@@ -175,3 +175,111 @@ class BuildRecord:
         )
         entry.update((key, value) for key, value in optional if value)
         return entry
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def _optional_strings(value: object) -> tuple[str, ...] | None:
+    return None if value is None else _strings(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogStatus:
+    """`status.catalog`: the catalog as the write-back step last read and wrote it.
+
+    Every field is written every time (None removes it from status, as a merge patch does).
+    """
+
+    revision: str | None = None
+    """The branch head the files were last read at (or written in)."""
+    ref: str | None = None
+    """The branch the commit went to (`spec.catalog.pushBranch` or the branch)."""
+    image: str | None = None
+    """The value the files point at (a tag or a digest reference)."""
+    manifests: tuple[str, ...] = ()
+    """The files that point at `image`."""
+    changed: tuple[str, ...] | None = None
+    """The files the last commit changed."""
+    files: tuple[Mapping[str, Any], ...] = ()
+    """Each selected file's state (`claims.FileState.to_status`)."""
+    pushed_at: str | None = None
+    fingerprint: str | None = None
+    """What the files were written for (image and catalog settings); None: look again."""
+    synced_revision: str | None = None
+    """The revision ADE was last asked to sync (`spec.catalog.sync`)."""
+    synced_at: str | None = None
+
+    @classmethod
+    def of(cls, status: Mapping[str, Any]) -> CatalogStatus:
+        data = _mapping(status.get("catalog"))
+        files = data.get("files")
+        return cls(
+            revision=_optional_str(data, "revision"),
+            ref=_optional_str(data, "ref"),
+            image=_optional_str(data, "image"),
+            manifests=_strings(data.get("manifests")),
+            changed=_optional_strings(data.get("changed")),
+            files=tuple(entry for entry in files if isinstance(entry, Mapping))
+            if isinstance(files, Sequence) and not isinstance(files, str)
+            else (),
+            pushed_at=_optional_str(data, "pushedAt"),
+            fingerprint=_optional_str(data, "fingerprint"),
+            synced_revision=_optional_str(data, "syncedRevision"),
+            synced_at=_optional_str(data, "syncedAt"),
+        )
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "revision": self.revision,
+            "ref": self.ref,
+            "image": self.image,
+            "manifests": list(self.manifests),
+            "changed": None if self.changed is None else list(self.changed),
+            "files": [dict(entry) for entry in self.files],
+            "pushedAt": self.pushed_at,
+            "fingerprint": self.fingerprint,
+            "syncedRevision": self.synced_revision,
+            "syncedAt": self.synced_at,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryStatus:
+    """`status.registry`: the registry access the access step last ensured."""
+
+    resource_id: str
+    mode: str
+    anonymous_pull: bool | None = None
+    public_network_access: str | None = None
+    principals: tuple[str, ...] | None = None
+    """The principals holding `AcrPull` (PrivatePull)."""
+    repaired_at: str | None = None
+    """When a drift was last repaired."""
+
+    @classmethod
+    def of(cls, status: Mapping[str, Any]) -> RegistryStatus | None:
+        data = _mapping(status.get("registry"))
+        if not data:
+            return None
+        anonymous = data.get("anonymousPull")
+        return cls(
+            resource_id=_str(data, "resourceId"),
+            mode=_str(data, "mode"),
+            anonymous_pull=anonymous if isinstance(anonymous, bool) else None,
+            public_network_access=_optional_str(data, "publicNetworkAccess"),
+            principals=_optional_strings(data.get("principals")),
+            repaired_at=_optional_str(data, "repairedAt"),
+        )
+
+    def to_status(self) -> dict[str, Any]:
+        return {
+            "resourceId": self.resource_id,
+            "mode": self.mode,
+            "anonymousPull": self.anonymous_pull,
+            "publicNetworkAccess": self.public_network_access,
+            "principals": None if self.principals is None else list(self.principals),
+            "repairedAt": self.repaired_at,
+        }

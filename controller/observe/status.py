@@ -8,9 +8,10 @@ from a status and its patch (for the metrics).
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
+
+from controller.api import status as api_status
 
 
 def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -62,13 +63,7 @@ def built_at(old: Mapping[str, Any], patch: Mapping[str, Any]) -> float | None:
             if changed is None
             else {**(latest if isinstance(latest, Mapping) else {}), **changed}
         )
-    stamp = latest.get("builtAt") if isinstance(latest, Mapping) else None
-    if not isinstance(stamp, str):
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
+    moment = api_status.parse_timestamp(
+        latest.get("builtAt") if isinstance(latest, Mapping) else None
+    )
+    return None if moment is None else moment.timestamp()

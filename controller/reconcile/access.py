@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
-from typing import Any
 
 from controller import errors
 from controller.api import conditions
 from controller.api import spec as model
+from controller.api import status as status_
 from controller.azure import access as azure_access
 from controller.azure import clients as azure_clients
 from controller.azure import credentials as azure_credentials
@@ -79,20 +78,20 @@ class EnsureRegistryAccess:
                 )
                 result = await _ensure(clients, access, ctx.spec.image.registry)
                 checked = cache.store(key, result)
-        previous: Mapping[str, Any] = ctx.status.get("registry") or {}
-        ensured_before = previous.get("mode") == str(access.mode)
-        repaired_at = previous.get("repairedAt")
+        previous = status_.RegistryStatus.of(ctx.status)
+        ensured_before = previous is not None and previous.mode == str(access.mode)
+        repaired_at = previous.repaired_at if previous is not None else None
         if self.checks.at != checked.at and checked.result.drifted:
             # A check this RunnerImage has not seen changed the registry: a repair when this
             # RunnerImage had the access ensured before, else the first set-up.
             message = f"{access.acr.name}: {checked.result.summary()}"
             if ensured_before:
-                repaired_at = _timestamp(ctx)
+                repaired_at = status_.timestamp(ctx.now)
                 ctx.events.append(events_.Event("Warning", DRIFTED, message))
             else:
                 ctx.events.append(events_.Event("Normal", ENABLED, message))
         self.checks.at = checked.at
-        ctx.updates["registry"] = _status(access, checked.result, repaired_at)
+        ctx.updates["registry"] = _status(access, checked.result, repaired_at).to_status()
         return steps.Outcome.done("AccessEnsured", _summary(access, checked.result))
 
 
@@ -130,27 +129,16 @@ def _key(
     return (names.registry_id(access.acr).lower(), str(access.mode), principals, who)
 
 
-def _timestamp(ctx: steps.Context) -> str:
-    return ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _status(
     access: model.RegistryAccess, result: azure_access.AccessResult, repaired_at: str | None
-) -> dict[str, Any]:
-    status: dict[str, Any] = {
-        "resourceId": result.registry_id,
-        "mode": str(access.mode),
-        "anonymousPull": None,
-        "publicNetworkAccess": None,
-        "principals": None,
-        "repairedAt": repaired_at,
-    }
+) -> status_.RegistryStatus:
+    ensured = status_.RegistryStatus(
+        resource_id=result.registry_id, mode=str(access.mode), repaired_at=repaired_at
+    )
     if access.mode is model.RegistryAccessMode.PRIVATE_PULL:
-        status["principals"] = sorted({*result.granted, *result.present})
-    else:
-        status["anonymousPull"] = True
-        status["publicNetworkAccess"] = "Enabled"
-    return status
+        principals = tuple(sorted({*result.granted, *result.present}))
+        return dataclasses.replace(ensured, principals=principals)
+    return dataclasses.replace(ensured, anonymous_pull=True, public_network_access="Enabled")
 
 
 def _summary(access: model.RegistryAccess, result: azure_access.AccessResult) -> str:

@@ -49,11 +49,11 @@ class FileState:
         return entry
 
 
-def states_from_status(catalog: Mapping[str, Any]) -> list[FileState]:
+def states_from_status(files: Iterable[Mapping[str, Any]]) -> list[FileState]:
     """The file states `status.catalog.files` holds (as the last check left them)."""
     states = []
-    for entry in catalog.get("files") or []:
-        if not isinstance(entry, Mapping) or not entry.get("path"):
+    for entry in files:
+        if not entry.get("path"):
             continue
         try:
             verdict = Verdict(str(entry.get("state")))
@@ -108,11 +108,11 @@ def blocked(states: Iterable[FileState], *, field: str) -> tuple[str, str] | Non
     return None
 
 
-def records_from_status(catalog: Mapping[str, Any]) -> dict[str, ownership.Record]:
+def records_from_status(files: Iterable[Mapping[str, Any]]) -> dict[str, ownership.Record]:
     """The records `status.catalog.files` holds of the files this RunnerImage wrote."""
     records = {}
-    for entry in catalog.get("files") or []:
-        if isinstance(entry, Mapping) and entry.get("path") and entry.get("written"):
+    for entry in files:
+        if entry.get("path") and entry.get("written"):
             found = entry.get("found")
             records[str(entry["path"])] = ownership.Record(
                 None if found is None else str(found), str(entry["written"])

@@ -17,6 +17,7 @@ from controller import errors
 from controller.api import conditions as types
 from controller.api import identity
 from controller.api import spec as model
+from controller.api import status as api_status
 from controller.observe import conditions, events, status
 from controller.reconcile import steps as steps_
 from controller.reconcile import validate
@@ -103,7 +104,7 @@ def progress(obj: ObjectView, *, now: datetime.datetime) -> dict[str, Any] | Non
     """
     if obj.status.get("observedGeneration") == obj.generation:
         return None
-    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = api_status.timestamp(now)
     message = f"reconciling generation {obj.generation}"
     desired: dict[str, conditions.Condition | None] = {
         types.RECONCILING: conditions.Condition.true(
@@ -130,7 +131,7 @@ async def reconcile(
     updates: dict[str, Any] = {}
     step_events: list[events.Event] = []
     summary = await _run(obj, steps, now, updates, step_events)
-    stamp = now.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = api_status.timestamp(now)
     old_conditions = obj.status.get("conditions") or []
     new_conditions = conditions.merge(
         old_conditions, summary.desired, generation=obj.generation, now=stamp

@@ -17,12 +17,12 @@ catalog once per pushed revision.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from controller import durations, errors
 from controller.api import conditions
@@ -82,12 +82,12 @@ class WriteCatalog:
             return steps.Outcome.skipped("no image to point the catalog at yet")
         value = manifests.reference(latest.reference, latest.digest, catalog.pin)
         fingerprint = _fingerprint(catalog, value)
-        previous: Mapping[str, Any] = ctx.status.get("catalog") or {}
+        previous = status_.CatalogStatus.of(ctx.status)
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
-        unchanged = previous.get("fingerprint") == fingerprint and requested == self.checks.request
+        unchanged = previous.fingerprint == fingerprint and requested == self.checks.request
         if unchanged and not await self._moved(ctx, catalog):
             await self._sync(ctx, catalog, previous)
-            return _outcome(previous, catalog)
+            return outcome(previous, catalog)
         credentials = await self._credentials(ctx, catalog)
         writer = self.services.catalog
         if writer is None:
@@ -98,7 +98,7 @@ class WriteCatalog:
             value=value,
             mine=ownership.repository_of(value) or "",
             others=self.services.owners.others(me),
-            records=claims.records_from_status(previous),
+            records=claims.records_from_status(previous.files),
         )
         change = repository.Change(
             url=catalog.git.url,
@@ -117,33 +117,10 @@ class WriteCatalog:
         self.checks.checked = result.commit
         if edit.unmatched and not edit.matched:
             raise ManifestNotFound(edit.unmatched)
-        blocked = edit.blocked()
-        recorded = {
-            "revision": result.commit
-            if result.changed or not previous.get("revision")
-            else previous["revision"],
-            "ref": result.ref,
-            "image": value,
-            "manifests": edit.written(),
-            "changed": list(result.files) if result.changed else previous.get("changed"),
-            "files": [state.to_status() for _, state in sorted(edit.states.items())],
-            "pushedAt": (result.settled_at or ctx.now).strftime("%Y-%m-%dT%H:%M:%SZ")
-            if result.changed
-            else previous.get("pushedAt"),
-            "fingerprint": fingerprint if not edit.invalid else None,
-            "syncedRevision": previous.get("syncedRevision"),
-            "syncedAt": previous.get("syncedAt"),
-        }
-        ctx.updates["catalog"] = recorded
+        recorded = record(previous, result, edit, value=value, fingerprint=fingerprint, now=ctx.now)
+        ctx.updates["catalog"] = recorded.to_status()
         if result.changed:
-            ctx.events.append(
-                events_.Event(
-                    "Normal",
-                    "CatalogCommitted",
-                    f"{', '.join(result.files)} now point at {value}"
-                    f" (commit {result.commit[:12]} on {result.ref})",
-                )
-            )
+            ctx.events.append(committed(result, value))
         if edit.invalid:
             raise errors.TransientError(
                 "ManifestInvalid",
@@ -152,9 +129,9 @@ class WriteCatalog:
             )
         if edit.unmatched:
             raise ManifestNotFound(edit.unmatched)
-        if blocked is None:
-            await self._sync(ctx, catalog, ctx.updates["catalog"])
-        return _outcome(ctx.updates["catalog"], catalog)
+        if edit.blocked() is None:
+            recorded = await self._sync(ctx, catalog, recorded)
+        return outcome(recorded, catalog)
 
     async def _moved(self, ctx: steps.Context, catalog: model.Catalog) -> bool:
         """Whether the branch moved since the files were last read, looked at every
@@ -176,14 +153,14 @@ class WriteCatalog:
         return head != self.checks.checked
 
     async def _sync(
-        self, ctx: steps.Context, catalog: model.Catalog, recorded: Mapping[str, Any]
-    ) -> None:
+        self, ctx: steps.Context, catalog: model.Catalog, recorded: status_.CatalogStatus
+    ) -> status_.CatalogStatus:
         """With `spec.catalog.sync`, have ADE sync the catalog once per pushed revision, so the
         new runner takes effect without waiting for ADE's scheduled sync. A failed sync is
         retried (the commit stays) until `status.catalog.syncedRevision` catches up."""
-        target, revision = catalog.sync, recorded.get("revision")
-        if target is None or not revision or recorded.get("syncedRevision") == revision:
-            return
+        target, revision = catalog.sync, recorded.revision
+        if target is None or not revision or recorded.synced_revision == revision:
+            return recorded
         azure = self.services.azure
         if azure is None:
             raise errors.StalledError(
@@ -199,11 +176,11 @@ class WriteCatalog:
             subscription_id=target.subscription_id, client_secret=client_secret
         )
         await azure_access.sync_catalog(clients=clients, target=target)
-        ctx.updates["catalog"] = {
-            **recorded,
-            "syncedRevision": revision,
-            "syncedAt": ctx.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        synced = dataclasses.replace(
+            recorded, synced_revision=revision, synced_at=status_.timestamp(ctx.now)
+        )
+        ctx.updates["catalog"] = synced.to_status()
+        return synced
 
     async def _credentials(
         self, ctx: steps.Context, catalog: model.Catalog
@@ -247,13 +224,50 @@ def _message(
     return errors.redact(catalog.commit.message_template.format_map(values))
 
 
-def _outcome(recorded: Mapping[str, Any], catalog: model.Catalog) -> steps.Outcome:
+def record(
+    previous: status_.CatalogStatus,
+    result: repository.Result,
+    edit: claims.CatalogEdit,
+    *,
+    value: str,
+    fingerprint: str,
+    now: datetime.datetime,
+) -> status_.CatalogStatus:
+    """`status.catalog` after the writer settled `edit`: a commit moves the revision, the
+    changed files and the push time; a check that changed nothing keeps them. A catalog with
+    invalid files keeps no fingerprint, so the next pass reads it again."""
+    return dataclasses.replace(
+        previous,
+        revision=result.commit if result.changed or not previous.revision else previous.revision,
+        ref=result.ref,
+        image=value,
+        manifests=tuple(edit.written()),
+        changed=result.files if result.changed else previous.changed,
+        files=tuple(state.to_status() for _, state in sorted(edit.states.items())),
+        pushed_at=status_.timestamp(result.settled_at or now)
+        if result.changed
+        else previous.pushed_at,
+        fingerprint=None if edit.invalid else fingerprint,
+    )
+
+
+def committed(result: repository.Result, value: str) -> events_.Event:
+    """The Event of a commit that changed files."""
+    return events_.Event(
+        "Normal",
+        "CatalogCommitted",
+        f"{', '.join(result.files)} now point at {value}"
+        f" (commit {result.commit[:12]} on {result.ref})",
+    )
+
+
+def outcome(recorded: status_.CatalogStatus, catalog: model.Catalog) -> steps.Outcome:
     """Synced, or blocked as the last check found (a conflict, a pin by hand)."""
-    blocked = claims.blocked(claims.states_from_status(recorded), field=catalog.field)
+    blocked = claims.blocked(claims.states_from_status(recorded.files), field=catalog.field)
     if blocked:
         return steps.Outcome.blocked(*blocked)
-    files = recorded.get("manifests") or []
-    revision = str(recorded.get("revision", ""))[:12]
+    revision = (recorded.revision or "")[:12]
     return steps.Outcome.done(
-        "Synced", f"{len(files)} manifest(s) point at {recorded.get('image')} (commit {revision})"
+        "Synced",
+        f"{len(recorded.manifests)} manifest(s) point at {recorded.image} (commit {revision})",
     )

@@ -93,9 +93,9 @@ def test_a_human_edit_is_kept_and_named_then_overwritten_when_asked(tmp_path: pa
     assert reason == "CatalogPinnedByHand"
     assert f"envs/web/environment.yaml: runner is {rollback}" in message
     # the record survives the pin, so the pin is still recognised at the next check
-    status = {"files": [state.to_status() for state in keep.states.values()]}
-    assert claims.records_from_status(status) == records
-    assert claims.blocked(claims.states_from_status(status), field="runner") == keep.blocked()
+    files = [state.to_status() for state in keep.states.values()]
+    assert claims.records_from_status(files) == records
+    assert claims.blocked(claims.states_from_status(files), field="runner") == keep.blocked()
 
     overwrite = _edit(_catalog(on_human_edit=model.HumanEditPolicy.OVERWRITE), records)
     assert overwrite(tmp_path) == ["envs/web/environment.yaml"]
