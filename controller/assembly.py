@@ -12,7 +12,6 @@ from controller.azure import clients as azure_clients
 from controller.azure import settings as azure_settings
 from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend, retries
 from controller.catalog import repository
-from controller.observe import metrics
 from controller.reconcile import images, limits, services
 
 
@@ -53,9 +52,7 @@ def services_from_config(config: config_.Config) -> services.Services:
             cache=repository.CloneCache(pathlib.Path(config.work_dir) / "catalogs"),
             window=config.catalog_batch_window,
         ),
-        azure=azure_clients.AzureClients(
-            azure_settings_from_config(config), on_request=metrics.report_azure_request
-        ),
+        azure=azure_clients.AzureClients(azure_settings_from_config(config)),
         access_cache=azure_cache.AccessCache(interval=config.azure_check_interval),
     )
 

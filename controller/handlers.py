@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from controller import assembly, kube
+from controller import assembly, backoff, kube
 from controller import config as config_
 from controller.api import identity
 from controller.observe import metrics
@@ -28,7 +28,7 @@ MAX_RETRY_DELAY = 300.0
 
 def retry_delay(retry: int) -> float:
     """Backoff for transient failures: 5 s doubling per retry, capped at five minutes."""
-    return float(min(5.0 * 2.0 ** min(retry, 16), MAX_RETRY_DELAY))
+    return backoff.delay(retry + 1, base=5.0, cap=MAX_RETRY_DELAY)
 
 
 def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:

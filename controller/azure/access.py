@@ -11,9 +11,9 @@
 - `sync_catalog`: sync an ADE catalog (a dev center's or a project's) and await the operation.
 
 Each SDK call goes through `_run`: one deadline for the whole function (`settings.timeout`), the
-outcome reported to `on_request(operation, status)`, a DEBUG log line, and SDK exceptions turned
-into the operator's errors by `controller.azure.errors` (their causes dropped: an SDK exception
-holds the request). All functions take keyword-only arguments.
+outcome counted by `observe.metrics.report_azure_request(operation, status)`, a DEBUG log line,
+and SDK exceptions turned into the operator's errors by `controller.azure.errors` (their causes
+dropped: an SDK exception holds the request). All functions take keyword-only arguments.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from controller.api import spec
 from controller.azure import errors as azure_errors
 from controller.azure import names
 from controller.azure.clients import Clients
+from controller.observe import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -112,15 +113,6 @@ def _target(
     )
 
 
-def _report(clients: Clients, operation: str, status: int | str) -> None:
-    if clients.on_request is None:
-        return
-    try:
-        clients.on_request(operation, status)
-    except Exception:
-        logger.warning("on_request callback failed for %s", operation, exc_info=True)
-
-
 async def _run(
     clients: Clients,
     target: azure_errors.Target,
@@ -143,7 +135,7 @@ async def _run(
         status = azure_errors.status_of(error)
         elapsed = time.monotonic() - started
         if isinstance(error, azure_exceptions.HttpResponseError) and allow and allow(error):
-            _report(clients, target.operation, status)
+            metrics.report_azure_request(target.operation, status)
             logger.debug(
                 "azure %s %s -> %s (accepted) in %.2fs",
                 target.operation,
@@ -152,7 +144,7 @@ async def _run(
                 elapsed,
             )
             return None
-        _report(clients, target.operation, status)
+        metrics.report_azure_request(target.operation, status)
         if isinstance(error, TimeoutError):
             raise errors.TransientError(
                 azure_errors.Reason.UNAVAILABLE,
@@ -172,7 +164,7 @@ async def _run(
             raise
         raise mapped from None
     status = statuses[-1] if statuses else "ok"
-    _report(clients, target.operation, status)
+    metrics.report_azure_request(target.operation, status)
     logger.debug(
         "azure %s %s -> %s in %.2fs",
         target.operation,

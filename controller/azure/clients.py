@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from azure.core.pipeline import PipelineResponse
@@ -28,12 +27,10 @@ from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClie
 from azure.mgmt.containerregistry.aio import ContainerRegistryManagementClient
 from azure.mgmt.devcenter.aio import DevCenterMgmtClient
 
+from controller import backoff
 from controller.azure import credentials, settings
 
 logger = logging.getLogger(__name__)
-
-OnRequest = Callable[[str, "int | str"], None]
-"""Called once per operation: (`registries.get`, 200), (`roleAssignments.create`, 403), ..."""
 
 USER_AGENT = "ade-runner-operator"
 
@@ -51,6 +48,14 @@ class BoundedRetryPolicy(core_policies.AsyncRetryPolicy):  # type: ignore[type-a
         after = self.get_retry_after(response)
         return after is None or after <= self.max_retry_after
 
+    def get_backoff_time(self, settings: dict[str, Any]) -> float:
+        """azure-core's numbers through `controller.backoff`: no wait before the first retry, then
+        twice `retry_backoff_factor` (1 s), doubling, at most `retry_backoff_max`."""
+        retries = len(settings["history"]) - 1
+        if retries < 1:
+            return 0.0
+        return backoff.delay(retries, base=2 * settings["backoff"], cap=settings["max_backoff"])
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Clients:
@@ -62,7 +67,6 @@ class Clients:
     registries: ContainerRegistryManagementClient
     authorization: AuthorizationManagementClient
     devcenter: DevCenterMgmtClient
-    on_request: OnRequest | None = None
 
     @property
     def identity(self) -> str:
@@ -106,7 +110,6 @@ def make_clients(
     *,
     subscription_id: str,
     client_secret: credentials.ClientSecret | None,
-    on_request: OnRequest | None = None,
 ) -> Clients:
     """New clients (no I/O until the first call)."""
     credential = credentials.credential(config, client_secret)
@@ -121,7 +124,6 @@ def make_clients(
             credential, subscription_id, **client_options(config)
         ),
         devcenter=DevCenterMgmtClient(credential, subscription_id, **client_options(config)),
-        on_request=on_request,
     )
 
 
@@ -131,11 +133,8 @@ _Key = tuple[str, tuple[str, str] | None]
 class AzureClients:
     """Cached `Clients` per (subscription, identity); `aclose()` closes them all."""
 
-    def __init__(
-        self, config: settings.AzureSettings, *, on_request: OnRequest | None = None
-    ) -> None:
+    def __init__(self, config: settings.AzureSettings) -> None:
         self.settings = config
-        self.on_request = on_request
         self._cached: dict[_Key, tuple[credentials.ClientSecret | None, Clients]] = {}
         self._retired: list[Clients] = []
         self._lock = asyncio.Lock()
@@ -165,7 +164,6 @@ class AzureClients:
                 self.settings,
                 subscription_id=subscription_id,
                 client_secret=client_secret,
-                on_request=self.on_request,
             )
             self._cached[key] = (client_secret, clients)
             return clients

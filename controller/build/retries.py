@@ -4,7 +4,8 @@ A build that failed in its own steps (a `RUN` that exits non-zero, a Dockerfile 
 credentials) fails the same way every time: it waits for a change of its inputs or a manual
 trigger. A build that failed on the way to the registry (a reset connection, a 5xx, a cancelled
 blob upload — BuildKit's image and cache exports race on shared blobs now and then) is likely to
-pass as is, so it is started again after `delay`, then twice that, … up to `retries` times.
+pass as is, so it is started again after `delay`, then twice that, … up to `retries` times
+(`controller.backoff.delay`, no cap, no jitter).
 Pure.
 """
 
@@ -15,6 +16,8 @@ import datetime
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from controller import backoff
 
 _TRANSIENT = re.compile(
     r"failed to push|failed to copy|failed to do request|error writing (?:layer )?blob"
@@ -62,7 +65,7 @@ def automatic(policy: Policy, record: Mapping[str, Any], now: datetime.datetime)
     done = int(record.get("retries", 0) or 0)
     if done >= policy.retries:
         return None
-    delay = policy.delay * 2**done
+    delay = backoff.delay(done + 1, base=policy.delay)
     finished = _parse(record.get("finishedAt"))
     elapsed = (now - finished).total_seconds() if finished is not None else delay
     return Retry(

@@ -32,9 +32,9 @@ import dataclasses
 import datetime
 import logging
 import re
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 
+from controller import backoff
 from controller.catalog import replay as replay_
 from controller.catalog.clones import CachedClone, CloneCache, clone_name, repository_lock, to_evict
 from controller.catalog.failures import (
@@ -184,8 +184,7 @@ def batch_message(messages: Sequence[str], *, co_authors: Iterable[tuple[str, st
 
 def _backoff(attempt: int, *, base: float, cap: float) -> float:
     """Exponential from `base`, capped, with "equal jitter" (half fixed, half random)."""
-    delay = min(cap, base * 2.0 ** max(0, attempt - 1))
-    return delay / 2 + secrets.SystemRandom().uniform(0, delay / 2)
+    return backoff.delay(attempt, base=base, cap=cap, jitter=True)
 
 
 # -- the writer: batches, one lock per repository, retries ----------------------------------------

@@ -227,7 +227,7 @@ def report_registry_request(*, operation: str, status: int | None, failed: bool)
 
 
 def report_azure_request(operation: str, status: int | str) -> None:
-    """One Azure management operation (the `on_request` callback of `azure.clients`)."""
+    """One Azure management operation (`azure.access` reports each SDK call)."""
     if isinstance(status, int):
         shown = str(status)
         failed = status >= 400

@@ -53,22 +53,6 @@ class Registry:
                 return None
             raise not_found from None
         except registry_client.RegistryError as error:
-            raise registry_failure(error, auth_reason=auth_reason) from None
+            raise registry_client.as_reconcile_error(error, auth_reason=auth_reason) from None
         finally:
             await registry.aclose()
-
-
-def registry_failure(
-    error: registry_client.RegistryError, *, auth_reason: str
-) -> errors.ReconcileError:
-    """A registry failure as a reconcile error: auth -> Stalled(`auth_reason`), a platform the
-    image lacks -> Stalled, unreachable or throttled -> Transient (honouring Retry-After)."""
-    if isinstance(error, registry_client.RegistryAuthError):
-        return errors.StalledError(auth_reason, str(error))
-    if isinstance(error, registry_client.PlatformNotFound):
-        return errors.StalledError("PlatformNotFound", str(error))
-    if isinstance(error, registry_client.RegistryUnavailable):
-        return errors.TransientError(
-            "RegistryUnavailable", str(error), retry_after=error.retry_after
-        )
-    return errors.TransientError("RegistryError", str(error))

@@ -6,9 +6,11 @@ Three checks, in order, before any catalog is pointed at the image:
 2. with `spec.registryAccess.mode: AnonymousPull`, the same digest is pulled with no
    credentials at all (the anonymous token flow ADE uses); a refusal is `AnonymousPullFailed`,
    retried (a registry setting just changed may take a moment to apply);
-3. ADE conformance, read from the image's layers in the registry (no daemon): executable
-   `/scripts/deploy.sh` and `/scripts/delete.sh` with LF line endings in the final filesystem,
-   and the base image's entrypoint kept; findings stall with `ImageNotConformant`.
+3. ADE conformance (`controller.conformance`), read from the image's layers in the registry
+   top-down (no daemon, usually only the top layer): executable `/scripts/deploy.sh` and
+   `/scripts/delete.sh` with LF line endings in the final filesystem, and the base image's
+   entrypoint kept; findings stall with `ImageNotConformant`, naming each failure. A
+   conformant image's summary (how little was read) goes into the `Verified` message.
 What was verified is kept in memory (not fetched again until the digest or the mode changes), so
 an idle operator makes no registry requests.
 """
@@ -22,9 +24,12 @@ from typing import Any
 from controller import errors
 from controller.api import conditions
 from controller.api import spec as model
-from controller.reconcile import conformance, secrets, steps
+from controller.conformance import image as conformance_image
+from controller.observe import metrics
 from controller.reconcile import memory as memory_
+from controller.reconcile import secrets, steps
 from controller.reconcile import services as services_
+from controller.registry import client as registry_client
 
 ANONYMOUS_RETRY_SECONDS = 10.0
 
@@ -63,7 +68,7 @@ class Verify:
             await self._tag_resolves(reference, digest, config)
             if anonymous:
                 await self._anonymous_pull(reference, digest)
-            self.verified.conformance = await conformance.check(
+            self.verified.conformance = await _conformance(
                 self.services, ctx, reference=reference, digest=digest, docker_config=config
             )
             self.verified.proof = proof
@@ -119,3 +124,61 @@ class Verify:
 def _anonymous_pull_required(spec: model.RunnerImageSpec) -> bool:
     access = spec.registry_access
     return access is not None and access.mode is model.RegistryAccessMode.ANONYMOUS_PULL
+
+
+CONFORMANCE_REASON = "ImageNotConformant"
+ADE_PLATFORM = "linux/amd64"
+"""ADE runs its runners on linux/amd64."""
+
+
+async def _conformance(
+    services: services_.Services,
+    ctx: steps.Context,
+    *,
+    reference: str,
+    digest: str,
+    docker_config: Mapping[str, Any] | None,
+) -> str:
+    """Check the image `reference`@`digest`; raise `ImageNotConformant` on any finding, else
+    return one sentence on what was read."""
+    resolved = ctx.resolved().inputs
+    base = None
+    if resolved.base_image is not None and resolved.base_digest:
+        base = f"{resolved.base_image}@{resolved.base_digest}"
+    registry = services.registry.client(docker_config)
+    try:
+        report = await conformance_image.check_image(
+            client=registry,
+            image=f"{reference}@{digest}",
+            base=base,
+            platform=platform(ctx.spec),
+        )
+    except registry_client.RegistryError as error:
+        raise registry_client.as_reconcile_error(
+            error, auth_reason="RegistryAuthFailed", pushed=reference
+        ) from None
+    finally:
+        await registry.aclose()
+    if report.summary is not None:
+        metrics.report_conformance_findings(finding.rule for finding in report.findings)
+        raise errors.StalledError(CONFORMANCE_REASON, report.summary)
+    return (
+        f"ADE runner conformant (read {report.layers_read} of {report.layers_total} layer(s), "
+        f"{_size(report.bytes_read)} of {_size(report.total_size)})"
+    )
+
+
+def platform(spec: model.RunnerImageSpec) -> str:
+    """The platform checked: ADE's, unless the spec builds only for others (then the first)."""
+    if not spec.platforms or ADE_PLATFORM in spec.platforms:
+        return ADE_PLATFORM
+    return spec.platforms[0]
+
+
+def _size(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024 or unit == "MiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

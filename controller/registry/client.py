@@ -13,11 +13,14 @@ remembered per host so later requests carry a token from the start. `anonymous=T
 any credential (used to prove that anonymous pull works).
 
 Retries: connection errors, time-outs, 408, 429 and 5xx (but 501, 505) are retried up to
-`max_attempts` times with the backoff of `retry`. A `Retry-After` longer than `max_retry_after` is
-not slept in-process: `RegistryUnavailable.retry_after` carries it to the caller to requeue.
+`max_attempts` times, waiting `controller.backoff.delay` (from `backoff` to `max_backoff`, equal
+jitter, never below `Retry-After`); a `Retry-After` longer than `max_retry_after` is not slept
+in-process: `RegistryUnavailable.retry_after` carries it to the caller to requeue. Each attempt
+is counted by `observe.metrics.report_registry_request`.
 
-The errors (and how reconcile steps should map them) are in `errors`, the manifest data model and
-parsing in `manifests`; this module re-exports their public names, so callers need only `client`.
+The errors (and `as_reconcile_error`, what each means to a reconcile step) are in `errors`, the
+manifest data model and parsing in `manifests`; this module re-exports their public names, so
+callers need only `client`.
 
 No message or `repr` carries a credential or a token.
 """
@@ -40,6 +43,7 @@ from typing import Any, Literal, overload
 
 import httpx
 
+from controller import backoff
 from controller.observe import metrics
 from controller.registry import auth, reference
 from controller.registry.errors import (
@@ -50,6 +54,7 @@ from controller.registry.errors import (
     RegistryError,
     RegistryProtocolError,
     RegistryUnavailable,
+    as_reconcile_error,
 )
 from controller.registry.manifests import (
     ACCEPT,
@@ -68,7 +73,7 @@ from controller.registry.manifests import (
     parse_manifest,
     select_platform,
 )
-from controller.registry.retry import backoff_delay, is_retryable, parse_retry_after
+from controller.registry.retry import is_retryable, parse_retry_after
 
 __all__ = [
     "ACCEPT",
@@ -98,10 +103,8 @@ __all__ = [
     "RegistryError",
     "RegistryProtocolError",
     "RegistryUnavailable",
-    "RequestEvent",
-    "RequestHook",
+    "as_reconcile_error",
     "as_reference",
-    "backoff_delay",
     "credentials_from_docker_config",
     "digest_of",
     "is_plain_http_host",
@@ -122,25 +125,6 @@ CredentialSource = Mapping[str, auth.Credentials] | Callable[[str], auth.Credent
 RefLike = reference.Reference | str
 """A parsed reference, or text parsed with `reference.parse` (raising `InvalidReference`)."""
 Action = Literal["pull", "push"]
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestEvent:
-    """One HTTP exchange, for metrics. `outcome`: `ok` (an answer that is not retried, whatever
-    its status: 401 and 404 included), `retry` (a retryable failure, tried again) or `error` (a
-    retryable failure after which the client gave up)."""
-
-    registry: str
-    kind: str  # manifest, blob, token
-    method: str
-    status: int | None
-    outcome: str
-    attempt: int
-    duration: float
-    error: str | None = None  # exception class name for connection errors
-
-
-RequestHook = Callable[[RequestEvent], None]
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -229,7 +213,6 @@ class RegistryClient:
         max_retry_after: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
         verify: ssl.SSLContext | bool = True,
-        on_request: RequestHook | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
@@ -243,7 +226,6 @@ class RegistryClient:
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._max_retry_after = max_retry_after
-        self._hook = on_request
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -696,7 +678,6 @@ class RegistryClient:
         last_error = ""
         retry_after: float | None = None
         for attempt in range(1, self._max_attempts + 1):
-            started = time.monotonic()
             request = self._http.build_request(method, url, headers=headers, content=content)
             try:
                 response = await self._http.send(
@@ -705,46 +686,17 @@ class RegistryClient:
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
                 last_status, last_error = None, type(e).__name__
                 retry_after = None
-                final = attempt == self._max_attempts
-                self._report(
-                    target=target,
-                    kind=kind,
-                    method=method,
-                    status=None,
-                    outcome="error" if final else "retry",
-                    attempt=attempt,
-                    started=started,
-                    error=e,
-                )
+                metrics.report_registry_request(operation=kind, status=None, failed=True)
             else:
                 status = response.status_code
                 if not is_retryable(status):
-                    self._report(
-                        target=target,
-                        kind=kind,
-                        method=method,
-                        status=status,
-                        outcome="ok",
-                        attempt=attempt,
-                        started=started,
-                    )
+                    metrics.report_registry_request(operation=kind, status=status, failed=False)
                     return response
                 await response.aread()
                 await response.aclose()
                 last_status, last_error = status, _registry_error(response)
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                final = attempt == self._max_attempts
-                if retry_after is not None and retry_after > self._max_retry_after:
-                    final = True
-                self._report(
-                    target=target,
-                    kind=kind,
-                    method=method,
-                    status=status,
-                    outcome="error" if final else "retry",
-                    attempt=attempt,
-                    started=started,
-                )
+                metrics.report_registry_request(operation=kind, status=status, failed=True)
                 if retry_after is not None and retry_after > self._max_retry_after:
                     raise RegistryUnavailable(
                         f"{target.registry} asks to retry {kind} requests for"
@@ -757,11 +709,12 @@ class RegistryClient:
                     )
             if attempt == self._max_attempts:
                 break
-            delay = backoff_delay(
-                attempt=attempt,
+            delay = backoff.delay(
+                attempt,
                 base=self._backoff,
                 cap=self._max_backoff,
-                retry_after=retry_after,
+                jitter=True,
+                at_least=retry_after,
                 rng=self._rng,
             )
             logger.debug(
@@ -782,36 +735,6 @@ class RegistryClient:
             attempts=self._max_attempts,
             retry_after=retry_after,
         )
-
-    def _report(
-        self,
-        *,
-        target: _Target,
-        kind: str,
-        method: str,
-        status: int | None,
-        outcome: str,
-        attempt: int,
-        started: float,
-        error: BaseException | None = None,
-    ) -> None:
-        metrics.report_registry_request(operation=kind, status=status, failed=outcome != "ok")
-        if self._hook is None:
-            return
-        event = RequestEvent(
-            registry=target.registry,
-            kind=kind,
-            method=method,
-            status=status,
-            outcome=outcome,
-            attempt=attempt,
-            duration=time.monotonic() - started,
-            error=type(error).__name__ if error is not None else None,
-        )
-        try:
-            self._hook(event)
-        except Exception:  # a metrics hook must never break a pull
-            logger.exception("registry request hook failed")
 
     # -- errors ------------------------------------------------------------------------------
 

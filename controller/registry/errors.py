@@ -1,21 +1,38 @@
-"""The registry client's errors: one type per failure, each naming the registry and repository.
+"""The registry client's errors: one type per failure, each naming the registry and repository,
+and `as_reconcile_error`, their meaning for a reconcile step (pure).
 
-They are deliberately not `ReconcileError`s: the same error means different things in different
-reconcile steps, which should map them like this:
+The same error can mean different things in different steps, so the step says which it is in:
 
-- `RegistryUnavailable` -> `TransientError` with `retry_after=e.retry_after` (None: own backoff).
-- `RegistryAuthError` -> `StalledError` (the user must fix credentials or grants), except when
-  proving anonymous pull right after enabling it, where it is transient (propagation delay).
-- `ManifestNotFound` -> for a base image or a user-given reference, `StalledError`; for the image
-  just pushed, `TransientError`. `BlobNotFound` -> `TransientError`.
-- `PlatformNotFound` -> `StalledError` (the spec's platforms are not in the base image).
-- `RegistryProtocolError` (digest mismatch, size cap, malformed or unsupported manifest) ->
-  `TransientError`; it names what was wrong.
+| error | any step | reading back an image just pushed (`pushed=`) |
+|---|---|---|
+| `RegistryAuthError` | Stalled(`auth_reason`) | Stalled(`auth_reason`) |
+| `PlatformNotFound` | Stalled(`PlatformNotFound`) | Stalled(`PlatformNotFound`) |
+| `RegistryUnavailable` | Transient(`RegistryUnavailable`, its `retry_after`) | same |
+| `ManifestNotFound` | Transient(`RegistryError`) | Transient(`ImageNotFound`): not visible yet |
+| `BlobNotFound` | Transient(`RegistryError`) | Stalled(`ImageNotConformant`) |
+| `RegistryProtocolError` | Transient(`RegistryError`) | Stalled(`ImageNotConformant`) |
+
+A step for which a missing manifest is not a failure (a base image that may not exist yet)
+catches `ManifestNotFound` before mapping the rest.
 
 No message or `repr` carries a credential or a token.
 """
 
 from __future__ import annotations
+
+from typing import Final
+
+from controller import errors
+
+
+class Reason:
+    """The condition reasons `as_reconcile_error` gives (the auth reason is the caller's)."""
+
+    PLATFORM_NOT_FOUND: Final = "PlatformNotFound"
+    UNAVAILABLE: Final = "RegistryUnavailable"
+    FAILED: Final = "RegistryError"
+    IMAGE_NOT_FOUND: Final = "ImageNotFound"
+    IMAGE_NOT_CONFORMANT: Final = "ImageNotConformant"
 
 
 class RegistryError(Exception):
@@ -109,3 +126,30 @@ class RegistryProtocolError(RegistryError):
     ) -> None:
         super().__init__(message, registry=registry, repository=repository)
         self.status = status
+
+
+def as_reconcile_error(
+    error: RegistryError, *, auth_reason: str, pushed: str | None = None
+) -> errors.ReconcileError:
+    """`error` as the reconcile error of the table above. `auth_reason`: the condition reason of
+    refused credentials in this step; `pushed`: the reference of an image the operator pushed
+    and is reading back (its message names it), None in any other step."""
+    if isinstance(error, RegistryAuthError):
+        return errors.StalledError(auth_reason, str(error))
+    if isinstance(error, PlatformNotFound):
+        return errors.StalledError(Reason.PLATFORM_NOT_FOUND, str(error))
+    if isinstance(error, RegistryUnavailable):
+        return errors.TransientError(Reason.UNAVAILABLE, str(error), retry_after=error.retry_after)
+    if pushed is not None:
+        if isinstance(error, ManifestNotFound):
+            return errors.TransientError(Reason.IMAGE_NOT_FOUND, str(error))
+        if isinstance(error, BlobNotFound):
+            return errors.StalledError(
+                Reason.IMAGE_NOT_CONFORMANT,
+                f"{pushed}: a blob of the image is missing from the registry: {error}",
+            )
+        if isinstance(error, RegistryProtocolError):
+            return errors.StalledError(
+                Reason.IMAGE_NOT_CONFORMANT, f"{pushed} cannot be read as an image: {error}"
+            )
+    return errors.TransientError(Reason.FAILED, str(error))

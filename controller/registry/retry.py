@@ -1,14 +1,14 @@
 """When and how long the registry client waits before trying a request again (pure).
 
 Connection errors, time-outs, 408, 429 and 5xx (but 501, 505) are retried, with exponential
-backoff and equal jitter, waiting at least `Retry-After` (seconds or an HTTP date).
+backoff and equal jitter (`controller.backoff.delay`), waiting at least `Retry-After` (seconds or
+an HTTP date, parsed here).
 """
 
 from __future__ import annotations
 
 import email.utils
 import math
-import random
 import time
 
 
@@ -30,20 +30,6 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
-
-
-def backoff_delay(
-    *,
-    attempt: int,
-    base: float,
-    cap: float,
-    retry_after: float | None,
-    rng: random.Random,
-) -> float:
-    """Equal-jitter exponential backoff for `attempt` (1-based), never below `retry_after`."""
-    ceiling = min(cap, base * 2.0 ** min(attempt - 1, 60))
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
-    return max(delay, retry_after) if retry_after is not None else delay
 
 
 def is_retryable(status: int) -> bool:

@@ -22,6 +22,7 @@ from controller.api import spec
 from controller.azure import access, clients, names
 from controller.azure.credentials import ClientSecret
 from controller.azure.settings import AzureSettings
+from tests import counters
 from tests.conftest import (
     ARM_CLIENT_ID,
     ARM_CLIENT_SECRET,
@@ -54,13 +55,16 @@ def settings_for(arm: arm_.ArmEmulator, **bounds: Any) -> AzureSettings:
 
 
 class Calls:
-    """The `on_request` callback, recording (operation, status)."""
+    """The Azure operations `access` reported to the metrics since this was made."""
 
     def __init__(self) -> None:
-        self.seen: list[tuple[str, int | str]] = []
+        self._moved = counters.Moved()
 
-    def __call__(self, operation: str, status: int | str) -> None:
-        self.seen.append((operation, status))
+    @property
+    def seen(self) -> dict[tuple[str, str], float]:
+        """How many times each (operation, status) was counted."""
+        counts = self._moved.counts("ade_runner_azure_requests_total", "operation", "status")
+        return {(operation, status): n for (operation, status), n in counts.items()}
 
 
 @pytest.fixture
@@ -87,7 +91,7 @@ def leaks(arm: arm_.ArmEmulator, caplog: pytest.LogCaptureFixture) -> Iterator[l
 
 @pytest.fixture
 async def factory(arm: arm_.ArmEmulator, calls: Calls) -> AsyncIterator[clients.AzureClients]:
-    async with clients.AzureClients(settings_for(arm), on_request=calls) as made:
+    async with clients.AzureClients(settings_for(arm)) as made:
         yield made
 
 
@@ -129,7 +133,7 @@ async def test_anonymous_pull_is_enabled_through_the_operation(
     assert patch.body == {
         "properties": {"anonymousPullEnabled": True, "publicNetworkAccess": "Enabled"}
     }
-    assert calls.seen == [("registries.get", 200), ("registries.update", 200)]
+    assert calls.seen == {("registries.get", "200"): 1, ("registries.update", "200"): 1}
     print(f"\nensure_anonymous_pull with LRO (GET, PATCH 201, 3 polls, GET): {elapsed:.3f}s")
 
     # Idempotent: a second look sends no PATCH.
@@ -216,10 +220,9 @@ async def test_acr_pull_is_granted_once_and_never_deleted(
         for a in arm.role_assignments(scope)
         if a.role == arm_.ACR_PULL
     )
-    assert [c for c in calls.seen if c[0] == "roleAssignments.create"] == [
-        ("roleAssignments.create", 201),
-        ("roleAssignments.create", 201),
-    ]
+    assert {c: n for c, n in calls.seen.items() if c[0] == "roleAssignments.create"} == {
+        ("roleAssignments.create", "201"): 2
+    }
 
     again = await access.ensure_acr_pull(clients=azure, acr=acr, principal_ids=PRINCIPALS)
     assert again.granted == ()
@@ -336,7 +339,8 @@ async def test_throttling_waits_for_retry_after(
     assert result.drifted
     assert len(arm.retries) == 2
     assert arm.retry_after_violations == []
-    assert calls.seen[0] == ("registries.get", 200)
+    assert calls.seen[("registries.get", "200")] == 1  # one operation, its retries inside it
+    assert ("registries.get", "429") not in calls.seen
 
 
 async def test_a_long_retry_after_goes_back_to_the_caller(
@@ -344,9 +348,7 @@ async def test_a_long_retry_after_goes_back_to_the_caller(
 ) -> None:
     acr = add_registry(arm, "slow")
     arm.inject(method="GET", path_contains="registries/slow", status=429, retry_after=120)
-    async with clients.AzureClients(
-        settings_for(arm, max_retry_after=5), on_request=calls
-    ) as factory:
+    async with clients.AzureClients(settings_for(arm, max_retry_after=5)) as factory:
         azure = await factory.get(subscription_id=SUB, client_secret=OPERATOR)
         started = time.monotonic()
         with pytest.raises(errors.TransientError) as caught:
@@ -355,15 +357,13 @@ async def test_a_long_retry_after_goes_back_to_the_caller(
     assert time.monotonic() - started < 5
     assert caught.value.reason == "AzureThrottled"
     assert caught.value.retry_after == 120
-    assert calls.seen == [("registries.get", 429)]
+    assert calls.seen == {("registries.get", "429"): 1}
 
 
-async def test_retries_are_bounded(
-    arm: arm_.ArmEmulator, calls: Calls, leaks: list[BaseException]
-) -> None:
+async def test_retries_are_bounded(arm: arm_.ArmEmulator, leaks: list[BaseException]) -> None:
     acr = add_registry(arm, "down")
     arm.inject(method="GET", path_contains="registries/down", status=503, times=10)
-    async with clients.AzureClients(settings_for(arm, retry_total=2), on_request=calls) as factory:
+    async with clients.AzureClients(settings_for(arm, retry_total=2)) as factory:
         azure = await factory.get(subscription_id=SUB, client_secret=OPERATOR)
         with pytest.raises(errors.TransientError) as caught:
             await access.ensure_anonymous_pull(clients=azure, acr=acr)
@@ -403,7 +403,7 @@ async def test_a_wrong_client_secret_is_reported_without_it(
     assert caught.value.reason == "AzureCredentialsInvalid"
     assert "AADSTS7000215" in caught.value.message
     assert ARM_CLIENT_ID in caught.value.message
-    assert calls.seen == [("registries.get", "credentials")]
+    assert calls.seen == {("registries.get", "credentials"): 1}
     assert not [r for r in arm.requests if "registries" in r.path]  # never reached ARM
 
 
@@ -428,7 +428,10 @@ async def test_catalog_sync_on_a_dev_center_and_a_project(
         ("devcenters", "dc-ade", "runners", "Succeeded", ARM_CLIENT_ID),
         ("projects", "proj-ade", "team", "Succeeded", ARM_CLIENT_ID),
     ]
-    assert [c[0] for c in calls.seen] == ["catalogs.sync", "projectCatalogs.sync"]
+    assert {op: n for (op, _), n in calls.seen.items()} == {
+        "catalogs.sync": 1,
+        "projectCatalogs.sync": 1,
+    }
 
 
 async def test_catalog_sync_failures(

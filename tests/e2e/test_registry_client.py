@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from controller.registry import auth, client, reference
+from tests import counters
 from tests.env import oci
 from tests.env.registry import FaultProxy, Registry
 from tests.env.tokenserver import TokenServer, User
@@ -281,11 +282,9 @@ async def test_missing_tag_and_repository_are_manifest_not_found(
 async def test_429_retry_waits_at_least_retry_after(
     registry: Registry, proxy: FaultProxy, runner_image: oci.Built
 ) -> None:
-    events: list[client.RequestEvent] = []
+    moved = counters.Moved()
     proxy.fail_next(1, status=429, retry_after=1)
-    async with make_client(
-        credentials=reader(proxy.host), on_request=events.append
-    ) as registry_client:
+    async with make_client(credentials=reader(proxy.host)) as registry_client:
         found = await registry_client.resolve(ref=ref(proxy.host, "ade/runner:v1"))
     assert found.digest == runner_image.digest
     seen = proxy.recorded()
@@ -293,11 +292,14 @@ async def test_429_retry_waits_at_least_retry_after(
     assert seen[0].injected
     assert seen[1].time - seen[0].time >= 1.0, "the retry came before Retry-After"
     assert [r.status for r in seen[1:]] == [401, 200]
-    assert [(e.kind, e.status, e.outcome) for e in events if e.kind == "manifest"] == [
-        ("manifest", 429, "retry"),
-        ("manifest", 401, "ok"),
-        ("manifest", 200, "ok"),
-    ]
+    labels = ("operation", "status_class")
+    requests = moved.counts("ade_runner_registry_requests_total", *labels)
+    failures = moved.counts("ade_runner_registry_request_errors_total", *labels)
+    assert {k: n for k, n in requests.items() if k[0] == "manifest"} == {
+        ("manifest", "4xx"): 2,  # the 429 and the 401 challenge
+        ("manifest", "2xx"): 1,
+    }
+    assert {k: n for k, n in failures.items() if k[0] == "manifest"} == {("manifest", "4xx"): 1}
 
 
 async def test_503_is_retried_then_succeeds(

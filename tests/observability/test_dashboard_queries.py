@@ -142,7 +142,7 @@ def record_round(m: types.ModuleType) -> None:
     m.report_registry_request(operation="token", status=200, failed=False)
     m.report_registry_request(operation="manifest", status=200, failed=False)
     m.report_registry_request(operation="blob", status=503, failed=True)
-    # azure/access.py through assembly.py's on_request.
+    # azure/access.py, once per SDK call.
     m.report_azure_request("registries.get", 200)
     m.report_azure_request("roleAssignments.create", 403)
     m.report_azure_request("registries.update", "timeout")
@@ -155,7 +155,7 @@ def record_round(m: types.ModuleType) -> None:
     m.report_git_operation(purpose="catalog", operation="push", result="ok", seconds=0.4, attempt=2)
     m.report_catalog_commit()
     m.report_git_operation(purpose="catalog", operation="push", result="failed", seconds=0.1)
-    # reconcile/conformance.py
+    # reconcile/verifying.py
     m.report_conformance_findings(["ScriptNotExecutable", "ScriptCRLF"])
 
 

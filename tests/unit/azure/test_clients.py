@@ -56,3 +56,15 @@ def test_client_options_point_at_the_configured_cloud() -> None:
     assert retry.max_retry_after == config.max_retry_after
     assert type(options["http_logging_policy"]) is core_policies.SansIOHTTPPolicy
     assert clients.client_options(config)["retry_policy"] is not retry  # one per pipeline
+
+
+@pytest.mark.parametrize("errors_so_far", range(10))
+def test_retry_waits_are_azure_cores_through_controller_backoff(errors_so_far: int) -> None:
+    """The same waits azure-core's own formula gives: none before the first retry, then 1 s
+    doubling, at most `max_retry_after`."""
+    retry = clients.client_options(AzureSettings(max_retry_after=30.0))["retry_policy"]
+    settings = retry.configure_retries({})
+    settings["history"] = [object()] * errors_so_far
+    expected = core_policies.AsyncRetryPolicy.get_backoff_time(retry, settings)
+    assert retry.get_backoff_time(settings) == expected
+    assert expected == (0 if errors_so_far <= 1 else min(30.0, 2.0 ** (errors_so_far - 2)))

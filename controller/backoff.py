@@ -1,0 +1,44 @@
+"""How long to wait before trying again: the operator's one backoff formula (pure).
+
+`delay(attempt, base=..., cap=...)` is `base` doubled per attempt (1 for the first retry: `base`),
+at most `cap`. With `jitter`, "equal jitter": half of it fixed, half uniformly random, so callers
+that failed together do not retry together. `at_least` (a server's Retry-After) is a floor that
+neither the cap nor the jitter lowers.
+
+The callers and their numbers:
+
+| caller | base | cap | jitter | at least |
+|---|---|---|---|---|
+| `handlers.retry_delay` (a transient reconcile failure) | 5 s | 300 s | no | |
+| `build.retries` (a failed build, by itself) | `ADE_BUILD_RETRY_DELAY` (15 s) | none | no | |
+| `registry.client` (one HTTP request) | 0.5 s | 30 s | yes | Retry-After |
+| `catalog.repository` (a push that lost a race) | 20 ms | 100 ms | yes | |
+| `azure.clients` (one ARM request; no wait before the first retry) | 1 s | 30 s | no | |
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+_MAX_DOUBLINGS = 60
+"""2**60 times any base is past every cap; it also keeps the float from overflowing."""
+
+_RANDOM = random.SystemRandom()
+
+
+def delay(
+    attempt: int,
+    *,
+    base: float,
+    cap: float = math.inf,
+    jitter: bool = False,
+    at_least: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """Seconds to wait before retry `attempt` (1-based; below 1 counts as 1): `base * 2**(attempt
+    - 1)`, at most `cap`; with `jitter` a uniform draw from its upper half (from `rng`, a seeded
+    one in tests); never below `at_least`."""
+    ceiling = min(cap, base * 2.0 ** min(max(attempt - 1, 0), _MAX_DOUBLINGS))
+    seconds = ceiling / 2 + (rng or _RANDOM).uniform(0, ceiling / 2) if jitter else ceiling
+    return seconds if at_least is None else max(seconds, at_least)
