@@ -22,7 +22,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from controller import durations, errors
 from controller.api import conditions
@@ -117,7 +118,16 @@ class WriteCatalog:
         self.checks.checked = result.commit
         if edit.unmatched and not edit.matched:
             raise ManifestNotFound(edit.unmatched)
-        recorded = record(previous, result, edit, value=value, fingerprint=fingerprint, now=ctx.now)
+        recorded = record(
+            previous,
+            result,
+            written=edit.written(),
+            files=[state.to_status() for _, state in sorted(edit.states.items())],
+            valid=not edit.invalid,
+            value=value,
+            fingerprint=fingerprint,
+            now=ctx.now,
+        )
         ctx.updates["catalog"] = recorded.to_status()
         if result.changed:
             ctx.events.append(committed(result, value))
@@ -227,27 +237,30 @@ def _message(
 def record(
     previous: status_.CatalogStatus,
     result: repository.Result,
-    edit: claims.CatalogEdit,
     *,
+    written: Sequence[str],
+    files: Sequence[Mapping[str, Any]],
+    valid: bool,
     value: str,
     fingerprint: str,
     now: datetime.datetime,
 ) -> status_.CatalogStatus:
     """`status.catalog` after the writer settled `edit`: a commit moves the revision, the
-    changed files and the push time; a check that changed nothing keeps them. A catalog with
-    invalid files keeps no fingerprint, so the next pass reads it again."""
+    changed files and the push time; a check that changed nothing keeps them. `written`: the
+    files that point at `value`; `files`: every selected file's state. A catalog with invalid
+    files (not `valid`) keeps no fingerprint, so the next pass reads it again."""
     return dataclasses.replace(
         previous,
         revision=result.commit if result.changed or not previous.revision else previous.revision,
         ref=result.ref,
         image=value,
-        manifests=tuple(edit.written()),
+        manifests=tuple(written),
         changed=result.files if result.changed else previous.changed,
-        files=tuple(state.to_status() for _, state in sorted(edit.states.items())),
+        files=tuple(files),
         pushed_at=status_.timestamp(result.settled_at or now)
         if result.changed
         else previous.pushed_at,
-        fingerprint=None if edit.invalid else fingerprint,
+        fingerprint=fingerprint if valid else None,
     )
 
 
