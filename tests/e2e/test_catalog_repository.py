@@ -35,7 +35,7 @@ from controller.catalog.repository import (
     GitOperation,
     Result,
 )
-from controller.sources import git as git_
+from controller.git import process as git_
 from controller.sources.credentials import Credentials, CredentialsInvalid
 from tests.e2e.catalogs import Pusher as _Pusher
 from tests.e2e.catalogs import (
