@@ -7,13 +7,13 @@ clean checkout of the server's head (a damaged clone is discarded and cloned aga
 `rebase --onto`); `Git.apply` runs the edits (`Edit`) in a worker thread and stages what they
 changed; `Git.commit`; `Git.push`, fast-forward only or with `--force-with-lease`, tells a lost
 race ("rejected", which the writer retries) from a refusal. Every clone, fetch and push is
-reported as a `GitOperation` (metrics).
+reported as a `GitOperation` (metrics: `report_git_operation`, purpose "catalog").
 
-Secrecy and isolation are those of `controller.sources.git`, whose pieces are reused: git runs
-from `run_git` with an environment built from nothing (`environment`), credentials in
-`http.<origin>.extraHeader` or an SSH key file in a per-write scratch folder, never in argv, in
-the URL, in the clone's config, in commit messages, logs or errors (`credentials.scrub`).
-Errors are typed (`failures`).
+git runs through `controller.git`, as for build sources: `process.run_git`, an environment built
+from nothing (`environment`), credentials in `http.<origin>.extraHeader` or an SSH key file in a
+per-write scratch folder, never in argv, in the URL, in the clone's config, in commit messages,
+logs or errors (`credentials.scrub`). Errors are `controller.git.failures` with purpose "catalog"
+(reasons `Catalog*`); `Damaged`, a clone that git says is broken, never leaves the writer.
 """
 
 from __future__ import annotations
@@ -31,25 +31,13 @@ import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from controller.catalog.clones import META, CloneCache, clear_leftovers
-from controller.catalog.failures import (
-    CORRUPT,
-    KINDS,
-    LOST_RACE,
-    CatalogAuthFailed,
-    CatalogBranchNotFound,
-    CatalogError,
-    CatalogPushRefused,
-    CatalogRepositoryNotFound,
-    CatalogUnavailable,
-    Damaged,
-)
+from controller.git import credentials as credentials_
+from controller.git import environment, failures, process
+from controller.git.credentials import Credentials
 from controller.observe import metrics as metrics_
-from controller.sources import credentials as credentials_
-from controller.sources import git as git_
-from controller.sources.credentials import Credentials
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +72,16 @@ class GitOperation:
 
 
 MetricsHook = Callable[[GitOperation], None]
+
+PURPOSE: Final = "catalog"
+
+
+class Damaged(Exception):
+    """The clone is damaged; raised inside `Git` only, and answered by recloning once."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 # -- pure parts --------------------------------------------------------------------------------
@@ -171,11 +169,11 @@ class Git:
 
     async def run(
         self, *args: str, env: dict[str, str] | None = None, in_clone: bool = True
-    ) -> git_.Completed:
+    ) -> process.Completed:
         where = ["--git-dir", str(self.clone / ".git"), "--work-tree", str(self.clone)]
         try:
             async with asyncio.timeout(self.timeout):
-                return await git_.run_git(
+                return await process.run_git(
                     *(where if in_clone else []),
                     *args,
                     cwd=self.clone if in_clone else self.scratch,
@@ -183,49 +181,34 @@ class Git:
                     credentials=self.credentials,
                 )
         except TimeoutError:
-            raise CatalogUnavailable(
+            raise failures.Unavailable(
                 f"git {args[0]} timed out after {self.timeout:g}s on {self.shown_url}",
+                purpose=PURPOSE,
                 url=self.shown_url,
-                branch="",
+                ref="",
             ) from None
 
     async def local(self, *args: str, env: dict[str, str] | None = None) -> str:
         """A command that touches only the clone: any failure means the clone is damaged."""
         done = await self.run(*args, env=env)
         if done.returncode != 0:
-            raise Damaged(git_.error_detail(done.stderr, self.credentials) or args[0])
+            raise Damaged(failures.error_detail(done.stderr, self.credentials) or args[0])
         return done.stdout
 
-    def failure(self, stderr: str, *, branch: str, pushing: bool = False) -> CatalogError:
+    def failure(self, stderr: str, *, branch: str, pushing: bool = False) -> failures.GitError:
         """The typed error for a server's answer."""
-        detail = git_.error_detail(stderr, self.credentials)
-        kind = KINDS.get(git_.classify(stderr), CatalogUnavailable)
-        url = self.shown_url
-        if kind is CatalogAuthFailed:
-            if self.credentials.secret:
-                hint = f"check the credentials in Secret {self.credentials.secret!r}"
-            elif self.credentials == Credentials():
-                hint = "the repository needs credentials"
-            else:
-                hint = "check the credentials"
-            if pushing:
-                hint += "; they must allow pushing"
-            message = f"authentication to {url} failed ({hint})"
-        elif kind is CatalogRepositoryNotFound:
-            message = f"repository {url} not found, or the credentials cannot read it"
-        elif kind is CatalogBranchNotFound:
-            message = f"branch {branch!r} not found in {url}"
-        else:
-            message = f"git {'push to' if pushing else 'fetch from'} {url} ({branch!r}) failed"
-        if detail:
-            message += f": {detail}"
-        return kind(
-            credentials_.scrub(message, self.credentials), url=url, branch=branch, detail=detail
+        return failures.from_output(
+            stderr,
+            purpose=PURPOSE,
+            url=self.url,
+            ref=branch,
+            credentials=self.credentials,
+            pushing=pushing,
         )
 
     def report(self, operation: GitOperation) -> None:
         metrics_.report_git_operation(
-            purpose="catalog",
+            purpose=PURPOSE,
             operation=operation.operation,
             result=operation.outcome,
             seconds=operation.seconds,
@@ -254,11 +237,12 @@ class Git:
                 await self.checkout(head)
             except Damaged as damaged:
                 if second_try:
-                    raise CatalogUnavailable(
+                    raise failures.Unavailable(
                         f"the clone of {self.shown_url} is unusable even when fresh: "
                         + damaged.detail,
+                        purpose=PURPOSE,
                         url=self.shown_url,
-                        branch=branch,
+                        ref=branch,
                         detail=damaged.detail,
                     ) from None
                 logger.warning(
@@ -266,7 +250,7 @@ class Git:
                 )
                 await self.cache.discard(self.clone)
                 continue
-            except CatalogError:
+            except failures.GitError:
                 if fresh:  # an empty clone of a repository that cannot be read is worth nothing
                     await self.cache.discard(self.clone)
                 self._report_sync(branch, fresh=fresh, started=started, outcome="failed")
@@ -305,7 +289,7 @@ class Git:
         started = time.monotonic()
         try:
             head = await self.fetch(branch, fresh=False)
-        except CatalogError:
+        except failures.GitError:
             self._report_sync(branch, fresh=False, started=started, outcome="failed")
             raise
         self._report_sync(branch, fresh=False, started=started, outcome="ok")
@@ -322,11 +306,12 @@ class Git:
         await asyncio.to_thread(self.clone.mkdir, parents=True)
         done = await self.run("init", "--quiet", "--", str(self.clone), in_clone=False)
         if done.returncode != 0:
-            detail = git_.error_detail(done.stderr, self.credentials)
-            raise CatalogUnavailable(
+            detail = failures.error_detail(done.stderr, self.credentials)
+            raise failures.Unavailable(
                 f"cannot create a clone in {self.clone}: {detail}",
+                purpose=PURPOSE,
                 url=self.shown_url,
-                branch="",
+                ref="",
                 detail=detail,
             )
         for key, value in (("core.logAllRefUpdates", "false"), ("core.autocrlf", "false")):
@@ -344,9 +329,11 @@ class Git:
             *(extra or ["--depth=1"]), "--", self.url, f"+refs/heads/{branch}:{tracking}",
         )  # fmt: skip
         if done.returncode != 0:
-            explained = any(p.search(done.stderr) for p, _ in git_.CLASSIFICATION)
-            if CORRUPT.search(done.stderr) or (not fresh and not explained):
-                raise Damaged(git_.error_detail(done.stderr, self.credentials) or "fetch failed")
+            explained = failures.classify(done.stderr) is not None
+            if failures.CORRUPT.search(done.stderr) or (not fresh and not explained):
+                raise Damaged(
+                    failures.error_detail(done.stderr, self.credentials) or "fetch failed"
+                )
             raise self.failure(done.stderr, branch=branch)
         loose = await asyncio.to_thread(_loose_ref, self.clone / ".git", tracking)
         if loose is not None:  # as git reads it (a loose ref wins over packed-refs), no process
@@ -369,14 +356,14 @@ class Git:
         exclude = [f"--shallow-exclude=refs/heads/{base}"]
         try:
             remote = await self.fetch(push_branch, fresh=False, extra=exclude)
-        except CatalogBranchNotFound:
+        except failures.RefNotFound:
             return base_head, ""
         except Damaged as damaged:
             # Nothing is left once the base is excluded (the branch is merged: "error processing
             # shallow info"), or the server cannot exclude: fetch the tip alone, for the lease.
             try:
                 remote = await self.fetch(push_branch, fresh=False)
-            except CatalogBranchNotFound:
+            except failures.RefNotFound:
                 return base_head, ""
             if "shallow info" not in damaged.detail:
                 logger.warning(
@@ -409,7 +396,7 @@ class Git:
             logger.warning(
                 "the own commits of %s on %s conflict with %s at %s: it restarts from there (%s)",
                 push_branch, self.shown_url, base, base_head[:12],
-                git_.error_detail(done.stderr + done.stdout, self.credentials),
+                failures.error_detail(done.stderr + done.stdout, self.credentials),
             )  # fmt: skip
             return base_head, remote
         head = (await self.local("rev-parse", "--verify", "HEAD")).strip()
@@ -454,7 +441,7 @@ class Git:
         self, *, ref: str, lease: str | None, attempt: int, changes: int, commit: str = "HEAD"
     ) -> Literal["ok", "rejected"]:
         """Push `commit` to `ref`: fast-forward only, or with `--force-with-lease=ref:lease`. A
-        lost race is "rejected"; a refusal by the server raises `CatalogPushRefused`. A landed
+        lost race is "rejected"; a refusal by the server raises `failures.PushRefused`. A landed
         push moves the clone's tracking ref of the branch too (the next write starts there)."""
         branch = ref.removeprefix("refs/heads/")
         force = [] if lease is None else [f"--force-with-lease={ref}:{lease}"]
@@ -465,7 +452,7 @@ class Git:
         flag, summary = _parse_push(done.stdout, ref)
         outcome: Literal["ok", "rejected", "failed"] = "ok"
         if done.returncode != 0 or flag == "!":
-            outcome = "rejected" if LOST_RACE.search(summary) else "failed"
+            outcome = "rejected" if failures.LOST_RACE.search(summary) else "failed"
         self.report(
             GitOperation(
                 "push",
@@ -485,10 +472,11 @@ class Git:
             return "rejected"
         if "[remote rejected]" in summary:
             reason = credentials_.scrub(summary, self.credentials)
-            raise CatalogPushRefused(
+            raise failures.PushRefused(
                 f"{self.shown_url} refused the push to {branch!r}: {reason}",
+                purpose=PURPOSE,
                 url=self.shown_url,
-                branch=branch,
+                ref=branch,
                 detail=reason,
             )
         raise self.failure(
@@ -507,10 +495,10 @@ async def open_git(
     metrics: MetricsHook | None,
 ) -> AsyncIterator[Git]:
     """A `Git` with its scratch folder, removed afterwards (SSH key included)."""
-    usable = (credentials or Credentials()).for_transport(git_.transport(url))
+    usable = environment.usable(url, credentials)
     scratch = pathlib.Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="ade-catalog-"))
     try:
-        env = await asyncio.to_thread(git_.environment, scratch, url, git_.transport(url), usable)
+        env = await asyncio.to_thread(environment.environment, scratch, url, usable)
         yield Git(
             url=url,
             credentials=usable,

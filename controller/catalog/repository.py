@@ -2,8 +2,9 @@
 
 The writer of `controller.catalog`: what to change in a manifest is an edit callback (the pure
 YAML engine lives next door); this module batches the changes and retries the pushes. The rest is
-in its own modules: the typed errors (`failures`), the clone cache and the per-repository lock
-(`clones`), git on one clone (`gitcli`). The names callers use are re-exported here.
+in its own modules: the clone cache and the per-repository lock (`clones`), git on one clone
+(`gitcli`); the typed errors are `controller.git.failures` with purpose "catalog" (reasons
+`Catalog*`). The names callers use are re-exported here (the errors as `Catalog*`).
 
 - `CatalogWriter.submit(change)`: the changes for one (url, branch, push_branch) that arrive
   within `window` seconds of the first one, or while a write to that repository is in flight,
@@ -37,17 +38,9 @@ from collections.abc import Callable, Iterable, Sequence
 from controller import backoff
 from controller.catalog import replay as replay_
 from controller.catalog.clones import CachedClone, CloneCache, clone_name, repository_lock, to_evict
-from controller.catalog.failures import (
-    CatalogAuthFailed,
-    CatalogBranchNotFound,
-    CatalogError,
-    CatalogPushRefused,
-    CatalogPushRejected,
-    CatalogRepositoryNotFound,
-    CatalogUnavailable,
-    Damaged,
-)
 from controller.catalog.gitcli import (
+    PURPOSE,
+    Damaged,
     Edit,
     Git,
     GitOperation,
@@ -56,10 +49,17 @@ from controller.catalog.gitcli import (
     identity,
     open_git,
 )
+from controller.git import credentials as credentials_
+from controller.git import environment, failures, refs
+from controller.git.credentials import Credentials
+from controller.git.failures import AuthFailed as CatalogAuthFailed
+from controller.git.failures import GitError as CatalogError
+from controller.git.failures import PushRefused as CatalogPushRefused
+from controller.git.failures import PushRejected as CatalogPushRejected
+from controller.git.failures import RefNotFound as CatalogBranchNotFound
+from controller.git.failures import RepositoryNotFound as CatalogRepositoryNotFound
+from controller.git.failures import Unavailable as CatalogUnavailable
 from controller.observe import metrics as metrics_
-from controller.sources import credentials as credentials_
-from controller.sources import git as git_
-from controller.sources.credentials import Credentials
 
 __all__ = [
     "CachedClone",
@@ -132,18 +132,16 @@ class Result:
 
 # -- pure parts --------------------------------------------------------------------------------
 
-_BAD_BRANCH = re.compile(
-    r"^[-/.]|\.\.|//|@\{|[\x00-\x20\x7f~^:?*\[\\]|[/.]$|\.lock$|\.lock/|/\.|^@$"
-)
 _BAD_IDENTITY = re.compile(r"[<>\x00-\x1f\x7f]")
 
 
 def check_change(change: Change) -> None:
     """Refuse what git would misread: `ValueError` naming the field. The URL is checked by
-    `controller.sources.git.transport` (scheme, no credentials in it)."""
-    git_.transport(change.url)
+    `controller.git.environment.transport` (scheme, no credentials in it), the branches by
+    `controller.git.refs.valid_branch`."""
+    environment.transport(change.url)
     for field, value in (("branch", change.branch), ("push_branch", change.push_branch)):
-        if (field == "branch" or value) and _BAD_BRANCH.search(value or "-"):
+        if (field == "branch" or value) and not refs.valid_branch(value):
             raise ValueError(f"{field} {value!r} is not a valid branch name")
     if change.push_branch == change.branch:
         raise ValueError("push_branch must differ from branch (leave it empty to push to branch)")
@@ -293,7 +291,7 @@ class CatalogWriter:
         """Write one batch and settle every future in it (it grows while retrying)."""
         try:
             ref, head, outcomes = await self._attempts(lane, batch)
-        except CatalogError as error:
+        except failures.GitError as error:
             for pending in batch:
                 _settle(pending, error.copy())
         except asyncio.CancelledError:
@@ -350,10 +348,11 @@ class CatalogWriter:
                         written = await self._attempt(git, lane, live, attempt, speculate)
                 except Damaged as damaged:  # broke under our hands: once more on a fresh clone
                     if recloned:
-                        raise CatalogUnavailable(
+                        raise failures.Unavailable(
                             f"the clone of {git.shown_url} keeps breaking: {damaged.detail}",
+                            purpose=PURPOSE,
                             url=git.shown_url,
-                            branch=base,
+                            ref=base,
                             detail=damaged.detail,
                         ) from None
                     logger.warning("the clone of %s broke: %s", git.shown_url, damaged.detail)
@@ -368,11 +367,12 @@ class CatalogWriter:
                     lost = dataclasses.replace(lost, replayable=what)
                 if attempt < self.max_attempts:
                     await asyncio.sleep(_backoff(attempt, base=self.backoff, cap=self.max_backoff))
-            raise CatalogPushRejected(
+            raise failures.PushRejected(
                 f"push to {push_branch or base!r} of {git.shown_url} rejected {attempt} times:"
                 " the branch moved every time",
+                purpose=PURPOSE,
                 url=git.shown_url,
-                branch=push_branch or base,
+                ref=push_branch or base,
             )
 
     async def _attempt(

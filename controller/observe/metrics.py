@@ -10,8 +10,7 @@ digest, a tag, a URL, a registry host or a commit id.
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import prometheus_client
 
@@ -246,7 +245,9 @@ def report_azure_request(operation: str, status: int | str) -> None:
 def report_git_operation(
     *, purpose: str, operation: str, result: str, seconds: float, attempt: int = 1
 ) -> None:
-    """One git operation against a server; for a push, `attempt` counts the pushes of a batch."""
+    """One git operation against a server (several git processes, timed by the caller: ls-remote
+    and fetch of a build source, clone, fetch and push of the catalog writer); for a push,
+    `attempt` counts the pushes of a batch."""
     GIT_OPERATIONS.labels(purpose=purpose, operation=operation, result=result).inc()
     GIT_DURATION.labels(purpose=purpose, operation=operation, result=result).observe(seconds)
     if operation == "push":
@@ -254,23 +255,6 @@ def report_git_operation(
             GIT_PUSH_RETRIES.inc()
         if result == "rejected":
             GIT_PUSHES_REJECTED.inc()
-
-
-@contextlib.contextmanager
-def git_operation(*, purpose: str, operation: str) -> Iterator[None]:
-    """Time the block as one git operation: `ok` unless it raises (`failed`)."""
-    started = time.monotonic()
-    result = "failed"
-    try:
-        yield
-        result = "ok"
-    finally:
-        report_git_operation(
-            purpose=purpose,
-            operation=operation,
-            result=result,
-            seconds=time.monotonic() - started,
-        )
 
 
 def report_catalog_commit() -> None:

@@ -22,11 +22,11 @@ from controller.api import identity as api_identity
 from controller.api import spec as model
 from controller.build import dockerfile, identity, job
 from controller.conformance import lint
+from controller.git import credentials as git_credentials
 from controller.observe import events as events_
 from controller.reconcile import memory as memory_
 from controller.reconcile import secrets, steps
 from controller.reconcile import services as services_
-from controller.sources import credentials as git_credentials
 from controller.sources import git
 
 WARNINGS_REASON = "DockerfileWarnings"

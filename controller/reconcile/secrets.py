@@ -15,7 +15,7 @@ from controller import errors
 from controller import kube as kube_
 from controller.api import spec as model
 from controller.azure import credentials as azure_credentials
-from controller.sources import credentials as git_credentials
+from controller.git import credentials as git_credentials
 
 
 class SecretMissing(errors.StalledError):

@@ -16,6 +16,7 @@ from collections.abc import Generator, Iterator
 from controller import durations, errors
 from controller.api import spec as model
 from controller.catalog import yamlpath
+from controller.git import refs
 
 TAG_PLACEHOLDERS = {
     "revision": 40,
@@ -172,7 +173,7 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
         ("spec.catalog.git.branch", catalog.git.branch),
         ("spec.catalog.pushBranch", catalog.push_branch),
     ):
-        if branch and not _valid_branch(branch):
+        if branch and not refs.valid_branch(branch):
             yield errors.SpecError(field, f"{branch!r} is not a valid git branch name")
 
 
@@ -272,16 +273,6 @@ def _duration(
         yield errors.SpecError(field, f"must be at least {int(minimum)}s (got {text})")
     elif maximum is not None and seconds > maximum:
         yield errors.SpecError(field, f"must be at most {int(maximum // 3600)}h (got {text})")
-
-
-_BRANCH_FORBIDDEN = re.compile(
-    r"(\.\.|[\x00-\x20\x7f~^:?*\[\\]|@\{|//|/\.|\.lock$|\.lock/|^[./-]|[/.]$)"
-)
-
-
-def _valid_branch(name: str) -> bool:
-    """git check-ref-format rules for a branch name."""
-    return name != "@" and not _BRANCH_FORBIDDEN.search(name)
 
 
 # --- Kubernetes names and quantities (as k8s.io/apimachinery validates them) -------------------

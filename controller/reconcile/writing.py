@@ -32,11 +32,11 @@ from controller.api import spec as model
 from controller.api import status as status_
 from controller.azure import access as azure_access
 from controller.catalog import manifests, ownership, repository
+from controller.git import credentials as git_credentials
 from controller.observe import events as events_
 from controller.reconcile import claims, secrets, steps
 from controller.reconcile import memory as memory_
 from controller.reconcile import services as services_
-from controller.sources import credentials as git_credentials
 from controller.sources import git as git_
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ import pytest
 
 from controller.catalog import manifests
 from controller.catalog.repository import CatalogWriter, Change, CloneCache, Edit
-from controller.sources.credentials import Credentials
+from controller.git.credentials import Credentials
 from tests.e2e.catalogs import MANIFEST
 from tests.env import gitserver
 

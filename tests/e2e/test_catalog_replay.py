@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 import pytest
 
 from controller.catalog.repository import CatalogWriter, Change, CloneCache, GitOperation
-from controller.sources.credentials import Credentials
+from controller.git.credentials import Credentials
 from tests.env import gitserver
 
 pytestmark = pytest.mark.e2e

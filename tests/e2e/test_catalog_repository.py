@@ -35,8 +35,8 @@ from controller.catalog.repository import (
     GitOperation,
     Result,
 )
-from controller.sources import git as git_
-from controller.sources.credentials import Credentials, CredentialsInvalid
+from controller.git import process as git_
+from controller.git.credentials import Credentials, CredentialsInvalid
 from tests.e2e.catalogs import Pusher as _Pusher
 from tests.e2e.catalogs import (
     assert_nothing_of_the_pusher_lost as _assert_nothing_of_the_pusher_lost,

@@ -24,8 +24,8 @@ from collections.abc import Iterator
 import pytest
 
 from controller import errors
+from controller.git.credentials import Credentials, CredentialsInvalid
 from controller.sources import git
-from controller.sources.credentials import Credentials, CredentialsInvalid
 from tests.env import gitserver
 
 pytestmark = pytest.mark.e2e

@@ -76,13 +76,15 @@ def test_build_records_keep_their_order_and_drop_what_is_not_one() -> None:
         (2, status.BuildResult.FAILED),
         (1, status.BuildResult.RUNNING),
     ]
-    assert found[0].result.finished and not found[1].result.finished
+    assert found[0].result.finished
+    assert not found[1].result.finished
     assert status.BuildRecord.all_of({"builds": "nonsense"}) == ()
 
 
 def test_the_latest_image_writes_back_what_it_read() -> None:
     latest = status.LatestImage.of({"latestImage": LATEST})
-    assert latest is not None and latest.changes == ("revision 0123456 -> 89abcde",)
+    assert latest is not None
+    assert latest.changes == ("revision 0123456 -> 89abcde",)
     assert latest.to_status() == LATEST
 
 
@@ -98,7 +100,8 @@ def test_catalog_and_registry_write_back_what_they_read() -> None:
     catalog = status.CatalogStatus.of({"catalog": CATALOG})
     assert diff.merge_patch({"catalog": CATALOG}, {"catalog": catalog.to_status()}) == {}
     registry = status.RegistryStatus.of({"registry": REGISTRY})
-    assert registry is not None and registry.principals == ("a", "b")
+    assert registry is not None
+    assert registry.principals == ("a", "b")
     assert registry.to_status() == REGISTRY
 
 

@@ -1,7 +1,8 @@
-"""The pure parts of the catalog writer (`controller.catalog.repository` and the `clones`,
-`gitcli` and `failures` modules it is made of): the batch commit message, the LRU's choice of
-clones to evict, clone names, change validation, git output parsing, the error vocabulary, and
-the per-repository lock (no git, no network)."""
+"""The pure parts of the catalog writer (`controller.catalog.repository` and the `clones` and
+`gitcli` modules it is made of): the batch commit message, the LRU's choice of clones to evict,
+clone names, change validation, git output parsing, and the per-repository lock (no git, no
+network). The errors and the reading of git's output are `controller.git.failures`'s
+(tests/unit/git)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pathlib
 import pytest
 
 from controller import errors
-from controller.catalog import clones, failures, gitcli, repository
+from controller.catalog import clones, gitcli, repository
 from controller.catalog.repository import CachedClone, Change
 
 # -- batch_message ---------------------------------------------------------------------------
@@ -211,62 +212,11 @@ def test_push_porcelain_is_read_for_the_ref() -> None:
     assert gitcli._parse_push(ok, "refs/heads/other") == ("", "")
 
 
-@pytest.mark.parametrize(
-    ("summary", "lost"),
-    [
-        ("[rejected] (fetch first)", True),
-        ("[rejected] (non-fast-forward)", True),
-        ("[rejected] (stale info)", True),
-        ("[remote rejected] (failed to update ref)", True),
-        ("[remote rejected] (cannot lock ref 'refs/heads/main': is at 1 but expected 2)", True),
-        ("[remote rejected] (pre-receive hook declined)", False),
-        ("[remote rejected] (protected branch hook declined)", False),
-        ("[remote failure] (remote failed to report status)", False),
-    ],
-)
-def test_a_push_that_lost_a_race_is_told_from_a_refusal(summary: str, lost: bool) -> None:
-    assert bool(failures.LOST_RACE.search(summary)) is lost
-
-
 def test_backoff_grows_is_capped_and_jittered() -> None:
     delays = [repository._backoff(n, base=0.1, cap=1.0) for n in range(1, 8)]
     assert 0.05 <= delays[0] <= 0.1
     assert all(0.5 <= d <= 1.0 for d in delays[4:])
     assert len({repository._backoff(3, base=0.1, cap=1.0) for _ in range(20)}) > 1
-
-
-# -- errors ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("kind", "family", "reason"),
-    [
-        (repository.CatalogAuthFailed, errors.StalledError, "CatalogAuthFailed"),
-        (repository.CatalogRepositoryNotFound, errors.StalledError, "CatalogRepositoryNotFound"),
-        (repository.CatalogBranchNotFound, errors.StalledError, "CatalogBranchNotFound"),
-        (repository.CatalogPushRefused, errors.StalledError, "CatalogPushRefused"),
-        (repository.CatalogPushRejected, errors.TransientError, "CatalogPushRejected"),
-        (repository.CatalogUnavailable, errors.TransientError, "CatalogUnavailable"),
-    ],
-)
-def test_errors_are_typed_with_their_reason(
-    kind: type[repository.CatalogError], family: type[errors.ReconcileError], reason: str
-) -> None:
-    error = kind("it failed", url="https://h/c.git", branch="main", detail="d")
-    assert isinstance(error, family)
-    assert isinstance(error, repository.CatalogError)
-    assert error.reason == reason
-    copy = error.copy()
-    assert type(copy) is kind
-    assert copy is not error
-    assert (copy.message, copy.url, copy.branch, copy.detail) == (
-        "it failed",
-        error.url,
-        "main",
-        "d",
-    )
-    if isinstance(error, errors.TransientError):
-        assert error.retry_after is None
 
 
 # -- the lock registry -------------------------------------------------------------------------

@@ -194,17 +194,6 @@ def test_report_git_operation_counts_retries_and_rejections() -> None:
     assert sample("ade_runner_git_pushes_rejected_total") == rejected + 1
 
 
-def test_git_operation_times_a_block_ok_or_failed() -> None:
-    labels = {"purpose": "unit-source", "operation": "ls-remote"}
-    with metrics.git_operation(**labels):
-        pass
-    with pytest.raises(RuntimeError), metrics.git_operation(**labels):
-        raise RuntimeError("boom")
-    assert sample("ade_runner_git_operations_total", **labels, result="ok") == 1
-    assert sample("ade_runner_git_operations_total", **labels, result="failed") == 1
-    assert sample("ade_runner_git_operation_duration_seconds_count", **labels, result="ok") == 1
-
-
 def test_report_catalog_commit() -> None:
     before = sample("ade_runner_catalog_commits_total")
     metrics.report_catalog_commit()

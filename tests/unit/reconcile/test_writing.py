@@ -93,7 +93,7 @@ def test_the_commit_event_names_files_value_and_commit() -> None:
     assert event.message == f"{WEB} now point at {IMAGE} (commit {'b' * 12} on refs/heads/main)"
 
 
-CATALOG = model.parse(
+PARSED = model.parse(
     {
         "source": {"inline": {"dockerfile": "FROM scratch\n", "scripts": {}}},
         "image": {"registry": "contoso.azurecr.io", "repository": "ade/runner"},
@@ -103,7 +103,8 @@ CATALOG = model.parse(
         },
     }
 ).catalog
-assert CATALOG is not None
+assert PARSED is not None
+CATALOG: model.Catalog = PARSED
 
 
 def test_the_outcome_is_synced_or_blocked_as_the_last_check_found() -> None:

@@ -13,8 +13,9 @@ import tempfile
 
 import pytest
 
+from controller.git.credentials import Credentials, CredentialsInvalid
+from controller.observe import metrics
 from controller.sources import git
-from controller.sources.credentials import Credentials, CredentialsInvalid
 
 PASSWORD = "pa:ss@w0rd-7Q"
 TOKEN = "tok-0123456789abcdef"
@@ -163,3 +164,16 @@ async def test_full_sha_is_verified_with_a_commit_only_fetch(record: pathlib.Pat
         f"--git-dir {repo} fetch --quiet --depth=1 --no-tags --no-recurse-submodules"
         f" --no-write-fetch-head --filter=tree:0 -- https://h.example/r.git {sha}"
     )
+
+
+async def test_an_operation_is_reported_once_with_its_result(record: pathlib.Path) -> None:
+    labels = {"purpose": "source", "operation": "ls-remote"}
+
+    def count(result: str) -> float:
+        total = "ade_runner_git_operations_total"
+        return metrics.REGISTRY.get_sample_value(total, {**labels, "result": result}) or 0.0
+
+    failed, ok = count("failed"), count("ok")
+    with pytest.raises(git.GitRepositoryNotFound):
+        await git.ls_remote(url="https://h.example/r.git", ref="main", timeout=10)
+    assert (count("failed"), count("ok")) == (failed + 1, ok)

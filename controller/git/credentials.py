@@ -1,4 +1,4 @@
-"""Git credentials read from a Kubernetes Secret, with Flux's key conventions.
+"""Git credentials read from a Kubernetes Secret, with Flux's key conventions (pure).
 
 | key           | transport | meaning                                                         |
 | ------------- | --------- | --------------------------------------------------------------- |
@@ -10,7 +10,9 @@
 
 Which keys are used is decided by the URL's transport (`for_transport`), as in Flux, so one
 Secret may serve both. Pure: no I/O. A `Credentials` never shows a secret in its `repr`, and
-`secrets()` lists every literal a message must not contain (including the Basic header value).
+`secrets()` lists every literal a message must not contain (including the Basic header value);
+`scrub` takes them, and any credentials in URLs, out of a text. Shared by every user of git (build
+sources and the catalog writer); `controller.git.environment` places them for git.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import base64
 import pytest
 
 from controller import errors
-from controller.sources import credentials
-from controller.sources.credentials import Credentials, CredentialsInvalid
+from controller.git import credentials
+from controller.git.credentials import Credentials, CredentialsInvalid
 
 PASSWORD = "pa:ss@w0rd-7Q"
 TOKEN = "ghp_0123456789abcdefTOKEN"
