@@ -89,7 +89,10 @@ def test_parse(
 def test_parse_refuses(text: str) -> None:
     with pytest.raises(reference.InvalidReference) as caught:
         reference.parse(text)
-    assert isinstance(caught.value, ValueError)
+    # the message quotes the part of the text it refuses
+    quoted = str(caught.value).split("'")[1]
+    assert quoted in text
+    assert str(caught.value) != repr(quoted)
 
 
 def test_endpoint_and_identifier() -> None:
