@@ -1,13 +1,19 @@
 """What every build backend offers the reconcile: start a build for a key, report its state.
 
-A backend is idempotent per build key: starting a build that already runs (or ran) adopts it.
-The reconcile never waits on a build; it asks for the state on each pass.
+The plan of a build is backend-neutral: what to build (image, Dockerfile, build args, platforms,
+target, labels, cache), from which folder on the operator's file system, for whom, and within
+which limits. Each backend renders its own request from it (the Job backend ships the context in
+a ConfigMap mounted in its pod; the in-process backends read the folder where it is). A backend
+is idempotent per build name: starting a build that already runs (or ran) adopts it. The
+reconcile never waits on a build; it asks for the state on each pass, and asking never reads
+the context. Pure.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import json
 import pathlib
 import re
@@ -15,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from controller.api import spec as model
-from controller.build import buildctl, job
+from controller.build import buildctl
 
 
 class Phase(enum.Enum):
@@ -36,41 +42,109 @@ class BuildState:
 
 
 @dataclasses.dataclass(frozen=True)
-class BuildPlan:
-    """Everything a backend needs to run one build."""
+class Owner:
+    """The RunnerImage that owns the build (and, for the Job backend, its garbage collection)."""
 
-    owner: job.Owner
+    name: str
+    namespace: str
+    uid: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PodPlacement:
+    """Where the build pod runs and as whom, from `spec.build` (the Job backend's only).
+
+    A service account named here wins over the Job backend's operator-wide one.
+    """
+
+    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[model.Toleration, ...] = ()
+    service_account: str | None = None
+
+    @classmethod
+    def of(cls, build: model.BuildSpec) -> PodPlacement:
+        return cls(
+            node_selector=dict(build.node_selector),
+            tolerations=build.tolerations,
+            service_account=build.service_account_name,
+        )
+
+
+DEFAULT_PLACEMENT = PodPlacement()
+
+
+def build_name(owner_name: str, key: str, attempt: int = 1) -> str:
+    """`<name>-build-<key12>[-r<attempt>]`, at most 56 characters (a DNS label, with room for
+    the suffix the Job controller adds to its pods). A retried key gets a new name."""
+    suffix = f"-build-{key[:12]}" + (f"-r{attempt}" if attempt > 1 else "")
+    head = owner_name[: 52 - len(suffix)].rstrip("-.")
+    if head != owner_name:
+        head = f"{head}-{hashlib.sha256(owner_name.encode()).hexdigest()[:4]}"
+    return f"{head}{suffix}"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    """Everything a backend needs to run one build, and nothing of how a backend runs it."""
+
+    owner: Owner
     key: str
     reason: str
-    request: buildctl.BuildRequest
+    image: str
+    """The full reference to push: registry/repository:tag."""
+    dockerfile: str
+    """The Dockerfile's path in the context."""
     context_dir: pathlib.Path
     """The build context on the operator's file system (Dockerfile and scripts/)."""
-    context_files: tuple[job.ContextFile, ...]
-    docker_config: Mapping[str, Any] | None
-    """The push credentials as a parsed `.dockerconfigjson` (None: anonymous push)."""
     push_secret: str | None
     """The name of the push Secret (the Job backend mounts it)."""
     timeout_seconds: int
-    resources: model.ResourceRequirements
+    build_args: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    platforms: tuple[str, ...] = ()
+    target: str | None = None
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cache_ref: str | None = None
+    """A registry reference for cache import/export, or None."""
+    resources: model.ResourceRequirements = dataclasses.field(
+        default_factory=model.ResourceRequirements
+    )
     """The build container's resources (the Job backend's; the others ignore them)."""
     attempt: int = 1
     """1 for the first build of a key; every retry of a failed key counts up."""
     retries: int = 0
     """How many automatic retries after transient failures this attempt is (0: none)."""
-    placement: job.PodPlacement = job.DEFAULT_PLACEMENT
+    placement: PodPlacement = DEFAULT_PLACEMENT
     """Where the build pod runs (the Job backend's; the others ignore it). Not in the key."""
 
     @property
     def name(self) -> str:
-        return job.job_name(self.owner.name, self.key, self.attempt)
+        return build_name(self.owner.name, self.key, self.attempt)
+
+    def request(self, *, context: str, metadata_file: str) -> buildctl.BuildRequest:
+        """The `buildctl build` request for a builder that sees the context at `context` and
+        writes BuildKit's metadata file to `metadata_file`."""
+        return buildctl.BuildRequest(
+            context=buildctl.LocalContext(context),
+            dockerfile=self.dockerfile,
+            image=self.image,
+            build_args=self.build_args,
+            platforms=self.platforms,
+            target=self.target,
+            metadata_file=metadata_file,
+            cache_ref=self.cache_ref,
+            labels=self.labels,
+        )
 
 
 class Backend(Protocol):
-    async def start(self, plan: BuildPlan) -> None: ...
+    async def start(self, plan: BuildPlan, *, docker_config: Mapping[str, Any] | None) -> None:
+        """Start the build of `plan` (adopt it when it exists). `docker_config` is the parsed
+        push Secret (None: anonymous push), for the backends that push from this process."""
 
-    async def state(self, plan: BuildPlan) -> BuildState: ...
+    async def state(self, plan: BuildPlan) -> BuildState:
+        """The state of the build of `plan`; reads no context."""
 
-    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+    async def prune(self, owner: Owner, *, keep: set[str]) -> None:
         """Remove the finished builds of `owner` whose names are not in `keep`."""
 
 

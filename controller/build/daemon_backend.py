@@ -1,9 +1,10 @@
 """The BuildKitDaemon backend: `buildctl --addr ... build` against a long-running buildkitd.
 
-The arguments come from the same renderer as the Job backend's. Push credentials reach buildctl
-as a private `DOCKER_CONFIG` folder (0700, removed afterwards); optional mTLS files come from a
-folder (a mounted Secret with `ca.crt`, `tls.crt`, `tls.key`). The digest is read from
-BuildKit's metadata file, parsed as JSON.
+The arguments come from the same renderer as the Job backend's; the request names the context
+folder where the operator fetched it (buildctl uploads it) and a metadata file in a private
+temporary folder. Push credentials reach buildctl as a private `DOCKER_CONFIG` folder (0700,
+removed afterwards); optional mTLS files come from a folder (a mounted Secret with `ca.crt`,
+`tls.crt`, `tls.key`). The digest is read from BuildKit's metadata file, parsed as JSON.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import os
 import pathlib
 import tempfile
+from collections.abc import Mapping
+from typing import Any
 
 from controller import errors
 from controller.build import backend, buildctl, inprocess
@@ -44,20 +47,17 @@ class DaemonBackend(inprocess.InProcessBackend):
             ]  # fmt: skip
         return argv
 
-    async def _run(self, plan: backend.BuildPlan) -> backend.BuildState:
+    async def _run(
+        self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None
+    ) -> backend.BuildState:
         with tempfile.TemporaryDirectory(prefix="ade-build-") as scratch:
             folder = pathlib.Path(scratch)
-            docker_config = folder / "docker"
-            docker_config.mkdir(mode=0o700)
-            (docker_config / "config.json").write_text(json.dumps(plan.docker_config or {}))
+            config_dir = folder / "docker"
+            config_dir.mkdir(mode=0o700)
+            (config_dir / "config.json").write_text(json.dumps(docker_config or {}))
             metadata = folder / "metadata.json"
-            request = dataclasses.replace(
-                plan.request,
-                context=buildctl.LocalContext(str(plan.context_dir)),
-                metadata_file=str(metadata),
-            )
-            argv = [*self._prefix(), "build", *buildctl.arguments(request)]
-            env = {**os.environ, "DOCKER_CONFIG": str(docker_config)}
+            argv = [*self._prefix(), "build", *buildctl.arguments(request(plan, metadata))]
+            env = {**os.environ, "DOCKER_CONFIG": str(config_dir)}
             process = await asyncio.create_subprocess_exec(
                 *argv,
                 stdout=asyncio.subprocess.PIPE,
@@ -88,3 +88,9 @@ class DaemonBackend(inprocess.InProcessBackend):
                     message="buildctl succeeded but wrote no containerimage.digest",
                 )
             return backend.BuildState(backend.Phase.SUCCEEDED, digest=digest, name=plan.name)
+
+
+def request(plan: backend.BuildPlan, metadata: pathlib.Path) -> buildctl.BuildRequest:
+    """The daemon's buildctl request: the context folder where the operator fetched it (buildctl
+    uploads it to buildkitd), BuildKit's metadata file at `metadata`."""
+    return plan.request(context=str(plan.context_dir), metadata_file=str(metadata))

@@ -31,10 +31,13 @@ class DockerBackend(inprocess.InProcessBackend):
         super().__init__(tasks=tasks)
         self._settings = settings
 
-    async def _run(self, plan: backend.BuildPlan) -> backend.BuildState:
+    async def _run(
+        self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None
+    ) -> backend.BuildState:
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(self._build_and_push, plan), timeout=plan.timeout_seconds
+                asyncio.to_thread(self._build_and_push, plan, docker_config),
+                timeout=plan.timeout_seconds,
             )
         except TimeoutError:
             return backend.BuildState(
@@ -48,24 +51,14 @@ class DockerBackend(inprocess.InProcessBackend):
             return docker.APIClient(base_url=self._settings.base_url)
         return docker.APIClient(**docker.utils.kwargs_from_env())
 
-    def _build_and_push(self, plan: backend.BuildPlan) -> backend.BuildState:
+    def _build_and_push(
+        self, plan: backend.BuildPlan, docker_config: Mapping[str, Any] | None
+    ) -> backend.BuildState:
         api = self._client()
         try:
-            request = plan.request
-            repository, _, tag = request.image.rpartition(":")
+            repository, _, tag = plan.image.rpartition(":")
             log: list[str] = []
-            for chunk in api.build(
-                path=str(plan.context_dir),
-                dockerfile=request.dockerfile,
-                tag=request.image,
-                buildargs=dict(request.build_args),
-                target=request.target,
-                platform=request.platforms[0] if request.platforms else None,
-                labels=dict(request.labels),
-                rm=True,
-                forcerm=True,
-                decode=True,
-            ):
+            for chunk in api.build(**build_arguments(plan)):
                 if "error" in chunk:
                     log.append(str(chunk["error"]))
                     return self._failed(plan, log)
@@ -74,7 +67,7 @@ class DockerBackend(inprocess.InProcessBackend):
             for chunk in api.push(
                 repository,
                 tag=tag,
-                auth_config=_auth_for(plan.docker_config, repository),
+                auth_config=_auth_for(docker_config, repository),
                 stream=True,
                 decode=True,
             ):
@@ -99,6 +92,23 @@ class DockerBackend(inprocess.InProcessBackend):
     def _failed(plan: backend.BuildPlan, log: list[str]) -> backend.BuildState:
         tail = "\n".join(line for line in log[-OUTPUT_TAIL:] if line.strip())
         return backend.BuildState(backend.Phase.FAILED, name=plan.name, message=errors.redact(tail))
+
+
+def build_arguments(plan: backend.BuildPlan) -> dict[str, Any]:
+    """The Engine API's build request: the context folder where the operator fetched it (the
+    client sends it as a tarball), one platform (the classic builder makes one per build)."""
+    return {
+        "path": str(plan.context_dir),
+        "dockerfile": plan.dockerfile,
+        "tag": plan.image,
+        "buildargs": dict(plan.build_args),
+        "target": plan.target,
+        "platform": plan.platforms[0] if plan.platforms else None,
+        "labels": dict(plan.labels),
+        "rm": True,
+        "forcerm": True,
+        "decode": True,
+    }
 
 
 def _auth_for(config: Mapping[str, Any] | None, repository: str) -> dict[str, str] | None:

@@ -8,9 +8,11 @@ BuildKit's and Docker's layer caches make cheap.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
-from controller.build import backend, job
+from controller.build import backend
 
 
 class Tasks:
@@ -51,7 +53,7 @@ class Tasks:
     def running(self) -> int:
         return sum(1 for task in self._tasks.values() if not task.done())
 
-    def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+    def prune(self, owner: backend.Owner, *, keep: set[str]) -> None:
         """Drop finished tasks of one RunnerImage whose build names are not kept."""
         for key in [k for k in self._tasks if k[:2] == (owner.namespace, owner.name)]:
             if self._tasks[key].done() and key[2] not in keep:
@@ -75,14 +77,19 @@ class InProcessBackend:
     def __init__(self, *, tasks: Tasks) -> None:
         self._tasks = tasks
 
-    async def start(self, plan: backend.BuildPlan) -> None:
-        self._tasks.start(plan, self._run)
+    async def start(
+        self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None
+    ) -> None:
+        self._tasks.start(plan, functools.partial(self._run, docker_config=docker_config))
 
     async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
         return self._tasks.state(plan)
 
-    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+    async def prune(self, owner: backend.Owner, *, keep: set[str]) -> None:
         self._tasks.prune(owner, keep=keep)
 
-    async def _run(self, plan: backend.BuildPlan) -> backend.BuildState:
+    async def _run(
+        self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None
+    ) -> backend.BuildState:
+        """Run the build of `plan`, pushing with `docker_config` (never logged)."""
         raise NotImplementedError

@@ -6,24 +6,24 @@ sandbox, emptyDirs for its state), the push secret as `DOCKER_CONFIG`, and write
 metadata file to the termination message, from which the operator reads the digest. On failure
 the termination message falls back to the end of the log: that is what `BuildFailed` shows.
 The context (Dockerfile and scripts, fetched by the operator) travels in a ConfigMap with the
-file modes kept. The Job name is derived from the RunnerImage name and the build key, so a
-build is never started twice for one key: creating it again answers 409. The spec's resources
-and placement (`PodPlacement`: node selector, tolerations, service account) go into the pod
-template as given; none of them is part of the build key.
+file modes kept, mounted at `CONTEXT_MOUNT`: this renderer makes the Job's own buildctl
+request from the backend-neutral plan. The Job is named after the build
+(`backend.build_name`: the RunnerImage name, the build key and the attempt), so a build is never
+started twice for one key: creating it again answers 409. The spec's resources and placement
+(`backend.PodPlacement`: node selector, tolerations, service account) go into the pod template
+as given; none of them is part of the build key.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import shlex
-from collections.abc import Mapping
 from typing import Any
 
 from controller.api import identity
 from controller.api import spec as model
-from controller.build import buildctl
+from controller.build import backend, buildctl
 
 BUILDKIT_IMAGE = "moby/buildkit:v0.34.2-rootless"
 """Pinned: never a floating tag (Shipwright's users were broken by `master`)."""
@@ -44,15 +44,6 @@ DEFAULT_TTL = 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True)
-class Owner:
-    """The RunnerImage that owns the build objects (for the garbage collector)."""
-
-    name: str
-    namespace: str
-    uid: str
-
-
-@dataclasses.dataclass(frozen=True)
 class JobSettings:
     image: str = BUILDKIT_IMAGE
     ttl_seconds: int = DEFAULT_TTL
@@ -65,40 +56,7 @@ class JobSettings:
 DEFAULT_SETTINGS = JobSettings()
 
 
-@dataclasses.dataclass(frozen=True)
-class PodPlacement:
-    """Where the build pod runs and as whom, from `spec.build` (the Job backend's only).
-
-    A service account named here wins over `JobSettings.service_account`.
-    """
-
-    node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    tolerations: tuple[model.Toleration, ...] = ()
-    service_account: str | None = None
-
-    @classmethod
-    def of(cls, build: model.BuildSpec) -> PodPlacement:
-        return cls(
-            node_selector=dict(build.node_selector),
-            tolerations=build.tolerations,
-            service_account=build.service_account_name,
-        )
-
-
-DEFAULT_PLACEMENT = PodPlacement()
-
-
-def job_name(owner_name: str, key: str, attempt: int = 1) -> str:
-    """`<name>-build-<key12>[-r<attempt>]`, at most 56 characters (a DNS label, with room for
-    the suffix the Job controller adds to its pods). A retried key gets a new name."""
-    suffix = f"-build-{key[:12]}" + (f"-r{attempt}" if attempt > 1 else "")
-    head = owner_name[: 52 - len(suffix)].rstrip("-.")
-    if head != owner_name:
-        head = f"{head}-{hashlib.sha256(owner_name.encode()).hexdigest()[:4]}"
-    return f"{head}{suffix}"
-
-
-def labels(owner: Owner, key: str) -> dict[str, str]:
+def labels(owner: backend.Owner, key: str) -> dict[str, str]:
     return {
         LABEL_MANAGED_BY: MANAGED_BY,
         LABEL_RUNNERIMAGE: owner.name[:63].rstrip("-._"),
@@ -106,7 +64,7 @@ def labels(owner: Owner, key: str) -> dict[str, str]:
     }
 
 
-def owner_reference(owner: Owner) -> dict[str, Any]:
+def owner_reference(owner: backend.Owner) -> dict[str, Any]:
     return {
         "apiVersion": identity.API_VERSION,
         "kind": identity.KIND,
@@ -123,14 +81,20 @@ MAX_CONTEXT_BYTES = 900 * 1024
 
 @dataclasses.dataclass(frozen=True)
 class ContextFile:
+    """One file of the build context, read when the Job is created (never on a state poll)."""
+
     path: str
     content: bytes
     executable: bool = False
 
 
-def context_config_map(
-    owner: Owner, key: str, files: tuple[ContextFile, ...], *, attempt: int = 1
-) -> dict[str, Any]:
+def request(plan: backend.BuildPlan) -> buildctl.BuildRequest:
+    """The buildctl request of the build pod: the context from the mounted ConfigMap, BuildKit's
+    metadata file in the pod's own file system (copied to the termination message)."""
+    return plan.request(context=CONTEXT_MOUNT, metadata_file=METADATA_FILE)
+
+
+def context_config_map(plan: backend.BuildPlan, files: tuple[ContextFile, ...]) -> dict[str, Any]:
     """The build context as a ConfigMap; `context_items` maps its keys back to paths and modes."""
     data: dict[str, str] = {}
     binary: dict[str, str] = {}
@@ -144,10 +108,10 @@ def context_config_map(
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": job_name(owner.name, key, attempt),
-            "namespace": owner.namespace,
-            "labels": labels(owner, key),
-            "ownerReferences": [owner_reference(owner)],
+            "name": plan.name,
+            "namespace": plan.owner.namespace,
+            "labels": labels(plan.owner, plan.key),
+            "ownerReferences": [owner_reference(plan.owner)],
         },
         "data": data,
     }
@@ -164,23 +128,15 @@ def context_items(files: tuple[ContextFile, ...]) -> list[dict[str, Any]]:
 
 
 def build_job(
-    owner: Owner,
-    key: str,
-    request: buildctl.BuildRequest,
+    plan: backend.BuildPlan,
     *,
-    reason: str,
-    timeout_seconds: int,
-    push_secret: str | None,
-    resources: model.ResourceRequirements,
     context_files: tuple[ContextFile, ...],
     settings: JobSettings = DEFAULT_SETTINGS,
-    placement: PodPlacement = DEFAULT_PLACEMENT,
-    attempt: int = 1,
 ) -> dict[str, Any]:
     """The Job for one build; its context is the ConfigMap of `context_config_map`."""
-    name = job_name(owner.name, key, attempt)
-    build = shlex.join(["buildctl-daemonless.sh", "build", *buildctl.arguments(request)])
-    metadata_file = shlex.quote(request.metadata_file)
+    name, owner, key, placement = plan.name, plan.owner, plan.key, plan.placement
+    build = shlex.join(["buildctl-daemonless.sh", "build", *buildctl.arguments(request(plan))])
+    metadata_file = shlex.quote(METADATA_FILE)
     script = f"set -e\n{build}\ncat {metadata_file} > /dev/termination-log\n"
     mounts: list[dict[str, Any]] = [
         {"name": "buildkitd", "mountPath": f"{HOME}/.local/share/buildkit"},
@@ -194,14 +150,14 @@ def build_job(
         {"name": "BUILDKITD_FLAGS", "value": "--oci-worker-no-process-sandbox"},
         {"name": "HOME", "value": HOME},
     ]
-    if push_secret:
+    if plan.push_secret:
         env.append({"name": "DOCKER_CONFIG", "value": f"{HOME}/.docker"})
         mounts.append({"name": "docker-config", "mountPath": f"{HOME}/.docker", "readOnly": True})
         volumes.append(
             {
                 "name": "docker-config",
                 "secret": {
-                    "secretName": push_secret,
+                    "secretName": plan.push_secret,
                     "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
                 },
             }
@@ -221,7 +177,7 @@ def build_job(
                 "command": ["/bin/sh", "-c", script],
                 "env": env,
                 "volumeMounts": mounts,
-                "resources": resource_requirements(resources),
+                "resources": resource_requirements(plan.resources),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "securityContext": {
                     "runAsUser": 1000,
@@ -247,8 +203,8 @@ def build_job(
         "labels": labels(owner, key),
         "annotations": {
             ANNOTATION_BUILD_KEY: key,
-            ANNOTATION_IMAGE: request.image,
-            ANNOTATION_REASON: reason,
+            ANNOTATION_IMAGE: plan.image,
+            ANNOTATION_REASON: plan.reason,
         },
     }
     return {
@@ -262,7 +218,7 @@ def build_job(
         },
         "spec": {
             "backoffLimit": 0,
-            "activeDeadlineSeconds": timeout_seconds,
+            "activeDeadlineSeconds": plan.timeout_seconds,
             "ttlSecondsAfterFinished": settings.ttl_seconds,
             "template": {"metadata": metadata, "spec": pod_spec},
         },

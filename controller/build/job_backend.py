@@ -1,7 +1,9 @@
 """The Job backend: one Kubernetes Job running rootless BuildKit per build key.
 
-Starting creates the context ConfigMap and the Job under a name derived from the key; a 409
-means the build already exists and is adopted (after an operator restart, or a second reconcile).
+Starting reads the context folder (this backend is the only one that ships the files: in a
+ConfigMap) and creates the ConfigMap and the Job under the build's name; a 409 means the build
+already exists and is adopted (after an operator restart, or a second reconcile). Only starting
+reads the context: the state polls read the Job and its pod, never the files.
 The state is read from the Job and its pod: the digest from the termination message (BuildKit's
 metadata file, parsed as JSON), the failure from the end of the log, and a pod left Pending
 longer than `pending_timeout` fails the build with the scheduler's reason and is deleted; one whose
@@ -10,7 +12,10 @@ image cannot be pulled fails sooner (`PULL_FAILURE_GRACE`), with the kubelet's r
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import os
+import pathlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,25 +42,14 @@ class JobBackend:
         self._settings = settings
         self._pending_timeout = pending_timeout
 
-    async def start(self, plan: backend.BuildPlan) -> None:
-        await self._kube.create(
-            job.context_config_map(plan.owner, plan.key, plan.context_files, attempt=plan.attempt)
-        )
-        await self._kube.create(
-            job.build_job(
-                plan.owner,
-                plan.key,
-                plan.request,
-                reason=plan.reason,
-                timeout_seconds=plan.timeout_seconds,
-                push_secret=plan.push_secret,
-                resources=plan.resources,
-                context_files=plan.context_files,
-                settings=self._settings,
-                placement=plan.placement,
-                attempt=plan.attempt,
-            )
-        )
+    async def start(
+        self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None
+    ) -> None:
+        """Create the build's ConfigMap and Job (the pod mounts the push Secret by name, so
+        `docker_config` is not needed here)."""
+        files = await asyncio.to_thread(context_files, plan.context_dir)
+        await self._kube.create(job.context_config_map(plan, files))
+        await self._kube.create(job.build_job(plan, context_files=files, settings=self._settings))
 
     async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
         namespace, name = plan.owner.namespace, plan.name
@@ -102,7 +96,7 @@ class JobBackend:
             return backend.BuildState(backend.Phase.PENDING, name=name, message=reason)
         return backend.BuildState(backend.Phase.RUNNING, name=name)
 
-    async def prune(self, owner: job.Owner, *, keep: set[str]) -> None:
+    async def prune(self, owner: backend.Owner, *, keep: set[str]) -> None:
         """Delete finished build Jobs (and their context ConfigMaps) beyond the history kept."""
         selector = f"{job.LABEL_RUNNERIMAGE}={job.labels(owner, '')[job.LABEL_RUNNERIMAGE]}"
         for found in await self._kube.list_jobs(namespace=owner.namespace, selector=selector):
@@ -112,6 +106,21 @@ class JobBackend:
             if name not in keep and finished:
                 await self._kube.delete_job(namespace=owner.namespace, name=name)
                 await self._kube.delete_config_map(namespace=owner.namespace, name=name)
+
+
+def context_files(folder: pathlib.Path) -> tuple[job.ContextFile, ...]:
+    """The regular files under `folder` (symlinks left out), in path order, with their modes."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            files.append(
+                job.ContextFile(
+                    path=path.relative_to(folder).as_posix(),
+                    content=path.read_bytes(),
+                    executable=os.access(path, os.X_OK),
+                )
+            )
+    return tuple(files)
 
 
 def _condition(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:

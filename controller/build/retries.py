@@ -14,10 +14,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from controller import backoff
+from controller.api import status as status_
 
 _TRANSIENT = re.compile(
     r"failed to push|failed to copy|failed to do request|error writing (?:layer )?blob"
@@ -58,21 +57,17 @@ class Retry:
     """Seconds still to wait before it starts (0: now)."""
 
 
-def automatic(policy: Policy, record: Mapping[str, Any], now: datetime.datetime) -> Retry | None:
+def automatic(policy: Policy, record: status_.BuildRecord, now: datetime.datetime) -> Retry | None:
     """The automatic retry a failed build record is due, or None when it waits for a change."""
-    if record.get("result") != "Failed" or not transient(str(record.get("message", ""))):
+    if record.result is not status_.BuildResult.FAILED or not transient(record.message):
         return None
-    done = int(record.get("retries", 0) or 0)
+    done = record.retries
     if done >= policy.retries:
         return None
     delay = backoff.delay(done + 1, base=policy.delay)
-    finished = _parse(record.get("finishedAt"))
+    finished = status_.parse_timestamp(record.finished_at)
     elapsed = (now - finished).total_seconds() if finished is not None else delay
-    return Retry(
-        attempt=int(record.get("attempt", 1) or 1) + 1,
-        retries=done + 1,
-        wait=max(0.0, delay - elapsed),
-    )
+    return Retry(attempt=record.attempt + 1, retries=done + 1, wait=max(0.0, delay - elapsed))
 
 
 def summary(message: str, limit: int = 240) -> str:
@@ -81,12 +76,3 @@ def summary(message: str, limit: int = 240) -> str:
     errors = [line for line in lines if line.lower().startswith("error:")]
     chosen = (errors or lines or [""])[-1]
     return chosen if len(chosen) <= limit else chosen[: limit - 1] + "…"
-
-
-def _parse(stamp: object) -> datetime.datetime | None:
-    if not isinstance(stamp, str):
-        return None
-    try:
-        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None

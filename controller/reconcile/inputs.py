@@ -10,7 +10,6 @@ materialized once per revision in the work folder. The base image is the final s
 from __future__ import annotations
 
 import dataclasses
-import os
 import pathlib
 import shutil
 import time
@@ -20,7 +19,7 @@ from controller import durations, errors
 from controller.api import conditions
 from controller.api import identity as api_identity
 from controller.api import spec as model
-from controller.build import dockerfile, identity, job
+from controller.build import dockerfile, identity
 from controller.conformance import lint
 from controller.git import credentials as git_credentials
 from controller.observe import events as events_
@@ -33,20 +32,6 @@ WARNINGS_REASON = "DockerfileWarnings"
 GIT_TIMEOUT = 120.0
 DEFAULT_SOURCE_INTERVAL = 300.0
 DEFAULT_BASE_INTERVAL = 3600.0
-
-
-def context_files(folder: pathlib.Path) -> tuple[job.ContextFile, ...]:
-    files = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_file() and not path.is_symlink():
-            files.append(
-                job.ContextFile(
-                    path=path.relative_to(folder).as_posix(),
-                    content=path.read_bytes(),
-                    executable=os.access(path, os.X_OK),
-                )
-            )
-    return tuple(files)
 
 
 @dataclasses.dataclass

@@ -9,34 +9,24 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.api import spec as model
-from controller.build import backend, buildctl, inprocess, job
+from controller.build import backend, inprocess
 
-OWNER = job.Owner(name="runner", namespace="team-a", uid="uid-1")
+OWNER = backend.Owner(name="runner", namespace="team-a", uid="uid-1")
 DIGEST = "sha256:" + "cd" * 32
 Phase = backend.Phase
 
 
-def plan(key: str = "a" * 64, owner: job.Owner = OWNER, attempt: int = 1) -> backend.BuildPlan:
+def plan(key: str = "a" * 64, owner: backend.Owner = OWNER, attempt: int = 1) -> backend.BuildPlan:
     return backend.BuildPlan(
         owner=owner,
         key=key,
         reason="Initial",
-        request=buildctl.BuildRequest(
-            context=buildctl.LocalContext("/ctx"),
-            dockerfile="Dockerfile",
-            image="r.example/runner:t",
-            build_args={},
-            platforms=("linux/amd64",),
-            target=None,
-            metadata_file="/tmp/m.json",
-        ),
+        image="r.example/runner:t",
+        dockerfile="Dockerfile",
+        platforms=("linux/amd64",),
         context_dir=pathlib.Path("/ctx"),
-        context_files=(),
-        docker_config=None,
         push_secret=None,
         timeout_seconds=60,
-        resources=model.ResourceRequirements(),
         attempt=attempt,
     )
 

@@ -18,7 +18,7 @@ from controller.api import spec as model
 from controller.build import backend, buildctl, job
 
 KEY = "0123456789abcdef" * 4
-OWNER = job.Owner(name="runner", namespace="team-a", uid="5f0c7c1e-0000-4000-8000-000000000001")
+OWNER = backend.Owner(name="runner", namespace="team-a", uid="5f0c7c1e-0000-4000-8000-000000000001")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DIGEST = "sha256:" + "ab" * 32
 PUSH_SECRET = "push-creds"
@@ -30,42 +30,43 @@ FILES = (
 )
 
 
-def request(**build_args: str) -> buildctl.BuildRequest:
-    return buildctl.BuildRequest(
-        context=buildctl.LocalContext(job.CONTEXT_MOUNT),
-        dockerfile="docker/Dockerfile",
-        image="contoso.azurecr.io/ade/runner:abc",
-        build_args=build_args,
-        platforms=("linux/amd64",),
-        target=None,
-        metadata_file=job.METADATA_FILE,
-    )
-
-
 MEMORY_LIMIT = model.ResourceRequirements(limits={"memory": "4Gi"})
+
+
+def plan(
+    push_secret: str | None = PUSH_SECRET,
+    attempt: int = 1,
+    placement: backend.PodPlacement = backend.DEFAULT_PLACEMENT,
+    resources: model.ResourceRequirements = MEMORY_LIMIT,
+    build_args: dict[str, str] | None = None,
+) -> backend.BuildPlan:
+    return backend.BuildPlan(
+        owner=OWNER,
+        key=KEY,
+        reason="SourceChanged",
+        image="contoso.azurecr.io/ade/runner:abc",
+        dockerfile="docker/Dockerfile",
+        context_dir=pathlib.Path("/var/lib/operator/sources/team-a/runner/rev"),
+        push_secret=push_secret,
+        timeout_seconds=1800,
+        build_args={"A": "1"} if build_args is None else build_args,
+        platforms=("linux/amd64",),
+        resources=resources,
+        placement=placement,
+        attempt=attempt,
+    )
 
 
 def build(
     push_secret: str | None = PUSH_SECRET,
     settings: job.JobSettings = job.DEFAULT_SETTINGS,
-    req: buildctl.BuildRequest | None = None,
+    build_args: dict[str, str] | None = None,
     attempt: int = 1,
-    placement: job.PodPlacement = job.DEFAULT_PLACEMENT,
+    placement: backend.PodPlacement = backend.DEFAULT_PLACEMENT,
     resources: model.ResourceRequirements = MEMORY_LIMIT,
 ) -> dict[str, Any]:
-    return job.build_job(
-        OWNER,
-        KEY,
-        req or request(A="1"),
-        reason="SourceChanged",
-        timeout_seconds=1800,
-        push_secret=push_secret,
-        resources=resources,
-        context_files=FILES,
-        settings=settings,
-        placement=placement,
-        attempt=attempt,
-    )
+    planned = plan(push_secret, attempt, placement, resources, build_args)
+    return job.build_job(planned, context_files=FILES, settings=settings)
 
 
 def pod(body: dict[str, Any]) -> dict[str, Any]:
@@ -83,58 +84,6 @@ def by_name(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {item["name"]: item for item in items}
 
 
-# --- job_name -----------------------------------------------------------------------------------
-
-
-def test_job_name_for_a_short_name() -> None:
-    assert job.job_name("runner", KEY) == "runner-build-0123456789ab"
-    assert job.job_name("runner", KEY, attempt=1) == "runner-build-0123456789ab"
-    assert job.job_name("runner", KEY, attempt=2) == "runner-build-0123456789ab-r2"
-
-
-def test_job_name_is_deterministic() -> None:
-    name = "a" * 200
-    assert job.job_name(name, KEY, 3) == job.job_name(name, KEY, 3)
-
-
-@pytest.mark.parametrize(
-    "owner_name",
-    [
-        "r",
-        "a" * 33,
-        "a" * 34,
-        "a" * 63,
-        "a" * 253,
-        "runner-" * 30,
-        "x" * 32 + "-" + "y" * 40,
-        "x" * 32 + "--" + "y" * 40,
-    ],
-)
-@pytest.mark.parametrize("attempt", [1, 2, 10, 1000])
-def test_job_name_is_a_short_dns_label(owner_name: str, attempt: int) -> None:
-    name = job.job_name(owner_name, KEY, attempt)
-    # 57 = 63 less the "-xxxxx" the Job controller adds to name its pods.
-    assert len(name) <= 57
-    assert DNS_LABEL.match(name), name
-    assert name.endswith(f"-build-{KEY[:12]}" + (f"-r{attempt}" if attempt > 1 else ""))
-
-
-def test_job_names_differ_for_owners_sharing_a_long_prefix() -> None:
-    prefix = "contoso-ade-runner-image-for-the-platform-team-"
-    names = {job.job_name(prefix + suffix, KEY) for suffix in ("dev", "test", "prod", "prod2")}
-    assert len(names) == 4
-
-
-@pytest.mark.parametrize(
-    ("one", "two"),
-    [(("runner", KEY, 1), ("runner", "f" * 64, 1)), (("runner", KEY, 1), ("runner", KEY, 2))],
-)
-def test_job_names_differ_by_key_and_attempt(
-    one: tuple[str, str, int], two: tuple[str, str, int]
-) -> None:
-    assert job.job_name(*one) != job.job_name(*two)
-
-
 # --- build_job: ownership, identity, lifetime --------------------------------------------------
 
 
@@ -143,7 +92,7 @@ def test_job_metadata_and_owner_reference() -> None:
     assert body["apiVersion"] == "batch/v1"
     assert body["kind"] == "Job"
     metadata = body["metadata"]
-    assert metadata["name"] == job.job_name(OWNER.name, KEY)
+    assert metadata["name"] == backend.build_name(OWNER.name, KEY)
     assert metadata["namespace"] == "team-a"
     assert metadata["ownerReferences"] == [
         {
@@ -175,7 +124,7 @@ def test_labels_and_annotations_carry_the_build_key() -> None:
 
 
 def test_labels_are_valid_label_values_for_long_names() -> None:
-    owner = job.Owner(name="a" * 62 + "-b" * 20, namespace="n", uid="u")
+    owner = backend.Owner(name="a" * 62 + "-b" * 20, namespace="n", uid="u")
     found = job.labels(owner, KEY)
     value = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
     for label in found.values():
@@ -231,7 +180,7 @@ PLACED = model.BuildSpec(
 
 
 def test_placement_goes_into_the_pod_template() -> None:
-    body = build(placement=job.PodPlacement.of(PLACED), resources=PLACED.resources)
+    body = build(placement=backend.PodPlacement.of(PLACED), resources=PLACED.resources)
     assert pod(body)["nodeSelector"] == {"kubernetes.io/arch": "amd64", "pool": "builds"}
     assert pod(body)["tolerations"] == [
         {"key": "dedicated", "operator": "Equal", "value": "builds", "effect": "NoSchedule"},
@@ -247,7 +196,7 @@ def test_placement_goes_into_the_pod_template() -> None:
 
 def test_no_placement_leaves_the_pod_unplaced() -> None:
     body = build(
-        placement=job.PodPlacement.of(model.BuildSpec()), resources=model.BuildSpec().resources
+        placement=backend.PodPlacement.of(model.BuildSpec()), resources=model.BuildSpec().resources
     )
     for field in ("nodeSelector", "tolerations", "serviceAccountName", "affinity"):
         assert field not in pod(body)
@@ -256,7 +205,7 @@ def test_no_placement_leaves_the_pod_unplaced() -> None:
 
 def test_spec_service_account_wins_over_the_operator_setting() -> None:
     operator_wide = job.JobSettings(service_account="operator-builds")
-    placed = job.PodPlacement(service_account="runner-builds")
+    placed = backend.PodPlacement(service_account="runner-builds")
     assert pod(build(settings=operator_wide, placement=placed))["serviceAccountName"] == (
         "runner-builds"
     )
@@ -264,13 +213,15 @@ def test_spec_service_account_wins_over_the_operator_setting() -> None:
 
 
 def test_placement_does_not_change_the_job_name_or_its_identity() -> None:
-    plain, placed = build(), build(placement=job.PodPlacement.of(PLACED))
+    plain, placed = build(), build(placement=backend.PodPlacement.of(PLACED))
     assert placed["metadata"] == plain["metadata"]
     assert placed["spec"]["template"]["metadata"] == plain["spec"]["template"]["metadata"]
 
 
 def test_placement_with_host_network_keeps_both() -> None:
-    body = build(settings=job.JobSettings(host_network=True), placement=job.PodPlacement.of(PLACED))
+    body = build(
+        settings=job.JobSettings(host_network=True), placement=backend.PodPlacement.of(PLACED)
+    )
     assert pod(body)["hostNetwork"] is True
     assert pod(body)["nodeSelector"]["pool"] == "builds"
 
@@ -322,6 +273,16 @@ def test_command_builds_then_writes_the_metadata_to_the_termination_log() -> Non
     assert job.METADATA_FILE == "/tmp/metadata.json"
 
 
+def test_the_pods_request_reads_the_mounted_context_and_writes_the_pods_metadata_file() -> None:
+    req = job.request(plan())
+    assert req.context == buildctl.LocalContext(job.CONTEXT_MOUNT)
+    assert req.metadata_file == job.METADATA_FILE
+    args = buildctl.arguments(req)
+    assert f"context={job.CONTEXT_MOUNT}" in args
+    assert f"dockerfile={job.CONTEXT_MOUNT}/docker" in args
+    assert str(plan().context_dir) not in " ".join(args)  # the operator's folder stays home
+
+
 # --- build_job: push credentials ----------------------------------------------------------------
 
 
@@ -368,10 +329,10 @@ def test_context_volume_maps_keys_back_to_paths_with_modes() -> None:
 
 
 def test_context_config_map_holds_every_file_under_its_item_key() -> None:
-    config_map = job.context_config_map(OWNER, KEY, FILES)
+    config_map = job.context_config_map(plan(), FILES)
     assert config_map["apiVersion"] == "v1"
     assert config_map["kind"] == "ConfigMap"
-    assert config_map["metadata"]["name"] == job.job_name(OWNER.name, KEY)
+    assert config_map["metadata"]["name"] == backend.build_name(OWNER.name, KEY)
     assert config_map["metadata"]["namespace"] == "team-a"
     assert config_map["metadata"]["labels"] == job.labels(OWNER, KEY)
     assert config_map["metadata"]["ownerReferences"] == [job.owner_reference(OWNER)]
@@ -386,18 +347,18 @@ def test_context_config_map_holds_every_file_under_its_item_key() -> None:
 
 
 def test_binary_data_round_trips() -> None:
-    config_map = job.context_config_map(OWNER, KEY, FILES)
+    config_map = job.context_config_map(plan(), FILES)
     assert base64.b64decode(config_map["binaryData"]["f0002"]) == FILES[2].content
 
 
 def test_text_only_context_has_no_binary_data() -> None:
-    config_map = job.context_config_map(OWNER, KEY, FILES[:2])
+    config_map = job.context_config_map(plan(), FILES[:2])
     assert "binaryData" not in config_map
 
 
 def test_context_config_map_name_follows_the_attempt() -> None:
-    config_map = job.context_config_map(OWNER, KEY, FILES, attempt=3)
-    assert config_map["metadata"]["name"] == job.job_name(OWNER.name, KEY, 3)
+    config_map = job.context_config_map(plan(attempt=3), FILES)
+    assert config_map["metadata"]["name"] == backend.build_name(OWNER.name, KEY, 3)
     assert config_map["metadata"]["name"] == build(attempt=3)["metadata"]["name"]
 
 
@@ -416,8 +377,8 @@ NASTY = {
 
 
 def test_command_parses_back_to_the_buildctl_arguments() -> None:
-    req = request(**NASTY)
-    script = container(build(req=req))["command"][2]
+    req = job.request(plan(build_args=NASTY))
+    script = container(build(build_args=NASTY))["command"][2]
     tokens = shlex.split(script)
     assert tokens[:2] == ["set", "-e"]
     assert tokens[2:4] == ["buildctl-daemonless.sh", "build"]
@@ -460,8 +421,8 @@ def run_script(tmp_path: pathlib.Path, script: str, *, exit_code: int) -> tuple[
 
 
 def test_command_runs_in_a_real_shell_with_the_exact_arguments(tmp_path: pathlib.Path) -> None:
-    req = request(**NASTY)
-    script = container(build(req=req))["command"][2]
+    req = job.request(plan(build_args=NASTY))
+    script = container(build(build_args=NASTY))["command"][2]
     code, argv = run_script(tmp_path, script, exit_code=0)
     assert code == 0
     expected = ["build", *buildctl.arguments(req)]
@@ -472,7 +433,7 @@ def test_command_runs_in_a_real_shell_with_the_exact_arguments(tmp_path: pathlib
 
 
 def test_failed_build_does_not_write_the_termination_log(tmp_path: pathlib.Path) -> None:
-    script = container(build(req=request(**NASTY)))["command"][2]
+    script = container(build(build_args=NASTY))["command"][2]
     code, argv = run_script(tmp_path, script, exit_code=7)
     assert code == 7
     assert argv[0] == "build"

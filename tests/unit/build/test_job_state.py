@@ -10,7 +10,7 @@ from typing import Any, cast
 
 from controller import kube
 from controller.build import backend, job_backend
-from tests.unit.test_build_plan import context, plan, spec
+from tests.unit.reconcile.test_build_plan import context, plan, spec
 
 
 class FakeKube:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 
 import pytest
 
+from controller.api import status as status_
 from controller.build import retries
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0, tzinfo=datetime.UTC)
@@ -64,15 +66,19 @@ def test_a_hex_digest_is_not_a_status_code() -> None:
     assert not retries.transient(message)
 
 
-def _record(**fields: object) -> dict[str, object]:
-    record: dict[str, object] = {
-        "result": "Failed",
-        "attempt": 1,
-        "message": RACED_PUSH,
-        "finishedAt": "2026-11-27T11:59:56Z",
-    }
-    record.update(fields)
-    return record
+def _record(**fields: object) -> status_.BuildRecord:
+    record = status_.BuildRecord(
+        name="runner-build-0123456789ab",
+        build_key="0123456789ab" * 5,
+        reason="Initial",
+        image="r.example/runner:1",
+        started_at="2026-11-27T11:50:00Z",
+        result=status_.BuildResult.FAILED,
+        attempt=1,
+        message=RACED_PUSH,
+        finished_at="2026-11-27T11:59:56Z",
+    )
+    return dataclasses.replace(record, **fields)  # type: ignore[arg-type]
 
 
 def test_first_retry_waits_the_delay_from_the_failure() -> None:
@@ -87,7 +93,7 @@ def test_each_next_retry_waits_twice_as_long_and_the_count_is_bounded() -> None:
 
 
 def test_a_due_retry_waits_no_more() -> None:
-    retry = retries.automatic(POLICY, _record(finishedAt="2026-11-27T11:00:00Z"), NOW)
+    retry = retries.automatic(POLICY, _record(finished_at="2026-11-27T11:00:00Z"), NOW)
     assert retry is not None
     assert retry.wait == 0.0
 
@@ -95,13 +101,12 @@ def test_a_due_retry_waits_no_more() -> None:
 def test_no_retry_for_a_build_failure_a_success_or_a_policy_of_none() -> None:
     step = "#7 ERROR: process '/bin/sh -c exit 3' did not complete successfully: exit code 3"
     assert retries.automatic(POLICY, _record(message=step), NOW) is None
-    assert retries.automatic(POLICY, _record(result="Succeeded"), NOW) is None
+    assert retries.automatic(POLICY, _record(result=status_.BuildResult.SUCCEEDED), NOW) is None
     assert retries.automatic(retries.Policy(retries=0), _record(), NOW) is None
 
 
 def test_a_record_without_a_finish_time_is_due_at_once() -> None:
-    record = _record()
-    del record["finishedAt"]
+    record = _record(finished_at="")
     retry = retries.automatic(POLICY, record, NOW)
     assert retry is not None
     assert retry.wait == 0.0

@@ -1,0 +1,1 @@
+"""Unit tests of the reconcile steps: pure decisions, and steps with fake services."""

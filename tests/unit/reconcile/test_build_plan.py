@@ -1,8 +1,10 @@
-"""spec.build on its way to the build pod: the build step's plan (controller.reconcile.building)
-carries resources and placement, the Job backend renders them, the build key ignores them."""
+"""spec.build on its way to the build pod: the build step's plan (controller.reconcile.
+build_decisions) carries resources and placement, the Job backend renders them (reading the
+context when it creates the Job, never when it polls), the build key ignores them."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import pathlib
 from collections.abc import Mapping
@@ -11,9 +13,7 @@ from typing import Any, cast
 from controller import kube
 from controller.api import spec as model
 from controller.build import backend, identity, job, job_backend
-from controller.reconcile import building, steps
-from controller.reconcile import memory as memory_
-from controller.reconcile import services as services_
+from controller.reconcile import build_decisions, steps
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 INPUTS = identity.Inputs(
@@ -51,20 +51,17 @@ def plan(parsed: model.RunnerImageSpec, context_dir: pathlib.Path) -> backend.Bu
         material=material,
         context_dir=context_dir,
     )
-    ctx = steps.Context(
-        name="runner",
-        namespace="team-a",
-        generation=1,
+    facts = build_decisions.Facts(
         spec=parsed,
-        status={},
+        found=found,
+        owner=backend.Owner(
+            name="runner", namespace="team-a", uid="5f0c7c1e-0000-4000-8000-000000000001"
+        ),
+        latest=None,
+        records=(),
         now=NOW,
-        uid="5f0c7c1e-0000-4000-8000-000000000001",
     )
-    # A first build's plan needs neither services nor memory.
-    step = building.Build(
-        services=cast(services_.Services, None), memory=cast(memory_.ObjectMemory, None)
-    )
-    return step._plan(ctx, found, None, {})
+    return build_decisions.make_plan(facts, None)
 
 
 def context(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -77,7 +74,7 @@ def test_the_plan_carries_resources_and_placement(tmp_path: pathlib.Path) -> Non
     assert planned.resources == model.ResourceRequirements(
         requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}
     )
-    assert planned.placement == job.PodPlacement(
+    assert planned.placement == backend.PodPlacement(
         node_selector={"kubernetes.io/arch": "amd64"},
         tolerations=(
             model.Toleration(key="dedicated", value="builds", effect=model.TaintEffect.NO_SCHEDULE),
@@ -96,9 +93,9 @@ def test_placement_changes_neither_the_key_nor_the_build(tmp_path: pathlib.Path)
     plain, placed = plan(spec(), context(tmp_path)), plan(spec(**PLACED), tmp_path)
     assert placed.key == plain.key
     assert placed.name == plain.name
-    assert placed.request == plain.request
+    assert job.request(placed) == job.request(plain)
     assert placed.reason == plain.reason == "Initial"
-    assert plain.placement == job.DEFAULT_PLACEMENT
+    assert plain.placement == backend.DEFAULT_PLACEMENT
     assert plain.resources == model.ResourceRequirements()
 
 
@@ -117,7 +114,7 @@ async def test_the_job_backend_renders_the_plan_into_the_pod(tmp_path: pathlib.P
     recorder = RecordingKube()
     settings = job.JobSettings(service_account="operator-builds")
     jobs = job_backend.JobBackend(kube=cast(kube.Kube, recorder), settings=settings)
-    await jobs.start(plan(spec(**PLACED), context(tmp_path)))
+    await jobs.start(plan(spec(**PLACED), context(tmp_path)), docker_config=None)
     config_map, body = recorder.created
     assert (config_map["kind"], body["kind"]) == ("ConfigMap", "Job")
     pod = body["spec"]["template"]["spec"]
@@ -140,8 +137,45 @@ async def test_without_placement_the_operator_service_account_is_used(
     recorder = RecordingKube()
     settings = job.JobSettings(service_account="operator-builds")
     jobs = job_backend.JobBackend(kube=cast(kube.Kube, recorder), settings=settings)
-    await jobs.start(plan(spec(), context(tmp_path)))
+    await jobs.start(plan(spec(), context(tmp_path)), docker_config=None)
     pod = recorder.created[1]["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "operator-builds"
     assert "nodeSelector" not in pod
     assert "tolerations" not in pod
+
+
+async def test_the_job_backend_ships_the_context_it_reads_when_it_starts(
+    tmp_path: pathlib.Path,
+) -> None:
+    folder = context(tmp_path)
+    (folder / "scripts").mkdir()
+    (folder / "scripts" / "deploy.sh").write_text("#!/bin/sh\n")
+    (folder / "scripts" / "deploy.sh").chmod(0o755)
+    (folder / "scripts" / "link.sh").symlink_to(folder / "scripts" / "deploy.sh")
+    recorder = RecordingKube()
+    jobs = job_backend.JobBackend(kube=cast(kube.Kube, recorder))
+    await jobs.start(plan(spec(), folder), docker_config=None)
+    config_map, body = recorder.created
+    assert config_map["data"] == {"f0000": "FROM alpine\n", "f0001": "#!/bin/sh\n"}
+    volume = {v["name"]: v for v in body["spec"]["template"]["spec"]["volumes"]}["context"]
+    assert volume["configMap"]["items"] == [
+        {"key": "f0000", "path": "Dockerfile", "mode": 0o644},
+        {"key": "f0001", "path": "scripts/deploy.sh", "mode": 0o755},
+    ]
+
+
+class PollingKube:
+    """`kube.Kube` as `JobBackend.state` reads it: a running Job and its pod."""
+
+    async def get_job(self, *, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return {"metadata": {"name": name}, "status": {"active": 1}}
+
+    async def list_pods(self, *, namespace: str, selector: str) -> list[Mapping[str, Any]]:
+        return [{"metadata": {"name": "p"}, "status": {"phase": "Running"}}]
+
+
+async def test_polling_the_state_never_reads_the_context(tmp_path: pathlib.Path) -> None:
+    planned = plan(spec(), context(tmp_path))
+    gone = dataclasses.replace(planned, context_dir=tmp_path / "removed-with-its-revision")
+    jobs = job_backend.JobBackend(kube=cast(kube.Kube, PollingKube()))
+    assert (await jobs.state(gone)).phase is backend.Phase.RUNNING
