@@ -8,7 +8,7 @@
 #   BASE_IMAGE      a Debian bookworm image (default debian:bookworm-slim; a mirror of it, or a
 #                   digest: debian:bookworm-slim@sha256:... pins Debian's packages too)
 #   BUILDKIT_IMAGE  where buildctl comes from: the BuildKit release the Job backend runs
-#                   (controller/build/job.py BUILDKIT_IMAGE; hack/tools.versions BUILDKIT_VERSION)
+#                   (controller/builds/job.py BUILDKIT_IMAGE; hack/tools.versions BUILDKIT_VERSION)
 # The test suite builds this same file with both pointed at local images (tests/env/node_images.py).
 # No `# syntax=` line: the Dockerfile frontend built into BuildKit reads every instruction here,
 # so the build needs no frontend image from Docker Hub.

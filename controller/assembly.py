@@ -10,7 +10,7 @@ from controller.api import spec as model
 from controller.azure import cache as azure_cache
 from controller.azure import clients as azure_clients
 from controller.azure import settings as azure_settings
-from controller.build import daemon_backend, docker_backend, inprocess, job, job_backend, retries
+from controller.builds import daemon_backend, docker_backend, inprocess, job, job_backend, retries
 from controller.catalog import repository
 from controller.reconcile import images, limits, services
 

@@ -1,7 +1,7 @@
 """Lint a runner image's Dockerfile for the known ways it breaks in ADE. Pure.
 
 Instructions come from BuildKit's own parser (PyPI `dockerfile`), as in
-`controller.build.dockerfile`, which also resolves each stage's base image (ARGs and build args
+`controller.builds.dockerfile`, which also resolves each stage's base image (ARGs and build args
 expanded); only the words of a RUN's shell command are split here (`shlex`, a command being the
 first word after `;`, `&&`, `|`, a newline, `-exec`, `xargs`, `sudo`, ...). The rules:
 
@@ -34,7 +34,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 import dockerfile
 
-from controller.build import dockerfile as build_dockerfile
+from controller.builds import dockerfile as build_dockerfile
 from controller.registry import reference
 
 CORE_REPOSITORY = "deployment-environments/runners/core"

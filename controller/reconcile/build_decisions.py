@@ -12,7 +12,7 @@ release, the build to count as finished. The step does the I/O; every rule lives
 - a build running or pending: waited for, recorded Running;
 - a build finished: recorded (the history limits applied); a success is the latest image, a
   failure stalls `BuildFailed` unless a failure on the way to the registry is retried by itself
-  (`controller.build.retries`: bounded, backing off; in progress, not stalled, meanwhile);
+  (`controller.builds.retries`: bounded, backing off; in progress, not stalled, meanwhile);
 - a build missing: a key that failed waits for a change or a manual trigger (never a loop); a
   failed key never blocks another key; over the operator-wide limit it waits queued; a tag that
   exists is adopted when it names this key, never overwritten otherwise (`TagExists`).
@@ -28,7 +28,7 @@ from controller import durations, errors
 from controller.api import identity as api_identity
 from controller.api import spec as model
 from controller.api import status as status_
-from controller.build import backend, identity, retries
+from controller.builds import backend, identity, retries
 from controller.reconcile import steps
 
 POLL_SECONDS = 3.0

@@ -16,7 +16,7 @@ from typing import Any
 
 from controller import errors
 from controller.api import conditions
-from controller.build import backend
+from controller.builds import backend
 from controller.observe import logs, metrics
 from controller.reconcile import build_decisions as decisions
 from controller.reconcile import memory as memory_

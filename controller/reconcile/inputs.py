@@ -19,7 +19,7 @@ from controller import durations, errors
 from controller.api import conditions
 from controller.api import identity as api_identity
 from controller.api import spec as model
-from controller.build import dockerfile, identity
+from controller.builds import dockerfile, identity
 from controller.conformance import lint
 from controller.git import credentials as git_credentials
 from controller.observe import events as events_

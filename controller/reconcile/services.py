@@ -15,7 +15,7 @@ from controller import kube as kube_
 from controller.api import spec as model
 from controller.azure import cache as azure_cache
 from controller.azure import clients as azure_clients
-from controller.build import backend, inprocess, retries
+from controller.builds import backend, inprocess, retries
 from controller.catalog import repository
 from controller.reconcile import images, limits
 from controller.reconcile import owners as owners_

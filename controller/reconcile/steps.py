@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from controller.api import spec as model
 from controller.api import status as status_
-from controller.build import identity
+from controller.builds import identity
 from controller.observe import events as events_
 
 

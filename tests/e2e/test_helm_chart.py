@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from controller import config as config_
-from controller.build import job
+from controller.builds import job
 from controller.observe import metrics
 from tests.env import controlplane, helm
 
@@ -489,6 +489,7 @@ def test_the_wheel_the_image_installs_holds_the_operator(tmp_path: pathlib.Path)
     assert "ade-runner-operator = controller.__main__:main" in entry_points
     for requirement in ("kopf", "kubernetes", "prometheus-client"):
         assert re.search(rf"^Requires-Dist: {requirement}\b", metadata, re.M | re.I), requirement
-    # git runs as the git CLI (controller/git), not through GitPython (README, "Layout").
-    assert not re.search(r"^Requires-Dist: gitpython\b", metadata, re.M | re.I)
+    # git runs as the git CLI (controller/git), not through GitPython (README, "Layout"); the
+    # dev extra has it only for the benchmark that measures the two.
+    assert not re.search(r"^Requires-Dist: gitpython\b(?!.*extra ==)", metadata, re.M | re.I)
     print(f"\nwheel {wheel.name}: {len(names)} files, {wheel.stat().st_size // 1024} KiB")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.build import dockerfile as build_dockerfile
+from controller.builds import dockerfile as build_dockerfile
 from controller.conformance import lint
 
 CORE = "mcr.microsoft.com/deployment-environments/runners/core"

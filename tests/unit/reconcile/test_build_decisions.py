@@ -13,7 +13,7 @@ import pytest
 from controller.api import identity as api_identity
 from controller.api import spec as model
 from controller.api import status as status_
-from controller.build import backend, identity, retries
+from controller.builds import backend, identity, retries
 from controller.reconcile import build_decisions as decisions
 from controller.reconcile import steps
 

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from controller import kube
 from controller.api import spec as model
-from controller.build import backend, identity, job, job_backend
+from controller.builds import backend, identity, job, job_backend
 from controller.reconcile import build_decisions, steps
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)

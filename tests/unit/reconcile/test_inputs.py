@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from controller import errors
-from controller.build import identity
+from controller.builds import identity
 from controller.reconcile import inputs, memory
 from tests.unit.reconcile import fakes
 

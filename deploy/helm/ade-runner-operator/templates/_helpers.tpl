@@ -90,7 +90,7 @@ Every rule names the code that needs it; nothing else is granted.
   resources: [secrets]
   verbs: [get]
 # The Job backend: the build context ConfigMap is created with the Job and deleted when the
-# build is pruned (controller/build/job_backend.py).
+# build is pruned (controller/builds/job_backend.py).
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [create, delete]

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from controller import kube
-from controller.build import backend, job_backend
+from controller.builds import backend, job_backend
 from tests.unit.reconcile.test_build_plan import context, plan, spec
 
 

@@ -1,4 +1,4 @@
-"""The in-process task registry (controller.build.inprocess.Tasks), with real asyncio."""
+"""The in-process task registry (controller.builds.inprocess.Tasks), with real asyncio."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from controller.build import backend, inprocess
+from controller.builds import backend, inprocess
 
 OWNER = backend.Owner(name="runner", namespace="team-a", uid="uid-1")
 DIGEST = "sha256:" + "cd" * 32

@@ -1,4 +1,4 @@
-"""`buildctl build` arguments (controller.build.buildctl.arguments)."""
+"""`buildctl build` arguments (controller.builds.buildctl.arguments)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from controller.build import buildctl
+from controller.builds import buildctl
 
 IMAGE = "contoso.azurecr.io/ade/runner:abc-123"
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller import kube as kube_
-from controller.build import backend, job
+from controller.builds import backend, job
 
 IMAGE_PULL_FAILURES = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

@@ -12,7 +12,7 @@ import functools
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from controller.build import backend
+from controller.builds import backend
 
 
 class Tasks:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from controller import errors
-from controller.build import backend, buildctl, inprocess
+from controller.builds import backend, buildctl, inprocess
 
 OUTPUT_TAIL = 15
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from controller.api import spec as model
-from controller.build import buildctl
+from controller.builds import buildctl
 
 
 class Phase(enum.Enum):

@@ -1,4 +1,4 @@
-"""The backend-neutral build plan (controller.build.backend) and how each backend renders its
+"""The backend-neutral build plan (controller.builds.backend) and how each backend renders its
 own request from it: the Job's pod reads the mounted ConfigMap, the daemon and Docker backends
 read the operator's folder."""
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from controller.build import backend, buildctl, daemon_backend, docker_backend, inprocess, job
+from controller.builds import backend, buildctl, daemon_backend, docker_backend, inprocess, job
 
 KEY = "0123456789abcdef" * 4
 OWNER = backend.Owner(name="runner", namespace="team-a", uid="uid-1")

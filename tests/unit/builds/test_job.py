@@ -1,4 +1,4 @@
-"""The build Job and its context ConfigMap (controller.build.job). Pure, plus one real `sh`."""
+"""The build Job and its context ConfigMap (controller.builds.job). Pure, plus one real `sh`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 
 from controller.api import identity as api_identity
 from controller.api import spec as model
-from controller.build import backend, buildctl, job
+from controller.builds import backend, buildctl, job
 
 KEY = "0123456789abcdef" * 4
 OWNER = backend.Owner(name="runner", namespace="team-a", uid="5f0c7c1e-0000-4000-8000-000000000001")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pathlib
 import re
 
-from controller.build import job
+from controller.builds import job
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 

@@ -15,7 +15,7 @@ from typing import Any
 import docker
 
 from controller import errors
-from controller.build import backend, inprocess
+from controller.builds import backend, inprocess
 
 OUTPUT_TAIL = 15
 

@@ -1,4 +1,4 @@
-"""The final stage's base image (controller.build.dockerfile.final_base_image)."""
+"""The final stage's base image (controller.builds.dockerfile.final_base_image)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import dockerfile as buildkit_parser
 import pytest
 
 from controller import errors
-from controller.build.dockerfile import BaseImage, DockerfileError, final_base_image
+from controller.builds.dockerfile import BaseImage, DockerfileError, final_base_image
 
 ADE = (
     "ARG BASE_IMAGE=mcr.microsoft.com/deployment-environments/runners/core\n"

@@ -23,7 +23,7 @@ from typing import Any
 
 from controller.api import identity
 from controller.api import spec as model
-from controller.build import backend, buildctl
+from controller.builds import backend, buildctl
 
 BUILDKIT_IMAGE = "moby/buildkit:v0.34.2-rootless"
 """Pinned: never a floating tag (Shipwright's users were broken by `master`)."""

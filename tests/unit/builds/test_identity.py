@@ -1,4 +1,5 @@
-"""Build identity (controller.build.identity): the key, the inline revision, the tag, the reason."""
+"""Build identity (controller.builds.identity): the key, the inline revision, the tag, the
+reason."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from controller.api import spec as model
-from controller.build import identity
+from controller.builds import identity
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 DIGEST = "sha256:" + "a" * 64

@@ -1,4 +1,4 @@
-"""Which failed builds retry by themselves, when, and how often (controller.build.retries)."""
+"""Which failed builds retry by themselves, when, and how often (controller.builds.retries)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import datetime
 import pytest
 
 from controller.api import status as status_
-from controller.build import retries
+from controller.builds import retries
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, 0, tzinfo=datetime.UTC)
 POLICY = retries.Policy(retries=2, delay=10.0)

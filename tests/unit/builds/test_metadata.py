@@ -1,4 +1,4 @@
-"""The pushed digest from BuildKit's metadata file (controller.build.backend)."""
+"""The pushed digest from BuildKit's metadata file (controller.builds.backend)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from controller.build import backend
+from controller.builds import backend
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 
