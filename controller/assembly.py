@@ -12,12 +12,13 @@ from controller.azure import clients as azure_clients
 from controller.azure import settings as azure_settings
 from controller.builds import daemon_backend, docker_backend, inprocess, job, job_backend, retries
 from controller.catalog import repository
-from controller.reconcile import images, limits, services
+from controller.reconcile import images, limits, services, wake
 
 
 def services_from_config(config: config_.Config) -> services.Services:
     cluster = kube.Kube(kube.api_client())
-    tasks = inprocess.Tasks()
+    # An in-process build that ends wakes its object's reconcile at once (the timer is the net).
+    tasks = inprocess.Tasks(on_finished=wake.Waker(cluster).build_finished)
     return services.Services(
         kube=cluster,
         backends={

@@ -106,6 +106,28 @@ class Kube:
         )
         return str(((patched or {}).get("metadata") or {}).get("resourceVersion") or "")
 
+    async def annotate(
+        self,
+        *,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        annotations: Mapping[str, str],
+    ) -> None:
+        """Merge-patch annotations onto a namespaced custom object."""
+        await self._call(
+            f"annotating {plural} {namespace}/{name}",
+            self._custom.patch_namespaced_custom_object,
+            group,
+            version,
+            namespace,
+            plural,
+            name,
+            {"metadata": {"annotations": dict(annotations)}},
+        )
+
     async def create(self, body: Mapping[str, Any]) -> bool:
         """Create a ConfigMap or Job; False when it already existed (409)."""
         kind = body["kind"]

@@ -11,6 +11,10 @@ RECONCILE_REQUEST_ANNOTATION = f"{GROUP}/reconcile-requested-at"
 """Set to any new value (e.g. a timestamp) to ask for a reconcile now; echoed in
 `status.lastHandledReconcileAt` once handled (the Flux convention)."""
 
+BUILD_FINISHED_ANNOTATION = f"{GROUP}/build-finished"
+"""Set by the operator to the name of an in-process build that just ended, so the object is
+reconciled at once rather than at the next progress timer (`controller.reconcile.wake`)."""
+
 KOPF_STATE_PREFIX = f"kopf.{GROUP}"
 """Annotation prefix of kopf's own bookkeeping. It must differ from GROUP: kopf ignores changes
 to annotations under its prefix, and the reconcile-request annotation must be seen."""

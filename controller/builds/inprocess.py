@@ -2,7 +2,8 @@
 
 The registry of tasks is what makes `start` idempotent for these backends. It lives in memory:
 after an operator restart a build in flight is unknown (`Missing`) and is started again, which
-BuildKit's and Docker's layer caches make cheap.
+BuildKit's and Docker's layer caches make cheap. `on_finished(namespace, name, build)` is called
+when a build ends (not when its RunnerImage was deleted), so its object is reconciled at once.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from typing import Any
 
 from controller.builds import backend
 
+OnFinished = Callable[[str, str, str], None]
+
 
 class Tasks:
-    def __init__(self) -> None:
+    def __init__(self, *, on_finished: OnFinished | None = None) -> None:
         self._tasks: dict[tuple[str, str, str], asyncio.Task[backend.BuildState]] = {}
+        self._on_finished = on_finished
 
     @staticmethod
     def _key(plan: backend.BuildPlan) -> tuple[str, str, str]:
@@ -31,7 +35,14 @@ class Tasks:
         key = self._key(plan)
         if key in self._tasks:
             return
-        self._tasks[key] = asyncio.ensure_future(run(plan))
+        task = self._tasks[key] = asyncio.ensure_future(run(plan))
+        if self._on_finished is not None:
+            task.add_done_callback(functools.partial(self._finished, key))
+
+    def _finished(self, key: tuple[str, str, str], task: asyncio.Task[backend.BuildState]) -> None:
+        forgotten = self._tasks.get(key) is not task  # its RunnerImage was deleted
+        if not forgotten and self._on_finished is not None:
+            self._on_finished(*key)
 
     def state(self, plan: backend.BuildPlan) -> backend.BuildState:
         task = self._tasks.get(self._key(plan))

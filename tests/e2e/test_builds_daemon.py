@@ -147,6 +147,30 @@ def test_daemon_build_pushes_the_digest_the_registry_serves(
     assert [b["reason"] for b in after["status"]["builds"]] == ["BaseImageChanged", "Initial"]
 
 
+def test_a_finished_build_wakes_its_reconcile_at_once(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    buildkit: buildkitd.BuildkitDaemon,
+    oci_registry: registry.Registry,
+    core: str,
+) -> None:
+    """With the progress timer a minute away, only the build's own end can bring Ready soon."""
+    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    start_operator(
+        **_operator_env(buildkit, ADE_PROGRESS_INTERVAL="60s", ADE_RESYNC_INTERVAL="10m")
+    )
+    applied = time.monotonic()
+    cluster.apply(namespace, json.dumps(_runner(namespace, oci_registry.host, core)))
+    ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
+    seconds = time.monotonic() - applied
+    build = ready["status"]["builds"][0]
+    annotations = ready["metadata"].get("annotations") or {}
+    assert annotations.get("runners.ade.dev/build-finished") == build["name"]
+    assert seconds < 30, f"Ready took {seconds:.1f}s: the timer, not the build's end, woke it"
+    print(f"\n[figure] BuildKitDaemon, progress timer 60 s: apply -> Ready in {seconds:.1f} s")
+
+
 def test_failing_dockerfile_reports_the_build_log(
     cluster: kube.Cluster,
     namespace: str,

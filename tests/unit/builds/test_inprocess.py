@@ -228,3 +228,25 @@ async def test_close_with_nothing_started() -> None:
     registry = inprocess.Tasks()
     await registry.close()
     assert registry.running() == 0
+
+
+async def test_a_build_that_ends_says_so_once_unless_its_object_was_deleted() -> None:
+    ended: list[tuple[str, str, str]] = []
+    tasks = inprocess.Tasks(on_finished=lambda *key: ended.append(key))
+    succeeding, crashing, deleted = FakeBuild(), FakeBuild(crash=RuntimeError("x")), FakeBuild()
+    other = dataclasses.replace(OWNER, name="other")
+    tasks.start(plan("a" * 64), succeeding)
+    tasks.start(plan("b" * 64), crashing)
+    tasks.start(plan("c" * 64, owner=other), deleted)
+    await asyncio.gather(succeeding.started.wait(), deleted.started.wait())
+    assert ended == []  # nothing said while the builds run
+    await succeeding.finish()
+    await crashing.finish()
+    tasks.forget(namespace=other.namespace, name=other.name)
+    await deleted.finished.wait()
+    await asyncio.sleep(0)  # the done callbacks run on the next turn of the loop
+    assert sorted(ended) == [
+        ("team-a", "runner", plan("a" * 64).name),
+        ("team-a", "runner", plan("b" * 64).name),
+    ]
+    await tasks.close()
