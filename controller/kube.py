@@ -158,25 +158,20 @@ class Kube:
         return result
 
     async def list_jobs(self, *, namespace: str, selector: str) -> list[dict[str, Any]]:
-        jobs = await self._call(
-            f"listing Jobs in {namespace}",
-            self._batch.list_namespaced_job,
-            namespace,
-            label_selector=selector,
+        return await self._list(
+            f"listing Jobs in {namespace}", self._batch.list_namespaced_job, namespace, selector
         )
-        items: list[dict[str, Any]] = self._batch.api_client.sanitize_for_serialization(jobs)[
-            "items"
-        ]
-        return items
 
     async def list_pods(self, *, namespace: str, selector: str) -> list[dict[str, Any]]:
-        pods = await self._call(
-            f"listing Pods in {namespace}",
-            self._core.list_namespaced_pod,
-            namespace,
-            label_selector=selector,
+        return await self._list(
+            f"listing Pods in {namespace}", self._core.list_namespaced_pod, namespace, selector
         )
-        items: list[dict[str, Any]] = self._core.api_client.sanitize_for_serialization(pods)[
+
+    async def _list(
+        self, what: str, function: Any, namespace: str, selector: str
+    ) -> list[dict[str, Any]]:
+        found = await self._call(what, function, namespace, label_selector=selector)
+        items: list[dict[str, Any]] = self._core.api_client.sanitize_for_serialization(found)[
             "items"
         ]
         return items
