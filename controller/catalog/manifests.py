@@ -2,10 +2,11 @@
 
 Pure: text in, text out, no I/O. The edit is surgical. ruamel.yaml parses the text only to find
 *where* the field's value is written (the scanner's token positions); the new text is the old
-text with exactly that span replaced, so comments, the schema line, key order, indentation,
-quoting of everything else, line endings, a missing final newline and a byte-order mark are kept
-byte for byte. After the edit the new text is parsed again and compared with the old, document by
-document: anything but the one field differing is a refusal (`ManifestInvalid`), never a write.
+text with exactly that span replaced (`yamlnodes`, shared with `yamlpath`), so comments, the
+schema line, key order, indentation, quoting of everything else, line endings, a missing final
+newline and a byte-order mark are kept byte for byte. After the edit the new text is parsed again
+and compared with the old, document by document: anything but the one field differing is a
+refusal (`ManifestInvalid`), never a write.
 
 Decisions:
 
@@ -29,20 +30,20 @@ Decisions:
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
-import functools
-import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ruamel.yaml import YAML, events, tokens
+from ruamel.yaml import YAML, events
 from ruamel.yaml.comments import TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from controller import errors
 from controller.api import spec as model
+from controller.catalog import yamlnodes
+from controller.catalog.yamlnodes import Node, Span, double_quoted, plain_ok
+from controller.catalog.yamlnodes import apply as _apply
 
 REASON = "ManifestInvalid"
 FIELD_ORDER = ("name", "version", "summary", "description", "runner", "templatePath", "parameters")
@@ -106,8 +107,8 @@ def set_field(
     """
     if not value or value != value.strip() or any(c in value for c in "\r\n"):
         raise ValueError(f"{value!r} is not a one-line value")
-    parsed = _parse(text, path=path)
-    spans: list[tuple[int, int, str]] = []
+    parsed = parse(text, path=path)
+    spans: list[Span] = []
     previous: list[str | None] = []
     manifests: list[int] = []
     for index, (root, data) in enumerate(zip(parsed.roots, parsed.data, strict=True)):
@@ -163,64 +164,19 @@ def reference(image: str, digest: str | None, pin: model.PinMode, *, keep_tag: b
 
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
-_PLAIN = re.compile(r"[A-Za-z0-9_./][A-Za-z0-9_./:@+-]*")
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 
 
 # --- Reading: where every top-level entry of every document is written ---------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Node:
-    """A node as written: its first event and the span of text it covers."""
-
-    event: events.Event
-    start: int
-    """First character, including an anchor or a tag."""
-    end: int
-    """After the last character (a block scalar's trailing line breaks included)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Root:
-    """The root node of one document and, when it is a mapping, its entries in text order."""
-
-    node: _Node
-    entries: tuple[tuple[_Node, _Node], ...]
-    flow: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class _Parsed:
-    roots: tuple[_Root, ...]
-    data: tuple[Any, ...]
-    scalar_starts: Mapping[int, int]
-    """Scalar token end -> start: where a scalar's own text begins, after anchor and tag."""
-    value_tokens: tuple[tuple[int, int], ...]
-    """(start, end) of every ":" value indicator, in text order."""
-
-
-def _parse(text: str, *, path: str) -> _Parsed:
+def parse(text: str, *, path: str) -> yamlnodes.Parsed:
+    """`text` loaded and indexed as written (`yamlnodes.parse`); `ManifestInvalid` when it is not
+    valid YAML. `path` only names the file in the error."""
     try:
-        data = tuple(YAML(typ="rt").load_all(text))
-        found = list(YAML(typ="rt").scan(text))
-        roots = tuple(_roots(iter(list(YAML(typ="rt").parse(text)))))
+        return yamlnodes.parse(text)
     except YAMLError as error:
         raise ManifestInvalid(path, f"not valid YAML: {describe_error(error)}") from None
-    return _Parsed(
-        roots=roots,
-        data=data,
-        scalar_starts={
-            token.end_mark.index: token.start_mark.index
-            for token in found
-            if isinstance(token, tokens.ScalarToken)
-        },
-        value_tokens=tuple(
-            (token.start_mark.index, token.end_mark.index)
-            for token in found
-            if isinstance(token, tokens.ValueToken)
-        ),
-    )
 
 
 def describe_error(error: YAMLError) -> str:
@@ -229,35 +185,6 @@ def describe_error(error: YAMLError) -> str:
         return f"{error.problem} (line {mark.line + 1}, column {mark.column + 1})"
     text = " ".join(str(error).split())
     return re.sub(r' in "<unicode string>", position (\d+)', r" (character \1)", text)
-
-
-def _roots(stream: Iterator[events.Event]) -> Iterator[_Root]:
-    for event in stream:
-        if not isinstance(event, events.DocumentStartEvent):
-            continue
-        first = next(stream)
-        if not isinstance(first, events.MappingStartEvent):
-            yield _Root(_node(first, stream), (), flow=False)
-            continue
-        entries: list[tuple[_Node, _Node]] = []
-        while not isinstance(item := next(stream), events.MappingEndEvent):
-            key = _node(item, stream)
-            entries.append((key, _node(next(stream), stream)))
-        node = _Node(first, first.start_mark.index, item.end_mark.index)
-        yield _Root(node, tuple(entries), flow=bool(first.flow_style))
-
-
-def _node(first: events.Event, stream: Iterator[events.Event]) -> _Node:
-    last = first
-    if isinstance(first, events.CollectionStartEvent):
-        depth = 1
-        while depth:
-            last = next(stream)
-            if isinstance(last, events.CollectionStartEvent):
-                depth += 1
-            elif isinstance(last, events.CollectionEndEvent):
-                depth -= 1
-    return _Node(first, first.start_mark.index, last.end_mark.index)
 
 
 def _check_manifest(data: Any, required: Sequence[str], *, path: str, where: str) -> None:
@@ -289,104 +216,42 @@ def text_of(data: Any) -> str | None:
 # --- Editing ----------------------------------------------------------------------------------
 
 
-def _key_name(entry: tuple[_Node, _Node]) -> str | None:
-    event = entry[0].event
-    return event.value if isinstance(event, events.ScalarEvent) else None
-
-
 def _field_span(
     text: str,
-    parsed: _Parsed,
-    root: _Root,
+    parsed: yamlnodes.Parsed,
+    root: Node,
     data: Mapping[str, Any],
     *,
     field: str,
     value: str,
     order: Sequence[str],
-) -> tuple[int, int, str] | str | None:
+) -> Span | str | None:
     """The (start, end, replacement) that sets the field in one document; None when it already
     holds `value`; a problem (str) when it cannot be set."""
-    entry = next((item for item in root.entries if _key_name(item) == field), None)
+    entry = next((item for item in root.entries if item[0].scalar == field), None)
     if entry is None:
         return _insertion(text, parsed, root, field=field, value=value, order=order)
     current = data.get(field)
     if isinstance(current, str) and current == value:
         return None
     key, node = entry
-    event = node.event
-    if isinstance(event, events.AliasEvent):
-        return node.start, node.end, double_quoted(value)
-    if isinstance(event, events.CollectionStartEvent):
-        kind = "mapping" if isinstance(event, events.MappingStartEvent) else "sequence"
-        return f"{field} is a {kind}, expected a string"
-    if not isinstance(event, events.ScalarEvent):  # pragma: no cover - a parser invariant
-        return f"{field} cannot be read"
-    if event.style in ("|", ">"):
-        return f"{field} is a block scalar ({event.style}); write it as a quoted string"
-    start = parsed.scalar_starts.get(node.end)
-    if start is None:  # an empty (null) value: "runner:"; write it after the ":"
-        colon = _value_token_after(parsed, key.end)
-        if colon is None:  # pragma: no cover - a mapping entry always has one
-            return f"{field} has no value indicator"
-        return colon, colon, " " + double_quoted(value)
-    if current is None:  # "~", "null": a null, not a string with a style to keep
-        return start, node.end, double_quoted(value)
-    return start, node.end, render_scalar(value, event.style)
-
-
-def _value_token_after(parsed: _Parsed, index: int) -> int | None:
-    position = bisect.bisect_left(parsed.value_tokens, (index, index))
-    if position == len(parsed.value_tokens):
-        return None
-    return parsed.value_tokens[position][1]
-
-
-def render_scalar(value: str, style: str | None) -> str:
-    if style == "'" and value.isprintable():
-        return "'" + value.replace("'", "''") + "'"
-    if style is None and _plain_ok(value):
-        return value
-    return double_quoted(value)
-
-
-def double_quoted(value: str) -> str:
-    # A JSON string is a valid YAML double-quoted scalar (YAML 1.2 is a superset of JSON).
-    return json.dumps(value, ensure_ascii=False)
-
-
-@functools.lru_cache(maxsize=512)
-def _plain_ok(value: str) -> bool:
-    """Whether `value` reads back as the same string when written plain, in a block or a flow
-    mapping, under YAML 1.2 and 1.1 (where `yes`, `1:20` or `0o7` are not strings)."""
-    if not _PLAIN.fullmatch(value) or value.endswith(":"):
-        return False
-    for document in (f"k: {value}\n", f"{{k: {value}}}\n"):
-        for version in ("", "%YAML 1.1\n---\n"):
-            try:
-                loaded = YAML(typ="safe", pure=True).load(version + document)
-            except YAMLError:
-                return False
-            if not isinstance(loaded, dict) or type(loaded.get("k")) is not str:
-                return False
-            if loaded["k"] != value:
-                return False
-    return True
+    return yamlnodes.scalar_span(parsed, key, node, value=value, name=field, null=current is None)
 
 
 def _entry_text(field: str, value: str) -> str:
-    key = field if _KEY.fullmatch(field) and _plain_ok(field) else double_quoted(field)
+    key = field if _KEY.fullmatch(field) and plain_ok(field) else double_quoted(field)
     return f"{key}: {double_quoted(value)}"
 
 
 def _insertion(
     text: str,
-    parsed: _Parsed,
-    root: _Root,
+    parsed: yamlnodes.Parsed,
+    root: Node,
     *,
     field: str,
     value: str,
     order: Sequence[str],
-) -> tuple[int, int, str]:
+) -> Span:
     """Where and what to insert for a missing field (see the module docstring)."""
     entries = root.entries
     before: set[str] = set()
@@ -394,9 +259,9 @@ def _insertion(
     if field in order:
         index = list(order).index(field)
         before, after = set(order[:index]), set(order[index + 1 :])
-    following = [item for item in entries if _key_name(item) in after]
+    following = [item for item in entries if item[0].scalar in after]
     limit = min((item[0].start for item in following), default=len(text) + 1)
-    preceding = [item for item in entries if _key_name(item) in before and item[0].start < limit]
+    preceding = [item for item in entries if item[0].scalar in before and item[0].start < limit]
     entry = _entry_text(field, value)
     indent = _indent(text, root)
     if preceding:
@@ -412,7 +277,7 @@ def _line_start(text: str, index: int) -> int:
     return text.rfind("\n", 0, index) + 1
 
 
-def _indent(text: str, root: _Root) -> str | None:
+def _indent(text: str, root: Node) -> str | None:
     """The indentation of the mapping's keys that start a line; None when none does."""
     for key, _ in root.entries:
         prefix = text[_line_start(text, key.start) : key.start].lstrip("\ufeff")
@@ -429,11 +294,11 @@ def _line_end(text: str, index: int) -> str:
     return "\r\n" if newline > 0 and text[newline - 1] == "\r" else "\n"
 
 
-def _value_end(parsed: _Parsed, entry: tuple[_Node, _Node]) -> int:
+def _value_end(parsed: yamlnodes.Parsed, entry: tuple[Node, Node]) -> int:
     key, node = entry
-    if isinstance(node.event, events.ScalarEvent) and node.end not in parsed.scalar_starts:
+    if isinstance(node.event, events.ScalarEvent) and parsed.scalar_start(node) is None:
         # An empty value is placed at the next token; its entry ends at the ":".
-        colon = _value_token_after(parsed, key.end)
+        colon = parsed.value_indicator_after(key.end)
         if colon is not None and colon <= node.start:
             return colon
     return node.end
@@ -441,13 +306,13 @@ def _value_end(parsed: _Parsed, entry: tuple[_Node, _Node]) -> int:
 
 def _after(
     text: str,
-    parsed: _Parsed,
-    root: _Root,
-    anchor: tuple[_Node, _Node],
+    parsed: yamlnodes.Parsed,
+    root: Node,
+    anchor: tuple[Node, Node],
     *,
     entry: str,
     indent: str | None,
-) -> tuple[int, int, str]:
+) -> Span:
     end = _value_end(parsed, anchor)
     if root.flow:
         if indent is None or _single_line(text, root):
@@ -477,9 +342,7 @@ def _newline(text: str, index: int) -> int:
     return newline - 1 if newline > 0 and text[newline - 1] == "\r" else newline
 
 
-def _before(
-    text: str, root: _Root, key: _Node, entry: str, indent: str | None
-) -> tuple[int, int, str]:
+def _before(text: str, root: Node, key: Node, entry: str, indent: str | None) -> Span:
     starts_line = not text[_line_start(text, key.start) : key.start].lstrip("\ufeff").strip(" ")
     if root.flow and (indent is None or _single_line(text, root) or not starts_line):
         return key.start, key.start, f"{entry}, "
@@ -489,14 +352,8 @@ def _before(
     return key.start, key.start, f"{entry}{separator}{_line_end(text, key.start)}{indent}"
 
 
-def _single_line(text: str, root: _Root) -> bool:
-    return "\n" not in text[root.node.start : root.node.end]
-
-
-def _apply(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
-    for start, end, replacement in sorted(spans, reverse=True):
-        text = text[:start] + replacement + text[end:]
-    return text
+def _single_line(text: str, root: Node) -> bool:
+    return "\n" not in text[root.start : root.end]
 
 
 # --- Verifying: the new text means the old one with only the field changed --------------------

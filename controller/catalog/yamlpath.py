@@ -1,6 +1,6 @@
 """Set fields of any YAML file, named by paths: the catalog write-back beyond ADE's manifests.
 
-Pure: text in, text out. The same surgical edit as `manifests` (whose rendering it reuses): the
+Pure: text in, text out. The same surgical edit as `manifests` (both stand on `yamlnodes`): the
 parser only finds where each value is written, the new text is the old one with exactly those
 spans replaced (comments, quoting, key order, CRLF, a byte-order mark kept), and the result is
 parsed again and compared with the old, document by document: anything but the named values
@@ -23,14 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ruamel.yaml import YAML, events, tokens
+from ruamel.yaml import YAML, events
 from ruamel.yaml.error import YAMLError
 
-from controller.catalog import manifests
+from controller.catalog import manifests, yamlnodes
 from controller.catalog.manifests import ManifestInvalid
+from controller.catalog.yamlnodes import Node
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,44 +77,7 @@ def parse_path(path: str) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
-# -- the text as written: every node with its span -------------------------------------------
-
-
-@dataclasses.dataclass
-class _Node:
-    event: events.Event
-    start: int
-    end: int
-    entries: list[tuple[_Node, _Node]] = dataclasses.field(default_factory=list)
-    items: list[_Node] = dataclasses.field(default_factory=list)
-
-
-def _build(first: events.Event, stream: Iterator[events.Event]) -> _Node:
-    node = _Node(first, first.start_mark.index, first.end_mark.index)
-    if isinstance(first, events.MappingStartEvent):
-        while not isinstance(item := next(stream), events.MappingEndEvent):
-            key = _build(item, stream)
-            node.entries.append((key, _build(next(stream), stream)))
-        node.end = item.end_mark.index
-    elif isinstance(first, events.SequenceStartEvent):
-        while not isinstance(item := next(stream), events.SequenceEndEvent):
-            node.items.append(_build(item, stream))
-        node.end = item.end_mark.index
-    return node
-
-
-def _documents(stream: Iterator[events.Event]) -> Iterator[_Node]:
-    for event in stream:
-        if isinstance(event, events.DocumentStartEvent):
-            yield _build(next(stream), stream)
-
-
-def _scalar(node: _Node) -> str | None:
-    event = node.event
-    return event.value if isinstance(event, events.ScalarEvent) else None
-
-
-def _locate(root: _Node, path: Sequence[Segment]) -> tuple[_Node | None, _Node] | str | None:
+def _locate(root: Node, path: Sequence[Segment]) -> tuple[Node | None, Node] | str | None:
     """(the key node or None, the value node) at `path`; None when the document does not have
     it; a problem (str) when it has it in a form that cannot be edited."""
     node, key = root, None
@@ -121,9 +85,9 @@ def _locate(root: _Node, path: Sequence[Segment]) -> tuple[_Node | None, _Node] 
         if isinstance(segment, Key):
             if not isinstance(node.event, events.MappingStartEvent):
                 return None
-            entry = next((e for e in node.entries if _scalar(e[0]) == segment.name), None)
+            entry = next((e for e in node.entries if e[0].scalar == segment.name), None)
             if entry is None:
-                if any(_scalar(e[0]) == "<<" for e in node.entries):
+                if any(e[0].scalar == "<<" for e in node.entries):
                     return f"{segment.name} may come through a merge key (<<); edit it by hand"
                 return None
             key, node = entry
@@ -140,8 +104,7 @@ def _locate(root: _Node, path: Sequence[Segment]) -> tuple[_Node | None, _Node] 
                 item
                 for item in node.items
                 if any(
-                    _scalar(k) == segment.key and _scalar(v) == segment.value
-                    for k, v in item.entries
+                    k.scalar == segment.key and v.scalar == segment.value for k, v in item.entries
                 )
             ]
             if len(chosen) > 1:
@@ -155,42 +118,7 @@ def _locate(root: _Node, path: Sequence[Segment]) -> tuple[_Node | None, _Node] 
 # -- editing ---------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Text:
-    text: str
-    scalar_starts: dict[int, int]
-    value_tokens: list[int]
-
-
-def _span(
-    source: _Text, key: _Node | None, node: _Node, *, value: str, path: str
-) -> tuple[int, int, str] | str | None:
-    """(start, end, replacement) setting the node to `value`; None when it holds it already; a
-    problem (str) when it cannot be set."""
-    event = node.event
-    if isinstance(event, events.AliasEvent):
-        return node.start, node.end, manifests.double_quoted(value)
-    if isinstance(event, events.CollectionStartEvent):
-        kind = "mapping" if isinstance(event, events.MappingStartEvent) else "sequence"
-        return f"{path} is a {kind}, expected a string"
-    if not isinstance(event, events.ScalarEvent):  # pragma: no cover - a parser invariant
-        return f"{path} cannot be read"
-    if event.style in ("|", ">"):
-        return f"{path} is a block scalar ({event.style}); write it as a quoted string"
-    if event.value == value:
-        return None
-    start = source.scalar_starts.get(node.end)
-    if start is None:  # an empty value ("tag:"): write it after the ":"
-        colon = next((i for i in source.value_tokens if key is not None and i >= key.end), None)
-        if colon is None:
-            return f"{path} has no value to replace"
-        return colon, colon, " " + manifests.double_quoted(value)
-    if event.style is None and event.value in _NULLS:
-        return start, node.end, manifests.double_quoted(value)
-    return start, node.end, manifests.render_scalar(value, event.style)
-
-
-def _current(node: _Node) -> str | None:
+def _current(node: Node) -> str | None:
     event = node.event
     if isinstance(event, events.ScalarEvent):
         return None if event.style is None and event.value in _NULLS else str(event.value)
@@ -210,22 +138,9 @@ def set_paths(
     for _, _, value in parsed:
         if not value or value != value.strip() or any(c in value for c in "\r\n"):
             raise ValueError(f"{value!r} is not a one-line value")
-    try:
-        data = list(YAML(typ="rt").load_all(text))
-        scanned = list(YAML(typ="rt").scan(text))
-        roots = list(_documents(iter(list(YAML(typ="rt").parse(text)))))
-    except YAMLError as error:
-        raise ManifestInvalid(path, f"not valid YAML: {manifests.describe_error(error)}") from None
-    source = _Text(
-        text,
-        {
-            t.end_mark.index: t.start_mark.index
-            for t in scanned
-            if isinstance(t, tokens.ScalarToken)
-        },
-        [t.end_mark.index for t in scanned if isinstance(t, tokens.ValueToken)],
-    )
-    spans: list[tuple[int, int, str]] = []
+    source = manifests.parse(text, path=path)
+    roots = source.roots
+    spans: list[yamlnodes.Span] = []
     found: list[tuple[str | None, ...]] = []
     edited: list[int] = []
     for index, root in enumerate(roots):
@@ -242,8 +157,17 @@ def set_paths(
             raise ManifestInvalid(path, f"has no {', '.join(missing)}{where}")
         values: list[str | None] = []
         for (field, _, value), (key, node) in zip(parsed, places, strict=True):
-            values.append(_current(node))
-            span = _span(source, key, node, value=value, path=field)
+            current = _current(node)
+            values.append(current)
+            span = yamlnodes.scalar_span(
+                source,
+                key,
+                node,
+                value=value,
+                name=field,
+                null=current is None,
+                holds=node.scalar == value,
+            )
             if isinstance(span, str):
                 raise ManifestInvalid(path, f"{span}{where}")
             if span is not None:
@@ -253,18 +177,16 @@ def set_paths(
     if not edited:
         fields = ", ".join(field for field, _, _ in parsed)
         raise ManifestInvalid(path, f"no document has {fields}")
-    new_text = text
-    for start, end, replacement in sorted(spans, reverse=True):
-        new_text = new_text[:start] + replacement + new_text[end:]
+    new_text = yamlnodes.apply(text, spans)
     if new_text == text:
         return manifests.Edit(changed=False, text=text, previous=()), tuple(found)
-    _verify(path, data, new_text, edited, parsed)
+    _verify(path, source.data, new_text, edited, parsed)
     return manifests.Edit(changed=True, text=new_text, previous=()), tuple(found)
 
 
 def _verify(
     path: str,
-    before: list[Any],
+    before: Sequence[Any],
     new_text: str,
     edited: Sequence[int],
     parsed: Sequence[tuple[str, tuple[Segment, ...], str]],
