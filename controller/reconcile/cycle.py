@@ -42,15 +42,21 @@ async def run(
         # The object's lock first, then a slot: a reconcile that lends its slot while its catalog
         # change waits (see ReconcileSlots) takes one back holding only its own lock, so no slot
         # holder ever waits on a lock held by a task waiting for a slot.
-        async with state.lock, services_.reconcile_slots.held():
+        async with state.lock:
             started = time.monotonic()
             memory = state.memory
             obj = dataclasses.replace(read, status=memory.status_for(read.status, version))
-            now = datetime.datetime.now(datetime.UTC)
-            progressed = await _say_progressing(services_, obj, now)
-            report = await runner.reconcile(
-                obj, pipeline.default_steps(services_, memory), now=now, reported=memory.reported
-            )
+            # Said before waiting for a slot: a burst of new objects each shows Reconciling at
+            # once, not after the reconciles queued ahead of it (one small write, no work).
+            progressed = await _say_progressing(services_, obj, datetime.datetime.now(datetime.UTC))
+            async with services_.reconcile_slots.held():
+                now = datetime.datetime.now(datetime.UTC)
+                report = await runner.reconcile(
+                    obj,
+                    pipeline.default_steps(services_, memory),
+                    now=now,
+                    reported=memory.reported,
+                )
             memory.reported = report.ready
             memory.remember({version, progressed}, obj.status, report.status_patch)
             _report_metrics(obj, report, seconds=time.monotonic() - started)
