@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,15 +60,26 @@ def api_client() -> client.ApiClient:
         return api
 
 
+CALLS_AT_ONCE = 16
+"""Kubernetes calls in flight at once (the client is synchronous: each runs in a thread of its
+own pool, so a burst of status writes does not queue behind file and Secret work on asyncio's
+small default pool, and the connection pool is as large)."""
+
+
 class Kube:
     def __init__(self, api: client.ApiClient) -> None:
+        api.rest_client.pool_manager.connection_pool_kw["maxsize"] = CALLS_AT_ONCE
         self._core = client.CoreV1Api(api)
         self._batch = client.BatchV1Api(api)
         self._custom = client.CustomObjectsApi(api)
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=CALLS_AT_ONCE, thread_name_prefix="kube"
+        )
 
     async def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        call = functools.partial(function, *args, **kwargs)
         try:
-            return await asyncio.to_thread(function, *args, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._threads, call)
         except ApiException as error:
             raise KubeError(
                 int(error.status or 0), f"{what}: {error.status} {error.reason}"
