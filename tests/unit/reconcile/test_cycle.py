@@ -1,0 +1,93 @@
+"""One reconcile as the handlers run it (controller.reconcile.cycle), with the cluster faked: the
+early `Reconciling` write of a new generation, what is remembered, and one reconcile at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+from typing import Any
+
+from controller.reconcile import cycle, runner
+from tests.unit.reconcile import fakes
+
+SPEC = {
+    "suspend": True,  # the runner stops before any step: no service but the cluster is used
+    "source": {"inline": {"dockerfile": "FROM scratch\n", "scripts": {}}},
+    "image": {"registry": "contoso.azurecr.io", "repository": "ade/runner"},
+}
+
+
+class StatusKube(fakes.FakeKube):
+    def __init__(self) -> None:
+        super().__init__()
+        self.patches: list[dict[str, Any]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.three_written = asyncio.Event()
+
+    async def patch_status(self, *, namespace: str, name: str, patch: Any, **_: Any) -> str:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        self.patches.append(patch)
+        if len(self.patches) == 3:
+            self.three_written.set()
+        return f"rv-{len(self.patches)}"
+
+
+def view(generation: int, status: dict[str, Any] | None = None) -> runner.ObjectView:
+    return runner.ObjectView(
+        name="runner",
+        namespace="team-a",
+        generation=generation,
+        spec=SPEC,
+        status=status or {},
+        annotations={},
+    )
+
+
+async def test_a_new_generation_says_reconciling_first_then_reports(tmp_path: pathlib.Path) -> None:
+    cluster = StatusKube()
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    state = cycle.ObjectState()
+    report = await cycle.run(services, state, view(3), version="rv-0")
+    (early,) = cluster.patches
+    assert early["observedGeneration"] == 3
+    assert [c["type"] for c in early["conditions"]] == ["Reconciling"]
+    assert report.result is runner.Result.SUSPENDED
+    assert state.memory.reported == ("False", "Suspended")
+    # the early write's version and the one read are both older than the reconcile's own write
+    assert state.memory.stale_versions == {"rv-0", "rv-1"}
+
+
+async def test_a_known_generation_writes_nothing_early(tmp_path: pathlib.Path) -> None:
+    cluster = StatusKube()
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    await cycle.run(services, cycle.ObjectState(), view(3, {"observedGeneration": 3}), version="v")
+    assert cluster.patches == []
+
+
+async def test_one_reconcile_of_an_object_at_a_time(tmp_path: pathlib.Path) -> None:
+    cluster = StatusKube()
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    state = cycle.ObjectState()
+    await asyncio.gather(*(cycle.run(services, state, view(g), version="") for g in (1, 2, 3)))
+    assert cluster.most_in_flight == 1
+    assert len(cluster.patches) == 3
+
+
+async def test_other_objects_say_reconciling_while_the_slots_are_taken(
+    tmp_path: pathlib.Path,
+) -> None:
+    cluster = StatusKube()
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    services.reconcile_slots = type(services.reconcile_slots)(limit=1)
+    async with services.reconcile_slots.held():  # every slot taken
+        runs = [
+            asyncio.ensure_future(cycle.run(services, cycle.ObjectState(), view(1), version=""))
+            for _ in range(3)
+        ]
+        await asyncio.wait_for(cluster.three_written.wait(), timeout=5)
+        assert not any(run.done() for run in runs)
+    await asyncio.gather(*runs)
