@@ -2,7 +2,9 @@
 time end to end on the daemon backend (apply to Ready: resolve, build, push, verify).
 
 Each prints its figures; the assertions are loose bounds that catch a regression by an order of
-magnitude, not noise.
+magnitude, not noise, except two: a warm rebuild (one script changed, the registry cache of the
+cold build imported) takes at most half the cold build, and no build in the run was an automatic
+retry (the image push and the cache export to one repository used to race, the retry waited 15 s).
 """
 
 from __future__ import annotations
@@ -159,11 +161,19 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
 
                 kube.wait_for(built, timeout=300, what="the example built and verified")
                 figures.append(time.monotonic() - start)
+                records = (cluster.get(namespace, "bench") or {})["status"]["builds"]
         finally:
             daemon.stop()  # the one running now (stopping twice is harmless)
+    cold, warm = figures
     with capsys.disabled():
         print(
             f"\n[benchmark] example on BuildKitDaemon, apply to Ready (build+push+verify): "
-            f"cold {figures[0]:.2f} s, warm (one script changed) {figures[1]:.2f} s"
+            f"cold {cold:.2f} s, warm (one script changed) {warm:.2f} s, "
+            f"warm/cold {warm / cold:.2f}"
         )
-    assert figures[1] < 60
+    assert [(r["result"], r["attempt"], r.get("retries", 0)) for r in records] == [
+        ("Succeeded", 1, 0)
+    ] * 2, records  # both builds, neither an automatic retry
+    assert oci_registry.tags(f"{namespace}/bench/buildcache") == ["latest"]
+    assert "buildcache" not in oci_registry.tags(f"{namespace}/bench")
+    assert warm <= 0.5 * cold
