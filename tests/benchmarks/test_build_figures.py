@@ -28,6 +28,10 @@ from tests.env import buildkitd, controlplane, images, kube, kwok, registry
 pytestmark = [pytest.mark.e2e, pytest.mark.benchmark]
 
 CHANGES = 20
+INSTALL = "RUN sleep 2 && mkdir -p /opt/tools && head -c 4194304 /dev/urandom > /opt/tools/cli\n"
+"""The step the registry cache is for: a real runner image installs its tools (the Azure CLI,
+Bicep: minutes) before it copies its scripts. Without one both builds take about a second of fixed
+cost (resolve, buildctl session, push, verify) and their ratio measures nothing."""
 
 
 def _secret(cluster: kube.Cluster, namespace: str, host: str) -> None:
@@ -48,7 +52,7 @@ def _body(namespace: str, host: str, *, backend: str, base: str, script: str) ->
                 "inline": {
                     "dockerfile": (
                         "ARG BASE_IMAGE\nARG IMAGE_VERSION\nFROM ${BASE_IMAGE}:${IMAGE_VERSION}\n"
-                        "COPY scripts/ /scripts/\nRUN chmod +x /scripts/*.sh\n"
+                        f"{INSTALL}COPY scripts/ /scripts/\nRUN chmod +x /scripts/*.sh\n"
                     ),
                     "scripts": {"deploy.sh": script, "delete.sh": "#!/bin/sh\n"},
                 }
@@ -124,32 +128,34 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Cold: an empty buildkitd and no registry cache. Warm: one script changed, an empty
+    buildkitd again (as every Job backend build is), so the install step is skipped only through
+    the registry cache the cold build exported."""
     config_json = registry.docker_config_json(
         oci_registry.host, user=PUSH_USER, password=PUSH_PASSWORD
     )
     short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
-    daemon = buildkitd.BuildkitDaemon(short)  # a fresh daemon: an empty cache
+    daemon = buildkitd.BuildkitDaemon(short)
     daemon.start()
     with buildkitd.push_credentials(tmp_path / "docker", config_json):
         try:
             base = f"{oci_registry.host}/{namespace}/core"
             images.push_core(daemon, f"{base}:4.0")
-            daemon.stop()
-            shutil.rmtree(short, ignore_errors=True)
-            daemon = buildkitd.BuildkitDaemon(pathlib.Path(tempfile.mkdtemp(prefix="bk-")))
-            daemon.start()  # cold: nothing of the base image or the build is cached
             _secret(cluster, namespace, oci_registry.host)
             path = f"{daemon.bin}:{os.environ['PATH']}"
             start_operator(ADE_BUILDKIT_ADDR=daemon.address, PATH=path)
             figures = []
             for script in ("#!/bin/sh\necho v1\n", "#!/bin/sh\necho v2\n"):
+                daemon.stop()  # the same socket, an empty state: nothing local is cached
+                shutil.rmtree(daemon.root)
+                daemon.start()
                 body = _body(
                     namespace, oci_registry.host, backend="BuildKitDaemon", base=base, script=script
                 )
                 start = time.monotonic()
                 cluster.apply(namespace, json.dumps(body))
 
-                def built(script: str = script) -> bool:
+                def built() -> bool:
                     obj = cluster.get(namespace, "bench") or {}
                     status = obj.get("status", {})
                     ready = kube.condition(obj, "Ready") or {}
@@ -161,15 +167,16 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
 
                 kube.wait_for(built, timeout=300, what="the example built and verified")
                 figures.append(time.monotonic() - start)
-                records = (cluster.get(namespace, "bench") or {})["status"]["builds"]
+            records = (cluster.get(namespace, "bench") or {})["status"]["builds"]
         finally:
-            daemon.stop()  # the one running now (stopping twice is harmless)
+            daemon.stop()
+            shutil.rmtree(short, ignore_errors=True)
     cold, warm = figures
     with capsys.disabled():
         print(
-            f"\n[benchmark] example on BuildKitDaemon, apply to Ready (build+push+verify): "
-            f"cold {cold:.2f} s, warm (one script changed) {warm:.2f} s, "
-            f"warm/cold {warm / cold:.2f}"
+            f"\n[benchmark] example on BuildKitDaemon, apply to Ready (build+push+verify), "
+            f"empty buildkitd each: cold {cold:.2f} s, warm (one script changed, registry cache) "
+            f"{warm:.2f} s, warm/cold {warm / cold:.2f}"
         )
     assert [(r["result"], r["attempt"], r.get("retries", 0)) for r in records] == [
         ("Succeeded", 1, 0)
