@@ -4,6 +4,12 @@ A build request says where the context folder is (the operator fetches git sourc
 must read the Dockerfile anyway), which Dockerfile, build args, platforms and target, where to
 push, and where to write the metadata file whose `containerimage.digest` is the pushed digest
 (parsed as JSON, never as text).
+
+The registry cache lives in a repository of its own next to the image's (`cache_ref`), never in
+the image's repository: since BuildKit v0.28 the image push and the cache export run in parallel
+(moby/buildkit#6451), and two pushes of the same blobs into one repository race (a cancelled or
+refused blob upload that failed the build). A cache export that fails anyway is ignored
+(`ignore-error=true`): the image is what the build is for, the next build merely misses the cache.
 """
 
 from __future__ import annotations
@@ -30,8 +36,20 @@ class BuildRequest:
     target: str | None
     metadata_file: str
     cache_ref: str | None = None
-    """A registry reference for cache import/export (mode=max), or None."""
+    """A registry reference for cache import/export (mode=max, see `cache_ref`), or None."""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+CACHE_REPOSITORY = "buildcache"
+"""The cache's repository below the image's: `<repository>/buildcache`."""
+CACHE_TAG = "latest"
+
+
+def cache_ref(registry: str, repository: str) -> str:
+    """Where the builds of `registry/repository` keep their registry cache: the repository
+    `<repository>/buildcache` on the same registry (the push Secret's credentials for the registry
+    push it; a token scoped to repositories must include it)."""
+    return f"{registry}/{repository}/{CACHE_REPOSITORY}:{CACHE_TAG}"
 
 
 def arguments(request: BuildRequest) -> list[str]:
@@ -52,7 +70,8 @@ def arguments(request: BuildRequest) -> list[str]:
         args += ["--opt", f"target={request.target}"]
     args += ["--output", f"type=image,name={request.image},push=true"]
     if request.cache_ref:
-        args += ["--export-cache", f"type=registry,ref={request.cache_ref},mode=max"]
+        export = f"type=registry,ref={request.cache_ref},mode=max,ignore-error=true"
+        args += ["--export-cache", export]
         args += ["--import-cache", f"type=registry,ref={request.cache_ref}"]
     args += ["--metadata-file", request.metadata_file]
     return args

@@ -3,9 +3,8 @@
 A build that failed in its own steps (a `RUN` that exits non-zero, a Dockerfile error, refused
 credentials) fails the same way every time: it waits for a change of its inputs or a manual
 trigger. A build that failed on the way to the registry (a reset connection, a 5xx, a cancelled
-blob upload — BuildKit's image and cache exports race on shared blobs now and then) is likely to
-pass as is, so it is started again after `delay`, then twice that, … up to `retries` times
-(`controller.backoff.delay`, no cap, no jitter).
+blob upload) is likely to pass as is, so it is started again after `delay`, then twice that, …
+up to `retries` times (`controller.backoff.delay`, no cap, no jitter).
 Pure.
 """
 

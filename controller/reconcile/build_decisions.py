@@ -28,7 +28,7 @@ from controller import durations, errors
 from controller.api import identity as api_identity
 from controller.api import spec as model
 from controller.api import status as status_
-from controller.builds import backend, identity, retries
+from controller.builds import backend, buildctl, identity, retries
 from controller.reconcile import steps
 
 POLL_SECONDS = 3.0
@@ -268,7 +268,7 @@ def make_plan(facts: Facts, record: status_.BuildRecord | None) -> backend.Build
             f"{LABEL_PREFIX}.revision": found.inputs.revision,
             f"{api_identity.GROUP}/build-key": found.key,
         },
-        cache_ref=f"{spec.image.registry}/{spec.image.repository}:buildcache",
+        cache_ref=buildctl.cache_ref(spec.image.registry, spec.image.repository),
         context_dir=found.context_dir,
         push_secret=spec.image.push_secret_ref.name if spec.image.push_secret_ref else None,
         timeout_seconds=int(durations.parse(spec.build.timeout)),

@@ -2,7 +2,9 @@
 time end to end on the daemon backend (apply to Ready: resolve, build, push, verify).
 
 Each prints its figures; the assertions are loose bounds that catch a regression by an order of
-magnitude, not noise.
+magnitude, not noise, except two: a warm rebuild (one script changed, the registry cache of the
+cold build imported) takes at most half the cold build, and no build in the run was an automatic
+retry (the image push and the cache export to one repository used to race, the retry waited 15 s).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import statistics
 import tempfile
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubernetes import client, config, watch
@@ -26,6 +28,10 @@ from tests.env import buildkitd, controlplane, images, kube, kwok, registry
 pytestmark = [pytest.mark.e2e, pytest.mark.benchmark]
 
 CHANGES = 20
+INSTALL = "RUN sleep 2 && mkdir -p /opt/tools && head -c 4194304 /dev/urandom > /opt/tools/cli\n"
+"""The step the registry cache is for: a real runner image installs its tools (the Azure CLI,
+Bicep: minutes) before it copies its scripts. Without one both builds take about a second of fixed
+cost (resolve, buildctl session, push, verify) and their ratio measures nothing."""
 
 
 def _secret(cluster: kube.Cluster, namespace: str, host: str) -> None:
@@ -46,7 +52,7 @@ def _body(namespace: str, host: str, *, backend: str, base: str, script: str) ->
                 "inline": {
                     "dockerfile": (
                         "ARG BASE_IMAGE\nARG IMAGE_VERSION\nFROM ${BASE_IMAGE}:${IMAGE_VERSION}\n"
-                        "COPY scripts/ /scripts/\nRUN chmod +x /scripts/*.sh\n"
+                        f"{INSTALL}COPY scripts/ /scripts/\nRUN chmod +x /scripts/*.sh\n"
                     ),
                     "scripts": {"deploy.sh": script, "delete.sh": "#!/bin/sh\n"},
                 }
@@ -115,6 +121,7 @@ def test_spec_change_to_build_start(
 
 
 def test_example_cold_and_warm_build_on_the_daemon_backend(
+    control_plane: controlplane.ControlPlane,
     cluster: kube.Cluster,
     namespace: str,
     start_operator: StartOperator,
@@ -122,33 +129,48 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
     tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Cold: an empty buildkitd and no registry cache. Warm, twice: one script changed, an empty
+    buildkitd again (as every Job backend build is), so the install step is skipped only through
+    the registry cache the build before exported; the faster counts (noise only adds time).
+    Created, patched and read in this process (no kubectl process in the measured time: starting
+    one costs more than the warm build's steps)."""
+    api = client.CustomObjectsApi(config.new_client_from_config(str(control_plane.kubeconfig)))
+    runner_images = ("runners.ade.dev", "v1alpha1", namespace, "runnerimages")
     config_json = registry.docker_config_json(
         oci_registry.host, user=PUSH_USER, password=PUSH_PASSWORD
     )
     short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
-    daemon = buildkitd.BuildkitDaemon(short)  # a fresh daemon: an empty cache
+    daemon = buildkitd.BuildkitDaemon(short)
     daemon.start()
     with buildkitd.push_credentials(tmp_path / "docker", config_json):
         try:
             base = f"{oci_registry.host}/{namespace}/core"
             images.push_core(daemon, f"{base}:4.0")
-            daemon.stop()
-            shutil.rmtree(short, ignore_errors=True)
-            daemon = buildkitd.BuildkitDaemon(pathlib.Path(tempfile.mkdtemp(prefix="bk-")))
-            daemon.start()  # cold: nothing of the base image or the build is cached
             _secret(cluster, namespace, oci_registry.host)
             path = f"{daemon.bin}:{os.environ['PATH']}"
             start_operator(ADE_BUILDKIT_ADDR=daemon.address, PATH=path)
-            figures = []
-            for script in ("#!/bin/sh\necho v1\n", "#!/bin/sh\necho v2\n"):
+            figures: list[float] = []
+            for version in ("v1", "v2", "v3"):
+                daemon.stop()  # the same socket, an empty state: nothing local is cached
+                shutil.rmtree(daemon.root)
+                daemon.start()
                 body = _body(
-                    namespace, oci_registry.host, backend="BuildKitDaemon", base=base, script=script
+                    namespace,
+                    oci_registry.host,
+                    backend="BuildKitDaemon",
+                    base=base,
+                    script=f"#!/bin/sh\necho {version}\n",
                 )
                 start = time.monotonic()
-                cluster.apply(namespace, json.dumps(body))
+                if figures:
+                    api.patch_namespaced_custom_object(*runner_images, "bench", body)
+                else:
+                    api.create_namespaced_custom_object(*runner_images, body)
 
-                def built(script: str = script) -> bool:
-                    obj = cluster.get(namespace, "bench") or {}
+                def built() -> bool:
+                    obj = cast(
+                        dict[str, Any], api.get_namespaced_custom_object(*runner_images, "bench")
+                    )
                     status = obj.get("status", {})
                     ready = kube.condition(obj, "Ready") or {}
                     return (
@@ -157,13 +179,25 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
                         and ready.get("observedGeneration") == obj["metadata"]["generation"]
                     )
 
-                kube.wait_for(built, timeout=300, what="the example built and verified")
+                kube.wait_for(
+                    built, timeout=300, what="the example built and verified", interval=0.05
+                )
                 figures.append(time.monotonic() - start)
+            records = (cluster.get(namespace, "bench") or {})["status"]["builds"]
         finally:
-            daemon.stop()  # the one running now (stopping twice is harmless)
+            daemon.stop()
+            shutil.rmtree(short, ignore_errors=True)
+    cold, warm = figures[0], min(figures[1:])
     with capsys.disabled():
         print(
-            f"\n[benchmark] example on BuildKitDaemon, apply to Ready (build+push+verify): "
-            f"cold {figures[0]:.2f} s, warm (one script changed) {figures[1]:.2f} s"
+            f"\n[benchmark] example on BuildKitDaemon, apply to Ready (build+push+verify), "
+            f"empty buildkitd each: cold {cold:.2f} s, warm (one script changed, registry cache) "
+            f"{warm:.2f} s (of {', '.join(f'{f:.2f}' for f in figures[1:])}), "
+            f"warm/cold {warm / cold:.2f}"
         )
-    assert figures[1] < 60
+    assert [(r["result"], r["attempt"], r.get("retries", 0)) for r in records] == [
+        ("Succeeded", 1, 0)
+    ] * 3, records  # every build, none an automatic retry
+    assert oci_registry.tags(f"{namespace}/bench/buildcache") == ["latest"]
+    assert "buildcache" not in oci_registry.tags(f"{namespace}/bench")
+    assert warm <= 0.5 * cold

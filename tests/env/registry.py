@@ -163,6 +163,11 @@ class Registry:
             / "data"
         )
 
+    def tags(self, repository: str) -> list[str]:
+        """The tags filesystem storage holds for `repository` (none: the repository is absent)."""
+        folder = self.storage / "docker/registry/v2/repositories" / repository / "_manifests/tags"
+        return sorted(path.name for path in folder.iterdir()) if folder.is_dir() else []
+
     def __enter__(self) -> Registry:
         self.start()
         return self

@@ -128,6 +128,8 @@ def test_job_build_runs_in_a_real_pod_to_ready_cold_and_warm(
     repository, _, tag = latest["reference"].split("/", 1)[1].partition("@")[0].rpartition(":")
     # The digest BuildKit reported from inside the pod is what the registry serves for the tag.
     assert pusher.manifest_digest(repository, tag) == latest["digest"]
+    # The registry cache the pod exported, in its own repository beside the image's.
+    assert oci_registry.tags(f"{repository}/buildcache") == ["latest"]
     (pod,) = build_pods(cluster, namespace)
     assert pod["spec"]["nodeName"] == real_node.name
     assert pod["spec"]["hostNetwork"] is True

@@ -34,7 +34,7 @@ def plan(**changes: Any) -> backend.BuildPlan:
         "platforms": ("linux/arm64",),
         "target": "runtime",
         "labels": {"org.opencontainers.image.revision": "0123abc"},
-        "cache_ref": "contoso.azurecr.io/ade/runner:buildcache",
+        "cache_ref": "contoso.azurecr.io/ade/runner/buildcache:latest",
     }
     fields.update(changes)
     return backend.BuildPlan(**fields)
@@ -105,7 +105,7 @@ def test_the_plan_renders_a_request_for_a_given_context_and_metadata_file() -> N
         platforms=("linux/arm64",),
         target="runtime",
         metadata_file="/m.json",
-        cache_ref="contoso.azurecr.io/ade/runner:buildcache",
+        cache_ref="contoso.azurecr.io/ade/runner/buildcache:latest",
         labels={"org.opencontainers.image.revision": "0123abc"},
     )
 

@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from controller.builds import buildctl
+from controller.registry import reference
 
 IMAGE = "contoso.azurecr.io/ade/runner:abc-123"
+CACHE = "contoso.azurecr.io/ade/runner/buildcache:latest"
 
 
 def request(**changes: Any) -> buildctl.BuildRequest:
@@ -33,7 +35,7 @@ def test_typical_request_exact_argv() -> None:
             labels={"org.opencontainers.image.revision": "abc", "a.b": "c"},
             platforms=("linux/amd64", "linux/arm64"),
             target="final",
-            cache_ref="contoso.azurecr.io/ade/runner:buildcache",
+            cache_ref=CACHE,
         )
     )
     assert args == [
@@ -48,8 +50,8 @@ def test_typical_request_exact_argv() -> None:
         "--opt", "platform=linux/amd64,linux/arm64",
         "--opt", "target=final",
         "--output", f"type=image,name={IMAGE},push=true",
-        "--export-cache", "type=registry,ref=contoso.azurecr.io/ade/runner:buildcache,mode=max",
-        "--import-cache", "type=registry,ref=contoso.azurecr.io/ade/runner:buildcache",
+        "--export-cache", f"type=registry,ref={CACHE},mode=max,ignore-error=true",
+        "--import-cache", f"type=registry,ref={CACHE}",
         "--metadata-file", "/tmp/metadata.json",
     ]  # fmt: skip
 
@@ -112,6 +114,23 @@ def test_cache_only_with_a_cache_ref(cache_ref: str | None) -> None:
     args = buildctl.arguments(request(cache_ref=cache_ref))
     assert "--export-cache" not in args
     assert "--import-cache" not in args
+
+
+def test_the_cache_has_a_repository_of_its_own_next_to_the_image() -> None:
+    # Not a tag in the image's repository: BuildKit pushes the image and exports the cache in
+    # parallel, and two pushes of the same blobs into one repository race.
+    ref = buildctl.cache_ref("contoso.azurecr.io", "ade/runner")
+    assert ref == CACHE
+    cache, image = reference.parse(ref), reference.parse(IMAGE)
+    assert cache.registry == image.registry
+    assert cache.repository == f"{image.repository}/buildcache" != image.repository
+
+
+def test_the_cache_is_exported_max_and_never_fails_the_build() -> None:
+    args = buildctl.arguments(request(cache_ref=CACHE))
+    (export,) = options(args, "--export-cache")
+    assert export.split(",") == ["type=registry", f"ref={CACHE}", "mode=max", "ignore-error=true"]
+    assert options(args, "--import-cache") == [f"type=registry,ref={CACHE}"]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any, cast
 
 from controller import kube
 from controller.api import spec as model
-from controller.builds import backend, identity, job, job_backend
+from controller.builds import backend, buildctl, identity, job, job_backend
 from controller.reconcile import build_decisions, steps
 
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
@@ -97,6 +97,17 @@ def test_placement_changes_neither_the_key_nor_the_build(tmp_path: pathlib.Path)
     assert placed.reason == plain.reason == "Initial"
     assert plain.placement == backend.DEFAULT_PLACEMENT
     assert plain.resources == model.ResourceRequirements()
+
+
+def test_the_plan_caches_in_a_repository_next_to_the_image(tmp_path: pathlib.Path) -> None:
+    planned = plan(spec(), context(tmp_path))
+    assert planned.image.startswith("contoso.azurecr.io/ade/runner:")
+    assert planned.cache_ref == "contoso.azurecr.io/ade/runner/buildcache:latest"
+    argv = buildctl.arguments(job.request(planned))
+    assert argv[argv.index("--export-cache") + 1] == (
+        f"type=registry,ref={planned.cache_ref},mode=max,ignore-error=true"
+    )
+    assert argv[argv.index("--import-cache") + 1] == f"type=registry,ref={planned.cache_ref}"
 
 
 class RecordingKube:
