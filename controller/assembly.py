@@ -52,6 +52,7 @@ def services_from_config(config: config_.Config) -> services.Services:
         catalog=repository.CatalogWriter(
             cache=repository.CloneCache(pathlib.Path(config.work_dir) / "catalogs"),
             window=config.catalog_batch_window,
+            max_window=config.catalog_batch_max_window,
         ),
         azure=azure_clients.AzureClients(azure_settings_from_config(config)),
         access_cache=azure_cache.AccessCache(interval=config.azure_check_interval),

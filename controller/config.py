@@ -21,7 +21,8 @@
 | `ADE_BUILDKIT_TLS_DIR` | (empty) | folder with ca.crt, tls.crt, tls.key for mTLS to buildkitd |
 | `ADE_BUILDKIT_IMAGE` | (pinned) | rootless BuildKit image the Job backend runs |
 | `ADE_BUILD_HOST_NETWORK` | `false` | Job build pods use the node's network (`true` or `false`) |
-| `ADE_CATALOG_BATCH_WINDOW` | `200ms` | how long a catalog change waits to share a commit |
+| `ADE_CATALOG_BATCH_WINDOW` | `200ms` | how long a catalog batch waits for one more change |
+| `ADE_CATALOG_BATCH_MAX_WINDOW` | `5s` | the longest a batch collects changes that keep coming |
 | `ADE_INSECURE_REGISTRIES` | (empty) | registries reached over plain HTTP (loopback always is) |
 | `ADE_AZURE_RESOURCE_MANAGER` | `https://management.azure.com` | ARM endpoint (sovereign clouds) |
 | `ADE_AZURE_AUTHORITY_HOST` | `https://login.microsoftonline.com` | Microsoft Entra ID authority |
@@ -60,6 +61,7 @@ class Config:
     resync_interval: float = 60.0
     progress_interval: float = 2.0
     catalog_batch_window: float = 0.2
+    catalog_batch_max_window: float = 5.0
     metrics_port: int = 8080
     health_port: int = 8081
     log_format: LogFormat = LogFormat.PLAIN
@@ -142,6 +144,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         resync_interval=resync,
         progress_interval=progress,
         catalog_batch_window=_duration(env, "ADE_CATALOG_BATCH_WINDOW", "200ms", minimum=0.0),
+        catalog_batch_max_window=_duration(env, "ADE_CATALOG_BATCH_MAX_WINDOW", "5s", minimum=0.0),
         metrics_port=_port(env, "ADE_METRICS_PORT", Config.metrics_port),
         health_port=_port(env, "ADE_HEALTH_PORT", Config.health_port),
         log_format=log_format,

@@ -7,8 +7,13 @@ in its own modules: the clone cache and the per-repository lock (`clones`), git 
 `Catalog*`). The names callers use are re-exported here (the errors as `Catalog*`).
 
 - `CatalogWriter.submit(change)`: the changes for one (url, branch, push_branch) that arrive
-  within `window` seconds of the first one, or while a write to that repository is in flight,
-  are applied one after the other on one work tree and leave in ONE commit and ONE push. Each
+  while a batch collects, or while a write to that repository is in flight, are applied one
+  after the other on one work tree and leave in ONE commit and ONE push. A batch on a quiet
+  lane collects until `window` seconds pass with no new change (a lone change goes after
+  `window`), at most `max_window`; changes that come while a batch of several is written wait
+  until `max_window` after it left. So a wave of changes reaching the writer a few at a time
+  (rebuilds verified by a handful of reconciles) takes one commit per `max_window`, not one per
+  push round trip. Each
   submitter gets its own `Result` or its own exception (an edit that raises fails only itself).
 - A push rejected because the branch moved is retried in-process after a short jittered backoff:
   fetch, reset to the new head, apply every edit of the batch again (changes submitted meanwhile
@@ -204,6 +209,8 @@ class _Lane:
     push_branch: str
     pending: list[_Pending] = dataclasses.field(default_factory=list)
     worker: asyncio.Task[None] | None = None
+    left: float | None = None
+    """When the last batch, if it held several changes, was taken to be written (loop time)."""
 
     def take(self) -> list[_Pending]:
         taken = [pending for pending in self.pending if not pending.future.done()]
@@ -214,7 +221,11 @@ class _Lane:
 class CatalogWriter:
     """Writes `Change`s to catalog repositories in batches; one per operator process.
 
-    `window`: how long the first change of a batch waits for others (seconds). `max_attempts`:
+    `window`: how long a batch waits for one more change (seconds): it is written once `window`
+    passes with no new one, or `max_window` after its first change, whichever comes first;
+    changes that came while a batch of several was written wait until `max_window` after it
+    left (`max_window` shorter than `window` counts as `window`: batches as before, each
+    `window` after its first change). `max_attempts`:
     pushes per batch before `CatalogPushRejected`; between them `backoff` doubling up to
     `max_backoff`, jittered. `timeout`: per git command. `metrics`: called for every clone, fetch
     and push (`GitOperation`).
@@ -225,6 +236,7 @@ class CatalogWriter:
         *,
         cache: CloneCache,
         window: float = 0.2,
+        max_window: float = 5.0,
         max_attempts: int = 25,
         backoff: float = 0.02,
         max_backoff: float = 0.1,
@@ -235,6 +247,7 @@ class CatalogWriter:
             raise ValueError("max_attempts must be at least 1")
         self.cache = cache
         self.window = window
+        self.max_window = max(window, max_window)
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.max_backoff = max_backoff
@@ -274,11 +287,13 @@ class CatalogWriter:
         loop = asyncio.get_running_loop()
         try:
             while lane.pending:
-                first = min(pending.submitted for pending in lane.pending)
-                await asyncio.sleep(max(0.0, first + self.window - loop.time()))
+                # each sleep ends at the batch's due time; a change that came meanwhile moved it
+                while (wait := self._due(lane) - loop.time()) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(wait)
                 async with repository_lock(url=lane.url, branch=lane.branch):
                     batch = lane.take()
                     if batch:
+                        lane.left = loop.time() if len(batch) > 1 else None
                         await self._write(lane, batch)
         finally:
             lane.worker = None
@@ -286,6 +301,19 @@ class CatalogWriter:
                 pending.future.cancel()
             if self._lanes.get((lane.url, lane.branch, lane.push_branch)) is lane:
                 del self._lanes[(lane.url, lane.branch, lane.push_branch)]
+
+    def _due(self, lane: _Lane) -> float:
+        """When the batch collecting in `lane` is to be written (loop time). On a lane that was
+        quiet: once `window` passes without a new change (a lone change: `window` after it),
+        at most `max_window` after its first. When its first change came while a batch of
+        several changes was being written (changes keep coming), less than `max_window` after
+        that one left: `max_window` after it left."""
+        submitted = [p.submitted for p in lane.pending if not p.future.done()] or [0.0]
+        first, last = min(submitted), max(submitted)
+        if lane.left is not None and first < lane.left + self.max_window:
+            return max(first + self.window, lane.left + self.max_window)
+
+        return max(first + self.window, min(last + self.window, first + self.max_window))
 
     async def _write(self, lane: _Lane, batch: list[_Pending]) -> None:
         """Write one batch and settle every future in it (it grows while retrying)."""

@@ -9,6 +9,7 @@ test also checks that no client secret or issued token reaches an error message 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -467,3 +468,35 @@ async def test_catalog_sync_failures(
 
 async def test_principal_of_the_operator_is_known_to_the_emulator(arm: arm_.ArmEmulator) -> None:
     assert arm.principals[ARM_CLIENT_ID].object_id == ARM_OBJECT_ID
+
+
+@pytest.mark.parametrize("retry_after", [1, 0.25, None])
+async def test_catalog_sync_is_polled_when_arm_says(
+    arm: arm_.ArmEmulator, leaks: list[BaseException], retry_after: float | None
+) -> None:
+    """The sync's operation is polled when ARM's answers say (`Retry-After` in whole seconds, a
+    fraction as `retry-after-ms`), whatever `polling_interval` is: that is only for an answer
+    that says nothing. (azure-core's ARM poller, with the interval left as a fallback.) The
+    first poll goes right after the 202 whatever it says: azure-core polls once at once."""
+    arm.add_catalog(SUB, GROUP, "paced", dev_center="dc-ade")
+    arm.operations.retry_after = retry_after
+    fallback = 0.5
+    async with clients.AzureClients(settings_for(arm, polling_interval=fallback)) as factory:
+        azure = await factory.get(subscription_id=SUB, client_secret=OPERATOR)
+        target = spec.CatalogSync(SUB, GROUP, "paced", dev_center="dc-ade")
+        await access.sync_catalog(clients=azure, target=target)
+    (synced,) = arm.syncs
+    assert synced.status == "Succeeded"
+    asked = [
+        r.time
+        for r in arm.requests
+        if (r.method == "POST" and r.path.endswith("/sync"))
+        or (r.method == "GET" and synced.operation_id in r.path)
+    ]
+    # the POST, then a poll at once, then one after each InProgress answer's delay
+    gaps = [later - earlier for earlier, later in itertools.pairwise(asked)]
+    waits = gaps[1 : arm.operations.polls + 1]
+    assert gaps[0] < 0.5
+    assert len(waits) == arm.operations.polls
+    expected = fallback if retry_after is None else retry_after
+    assert all(expected - 0.05 <= wait < expected + 0.75 for wait in waits), waits

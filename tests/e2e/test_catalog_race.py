@@ -27,8 +27,9 @@ Verified:
 - pushed: the moment the git server moved the branch to the commit that first holds the
   manifest's change, stamped by a `post-receive` hook of the bare repository (`date +%s.%N`).
 
-So the interval holds the rest of that reconcile, the writer's batch window (200 ms), waiting for
-a batch in flight, the fetch, edit, commit and push, and the retries after a lost race.
+So the interval holds the rest of that reconcile, the writer's batch window (200 ms; up to 5 s
+once changes keep coming), waiting for a batch in flight, the fetch, edit, commit and push, and
+the retries after a lost race.
 """
 
 from __future__ import annotations
@@ -62,13 +63,19 @@ from tests.env import gitserver, kube, kwok, oci, registry
 pytestmark = pytest.mark.e2e
 
 RACE = 20
+LONE = 3
 BURST = 100
 PUSHER_PAUSE = (0.05, 0.3)  # a tight loop starves any writer that never forces (see Pusher)
 LABEL = "runners.ade.dev/runnerimage"
 SYNC_TIMEOUT = 180.0
-MAX_BURST_COMMITS = 25
-"""8-11 measured with 100 reconciles at once, 17 with the default 8 (each verifies the image's
-layers before its change reaches the writer): the changes reach it over some 15 s."""
+MAX_BURST_COMMITS = 8
+"""4, 6, 6, 7 measured with the default 8 reconciles at once and ADE_CATALOG_BATCH_MAX_WINDOW 5s
+(one commit every 5 s once changes keep coming; 14-17 before it, a commit per push round trip,
+each of about 8 changes, one per reconcile slot): the changes reach the writer over 15-25 s,
+so 5 commits are not always enough."""
+QUIET_MEDIAN = 7.0
+"""Seconds, the bound on the medians of the race test: 20 at once wait up to the batch cadence
+(ADE_CATALOG_BATCH_MAX_WINDOW, 5 s) after the first batch (3-4 s measured)."""
 
 
 BUILT = buildjobs.runner_built()
@@ -279,6 +286,35 @@ class _Phase:
 
     def latencies(self) -> list[float]:
         """Build verified -> commit pushed, one per RunnerImage (see the module docstring)."""
+        return [pushed - verified for verified, pushed in self._verified_pushed()]
+
+    def verified(self) -> list[float]:
+        """When each RunnerImage's build was verified (see the module docstring), monotonic."""
+        return [verified for verified, _ in self._verified_pushed()]
+
+    def batches(self) -> list[tuple[float, int]]:
+        """The operator's commits in the order they landed: (when, monotonic; how many
+        manifests it changed)."""
+        landings = _landings(self.landed)
+        out = []
+        for sha in self.revisions():
+            shown = _bare(self.server, self.repo, "show", "--format=", "--name-only", sha)
+            out.append((landings[sha], sum(p.startswith("Environments/") for p in shown.split())))
+        return sorted(out)
+
+    def timeline(self, since: float) -> str:
+        """Verifications per second and the batches' sizes, in seconds after `since`: where
+        the commits go."""
+        verified = [t - since for t in self.verified()]
+        start = int(min(verified))
+        counts = [0] * (int(max(verified)) - start + 1)
+        for t in verified:
+            counts[int(t) - start] += 1
+        per_second = " ".join(str(n) for n in counts)
+        sizes = ", ".join(f"{t - since:.1f}s:{n}" for t, n in self.batches())
+        return f"verified per second from {start} s: {per_second}; commits (landed: size): {sizes}"
+
+    def _verified_pushed(self) -> list[tuple[float, float]]:
         landings = _landings(self.landed)
         requests = self.proxy.recorded()
         out = []
@@ -294,8 +330,8 @@ class _Phase:
             assert any(
                 "/manifests/" in r.path and r.status == 200 and r.time < pushed for r in mine
             ), f"no verifying request of {name} reached the registry before its commit"
-            out.append(pushed - max(r.time for r in mine if r.time < pushed))
-        assert min(out) > 0
+            out.append((max(r.time for r in mine if r.time < pushed), pushed))
+        assert min(pushed - verified for verified, pushed in out) > 0
         return out
 
     def revisions(self) -> set[str]:
@@ -331,12 +367,22 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
     """Twenty RunnerImages on one branch, alone and then against a writer pushing unrelated
     commits every 0.05-0.3 s: every update lands, the other writer's commits all stay, every
     RunnerImage is CatalogSynced at a revision of the branch, and build verified -> commit
-    pushed (measured as the module docstring says) has a median under 5 s."""
+    pushed (measured as the module docstring says) has a median under `QUIET_MEDIAN`; and
+    RunnerImages one at a time, each on its own repository, are pushed within the batch window
+    and a write (about 0.5 s)."""
     buildjobs.push_secret(cluster, namespace, proxy.host)
     git_secret(cluster, namespace)
     operator = start_operator(ADE_MAX_CONCURRENT_BUILDS=str(2 * RACE + 1))
     base = base_image.replace(oci_registry.host, proxy.host, 1)
     setup = _Setup(cluster, namespace, git_server, proxy, base)
+
+    lone: list[float] = []
+    for index in range(LONE):
+        alone = _Phase(setup, f"lone{index}", 1)
+        alone.create()
+        alone.finish(pusher)
+        alone.check()
+        lone.extend(alone.latencies())
 
     quiet = _Phase(setup, "quiet", RACE)
     quiet.create()
@@ -362,25 +408,31 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
 
     calm_median, calm_p95 = figures(quiet.latencies())
     raced_median, raced_p95 = figures(raced.latencies())
+    lone_median, _ = figures(lone)
     with capsys.disabled():
         print(
             f"\n[catalog race] {RACE} RunnerImages, one manifest each, one repository branch;"
             " build verified -> commit pushed:"
+            f"\n  one at a time:       median {lone_median * 1000:.0f} ms"
+            f" ({', '.join(f'{t * 1000:.0f}' for t in lone)} ms; {LONE} RunnerImages, each alone)"
             f"\n  alone:               median {calm_median * 1000:.0f} ms,"
             f" p95 {calm_p95 * 1000:.0f} ms; {quiet.commits()} commits;"
             f" build pods told to finish -> all synced {quiet.synced - quiet.completed:.1f} s;"
             f" {lost_alone} pushes lost a race"
+            f"\n    {quiet.timeline(quiet.completed)}"
             f"\n  with another writer: median {raced_median * 1000:.0f} ms,"
             f" p95 {raced_p95 * 1000:.0f} ms; {raced.commits()} commits;"
             f" build pods told to finish -> all synced {raced.synced - raced.completed:.1f} s;"
             f" {lost_raced} pushes lost a race and were retried in-process; the other writer"
             f" landed {during} commits meanwhile ({interleaved} between the operator's first"
             f" and last), {other.rejected} of its pushes were rejected, none of its commits lost"
+            f"\n    {raced.timeline(raced.completed)}"
             f"\n  status: catalog.pushedAt >= Verified.lastTransitionTime for"
             f" {quiet.ordered_stamps() + raced.ordered_stamps()} of {2 * RACE}"
         )
-    assert raced_median < 5.0
-    assert calm_median < 5.0
+    assert raced_median < QUIET_MEDIAN
+    assert calm_median < QUIET_MEDIAN
+    assert lone_median < 2.0
     assert quiet.ordered_stamps() + raced.ordered_stamps() == 2 * RACE  # pushedAt is the push
 
 
@@ -398,7 +450,9 @@ def test_a_hundred_images_completing_together_take_a_handful_of_commits(
 ) -> None:
     """100 RunnerImages on one repository whose builds are all complete when the operator looks
     land in a handful of commits: the writer batches what arrives within its window or while a
-    write is in flight (8-11 commits measured here; the bound leaves room for a slower machine).
+    write is in flight, and once changes keep coming, writes one batch per
+    ADE_CATALOG_BATCH_MAX_WINDOW (see MAX_BURST_COMMITS). The test prints the verifications per
+    second and each commit's size, to show where commits go.
 
     "At once" needs the operator away while the builds finish: this control plane's Job
     controller marks about six Jobs Complete a second, and the operator, which looks at each
@@ -410,7 +464,8 @@ def test_a_hundred_images_completing_together_take_a_handful_of_commits(
 
     The operator runs with the default ADE_MAX_CONCURRENT_RECONCILES (8): a reconcile lends its
     slot while its change waits for its batch's push, so 8 slots still fill large batches
-    (before it kept the slot, and the default capped a batch at 8 changes: 51 commits).
+    (before it kept the slot, and the default capped a batch at 8 changes: 51 commits). The
+    changes still come 8 at a time, every 1-2 s (16 slots: 16 every 3-4 s, the same rate).
     """
     buildjobs.push_secret(cluster, namespace, proxy.host)
     git_secret(cluster, namespace)
@@ -445,5 +500,6 @@ def test_a_hundred_images_completing_together_take_a_handful_of_commits(
             f" all synced {burst.synced - created:.1f} s, the operator's stop included);"
             f" build verified -> commit pushed median {median * 1000:.0f} ms,"
             f" p95 {p95 * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms"
+            f"\n  operator started at 0 s; {burst.timeline(started)}"
         )
     assert commits <= MAX_BURST_COMMITS

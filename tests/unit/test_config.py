@@ -43,6 +43,8 @@ def test_blank_values_mean_defaults() -> None:
         "ADE_BUILDKIT_TLS_DIR",
         "ADE_BUILDKIT_IMAGE",
         "ADE_INSECURE_REGISTRIES",
+        "ADE_CATALOG_BATCH_WINDOW",
+        "ADE_CATALOG_BATCH_MAX_WINDOW",
         "ADE_AZURE_RESOURCE_MANAGER",
         "ADE_AZURE_AUTHORITY_HOST",
         "ADE_AZURE_CA_BUNDLE",
@@ -127,6 +129,17 @@ def test_config_error_is_a_value_error() -> None:
 def test_bad_value_quotes_what_was_given(name: str, value: str, expected: str) -> None:
     with pytest.raises(config.ConfigError, match=expected):
         config.from_env({name: value})
+
+
+def test_catalog_batch_windows_read() -> None:
+    assert (config.Config.catalog_batch_window, config.Config.catalog_batch_max_window) == (
+        0.2,
+        5.0,
+    )
+    cfg = config.from_env({"ADE_CATALOG_BATCH_WINDOW": "0s", "ADE_CATALOG_BATCH_MAX_WINDOW": "1m"})
+    assert (cfg.catalog_batch_window, cfg.catalog_batch_max_window) == (0.0, 60.0)
+    with pytest.raises(config.ConfigError, match=r"^ADE_CATALOG_BATCH_MAX_WINDOW: "):
+        config.from_env({"ADE_CATALOG_BATCH_MAX_WINDOW": "soon"})
 
 
 def test_build_settings_read() -> None:

@@ -219,6 +219,100 @@ def test_backoff_grows_is_capped_and_jittered() -> None:
     assert len({repository._backoff(3, base=0.1, cap=1.0) for _ in range(20)}) > 1
 
 
+# -- when a batch leaves ------------------------------------------------------------------------
+
+
+def _lane(*submitted: float) -> repository._Lane:
+    lane = repository._Lane("https://git.example.test/c.git", "main", "")
+    loop = asyncio.new_event_loop()
+    try:
+        for when in submitted:
+            lane.pending.append(repository._Pending(_change(), loop.create_future(), when))
+    finally:
+        loop.close()
+    return lane
+
+
+def _writer(
+    tmp_path: pathlib.Path, *, window: float, max_window: float = 2.0
+) -> repository.CatalogWriter:
+    cache = repository.CloneCache(tmp_path)
+    return repository.CatalogWriter(cache=cache, window=window, max_window=max_window)
+
+
+def test_a_lone_change_leaves_after_the_window(tmp_path: pathlib.Path) -> None:
+    writer = _writer(tmp_path, window=0.2, max_window=2.0)
+    assert writer._due(_lane(10.0)) == pytest.approx(10.2)
+
+
+def test_a_batch_collects_while_changes_keep_coming_up_to_max_window(
+    tmp_path: pathlib.Path,
+) -> None:
+    writer = _writer(tmp_path, window=0.2, max_window=2.0)
+    assert writer._due(_lane(10.0, 10.15, 10.3)) == pytest.approx(10.5)  # 0.2 s after the last
+    steady = _lane(*(10.0 + 0.1 * i for i in range(30)))  # one every 0.1 s for 3 s
+    assert writer._due(steady) == pytest.approx(12.0)  # capped: 2 s after the first
+
+
+def test_after_a_batch_of_several_the_next_waits_max_window_after_it_left(
+    tmp_path: pathlib.Path,
+) -> None:
+    writer = _writer(tmp_path, window=0.2, max_window=2.0)
+    following = _lane(10.5, 10.6)
+    following.left = 10.0  # a batch of several left at 10.0: changes keep coming
+    assert writer._due(following) == pytest.approx(12.0)
+    later = _lane(12.5)
+    later.left = 10.0  # came after a quiet max_window: a lone change again
+    assert writer._due(later) == pytest.approx(12.7)
+
+
+def test_max_window_is_never_shorter_than_the_window(tmp_path: pathlib.Path) -> None:
+    assert _writer(tmp_path, window=0.2, max_window=0.1).max_window == pytest.approx(0.2)
+    assert _writer(tmp_path, window=0.2, max_window=0.1)._due(_lane(10.0, 10.1)) == (
+        pytest.approx(10.2)
+    )
+    assert _writer(tmp_path, window=0.0)._due(_lane(10.0, 10.1)) == pytest.approx(10.1)
+
+
+async def test_a_stream_of_changes_shares_a_batch_and_a_lone_one_waits_only_the_window(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The writer with its git part replaced by a recorder (a write takes 0.3 s): ten changes
+    50 ms apart leave in one batch (the window, 200 ms, never passes without one); changes that
+    come while it is written wait until `max_window` after it left; a lone change on a quiet
+    lane waits only the window."""
+    batches: list[tuple[float, int]] = []
+
+    class Recording(repository.CatalogWriter):
+        async def _write(self, lane: repository._Lane, batch: list[repository._Pending]) -> None:
+            batches.append((loop.time(), len(batch)))
+            await asyncio.sleep(0.3)
+            for pending in batch:
+                pending.future.set_result(repository.Result("0" * 40, "refs/heads/main", (), False))
+
+    loop = asyncio.get_running_loop()
+    writer = Recording(cache=repository.CloneCache(tmp_path), window=0.2, max_window=0.8)
+    started = loop.time()
+    submitted = []
+    for _ in range(10):
+        submitted.append(asyncio.create_task(writer.submit(_change())))
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.25)  # the batch of ten is being written (from 0.65 s, for 0.3 s)
+    assert [size for _, size in batches] == [10]
+    assert batches[0][0] - started >= 0.45 + 0.2
+
+    await asyncio.gather(*submitted, writer.submit(_change()), writer.submit(_change()))
+    assert [size for _, size in batches] == [10, 2]
+    assert batches[1][0] - batches[0][0] >= 0.8
+
+    await asyncio.sleep(0.9)
+    lone = loop.time()
+    await writer.submit(_change())
+    assert [size for _, size in batches] == [10, 2, 1]
+    assert 0.2 <= batches[2][0] - lone < 0.7
+    await writer.aclose()
+
+
 # -- the lock registry -------------------------------------------------------------------------
 
 
