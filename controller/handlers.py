@@ -125,7 +125,8 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     @kopf.on.event(*_JOBS, labels={job.LABEL_MANAGED_BY: job.MANAGED_BY}, registry=registry)
     async def on_build_job(type: str | None, body: kopf.Body, **_: Any) -> None:
         # A build Job that finishes wakes its RunnerImage's reconcile at once. An event handler
-        # writes nothing to the Job (no finalizer, no progress annotation).
+        # writes nothing to the Job (no finalizer, no progress annotation) as long as it
+        # returns nothing (kopf would store a result in the Job's status).
         finished = job.finished(type, body)
         if finished is not None and services_.waker is not None:
             services_.waker.build_finished(finished.namespace, finished.owner, finished.name)
