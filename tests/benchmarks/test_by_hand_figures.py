@@ -30,6 +30,7 @@ from typing import Any, cast
 import pytest
 from kubernetes import client, config
 
+from tests.benchmarks import test_build_figures
 from tests.conftest import (
     GIT_PASSWORD,
     GIT_USER,
@@ -46,10 +47,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.benchmark]
 ROUNDS = 3
 MAX_RATIO = 1.5
 BY_HAND = controlplane.REPO / "hack" / "by-hand"
-DOCKERFILE = (
-    "ARG BASE_IMAGE\nARG IMAGE_VERSION\nFROM ${BASE_IMAGE}:${IMAGE_VERSION}\n"
-    "COPY scripts/ /scripts/\nRUN chmod +x /scripts/*.sh\n"
-)
 BACKENDS = {"BuildKitDaemon": "buildkitd.sh", "Docker": "docker.sh"}
 
 
@@ -75,29 +72,6 @@ def daemons(
         shutil.rmtree(short, ignore_errors=True)
 
 
-def _runner(namespace: str, host: str, core: str, backend: str, script: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "runners.ade.dev/v1alpha1",
-        "kind": "RunnerImage",
-        "metadata": {"name": f"op-{backend.lower()}"},
-        "spec": {
-            "source": {
-                "inline": {
-                    "dockerfile": DOCKERFILE,
-                    "scripts": {"deploy.sh": script, "delete.sh": "#!/bin/sh\n"},
-                }
-            },
-            "buildArgs": {"BASE_IMAGE": core, "IMAGE_VERSION": "4.0"},
-            "image": {
-                "registry": host,
-                "repository": f"{namespace}/op-{backend.lower()}",
-                "pushSecretRef": {"name": "push"},
-            },
-            "build": {"backend": backend, "timeout": "10m"},
-        },
-    }
-
-
 def _manifest(side: str, backend: str) -> str:
     return f"Environments/{side}-{backend.lower()}/environment.yaml"
 
@@ -110,7 +84,7 @@ class ByHand:
     ) -> None:
         self.folder, self.env, self.url, self.host, self.core = folder, env, url, host, core
         (folder / "scripts").mkdir(parents=True)
-        (folder / "Dockerfile").write_text(DOCKERFILE)
+        (folder / "Dockerfile").write_text(test_build_figures.DOCKERFILE)
         (folder / "scripts" / "delete.sh").write_text("#!/bin/sh\n")
 
     def run(self, backend: str, namespace: str, script: str, tag: str) -> tuple[float, str]:
@@ -238,7 +212,14 @@ def test_operator_against_the_same_steps_by_hand(
                 seconds, pushed = hand.run(
                     backend, namespace, f"#!/bin/sh\necho by hand {round_}\n", f"r{round_}"
                 )
-                body = _runner(namespace, host, core, backend, f"#!/bin/sh\necho op {round_}\n")
+                body = test_build_figures.runner_body(
+                    namespace,
+                    host,
+                    backend=backend,
+                    base=core,
+                    script=f"#!/bin/sh\necho op {round_}\n",
+                    name=f"op-{backend.lower()}",
+                )
                 spent, previous = _operator_round(cluster, api, namespace, body, previous)
                 if round_:
                     by_hand.append(seconds)
