@@ -17,8 +17,10 @@ from controller.reconcile import images, limits, services, wake
 
 def services_from_config(config: config_.Config) -> services.Services:
     cluster = kube.Kube(kube.api_client())
-    # An in-process build that ends wakes its object's reconcile at once (the timer is the net).
-    tasks = inprocess.Tasks(on_finished=wake.Waker(cluster).build_finished)
+    # A build that ends wakes its object's reconcile at once (the timer is the net): an
+    # in-process build from its task, a build Job from the handlers' watch of Jobs.
+    waker = wake.Waker(cluster)
+    tasks = inprocess.Tasks(on_finished=waker.build_finished)
     return services.Services(
         kube=cluster,
         backends={
@@ -49,6 +51,7 @@ def services_from_config(config: config_.Config) -> services.Services:
         workdir=pathlib.Path(config.work_dir),
         registry=images.Registry(insecure_hosts=frozenset(config.insecure_registries)),
         tasks=tasks,
+        waker=waker,
         catalog=repository.CatalogWriter(
             cache=repository.CloneCache(pathlib.Path(config.work_dir) / "catalogs"),
             window=config.catalog_batch_window,

@@ -5,7 +5,7 @@
 | `ADE_WATCH_NAMESPACES` | (empty: all) | comma-separated namespaces; empty: the whole cluster |
 | `ADE_MAX_CONCURRENT_RECONCILES` | `8` | RunnerImages reconciled at once |
 | `ADE_RESYNC_INTERVAL` | `1m` | how often each RunnerImage is looked at with no change seen |
-| `ADE_PROGRESS_INTERVAL` | `2s` | how often work in flight (a Job build) is looked at |
+| `ADE_PROGRESS_INTERVAL` | `2s` | how often work in flight is looked at (the net: builds wake it) |
 | `ADE_METRICS_PORT` | `8080` | port of the Prometheus `/metrics` endpoint; `0` turns it off |
 | `ADE_HEALTH_PORT` | `8081` | port of the liveness endpoint `/healthz`; `0` turns it off |
 | `ADE_LOG_FORMAT` | `plain` | `plain` or `json` |

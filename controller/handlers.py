@@ -1,6 +1,7 @@
 """kopf registrations, a few lines each: every cause delegates to one level-based reconcile.
 
-Resume, create, update (including the manual-trigger annotation) and the timers all call
+Resume, create, update (including the manual-trigger annotation and the build-finished stamp
+that a build's end sets, `controller.reconcile.wake`) and the timers all call
 `_reconcile`, which runs `controller.reconcile.cycle` (lock, slot, memory, runner, metrics) and
 hands its report to kopf: the status patch (written once, and only when non-empty), the Events
 the runner chose, and a retry with backoff after a transient failure.
@@ -19,10 +20,12 @@ import kopf
 from controller import assembly, backoff, kube
 from controller import config as config_
 from controller.api import identity
+from controller.builds import job
 from controller.observe import metrics
 from controller.reconcile import cycle, owners, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
+_JOBS = ("batch", "v1", "jobs")
 MAX_RETRY_DELAY = 300.0
 
 
@@ -55,6 +58,8 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         # would need cluster-wide list/watch of namespaces and CRDs, which a namespaced install's
         # Roles do not grant (kopf would retry for about a minute before serving anything).
         settings.scanning.disabled = bool(config.namespaces)
+        # The watch of build Jobs asks the API server for the operator's Jobs only.
+        settings.watching.label_selectors[_JOBS] = f"{job.LABEL_MANAGED_BY}={job.MANAGED_BY}"
         settings.peering.standalone = not config.peering
         if config.peering:
             settings.peering.name = config.peering
@@ -116,6 +121,15 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         # Work is in flight (Reconciling=True, e.g. a build): look at it every few seconds.
         # Timers write nothing of their own, unlike kopf's retries of a handler.
         await _reconcile(services_, body, patch, memo, retry=0)
+
+    @kopf.on.event(*_JOBS, labels={job.LABEL_MANAGED_BY: job.MANAGED_BY}, registry=registry)
+    async def on_build_job(type: str | None, body: kopf.Body, **_: Any) -> None:
+        # A build Job that finishes wakes its RunnerImage's reconcile at once. An event handler
+        # writes nothing to the Job (no finalizer, no progress annotation) as long as it
+        # returns nothing (kopf would store a result in the Job's status).
+        finished = job.finished(type, body)
+        if finished is not None and services_.waker is not None:
+            services_.waker.build_finished(finished.namespace, finished.owner, finished.name)
 
     @kopf.on.cleanup(registry=registry)
     async def close_clients(**_: Any) -> None:

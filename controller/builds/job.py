@@ -11,7 +11,8 @@ request from the backend-neutral plan. The Job is named after the build
 (`backend.build_name`: the RunnerImage name, the build key and the attempt), so a build is never
 started twice for one key: creating it again answers 409. The spec's resources and placement
 (`backend.PodPlacement`: node selector, tolerations, service account) go into the pod template
-as given; none of them is part of the build key.
+as given; none of them is part of the build key. `finished` reads the operator's watch of its
+Jobs: which RunnerImage to wake when a build Job ends.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from controller.api import identity
@@ -73,6 +75,47 @@ def owner_reference(owner: backend.Owner) -> dict[str, Any]:
         "controller": True,
         "blockOwnerDeletion": True,
     }
+
+
+FINISHED_CONDITIONS = frozenset({"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"})
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedJob:
+    """A build Job seen finished: `owner` is the RunnerImage whose reconcile it should wake."""
+
+    namespace: str
+    owner: str
+    name: str
+
+
+def finished(event_type: str | None, body: Mapping[str, Any]) -> FinishedJob | None:
+    """The build Job a watch event shows finished (a pod succeeded or failed, or the Job
+    controller's verdict), with the RunnerImage that controls it. None for the initial listing
+    (a restarted operator resumes every RunnerImage anyway), a deletion, a Job still running and
+    a Job no RunnerImage controls."""
+    if event_type not in ("ADDED", "MODIFIED"):
+        return None
+    status = body.get("status") or {}
+    done = status.get("succeeded") or status.get("failed")
+    conditions = status.get("conditions") or []
+    if not done and not any(
+        c.get("type") in FINISHED_CONDITIONS and c.get("status") == "True" for c in conditions
+    ):
+        return None
+    metadata = body.get("metadata") or {}
+    for reference in metadata.get("ownerReferences") or []:
+        group = str(reference.get("apiVersion", "")).split("/", 1)[0]
+        if reference.get("controller") and (group, reference.get("kind")) == (
+            identity.GROUP,
+            identity.KIND,
+        ):
+            return FinishedJob(
+                namespace=str(metadata.get("namespace", "")),
+                owner=str(reference.get("name", "")),
+                name=str(metadata.get("name", "")),
+            )
+    return None
 
 
 MAX_CONTEXT_BYTES = 900 * 1024

@@ -17,7 +17,7 @@ from controller.azure import cache as azure_cache
 from controller.azure import clients as azure_clients
 from controller.builds import backend, inprocess, retries
 from controller.catalog import repository
-from controller.reconcile import images, limits
+from controller.reconcile import images, limits, wake
 from controller.reconcile import owners as owners_
 
 
@@ -31,6 +31,8 @@ class Services:
     """The container registries (clients per credentials, digest lookups)."""
     tasks: inprocess.Tasks | None = None
     """The builds running inside the operator (daemon and Docker backends)."""
+    waker: wake.Waker | None = None
+    """Wakes a RunnerImage's reconcile when its build ends (in-process task or build Job)."""
     catalog: repository.CatalogWriter | None = None
     """The operator-wide catalog writer (one lock and one batch per repository)."""
     azure: azure_clients.AzureClients | None = None
@@ -46,9 +48,12 @@ class Services:
     """Which RunnerImage pushes which image repository (kopf's index, set by the handlers)."""
 
     def forget(self, *, namespace: str, name: str) -> None:
-        """Drop what the operator keeps of a deleted RunnerImage: fetched sources, build slots
-        and in-process builds (Job builds are deleted with it by the garbage collector)."""
+        """Drop what the operator keeps of a deleted RunnerImage: fetched sources, build slots,
+        in-process builds and the last build stamped (Job builds are deleted with it by the
+        garbage collector)."""
         shutil.rmtree(self.workdir / "sources" / namespace / name, ignore_errors=True)
         self.slots.forget(namespace=namespace, name=name)
         if self.tasks is not None:
             self.tasks.forget(namespace=namespace, name=name)
+        if self.waker is not None:
+            self.waker.forget(namespace=namespace, name=name)

@@ -42,25 +42,43 @@ def _secret(cluster: kube.Cluster, namespace: str, host: str) -> None:
     )  # fmt: skip
 
 
-def _body(namespace: str, host: str, *, backend: str, base: str, script: str) -> dict[str, Any]:
+DOCKERFILE = (
+    "ARG BASE_IMAGE\nARG IMAGE_VERSION\nFROM ${BASE_IMAGE}:${IMAGE_VERSION}\n"
+    "COPY scripts/ /scripts/\nRUN chmod +x /scripts/*.sh\n"
+)
+"""The example's Dockerfile: ADE's pattern, one layer of scripts on the base image."""
+
+
+WITH_INSTALL = DOCKERFILE.replace("COPY scripts/", INSTALL + "COPY scripts/", 1)
+"""The example's Dockerfile with an install step before the scripts (the cache figures)."""
+
+
+def runner_body(
+    namespace: str,
+    host: str,
+    *,
+    backend: str,
+    base: str,
+    script: str,
+    name: str = "bench",
+    dockerfile: str = DOCKERFILE,
+) -> dict[str, Any]:
+    """A RunnerImage of `dockerfile` with `script` as deploy.sh, pushed to `namespace/name`."""
     return {
         "apiVersion": "runners.ade.dev/v1alpha1",
         "kind": "RunnerImage",
-        "metadata": {"name": "bench"},
+        "metadata": {"name": name},
         "spec": {
             "source": {
                 "inline": {
-                    "dockerfile": (
-                        "ARG BASE_IMAGE\nARG IMAGE_VERSION\nFROM ${BASE_IMAGE}:${IMAGE_VERSION}\n"
-                        f"{INSTALL}COPY scripts/ /scripts/\nRUN chmod +x /scripts/*.sh\n"
-                    ),
+                    "dockerfile": dockerfile,
                     "scripts": {"deploy.sh": script, "delete.sh": "#!/bin/sh\n"},
                 }
             },
             "buildArgs": {"BASE_IMAGE": base, "IMAGE_VERSION": "4.0"},
             "image": {
                 "registry": host,
-                "repository": f"{namespace}/bench",
+                "repository": f"{namespace}/{name}",
                 "pushSecretRef": {"name": "push"},
             },
             "build": {"backend": backend},
@@ -99,7 +117,7 @@ def test_spec_change_to_build_start(
                 raise
 
     threading.Thread(target=observe, daemon=True).start()
-    body = _body(namespace, oci_registry.host, backend="Job", base="unused", script="")
+    body = runner_body(namespace, oci_registry.host, backend="Job", base="unused", script="")
     body["spec"]["source"]["inline"]["dockerfile"] = "FROM scratch\nCOPY scripts/ /scripts/\n"
     latencies = []
     for change in range(CHANGES + 1):
@@ -154,12 +172,13 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
                 daemon.stop()  # the same socket, an empty state: nothing local is cached
                 shutil.rmtree(daemon.root)
                 daemon.start()
-                body = _body(
+                body = runner_body(
                     namespace,
                     oci_registry.host,
                     backend="BuildKitDaemon",
                     base=base,
                     script=f"#!/bin/sh\necho {version}\n",
+                    dockerfile=WITH_INSTALL,
                 )
                 start = time.monotonic()
                 if figures:

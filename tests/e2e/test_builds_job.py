@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -79,6 +80,37 @@ def test_job_build_end_to_end(
     assert table[1].split()[1:3] == ["True", latest["reference"]]
     assert PUSH_PASSWORD not in operator.logs()
     assert PUSH_PASSWORD not in json.dumps(ready)
+
+
+def test_a_finished_build_job_wakes_its_reconcile_at_once(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+) -> None:
+    """With the progress timer a minute away, only the watch of the build Job can bring Ready
+    soon after the Job ends."""
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    start_operator(ADE_PROGRESS_INTERVAL="60s", ADE_RESYNC_INTERVAL="10m")
+    cluster.apply(
+        namespace, json.dumps(buildjobs.runner_image(namespace, oci_registry.host, base_image))
+    )
+    (job,) = buildjobs.one_job(cluster, namespace)
+    buildjobs.finish(cluster, namespace, job, pusher)
+    finished = time.monotonic()
+    ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=90)
+    seconds = time.monotonic() - finished
+    annotations = ready["metadata"].get("annotations") or {}
+    assert annotations.get("runners.ade.dev/build-finished") == job["metadata"]["name"]
+    assert seconds < 10, f"Ready took {seconds:.1f}s: the timer, not the Job's end, woke it"
+    # The watch wrote nothing to the Job: no finalizer, no kopf annotation.
+    (after,) = buildjobs.jobs(cluster, namespace)
+    assert not after["metadata"].get("finalizers")
+    assert not [a for a in after["metadata"].get("annotations") or {} if "kopf" in a]
+    print(f"\n[figure] Job, progress timer 60 s: Job finished -> Ready in {seconds:.1f} s")
 
 
 def test_restart_mid_build_adopts_the_job(

@@ -43,7 +43,7 @@ RULES = {
     ("", "events"): ["create"],
     ("", "secrets"): ["get"],
     ("", "configmaps"): ["create", "delete"],
-    ("batch", "jobs"): ["get", "list", "create", "delete"],
+    ("batch", "jobs"): ["get", "list", "watch", "create", "delete"],
     ("", "pods"): ["list"],
 }
 CLUSTER_ONLY = {("apiextensions.k8s.io", "customresourcedefinitions"): ["list", "watch"]}

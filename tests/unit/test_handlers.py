@@ -1,13 +1,18 @@
-"""The kopf layer's own decisions: how long a transient failure waits, and which objects the
-progress timer looks at (the rest is `controller.reconcile.cycle`)."""
+"""The kopf layer's own decisions: how long a transient failure waits, which objects the
+progress timer looks at, which Jobs are watched (the rest is `controller.reconcile.cycle`)."""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import pathlib
+from typing import Any, cast
 
+import kopf
 import pytest
 
-from controller import handlers
+from controller import assembly, config, handlers, kube
+from controller.builds import backend, job
+from controller.reconcile import limits, services, wake
 
 
 @pytest.mark.parametrize(
@@ -32,3 +37,58 @@ def test_the_progress_timer_runs_only_while_work_is_in_flight(
     conditions: list[dict[str, Any]], looked_at: bool
 ) -> None:
     assert handlers._reconciling({"conditions": conditions}) is looked_at  # type: ignore[arg-type]
+
+
+class Waker:
+    def __init__(self) -> None:
+        self.woken: list[tuple[str, str, str]] = []
+
+    def build_finished(self, namespace: str, name: str, build: str) -> None:
+        self.woken.append((namespace, name, build))
+
+
+def test_finished_build_jobs_are_watched_by_label_and_wake_their_runner_image(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    waker = Waker()
+    built = services.Services(
+        kube=cast(kube.Kube, None),
+        backends={},
+        slots=limits.BuildSlots(limit=1),
+        workdir=tmp_path,
+        waker=cast(wake.Waker, waker),
+    )
+    monkeypatch.setattr(assembly, "services_from_config", lambda _: built)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, config.from_env({}))
+    (watch,) = registry._watching.get_all_handlers()  # the Jobs: the only raw-event watch
+    assert watch.selector is not None
+    assert (watch.selector.group, watch.selector.version, watch.selector.any_name) == (
+        "batch",
+        "v1",
+        "jobs",
+    )
+    assert watch.labels == {job.LABEL_MANAGED_BY: job.MANAGED_BY}
+    settings = kopf.OperatorSettings()
+    for startup in registry._activities.get_all_handlers():
+        if str(startup.id).endswith("configure"):
+            configure: Any = startup.fn
+            configure(settings=settings)
+    assert list(settings.watching.label_selectors.values()) == [
+        f"{job.LABEL_MANAGED_BY}={job.MANAGED_BY}"
+    ]
+
+    owner = backend.Owner(name="runner", namespace="team-a", uid="u-1")
+    body: Any = {
+        "metadata": {
+            "name": "runner-build-1",
+            "namespace": "team-a",
+            "ownerReferences": [job.owner_reference(owner)],
+        },
+        "status": {"succeeded": 1},
+    }
+    on_job: Any = watch.fn
+    asyncio.run(on_job(type="MODIFIED", body=kopf.Body(body)))
+    running: Any = {**body, "status": {"active": 1}}
+    asyncio.run(on_job(type="MODIFIED", body=kopf.Body(running)))
+    assert waker.woken == [("team-a", "runner", "runner-build-1")]

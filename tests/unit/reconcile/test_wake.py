@@ -44,3 +44,32 @@ async def test_a_stamp_that_fails_is_logged_for_the_timer_to_cover(
     await asyncio.wait_for(cluster.done.wait(), timeout=5)
     await asyncio.sleep(0)
     assert "could not wake team-a/runner after build runner-build-abc" in caplog.text
+
+
+async def test_a_build_is_stamped_once_however_often_its_end_is_seen() -> None:
+    # A finished Job goes on changing (SuccessCriteriaMet, then Complete): one patch.
+    cluster = Annotations()
+    waker = wake.Waker(cast(kube.Kube, cluster))
+    for _ in range(3):
+        waker.build_finished("team-a", "runner", "runner-build-abc")
+    await asyncio.wait_for(cluster.done.wait(), timeout=5)
+    waker.build_finished("team-a", "runner", "runner-build-def")
+    await asyncio.sleep(0.01)
+    assert [annotations for _, _, annotations in cluster.patched] == [
+        {"runners.ade.dev/build-finished": "runner-build-abc"},
+        {"runners.ade.dev/build-finished": "runner-build-def"},
+    ]
+
+
+async def test_a_stamp_that_failed_or_a_forgotten_object_is_stamped_again() -> None:
+    cluster = Annotations(fail=True)
+    waker = wake.Waker(cast(kube.Kube, cluster))
+    waker.build_finished("team-a", "runner", "runner-build-abc")
+    await asyncio.wait_for(cluster.done.wait(), timeout=5)
+    cluster.fail = False
+    waker.build_finished("team-a", "runner", "runner-build-abc")
+    await asyncio.sleep(0.01)
+    waker.forget(namespace="team-a", name="runner")  # deleted, then created again
+    waker.build_finished("team-a", "runner", "runner-build-abc")
+    await asyncio.sleep(0.01)
+    assert len(cluster.patched) == 2

@@ -12,6 +12,7 @@ import email.utils
 import hashlib
 import json
 import random
+import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -554,3 +555,22 @@ async def test_references_may_be_given_as_text() -> None:
         str(harness.requests[0].url) == "http://registry.internal:5000/v2/ade/runner/manifests/v1"
     )
     assert harness.requests[1].url.path == f"/v2/a/manifests/{MANIFEST_DIGEST}"
+
+
+async def test_clients_share_one_tls_context_built_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Loading the CA bundle costs tens of milliseconds: not once per client (per reconcile).
+    built: list[ssl.SSLContext] = []
+
+    def create_ssl_context() -> ssl.SSLContext:
+        built.append(ssl.create_default_context())
+        return built[-1]
+
+    monkeypatch.setattr(httpx, "create_ssl_context", create_ssl_context)
+    client.default_tls.cache_clear()
+    try:
+        for _ in range(3):
+            await client.RegistryClient().aclose()
+        await client.RegistryClient(verify=False).aclose()
+        assert len(built) == 1
+    finally:
+        client.default_tls.cache_clear()

@@ -95,10 +95,11 @@ Every rule names the code that needs it; nothing else is granted.
   resources: [configmaps]
   verbs: [create, delete]
 # The Job backend: create a build Job, read it, list a RunnerImage's Jobs to prune the history,
-# delete pruned Jobs and Jobs stuck Pending.
+# delete pruned Jobs and Jobs stuck Pending; watch the operator's Jobs (by label) so that a
+# build Job's end wakes its RunnerImage's reconcile at once (controller/handlers.py).
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, create, delete]
+  verbs: [get, list, watch, create, delete]
 # The Job backend reads the build pod's state and termination message (the digest).
 - apiGroups: [""]
   resources: [pods]
