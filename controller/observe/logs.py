@@ -7,7 +7,8 @@ inside a reconcile (in-process builds) inherit them. Records of kopf's per-objec
 the object already (`k8s_ref`); outside any reconcile that is used instead.
 
 Plain lines read `[time] logger [LEVEL] [namespace/name build=<key>] message`; JSON lines are
-objects with `timestamp`, `severity`, `logger`, `message`, `namespace`, `name`, `buildKey` and,
+objects with `timestamp`, `severity`, `logger`, `message`, `kind` (RunnerImage, or Job for kopf's
+lines about the build Jobs it watches), `namespace`, `name`, `buildKey` and,
 on an exception, `exception`. Only these fields are written: no `extra` of a record, which keeps
 whatever a library attaches to its records out of the logs.
 """
@@ -33,6 +34,8 @@ class Scope:
     namespace: str
     name: str
     build_key: str = ""
+    kind: str = "RunnerImage"
+    """The kind of the object (kopf also logs about the build Jobs it watches)."""
 
 
 _scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("ade_log_scope", default=None)
@@ -61,14 +64,17 @@ def current() -> Scope | None:
 
 
 class ContextFilter(logging.Filter):
-    """Sets `ade_namespace`, `ade_name` and `ade_build_key` on every record (empty when none)."""
+    """Sets `ade_kind`, `ade_namespace`, `ade_name` and `ade_build_key` on every record (empty
+    when none)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         scope = _scope.get()
         if scope is None:
             ref = getattr(record, "k8s_ref", None)  # kopf's per-object loggers
             if isinstance(ref, dict) and ref.get("name"):
-                scope = Scope(str(ref.get("namespace") or ""), str(ref["name"]))
+                kind = str(ref.get("kind") or "")
+                scope = Scope(str(ref.get("namespace") or ""), str(ref["name"]), kind=kind)
+        record.ade_kind = scope.kind if scope else ""
         record.ade_namespace = scope.namespace if scope else ""
         record.ade_name = scope.name if scope else ""
         record.ade_build_key = scope.build_key if scope else ""
@@ -124,6 +130,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         for field, attribute in (
+            ("kind", "ade_kind"),
             ("namespace", "ade_namespace"),
             ("name", "ade_name"),
             ("buildKey", "ade_build_key"),

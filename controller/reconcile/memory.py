@@ -33,6 +33,8 @@ class ObjectMemory:
     the one its early progress write made)."""
     written: Mapping[str, Any] | None = None
     """The status as the last reconcile left it (what it read, with its patch applied)."""
+    last_patch: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    """The last status patch a reconcile wrote (empty until one wrote something)."""
     jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
     """Each object polls up to 10% later than its interval, so objects created together do not
     poll their git servers and registries in lockstep."""
@@ -47,19 +49,29 @@ class ObjectMemory:
 
     def status_for(self, read: Mapping[str, Any], version: str) -> Mapping[str, Any]:
         """The status to reconcile from: the one the last reconcile wrote when the object was
-        read at the same resourceVersion as that reconcile read it. kopf may hand a reconcile (a
-        timer, a queued event) a body read before the previous reconcile's status patch landed,
-        and a step acting on that stale status would repeat what was just done (an Event, a
-        catalog sync)."""
-        if self.written is None or not version or version not in self.stale_versions:
+        read before that write landed, else the one read.
+
+        kopf may hand a reconcile (a timer, a queued event) a body read before the previous
+        reconcile's status patch landed, and a step acting on that stale status would repeat
+        what was just done (an Event, a catalog sync). Such a body is known by its
+        resourceVersion (the one the last reconcile read, or its early progress write made), or,
+        when it was read at a version in between (an annotation patched meanwhile, e.g. a build
+        that ended), by its status lacking the last patch: only the operator writes status."""
+        if self.written is None:
             return read
-        return self.written
+        if version and version in self.stale_versions:
+            return self.written
+        if self.last_patch and status_.apply_merge_patch(read, self.last_patch) != read:
+            return self.written
+        return read
 
     def remember(
         self, versions: set[str], status: Mapping[str, Any], patch: Mapping[str, Any]
     ) -> None:
         self.stale_versions = frozenset(v for v in versions if v)
         self.written = status_.apply_merge_patch(status, patch) if patch else status
+        if patch:
+            self.last_patch = patch
 
     def due(self, last: float | None, interval: float | None, *, generation: int) -> bool:
         """Whether a poll last made at `last` (monotonic) is due again: never made, made for

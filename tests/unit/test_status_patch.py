@@ -130,3 +130,10 @@ def test_a_body_read_before_the_last_write_landed_is_read_as_written() -> None:
     assert memory.status_for(read, "11") == written  # the early progress write's version
     newer = {"catalog": {"revision": "abc", "syncedRevision": "abc"}, "x": 1}
     assert memory.status_for(newer, "12") is newer  # a later read is trusted
+    # a body read at a version in between (an annotation patched before the write landed):
+    # its status lacks the last patch, so it is the written one that counts
+    assert memory.status_for(read, "11.5") == written
+    # a reconcile that wrote nothing keeps the last patch as the mark of a fresh body
+    memory.remember({"12"}, newer, {})
+    assert memory.status_for(read, "12.5") == newer
+    assert memory.status_for(newer, "13") is newer

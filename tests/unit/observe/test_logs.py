@@ -75,9 +75,18 @@ def test_kopf_object_loggers_are_named_outside_a_bind(capture: Capture) -> None:
     ref = {"kind": "RunnerImage", "namespace": "team-b", "name": "arm", "uid": "u"}
     logger.info("Handler succeeded.", extra={"k8s_ref": ref, "settings": object()})
     (record,) = [json.loads(line) for line in lines(stream)]
-    assert (record["namespace"], record["name"]) == ("team-b", "arm")
+    assert (record["kind"], record["namespace"], record["name"]) == ("RunnerImage", "team-b", "arm")
     assert "settings" not in record  # extras are never written
     assert "k8s_ref" not in record
+
+
+def test_kopf_lines_about_a_build_job_say_it_is_a_job(capture: Capture) -> None:
+    logger, stream, handler = capture
+    handler.setFormatter(logs.JsonFormatter())
+    ref = {"kind": "Job", "namespace": "team-b", "name": "arm-build-0123456789ab", "uid": "u"}
+    logger.debug("Handler 'on_build_job' is invoked.", extra={"k8s_ref": ref})
+    (record,) = [json.loads(line) for line in lines(stream)]
+    assert (record["kind"], record["name"]) == ("Job", "arm-build-0123456789ab")
 
 
 def test_exceptions_are_one_json_line(capture: Capture) -> None:
