@@ -191,7 +191,10 @@ def start_operator(
             kubeconfig=operator_kubeconfig,
             namespaces=(namespace,),
             log=tmp_path / f"operator-{len(started)}.log",
-            env=env,
+            # A work folder of this test's own (kept across restarts within the test): with the
+            # default one, shared by every test, a catalog clone of an earlier test's git server
+            # that had the same port would be found in the clone cache.
+            env={"ADE_WORK_DIR": str(tmp_path / "work"), **env},
         )
         _OPERATOR_LOGS.append(process.log)
         process.start()
