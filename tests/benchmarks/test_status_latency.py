@@ -70,6 +70,24 @@ class FirstStatus:
         self._stream.stop()
 
 
+class Creates:
+    """Creates RunnerImages, noting when each create began and how long the API server took."""
+
+    def __init__(self, api: client.CustomObjectsApi, namespace: str) -> None:
+        self._api = api
+        self._namespace = namespace
+        self.started: dict[str, float] = {}
+        self.latency: list[float] = []
+
+    def create(self, name: str) -> None:
+        start = time.monotonic()
+        self._api.create_namespaced_custom_object(
+            "runners.ade.dev", "v1alpha1", self._namespace, "runnerimages", _body(name)
+        )
+        self.latency.append(time.monotonic() - start)
+        self.started[name] = start
+
+
 def test_a_burst_gets_its_first_status_without_queueing(
     control_plane: controlplane.ControlPlane,
     namespace: str,
@@ -79,24 +97,13 @@ def test_a_burst_gets_its_first_status_without_queueing(
     start_operator()
     api = client.CustomObjectsApi(config.new_client_from_config(str(control_plane.kubeconfig)))
     first = FirstStatus(api, namespace, COUNT)
-    created: dict[str, float] = {}
-    create_latency: list[float] = []
-
-    def create(index: int) -> None:
-        name = f"burst-{index:03d}"
-        start = time.monotonic()
-        api.create_namespaced_custom_object(
-            "runners.ade.dev", "v1alpha1", namespace, "runnerimages", _body(name)
-        )
-        create_latency.append(time.monotonic() - start)
-        created[name] = start
-
+    creates = Creates(api, namespace)
     with concurrent.futures.ThreadPoolExecutor(max_workers=COUNT) as pool:
-        list(pool.map(create, range(COUNT)))
+        list(pool.map(creates.create, [f"burst-{index:03d}" for index in range(COUNT)]))
     first.wait(COUNT)
-    status_latency = [first.seen[name] - created[name] for name in created]
+    status_latency = [first.seen[name] - start for name, start in creates.started.items()]
     median_status = statistics.median(status_latency)
-    median_create = statistics.median(create_latency)
+    median_create = statistics.median(creates.latency)
     ratio = median_status / median_create
     with capsys.disabled():
         print(
@@ -118,20 +125,13 @@ def test_apply_to_first_status_latency(
     start_operator()
     api = client.CustomObjectsApi(config.new_client_from_config(str(control_plane.kubeconfig)))
     first = FirstStatus(api, namespace, COUNT)
-    created: dict[str, float] = {}
-    create_latency: list[float] = []
+    creates = Creates(api, namespace)
     for index in range(COUNT):
-        name = f"latency-{index:03d}"
-        start = time.monotonic()
-        api.create_namespaced_custom_object(
-            "runners.ade.dev", "v1alpha1", namespace, "runnerimages", _body(name)
-        )
-        create_latency.append(time.monotonic() - start)
-        created[name] = start
+        creates.create(f"latency-{index:03d}")
     first.wait(COUNT)
-    status_latency = [first.seen[name] - created[name] for name in created]
+    status_latency = [first.seen[name] - start for name, start in creates.started.items()]
     median_status = statistics.median(status_latency)
-    median_create = statistics.median(create_latency)
+    median_create = statistics.median(creates.latency)
     with capsys.disabled():
         print(
             f"\n[benchmark] apply-to-first-status over {COUNT} RunnerImages: "
