@@ -77,7 +77,8 @@ def owner_reference(owner: backend.Owner) -> dict[str, Any]:
     }
 
 
-FINISHED_CONDITIONS = frozenset({"Complete", "SuccessCriteriaMet", "Failed", "FailureTarget"})
+FAILED_CONDITIONS = frozenset({"Failed", "FailureTarget"})
+"""The conditions the Job backend reads a failed build from (`job_backend.state`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +98,11 @@ def finished(event_type: str | None, body: Mapping[str, Any]) -> FinishedJob | N
     if event_type not in ("ADDED", "MODIFIED"):
         return None
     status = body.get("status") or {}
-    done = status.get("succeeded") or status.get("failed")
+    # Finished as the Job backend reads it, no earlier: a wake-up on `SuccessCriteriaMet` alone
+    # found the build still running (no `succeeded` count yet) and the next event was not told.
     conditions = status.get("conditions") or []
-    if not done and not any(
-        c.get("type") in FINISHED_CONDITIONS and c.get("status") == "True" for c in conditions
+    if not status.get("succeeded") and not any(
+        c.get("type") in FAILED_CONDITIONS and c.get("status") == "True" for c in conditions
     ):
         return None
     metadata = body.get("metadata") or {}
