@@ -56,6 +56,7 @@ def services_from_config(config: config_.Config) -> services.Services:
             cache=repository.CloneCache(pathlib.Path(config.work_dir) / "catalogs"),
             window=config.catalog_batch_window,
             max_window=config.catalog_batch_max_window,
+            eager=True,
         ),
         azure=azure_clients.AzureClients(azure_settings_from_config(config)),
         access_cache=azure_cache.AccessCache(interval=config.azure_check_interval),

@@ -111,6 +111,9 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     @kopf.timer(
         *_RESOURCE,
         interval=config.progress_interval,
+        # The reconcile that said Reconciling has just looked: the first look is one interval on
+        # (kopf would run a timer at once when `when` turns true: a second reconcile, for nothing).
+        initial_delay=config.progress_interval,
         when=_reconciling,
         registry=registry,
     )

@@ -13,8 +13,12 @@ in its own modules: the clone cache and the per-repository lock (`clones`), git 
   `window`), at most `max_window`; changes that come while a batch of several is written wait
   until `max_window` after it left. So a wave of changes reaching the writer a few at a time
   (rebuilds verified by a handful of reconciles) takes one commit per `max_window`, not one per
-  push round trip. Each
-  submitter gets its own `Result` or its own exception (an edit that raises fails only itself).
+  push round trip. With `eager`, the writer is told who is still coming (`expect`: a RunnerImage
+  whose build is in flight) and a batch leaves as soon as nobody else is expected on its lane: a
+  lone change does not wait out a window, and a wave leaves the moment its last change is in
+  (or `max_window` after its first, when some are still coming).
+  Each submitter gets its own `Result` or its own exception (an edit that raises fails only
+  itself).
 - A push rejected because the branch moved is retried in-process after a short jittered backoff:
   fetch, reset to the new head, apply every edit of the batch again (changes submitted meanwhile
   join), commit, push; bounded attempts, then `CatalogPushRejected` (Transient). When the other
@@ -34,6 +38,7 @@ in its own modules: the clone cache and the per-repository lock (`clones`), git 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
@@ -109,6 +114,8 @@ class Change:
     credentials: Credentials | None = None
     push_branch: str = ""
     """Empty: push to `branch`. Else: the operator's own branch, rebuilt on `branch` each time."""
+    submitter: str = ""
+    """Who submits it (e.g. `namespace/name`): its submission meets its `CatalogWriter.expect`."""
     depends_on: Callable[[str], bool] | None = None
     """Whether a change at this path (relative, posix) by another writer could change what
     `apply` does, besides the files it changed (e.g. a path its globs match). With it, a push that
@@ -211,6 +218,9 @@ class _Lane:
     worker: asyncio.Task[None] | None = None
     left: float | None = None
     """When the last batch, if it held several changes, was taken to be written (loop time)."""
+    moved: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    """Set when a change is submitted or an expected one is no longer expected: the batch's
+    due time may have moved."""
 
     def take(self) -> list[_Pending]:
         taken = [pending for pending in self.pending if not pending.future.done()]
@@ -228,7 +238,9 @@ class CatalogWriter:
     `window` after its first change). `max_attempts`:
     pushes per batch before `CatalogPushRejected`; between them `backoff` doubling up to
     `max_backoff`, jittered. `timeout`: per git command. `metrics`: called for every clone, fetch
-    and push (`GitOperation`).
+    and push (`GitOperation`). `eager`: the windows give way to what is known of who is coming
+    (`expect`): a batch leaves at once when no change expected on its lane is missing from it,
+    else it waits for them, at most `max_window` after its first change.
     """
 
     def __init__(
@@ -242,6 +254,7 @@ class CatalogWriter:
         max_backoff: float = 0.1,
         timeout: float = 120.0,
         metrics: MetricsHook | None = None,
+        eager: bool = False,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -253,7 +266,35 @@ class CatalogWriter:
         self.max_backoff = max_backoff
         self.timeout = timeout
         self.metrics = metrics
+        self.eager = eager
         self._lanes: dict[tuple[str, str, str], _Lane] = {}
+        self._expected: dict[str, tuple[str, str, str]] = {}
+        """Submitter -> the lane a change of theirs is coming to (`expect`)."""
+
+    def expect(self, submitter: str, *, url: str, branch: str, push_branch: str = "") -> None:
+        """`submitter` has work in flight that ends in a change to this lane (a build): with
+        `eager`, a batch there waits for it, within the windows. Replaces what it expected."""
+        lane = (url, branch, push_branch)
+        previous = self._expected.get(submitter)
+        self._expected[submitter] = lane
+        if previous is not None and previous != lane:
+            self._moved(previous)
+
+    def unexpect(self, submitter: str) -> None:
+        """`submitter` is no longer coming (its change is in, its work failed, it is gone)."""
+        lane = self._expected.pop(submitter, None)
+        if lane is not None:
+            self._moved(lane)
+
+    def expected(self, *, url: str, branch: str, push_branch: str = "") -> frozenset[str]:
+        """Who is expected on this lane (and has not submitted yet)."""
+        lane = (url, branch, push_branch)
+        return frozenset(who for who, where in self._expected.items() if where == lane)
+
+    def _moved(self, key: tuple[str, str, str]) -> None:
+        lane = self._lanes.get(key)
+        if lane is not None:
+            lane.moved.set()
 
     async def submit(self, change: Change) -> Result:
         """Write `change` (batched with others for the same repository); its `Result`.
@@ -272,6 +313,9 @@ class CatalogWriter:
             lane = self._lanes[key] = _Lane(*key)
         future: asyncio.Future[Result] = loop.create_future()
         lane.pending.append(_Pending(change, future, loop.time()))
+        if change.submitter:
+            self._expected.pop(change.submitter, None)
+        lane.moved.set()
         if lane.worker is None:
             lane.worker = asyncio.create_task(
                 self._work(lane), name=f"catalog writer {credentials_.scrub(change.url, None)}"
@@ -287,9 +331,12 @@ class CatalogWriter:
         loop = asyncio.get_running_loop()
         try:
             while lane.pending:
-                # each sleep ends at the batch's due time; a change that came meanwhile moved it
-                while (wait := self._due(lane) - loop.time()) > 0:  # noqa: ASYNC110
-                    await asyncio.sleep(wait)
+                # each wait ends at the batch's due time, or when a change (or an expected one
+                # no longer coming) may have moved it
+                while (wait := self._due(lane) - loop.time()) > 0:
+                    lane.moved.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lane.moved.wait(), timeout=wait)
                 async with repository_lock(url=lane.url, branch=lane.branch):
                     batch = lane.take()
                     if batch:
@@ -308,12 +355,22 @@ class CatalogWriter:
         at most `max_window` after its first. When its first change came while a batch of
         several changes was being written (changes keep coming), less than `max_window` after
         that one left: `max_window` after it left."""
-        submitted = [p.submitted for p in lane.pending if not p.future.done()] or [0.0]
+        live = [p for p in lane.pending if not p.future.done()]
+        submitted = [p.submitted for p in live] or [0.0]
         first, last = min(submitted), max(submitted)
+        if self.eager and live:
+            # known: nobody else is coming (go now), or someone is (collect, up to max_window)
+            return first + self.max_window if self._awaited(lane, live) else 0.0
         if lane.left is not None and first < lane.left + self.max_window:
             return max(first + self.window, lane.left + self.max_window)
 
         return max(first + self.window, min(last + self.window, first + self.max_window))
+
+    def _awaited(self, lane: _Lane, live: list[_Pending]) -> bool:
+        """Whether a change expected on `lane` is not among `live` yet."""
+        key = (lane.url, lane.branch, lane.push_branch)
+        here = {pending.change.submitter for pending in live}
+        return any(where == key and who not in here for who, where in self._expected.items())
 
     async def _write(self, lane: _Lane, batch: list[_Pending]) -> None:
         """Write one batch and settle every future in it (it grows while retrying)."""

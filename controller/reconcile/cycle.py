@@ -19,7 +19,7 @@ from controller.api import identity
 from controller.observe import logs, metrics
 from controller.observe import status as status_
 from controller.reconcile import memory as memory_
-from controller.reconcile import pipeline, runner, services
+from controller.reconcile import pipeline, runner, services, writing
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,14 @@ async def run(
                     reported=memory.reported,
                 )
             memory.reported = report.ready
+            writing.expect(
+                services_.catalog,
+                who=f"{obj.namespace}/{obj.name}",
+                spec=obj.spec,
+                conditions_=report.status_patch.get("conditions")
+                or obj.status.get("conditions")
+                or [],
+            )
             memory.remember({version, progressed}, obj.status, report.status_patch)
             _report_metrics(obj, report, seconds=time.monotonic() - started)
             return report

@@ -41,11 +41,14 @@ class Registry:
         docker_config: Mapping[str, Any] | None,
         auth_reason: str,
         not_found: errors.ReconcileError | None,
+        client: registry_client.RegistryClient | None = None,
     ) -> str | None:
         """The digest `reference` resolves to; None when it does not exist and `not_found` is
         None. Registry failures become reconcile errors: auth -> Stalled(`auth_reason`),
-        unreachable or throttled -> Transient (honouring Retry-After)."""
-        registry = self.client(docker_config)
+        unreachable or throttled -> Transient (honouring Retry-After). `client`: one the caller
+        made with `docker_config`'s credentials and keeps using (its token and connection);
+        None: a client for this lookup alone."""
+        registry = client or self.client(docker_config)
         try:
             return (await registry.resolve(ref=reference)).digest
         except registry_client.ManifestNotFound:
@@ -55,4 +58,5 @@ class Registry:
         except registry_client.RegistryError as error:
             raise registry_client.as_reconcile_error(error, auth_reason=auth_reason) from None
         finally:
-            await registry.aclose()
+            if client is None:
+                await registry.aclose()

@@ -49,11 +49,13 @@ class Services:
 
     def forget(self, *, namespace: str, name: str) -> None:
         """Drop what the operator keeps of a deleted RunnerImage: fetched sources, build slots,
-        in-process builds and the last build stamped (Job builds are deleted with it by the
-        garbage collector)."""
+        in-process builds, the last build stamped and the catalog change it was expected to make
+        (Job builds are deleted with it by the garbage collector)."""
         shutil.rmtree(self.workdir / "sources" / namespace / name, ignore_errors=True)
         self.slots.forget(namespace=namespace, name=name)
         if self.tasks is not None:
             self.tasks.forget(namespace=namespace, name=name)
         if self.waker is not None:
             self.waker.forget(namespace=namespace, name=name)
+        if self.catalog is not None:
+            self.catalog.unexpect(f"{namespace}/{name}")

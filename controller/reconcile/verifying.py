@@ -65,12 +65,16 @@ class Verify:
             config = await secrets.docker_config(
                 self.services.kube, namespace=ctx.namespace, spec=ctx.spec
             )
-            await self._tag_resolves(reference, digest, config)
-            if anonymous:
-                await self._anonymous_pull(reference, digest)
-            self.verified.conformance = await _conformance(
-                self.services, ctx, reference=reference, digest=digest, docker_config=config
-            )
+            registry = self.services.registry.client(config)  # one token, one connection
+            try:
+                await self._tag_resolves(reference, digest, config, registry)
+                if anonymous:
+                    await self._anonymous_pull(reference, digest)
+                self.verified.conformance = await _conformance(
+                    ctx, reference=reference, digest=digest, registry=registry
+                )
+            finally:
+                await registry.aclose()
             self.verified.proof = proof
         checks = ["resolves", "pulls anonymously"] if anonymous else ["resolves"]
         summary = f"{reference} {' and '.join(checks)} to {digest}"
@@ -79,7 +83,11 @@ class Verify:
         return steps.Outcome.done("Verified", summary)
 
     async def _tag_resolves(
-        self, reference: str, digest: str, config: Mapping[str, Any] | None
+        self,
+        reference: str,
+        digest: str,
+        config: Mapping[str, Any] | None,
+        registry: registry_client.RegistryClient,
     ) -> None:
         found = await self.services.registry.resolve(
             reference,
@@ -88,6 +96,7 @@ class Verify:
             not_found=errors.TransientError(
                 "ImageNotFound", f"{reference} does not resolve in the registry (yet)"
             ),
+            client=registry,
         )
         if found != digest:
             raise errors.StalledError(
@@ -132,12 +141,11 @@ ADE_PLATFORM = "linux/amd64"
 
 
 async def _conformance(
-    services: services_.Services,
     ctx: steps.Context,
     *,
     reference: str,
     digest: str,
-    docker_config: Mapping[str, Any] | None,
+    registry: registry_client.RegistryClient,
 ) -> str:
     """Check the image `reference`@`digest`; raise `ImageNotConformant` on any finding, else
     return one sentence on what was read."""
@@ -145,7 +153,6 @@ async def _conformance(
     base = None
     if resolved.base_image is not None and resolved.base_digest:
         base = f"{resolved.base_image}@{resolved.base_digest}"
-    registry = services.registry.client(docker_config)
     try:
         report = await conformance_image.check_image(
             client=registry,
@@ -157,8 +164,6 @@ async def _conformance(
         raise registry_client.as_reconcile_error(
             error, auth_reason="RegistryAuthFailed", pushed=reference
         ) from None
-    finally:
-        await registry.aclose()
     if report.summary is not None:
         metrics.report_conformance_findings(finding.rule for finding in report.findings)
         raise errors.StalledError(CONFORMANCE_REASON, report.summary)

@@ -34,6 +34,7 @@ from controller.azure import access as azure_access
 from controller.catalog import manifests, ownership, repository
 from controller.git import credentials as git_credentials
 from controller.observe import events as events_
+from controller.observe.conditions import find as conditions_find
 from controller.reconcile import claims, secrets, steps
 from controller.reconcile import memory as memory_
 from controller.reconcile import services as services_
@@ -111,11 +112,13 @@ class WriteCatalog:
             message=lambda files: _message(ctx, catalog, latest, files),
             apply=edit,
             depends_on=edit.depends_on,
+            submitter=me,
         )
         async with self.services.reconcile_slots.lent():  # while it waits for its batch's push
             result = await writer.submit(change)
         self.checks.request = requested
         self.checks.checked = result.commit
+        self.checks.polled = time.monotonic()  # the head as of the push: as good as a look
         if edit.unmatched and not edit.matched:
             raise ManifestNotFound(edit.unmatched)
         recorded = record(
@@ -201,6 +204,36 @@ class WriteCatalog:
             ref=catalog.git.secret_ref,
             field="spec.catalog.git.secretRef",
         )
+
+
+def expect(
+    writer: repository.CatalogWriter | None,
+    *,
+    who: str,
+    spec: Mapping[str, Any],
+    conditions_: Sequence[Mapping[str, Any]],
+) -> None:
+    """Tell the catalog writer whether `who` (`namespace/name`) is coming to its catalog: a
+    RunnerImage with a catalog whose reconcile left a build queued or running (`Built` Unknown)
+    will submit a change once the build is verified, and a batch on that catalog waits for it
+    (within its windows) rather than leave without it. Anything else: not coming."""
+    if writer is None:
+        return
+    built = conditions_find(conditions_, conditions.BUILT)
+    catalog = _catalog_of(spec) if built and built.get("status") == "Unknown" else None
+    if catalog is None:
+        writer.unexpect(who)
+    else:
+        writer.expect(
+            who, url=catalog.git.url, branch=catalog.git.branch, push_branch=catalog.push_branch
+        )
+
+
+def _catalog_of(spec: Mapping[str, Any]) -> model.Catalog | None:
+    try:
+        return model.parse(spec).catalog
+    except errors.StalledError:
+        return None
 
 
 def _fingerprint(catalog: model.Catalog, value: str) -> str:

@@ -135,6 +135,7 @@ def _change(**fields: str) -> Change:
         author_name=values["author_name"],
         author_email=values["author_email"],
         apply=lambda _tree: [],
+        submitter=values.get("submitter", ""),
     )
 
 
@@ -311,6 +312,108 @@ async def test_a_stream_of_changes_shares_a_batch_and_a_lone_one_waits_only_the_
     assert [size for _, size in batches] == [10, 2, 1]
     assert 0.2 <= batches[2][0] - lone < 0.7
     await writer.aclose()
+
+
+class _Recording(repository.CatalogWriter):
+    """The writer with its git part replaced by a recorder: (loop time, submitters) per batch;
+    a write takes `seconds`."""
+
+    def __init__(
+        self, tmp_path: pathlib.Path, *, window: float, max_window: float, seconds: float = 0.0
+    ) -> None:
+        super().__init__(
+            cache=repository.CloneCache(tmp_path), window=window, max_window=max_window, eager=True
+        )
+        self.batches: list[tuple[float, list[str]]] = []
+        self.seconds = seconds
+
+    async def _write(self, lane: repository._Lane, batch: list[repository._Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        self.batches.append((loop.time(), [pending.change.submitter for pending in batch]))
+        await asyncio.sleep(self.seconds)
+        for pending in batch:
+            pending.future.set_result(repository.Result("0" * 40, "refs/heads/main", (), False))
+
+
+URL = "https://git.example.test/catalog.git"
+
+
+async def test_eager_a_lone_change_nobody_else_is_expected_for_leaves_at_once(
+    tmp_path: pathlib.Path,
+) -> None:
+    writer = _Recording(tmp_path, window=0.5, max_window=2.0)
+    writer.expect("ns/other", url="https://git.example.test/elsewhere.git", branch="main")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await writer.submit(_change(submitter="ns/a"))
+    assert [who for _, who in writer.batches] == [["ns/a"]]
+    assert writer.batches[0][0] - started < 0.2  # not the 0.5 s window
+    await writer.aclose()
+
+
+async def test_eager_a_batch_waits_for_the_expected_and_leaves_when_the_last_is_in(
+    tmp_path: pathlib.Path,
+) -> None:
+    """Three builds in flight on one catalog: the first two verified changes wait (a window of
+    0.3 s passes with no new one: still waiting, up to `max_window`), and the batch leaves the
+    moment the third comes in, well before `max_window`."""
+    writer = _Recording(tmp_path, window=0.3, max_window=5.0)
+    for who in ("ns/a", "ns/b", "ns/c"):
+        writer.expect(who, url=URL, branch="main")
+    loop = asyncio.get_running_loop()
+    first = asyncio.create_task(writer.submit(_change(submitter="ns/a")))
+    second = asyncio.create_task(writer.submit(_change(submitter="ns/b")))
+    await asyncio.sleep(0.8)
+    assert writer.batches == []  # waiting for ns/c, past the 0.3 s window
+    assert writer.expected(url=URL, branch="main") == frozenset({"ns/c"})
+    last = loop.time()
+    await asyncio.gather(first, second, writer.submit(_change(submitter="ns/c")))
+    assert [sorted(who) for _, who in writer.batches] == [["ns/a", "ns/b", "ns/c"]]
+    assert writer.batches[0][0] - last < 0.2
+    assert writer.expected(url=URL, branch="main") == frozenset()
+    await writer.aclose()
+
+
+async def test_eager_one_expected_no_longer_coming_lets_the_batch_go(
+    tmp_path: pathlib.Path,
+) -> None:
+    writer = _Recording(tmp_path, window=0.3, max_window=5.0)
+    writer.expect("ns/a", url=URL, branch="main")
+    writer.expect("ns/failed", url=URL, branch="main")
+    loop = asyncio.get_running_loop()
+    submitted = asyncio.create_task(writer.submit(_change(submitter="ns/a")))
+    await asyncio.sleep(0.5)
+    assert writer.batches == []
+    gone = loop.time()
+    writer.unexpect("ns/failed")  # its build failed
+    await submitted
+    assert [who for _, who in writer.batches] == [["ns/a"]]
+    assert writer.batches[0][0] - gone < 0.2
+    await writer.aclose()
+
+
+async def test_eager_an_expected_change_that_never_comes_delays_at_most_max_window(
+    tmp_path: pathlib.Path,
+) -> None:
+    writer = _Recording(tmp_path, window=0.2, max_window=0.8)
+    writer.expect("ns/stuck", url=URL, branch="main")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await writer.submit(_change(submitter="ns/a"))
+    waited = writer.batches[0][0] - started
+    assert 0.75 <= waited < 1.3  # waited for ns/stuck, but no longer than max_window
+    await writer.aclose()
+
+
+def test_expecting_another_lane_replaces_the_first() -> None:
+    writer = repository.CatalogWriter(cache=repository.CloneCache(pathlib.Path("/nonexistent")))
+    writer.expect("ns/a", url=URL, branch="main")
+    writer.expect("ns/a", url=URL, branch="release")
+    assert writer.expected(url=URL, branch="main") == frozenset()
+    assert writer.expected(url=URL, branch="release") == frozenset({"ns/a"})
+    writer.unexpect("ns/a")
+    writer.unexpect("ns/a")  # twice is harmless
+    assert writer.expected(url=URL, branch="release") == frozenset()
 
 
 # -- the lock registry -------------------------------------------------------------------------

@@ -39,6 +39,11 @@ class FakeRegistry:
     digests: dict[str, str | None] = dataclasses.field(default_factory=dict)
     refuse_anonymous: bool = False
     lookups: list[tuple[str, bool]] = dataclasses.field(default_factory=list)
+    clients: list[FakeClient] = dataclasses.field(default_factory=list)
+
+    def client(self, docker_config: Mapping[str, Any] | None) -> FakeClient:
+        self.clients.append(FakeClient(credentials=docker_config is not None))
+        return self.clients[-1]
 
     async def resolve(
         self,
@@ -47,7 +52,11 @@ class FakeRegistry:
         docker_config: Mapping[str, Any] | None,
         auth_reason: str,
         not_found: errors.ReconcileError | None,
+        client: Any = None,
     ) -> str | None:
+        if client is not None:
+            assert client.credentials == (docker_config is not None), "the client of its config"
+            assert not client.closed, "a client used after it was closed"
         self.lookups.append((reference, docker_config is not None))
         if docker_config is None and self.refuse_anonymous:
             raise errors.StalledError(auth_reason, f"{reference}: 401 Unauthorized")
@@ -55,6 +64,17 @@ class FakeRegistry:
         if found is None and not_found is not None:
             raise not_found
         return found
+
+
+@dataclasses.dataclass
+class FakeClient:
+    """What `FakeRegistry.client` hands out: whether it carries credentials, whether closed."""
+
+    credentials: bool
+    closed: bool = False
+
+    async def aclose(self) -> None:
+        self.closed = True
 
 
 def make_services(

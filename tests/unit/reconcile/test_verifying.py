@@ -76,6 +76,7 @@ async def test_an_anonymous_pull_refused_is_retried_and_leaves_the_catalog(
     assert "the catalog is left as it is" in raised.value.message
     # the tag with the push credentials, then the pull with none at all
     assert registry.lookups == [(REFERENCE, True), (REFERENCE, False)]
+    assert [client.closed for client in registry.clients] == [True]  # closed though it failed
 
 
 async def test_a_verified_image_is_not_fetched_again(tmp_path: pathlib.Path) -> None:

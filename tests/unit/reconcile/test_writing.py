@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import pathlib
+from typing import Any
 
 import pytest
 
 from controller.api import spec as model
 from controller.api import status
 from controller.catalog import repository
+from controller.reconcile import memory as memory_
 from controller.reconcile import writing
+from controller.sources import git as git_source
 from tests.unit.reconcile import fakes
 
 IMAGE = "contoso.azurecr.io/ade/runner:v2"
@@ -151,3 +155,75 @@ def test_the_fingerprint_changes_with_every_catalog_setting_that_changes_the_edi
     assert after is not None
     assert writing._fingerprint(before, IMAGE) != writing._fingerprint(after, IMAGE)
     assert writing._fingerprint(before, IMAGE) != writing._fingerprint(before, IMAGE + "x")
+
+
+SPEC = {
+    "source": {"inline": {"dockerfile": "FROM scratch\n", "scripts": {}}},
+    "image": {"registry": "contoso.azurecr.io", "repository": "ade/runner"},
+    "catalog": {
+        "git": {"url": "https://git.example/catalog.git", "branch": "main"},
+        "manifests": ["envs/*/environment.yaml"],
+    },
+}
+
+
+def _built(status_: str) -> list[dict[str, str]]:
+    return [{"type": "Built", "status": status_, "reason": "Building"}]
+
+
+def test_a_build_in_flight_with_a_catalog_is_expected_on_that_catalog() -> None:
+    writer = repository.CatalogWriter(cache=repository.CloneCache(pathlib.Path("/nonexistent")))
+    writing.expect(writer, who="ns/a", spec=SPEC, conditions_=_built("Unknown"))
+    assert writer.expected(url="https://git.example/catalog.git", branch="main") == {"ns/a"}
+    # the build ended (verified, failed or stalled): not coming any more
+    writing.expect(writer, who="ns/a", spec=SPEC, conditions_=_built("True"))
+    assert writer.expected(url="https://git.example/catalog.git", branch="main") == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("spec", "conditions"),
+    [
+        ({k: v for k, v in SPEC.items() if k != "catalog"}, _built("Unknown")),  # no catalog
+        ({**SPEC, "catalog": {"manifests": []}}, _built("Unknown")),  # a spec that stalls
+        (SPEC, []),  # no build in flight
+        (SPEC, _built("False")),
+    ],
+)
+def test_anything_else_is_not_expected(spec: dict[str, object], conditions: list[Any]) -> None:
+    writer = repository.CatalogWriter(cache=repository.CloneCache(pathlib.Path("/nonexistent")))
+    writer.expect("ns/a", url="https://git.example/catalog.git", branch="main")
+    writing.expect(writer, who="ns/a", spec=spec, conditions_=conditions)
+    assert writer.expected(url="https://git.example/catalog.git", branch="main") == frozenset()
+    writing.expect(None, who="ns/a", spec=SPEC, conditions_=_built("Unknown"))  # no writer: no-op
+
+
+class _Writer(repository.CatalogWriter):
+    """Settles every change at once with a commit (no git)."""
+
+    async def submit(self, change: repository.Change) -> repository.Result:
+        return repository.Result("d" * 40, "refs/heads/main", (WEB,), True, SETTLED)
+
+
+async def test_a_write_counts_as_a_look_at_the_head(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head the push landed on is known: the next reconcile (the progress timer, moments
+    later) does not ask the server for it again (`git ls-remote`)."""
+    looked: list[str] = []
+
+    async def ls_remote(**kwargs: Any) -> str:
+        looked.append(kwargs["url"])
+        return "d" * 40
+
+    monkeypatch.setattr(git_source, "ls_remote", ls_remote)
+    services_ = fakes.make_services(tmp_path)
+    services_.catalog = _Writer(cache=repository.CloneCache(tmp_path / "cache"))
+    memory = memory_.ObjectMemory()
+    memory.checked_generation = 1
+    step = writing.WriteCatalog(services_, memory)
+    latest = {"latestImage": {"reference": IMAGE, "digest": "sha256:" + "1" * 64}}
+    first = fakes.context(SPEC, status=latest)
+    await step(first)
+    again = fakes.context(SPEC, status={**latest, "catalog": first.updates["catalog"]})
+    await step(again)
+    assert looked == []
