@@ -103,7 +103,14 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         services_.owners.index = kwargs["runner_repositories"]
         await _reconcile(services_, body, patch, memo, retry)
 
-    @kopf.timer(*_RESOURCE, interval=config.resync_interval, registry=registry)
+    # The resync's first run one interval on: creation and resumption are on_change's (kopf
+    # would run a timer at once when an object appears, a second reconcile of every new one).
+    @kopf.timer(
+        *_RESOURCE,
+        interval=config.resync_interval,
+        initial_delay=config.resync_interval,
+        registry=registry,
+    )
     async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
         services_.owners.index = kwargs["runner_repositories"]
         await _reconcile(services_, body, patch, memo, retry=0)

@@ -239,8 +239,9 @@ class CatalogWriter:
     pushes per batch before `CatalogPushRejected`; between them `backoff` doubling up to
     `max_backoff`, jittered. `timeout`: per git command. `metrics`: called for every clone, fetch
     and push (`GitOperation`). `eager`: the windows give way to what is known of who is coming
-    (`expect`): a batch leaves at once when no change expected on its lane is missing from it,
-    else it waits for them, at most `max_window` after its first change.
+    (`expect`) on a quiet lane: a batch leaves at once when no change expected on its lane is
+    missing from it, else it waits for them, at most `max_window` after its first change. In a
+    wave (a batch of several left less than `max_window` ago) the windows rule.
     """
 
     def __init__(
@@ -354,16 +355,18 @@ class CatalogWriter:
         quiet: once `window` passes without a new change (a lone change: `window` after it),
         at most `max_window` after its first. When its first change came while a batch of
         several changes was being written (changes keep coming), less than `max_window` after
-        that one left: `max_window` after it left."""
+        that one left: `max_window` after it left. `eager`, on a quiet lane: at once when no
+        expected change is missing, else `max_window` after its first."""
         live = [p for p in lane.pending if not p.future.done()]
         submitted = [p.submitted for p in live] or [0.0]
         first, last = min(submitted), max(submitted)
+        if lane.left is not None and first < lane.left + self.max_window:
+            # a wave (changes keep coming, some from objects not reconciled yet, so not
+            # expected either): one commit per max_window
+            return max(first + self.window, lane.left + self.max_window)
         if self.eager and live:
             # known: nobody else is coming (go now), or someone is (collect, up to max_window)
             return first + self.max_window if self._awaited(lane, live) else 0.0
-        if lane.left is not None and first < lane.left + self.max_window:
-            return max(first + self.window, lane.left + self.max_window)
-
         return max(first + self.window, min(last + self.window, first + self.max_window))
 
     def _awaited(self, lane: _Lane, live: list[_Pending]) -> bool:

@@ -405,6 +405,20 @@ async def test_eager_an_expected_change_that_never_comes_delays_at_most_max_wind
     await writer.aclose()
 
 
+def test_eager_in_a_wave_the_windows_rule(tmp_path: pathlib.Path) -> None:
+    """After a batch of several left, the next waits `max_window` after it even when nobody
+    known is still coming: in a wave, objects not reconciled yet are not expected either."""
+    writer = repository.CatalogWriter(
+        cache=repository.CloneCache(tmp_path), window=0.2, max_window=2.0, eager=True
+    )
+    following = _lane(10.5, 10.6)
+    following.left = 10.0
+    assert writer._due(following) == pytest.approx(12.0)
+    quiet = _lane(12.5)
+    quiet.left = 10.0  # the wave is over: a lone change, nobody expected, goes at once
+    assert writer._due(quiet) == 0.0
+
+
 def test_expecting_another_lane_replaces_the_first() -> None:
     writer = repository.CatalogWriter(cache=repository.CloneCache(pathlib.Path("/nonexistent")))
     writer.expect("ns/a", url=URL, branch="main")
