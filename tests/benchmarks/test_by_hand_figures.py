@@ -4,22 +4,26 @@ Per backend with a by-hand equivalent, in one run and on the same daemons, regis
 server: `hack/by-hand/<backend>.sh` builds and pushes the runner image (`buildctl`, resp.
 `docker build` + `docker push`), then clones the catalog, sets the manifest's `runner:` line,
 commits and pushes; the operator goes from `kubectl apply` of the changed RunnerImage to
-`Ready=True` with its catalog commit in. The same Dockerfile each round, with a changed script
-(both sides rebuild the same steps); one untimed round each first (base image pulled, caches
-warm), then three timed rounds each, alternating. Prints both medians and the ratio per backend;
-the goal is an operator at most 1.5 times as slow as a person typing the commands.
+`Ready=True` with its catalog commit in. One untimed round each first (base image pulled, caches
+warm), then three timed rounds each, alternating. Two scenarios, each printing both medians and
+the ratio per backend; the goal is an operator at most 1.5 times as slow as a person typing the
+commands:
 
-The goal (`GOAL`, 1.5) is not met on this 2-core machine for this sub-second build: by hand
-takes 0.5-0.8 s in all (build and push ~0.5 s, clone, commit and push ~0.2 s); the operator adds
-a fixed ~0.6-0.8 s to the same build and push: `kubectl apply` and kopf to the reconcile
-(~0.2 s), the verify step (tag resolves to the digest, ADE conformance read from the registry,
-~0.2 s), the catalog writer's batch window (`ADE_CATALOG_BATCH_WINDOW`, 0.2 s) and its fetch,
-commit and push (~0.25 s); measured ratios 1.8-2.8. For a build of tens of seconds the fixed part
-fades and the ratio nears 1. The test prints whether the goal holds and fails only past
+- `example`: the example's Dockerfile with a changed script each round: a sub-second build.
+  By hand takes 0.5-0.8 s in all; the operator adds a fixed part to the same build and push:
+  `kubectl apply` and kopf to the reconcile, the verify step (the tag resolves to the digest,
+  ADE conformance read from the registry), the catalog's fetch, commit and push, the status
+  write (see the per-step timings at `ADE_LOG_LEVEL=DEBUG`). On this 2-core machine that part
+  is about as long as the build itself, so the ratio stays above the goal.
+- `install`: a runner that installs its tools (`INSTALL_STEP`: 2 s and a 4 MiB layer, the stand-in
+  for the Azure CLI or Bicep), rebuilt each round because its tools' version changed (a build
+  arg), as a base image or tool update does. The same fixed part over a build of a few seconds.
+
+The test prints whether the goal holds per scenario and backend and fails only past
 `REGRESSION` (a guard against regressions, loose as in the other benchmarks).
 
-The Job backend's by-hand equivalent (a Job running the same `buildctl-daemonless.sh`) needs a
-real node; it is not compared here.
+The Job backend's by-hand equivalent (a Job running the same `buildctl-daemonless.sh`) runs on
+the real node: `tests/node/test_by_hand_job.py`.
 """
 
 from __future__ import annotations
@@ -59,6 +63,19 @@ REGRESSION = 3.5
 """What fails the test: far past the figures measured (see the module docstring)."""
 BY_HAND = controlplane.REPO / "hack" / "by-hand"
 BACKENDS = {"BuildKitDaemon": "buildkitd.sh", "Docker": "docker.sh"}
+INSTALL_STEP = (
+    "ARG TOOLS_VERSION\n"
+    "RUN sleep 2 && mkdir -p /opt/tools && head -c 4194304 /dev/urandom > /opt/tools/cli"
+    " && echo ${TOOLS_VERSION} > /opt/tools/version\n"
+)
+SCENARIOS = {
+    "example": test_build_figures.DOCKERFILE,
+    "install": test_build_figures.DOCKERFILE.replace(
+        "COPY scripts/", INSTALL_STEP + "COPY scripts/"
+    ),
+}
+"""Scenario -> Dockerfile. Each round changes a script and the build arg TOOLS_VERSION (which
+only the `install` Dockerfile uses)."""
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +108,26 @@ class ByHand:
     """Runs `hack/by-hand/<script>` on a context folder whose deploy.sh changes each round."""
 
     def __init__(
-        self, folder: pathlib.Path, env: dict[str, str], url: str, host: str, core: str
+        self,
+        folder: pathlib.Path,
+        env: dict[str, str],
+        url: str,
+        host: str,
+        core: str,
+        dockerfile: str,
     ) -> None:
         self.folder, self.env, self.url, self.host, self.core = folder, env, url, host, core
+        self.pushed = ""
+        """What the last round pushed by hand (`image@digest`)."""
+        self.image_seen = ""
+        """What the operator's last round pointed the catalog at."""
         (folder / "scripts").mkdir(parents=True)
-        (folder / "Dockerfile").write_text(test_build_figures.DOCKERFILE)
+        (folder / "Dockerfile").write_text(dockerfile)
         (folder / "scripts" / "delete.sh").write_text("#!/bin/sh\n")
 
-    def run(self, backend: str, namespace: str, script: str, tag: str) -> tuple[float, str]:
+    def run(
+        self, backend: str, namespace: str, script: str, tag: str, tools: str
+    ) -> tuple[float, str]:
         (self.folder / "scripts" / "deploy.sh").write_text(script)
         image = f"{self.host}/{namespace}/by-hand-{backend.lower()}:{tag}"
         argv = [
@@ -109,6 +138,7 @@ class ByHand:
             _manifest("by-hand", backend),
             f"BASE_IMAGE={self.core}",
             "IMAGE_VERSION=4.0",
+            f"TOOLS_VERSION={tools}",
         ]
         start = time.monotonic()
         done = subprocess.run(
@@ -214,52 +244,83 @@ def test_operator_against_the_same_steps_by_hand(
             "BUILDKIT_HOST": kit.address,
             "DOCKER_CONFIG": str(credentials),
         }
-        figures: dict[str, tuple[list[float], list[float]]] = {}
-        for backend in BACKENDS:
-            env = dict(by_hand_env)
-            if backend == "Docker":
-                env.update(engine.env, DOCKER=dockerd.DOCKER_CLI, DOCKER_BUILDKIT="0")
-            hand = ByHand(
-                tmp_path / f"context-{backend}", env, server.url_with_user("catalog"), host, core
-            )
-            by_hand: list[float] = []
-            by_operator: list[float] = []
-            previous: str | None = None
-            for round_ in range(ROUNDS + 1):  # round 0: warm-up, not counted
-                seconds, pushed = hand.run(
-                    backend, namespace, f"#!/bin/sh\necho by hand {round_}\n", f"r{round_}"
-                )
-                body = test_build_figures.runner_body(
-                    namespace,
+        figures: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        for scenario, dockerfile in SCENARIOS.items():
+            for backend in BACKENDS:
+                env = dict(by_hand_env)
+                if backend == "Docker":
+                    env.update(engine.env, DOCKER=dockerd.DOCKER_CLI, DOCKER_BUILDKIT="0")
+                hand = ByHand(
+                    tmp_path / f"context-{scenario}-{backend}",
+                    env,
+                    server.url_with_user("catalog"),
                     host,
-                    backend=backend,
-                    base=core,
-                    script=f"#!/bin/sh\necho op {round_}\n",
-                    name=f"op-{backend.lower()}",
+                    core,
+                    dockerfile,
                 )
-                catalogs.with_catalog(body, server.url("catalog"), [_manifest("op", backend)])
-                spent, previous = _operator_round(cluster, api, namespace, body, previous)
-                if round_:
-                    by_hand.append(seconds)
-                    by_operator.append(spent)
-            assert pushed.rsplit("@", 1)[1] in _read(server, _manifest("by-hand", backend), home)
-            assert previous is not None
-            assert previous in _read(server, _manifest("op", backend), home)
-            figures[backend] = (by_hand, by_operator)
+                figures[scenario, backend] = _rounds(
+                    hand, scenario, backend, dockerfile, (cluster, api, namespace, server, core)
+                )
+                assert _digest(hand.pushed) in _read(server, _manifest("by-hand", backend), home)
+                assert hand.image_seen in _read(server, _manifest("op", backend), home)
     ratios = {}
     with capsys.disabled():
-        for backend, (by_hand, by_operator) in figures.items():
+        for (scenario, backend), (by_hand, by_operator) in figures.items():
             hand_median, op_median = statistics.median(by_hand), statistics.median(by_operator)
-            ratios[backend] = op_median / hand_median
-            goal = "met" if ratios[backend] <= GOAL else "NOT met"
+            ratios[scenario, backend] = op_median / hand_median
+            goal = "met" if ratios[scenario, backend] <= GOAL else "NOT met"
             print(
-                f"\n[benchmark] {backend}, one script changed, build+push+catalog commit: by hand "
+                f"\n[benchmark] {scenario}, {backend}, build+push+catalog commit: by hand "
                 f"median {hand_median:.2f} s ({_list(by_hand)}), operator apply -> Ready median "
-                f"{op_median:.2f} s ({_list(by_operator)}): ratio {ratios[backend]:.2f} "
+                f"{op_median:.2f} s ({_list(by_operator)}): ratio {ratios[scenario, backend]:.2f} "
                 f"(goal {GOAL}: {goal})"
             )
-    slow = {backend: f"{ratio:.2f}" for backend, ratio in ratios.items() if ratio > REGRESSION}
+    slow = {f"{key[0]}/{key[1]}": f"{r:.2f}" for key, r in ratios.items() if r > REGRESSION}
     assert not slow, f"the operator is more than {REGRESSION}x the steps by hand: {slow}"
+
+
+def _rounds(
+    hand: ByHand,
+    scenario: str,
+    backend: str,
+    dockerfile: str,
+    where: tuple[kube.Cluster, client.CustomObjectsApi, str, gitserver.GitServer, str],
+) -> tuple[list[float], list[float]]:
+    """One warm-up and `ROUNDS` timed rounds, alternating: (by hand, operator) seconds."""
+    cluster, api, namespace, server, core = where
+    by_hand: list[float] = []
+    by_operator: list[float] = []
+    previous: str | None = None
+    for round_ in range(ROUNDS + 1):  # round 0: warm-up, not counted
+        seconds, hand.pushed = hand.run(
+            backend,
+            namespace,
+            f"#!/bin/sh\necho by hand {round_}\n",
+            f"{scenario}-r{round_}",
+            tools=f"by-hand-{round_}",
+        )
+        body = test_build_figures.runner_body(
+            namespace,
+            hand.host,
+            backend=backend,
+            base=core,
+            script=f"#!/bin/sh\necho op {round_}\n",
+            name=f"op-{backend.lower()}",
+            dockerfile=dockerfile,
+        )
+        body["spec"]["buildArgs"]["TOOLS_VERSION"] = f"op-{round_}"
+        catalogs.with_catalog(body, server.url("catalog"), [_manifest("op", backend)])
+        spent, previous = _operator_round(cluster, api, namespace, body, previous)
+        if round_:
+            by_hand.append(seconds)
+            by_operator.append(spent)
+    assert previous is not None
+    hand.image_seen = previous
+    return by_hand, by_operator
+
+
+def _digest(pushed: str) -> str:
+    return pushed.rsplit("@", 1)[1]
 
 
 def _list(values: list[float]) -> str:
