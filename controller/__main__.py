@@ -26,6 +26,14 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the operator (the default); configured by ADE_* variables")
     commands.add_parser(
+        "lint", help="lint a runner Dockerfile as the operator does (lint --help)", add_help=False
+    )
+    commands.add_parser(
+        "verify",
+        help="check a pushed image against ADE's runner rules (verify --help)",
+        add_help=False,
+    )
+    commands.add_parser(
         "catalog",
         help="catalog plan: preview the runner edit on a local checkout (catalog plan --help)",
         add_help=False,
@@ -74,6 +82,11 @@ def run(config: config_.Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["lint"], ["verify"]):  # the runner author's tools: no configuration either
+        from controller.conformance import cli as conformance_cli
+
+        command = conformance_cli.lint_main if argv[0] == "lint" else conformance_cli.verify_main
+        return command(argv[1:])
     if argv[:1] == ["catalog"]:  # `catalog plan ...`: a local preview; no configuration needed
         from controller.catalog import cli as catalog_cli
 

@@ -31,6 +31,7 @@ import enum
 import posixpath
 import shlex
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import dockerfile
 
@@ -61,6 +62,11 @@ class Warning:  # shadows the builtin here only: used from outside as `lint.Warn
     line: int
     message: str
     severity: Severity = Severity.WARNING
+
+
+def as_status(warning: Warning) -> dict[str, Any]:
+    """A finding as `status.warnings` holds it and `ade-runner-operator lint` prints it."""
+    return {"rule": warning.rule, "line": warning.line, "message": warning.message}
 
 
 @dataclasses.dataclass

@@ -207,7 +207,7 @@ def _report_warnings(
         )
     except dockerfile.DockerfileError:
         return  # the build reports a Dockerfile that does not parse
-    warnings = [{"rule": w.rule, "line": w.line, "message": w.message} for w in found]
+    warnings = [lint.as_status(warning) for warning in found]
     ctx.updates["warnings"] = warnings or None
     seen = [list(ctx.status.get("warnings") or []), memory.warnings]
     memory.warnings = warnings

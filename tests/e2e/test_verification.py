@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import pathlib
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -151,6 +153,19 @@ def test_dockerfile_lint_warns_in_status_and_one_event_without_stopping_the_buil
     )  # the lint does not stop the build
     obj = cluster.get(namespace, buildjobs.NAME) or {}
     warnings = obj["status"]["warnings"]
+    # the runner author's command says the same about the same file
+    spec = body["spec"]
+    args = [f"--build-arg={name}={value}" for name, value in spec.get("buildArgs", {}).items()]
+    cli = subprocess.run(
+        [sys.executable, "-m", "controller", "lint", "--format", "json", *args, "-"],
+        input=spec["source"]["inline"]["dockerfile"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert cli.returncode == 1, cli.stderr
+    assert json.loads(cli.stdout)["findings"] == warnings
     found = [(w["rule"], w["line"]) for w in warnings]
     assert ("ApkOnCore", 2) in found, found  # and the scripts copied without chmod, line 3
     assert "is ADE core 4 or later" in warnings[0]["message"] or "apk" in warnings[0]["message"]
