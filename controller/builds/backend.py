@@ -115,6 +115,8 @@ class BuildPlan:
     """How many automatic retries after transient failures this attempt is (0: none)."""
     placement: PodPlacement = DEFAULT_PLACEMENT
     """Where the build pod runs (the Job backend's; the others ignore it). Not in the key."""
+    source_date_epoch: int | None = None
+    """The source's time for reproducible digests (BuildKit backends; see `buildctl`)."""
 
     @property
     def name(self) -> str:
@@ -133,6 +135,7 @@ class BuildPlan:
             metadata_file=metadata_file,
             cache_ref=self.cache_ref,
             labels=self.labels,
+            source_date_epoch=self.source_date_epoch,
         )
 
 

@@ -10,6 +10,12 @@ the image's repository: since BuildKit v0.28 the image push and the cache export
 (moby/buildkit#6451), and two pushes of the same blobs into one repository race (a cancelled or
 refused blob upload that failed the build). A cache export that fails anyway is ignored
 (`ignore-error=true`): the image is what the build is for, the next build merely misses the cache.
+
+Reproducible digests: with `source_date_epoch` (the source revision's commit time, 0 for an inline
+source) the build gets the `SOURCE_DATE_EPOCH` build arg, which BuildKit uses for the image's
+creation time and history, and the image exporter's `rewrite-timestamp=true`, which clamps the
+timestamps of the files in the new layers to it: the same inputs give the same digest, whichever
+builder, cache or replica builds them. A `SOURCE_DATE_EPOCH` the spec sets itself wins.
 """
 
 from __future__ import annotations
@@ -38,8 +44,11 @@ class BuildRequest:
     cache_ref: str | None = None
     """A registry reference for cache import/export (mode=max, see `cache_ref`), or None."""
     labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    source_date_epoch: int | None = None
+    """Seconds since 1970 for reproducible timestamps (see the module docstring); None: off."""
 
 
+SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
 CACHE_REPOSITORY = "buildcache"
 """The cache's repository below the image's: `<repository>/buildcache`."""
 CACHE_TAG = "latest"
@@ -60,7 +69,11 @@ def arguments(request: BuildRequest) -> list[str]:
     args += ["--local", f"context={path}"]
     args += ["--local", f"dockerfile={path}/{folder}".rstrip("/")]
     args += ["--opt", f"filename={name}"]
-    for name, value in sorted(request.build_args.items()):
+    build_args = dict(request.build_args)
+    reproducible = request.source_date_epoch is not None
+    if reproducible:
+        build_args.setdefault(SOURCE_DATE_EPOCH, str(request.source_date_epoch))
+    for name, value in sorted(build_args.items()):
         args += ["--opt", f"build-arg:{name}={value}"]
     for name, value in sorted(request.labels.items()):
         args += ["--opt", f"label:{name}={value}"]
@@ -68,7 +81,8 @@ def arguments(request: BuildRequest) -> list[str]:
         args += ["--opt", f"platform={','.join(request.platforms)}"]
     if request.target:
         args += ["--opt", f"target={request.target}"]
-    args += ["--output", f"type=image,name={request.image},push=true"]
+    rewrite = ",rewrite-timestamp=true" if reproducible else ""
+    args += ["--output", f"type=image,name={request.image},push=true{rewrite}"]
     if request.cache_ref:
         export = f"type=registry,ref={request.cache_ref},mode=max,ignore-error=true"
         args += ["--export-cache", export]

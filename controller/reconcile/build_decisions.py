@@ -274,6 +274,7 @@ def make_plan(facts: Facts, record: status_.BuildRecord | None) -> backend.Build
         timeout_seconds=int(durations.parse(spec.build.timeout)),
         resources=spec.build.resources,
         placement=backend.PodPlacement.of(spec.build),
+        source_date_epoch=found.source_date_epoch,
         attempt=attempt,
         retries=again,
     )

@@ -68,7 +68,7 @@ class ResolveInputs:
             self.polls.source_checked = self.polls.base_checked = None
             self.polls.handled_request = requested
         revision = await self._revision(ctx)
-        folder = await self._context(ctx, revision)
+        folder, epoch = await self._context(ctx, revision)
         path = folder / spec.dockerfile
         if not path.is_file():
             raise errors.StalledError(
@@ -90,6 +90,7 @@ class ResolveInputs:
             key=key,
             material=inputs.key_material(spec),
             context_dir=folder,
+            source_date_epoch=epoch,
         )
         ctx.updates.update({"sourceRevision": revision, "baseImageDigest": digest, "buildKey": key})
         base_text = "scratch" if base.reference is None else f"{base.reference}@{digest}"
@@ -118,11 +119,14 @@ class ResolveInputs:
         self.polls.source_checked = time.monotonic()
         return revision
 
-    async def _context(self, ctx: steps.Context, revision: str) -> pathlib.Path:
+    async def _context(self, ctx: steps.Context, revision: str) -> tuple[pathlib.Path, int]:
+        """The build context of `revision` (fetched once) and its time for reproducible builds
+        (the commit's; 0 for an inline source), which the `.complete` marker beside it holds."""
         folder = self.services.workdir / "sources" / ctx.namespace / ctx.name / revision
         complete = folder.with_name(folder.name + ".complete")  # beside, not in, the context
         if complete.exists() and folder.is_dir():
-            return folder
+            return folder, _epoch(complete.read_text())
+        epoch = 0
         scratch = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
@@ -137,7 +141,7 @@ class ResolveInputs:
         else:
             assert spec.source.git is not None
             credentials = await _git_credentials(self.services, ctx)
-            await git.fetch_tree(
+            epoch = await git.fetch_tree(
                 url=spec.source.git.url,
                 revision=revision,
                 path=spec.source.git.path,
@@ -153,8 +157,8 @@ class ResolveInputs:
                 else:
                     old.unlink(missing_ok=True)
         scratch.rename(folder)
-        complete.touch()
-        return folder
+        complete.write_text(str(epoch))
+        return folder, epoch
 
     async def _base_digest(
         self,
@@ -183,6 +187,14 @@ class ResolveInputs:
         )
         self.polls.base_checked = time.monotonic()
         return digest
+
+
+def _epoch(text: str) -> int:
+    """The time a `.complete` marker holds (an older, empty marker: 0)."""
+    try:
+        return max(0, int(text.strip() or 0))
+    except ValueError:
+        return 0
 
 
 def _interval(trigger: model.Trigger, default: float) -> float | None:

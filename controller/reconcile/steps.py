@@ -66,6 +66,8 @@ class ResolvedInputs:
     """What the key is made of (`identity.Inputs.key_material`), recorded with the image."""
     context_dir: pathlib.Path
     """The build context (Dockerfile and scripts/) on the operator's file system."""
+    source_date_epoch: int = 0
+    """The source revision's commit time (seconds since 1970; 0 for an inline source)."""
 
 
 @dataclasses.dataclass

@@ -201,8 +201,9 @@ async def fetch_tree(
     dest: pathlib.Path,
     credentials: Credentials | None = None,
     timeout: float = 300.0,
-) -> None:
-    """Write the folder `path` ("." for the root) of commit `revision` into `dest`.
+) -> int:
+    """Write the folder `path` ("." for the root) of commit `revision` into `dest`; return the
+    commit's time (seconds since 1970, the committer's: what reproducible builds stamp).
 
     Only that commit is fetched (depth 1, no tags, no submodules). Files are written as stored
     in git: no line-ending or filter conversion, no `export-ignore`; modes are 0644 or 0755 (the
@@ -245,6 +246,8 @@ async def fetch_tree(
             )
             raise git.refused(GitTreeRefused, message) from None
         logger.debug("wrote %r of %s at %s into %s", path, git.shown_url, sha, dest)
+        committed = await git.run("--git-dir", repo, "log", "-1", "--format=%ct", sha)
+    return int(committed.strip() or 0)
 
 
 def _prepare(dest: pathlib.Path) -> None:

@@ -317,9 +317,11 @@ async def test_fetch_tree_writes_the_folder_byte_for_byte_with_modes(
 ) -> None:
     sha = server.commit(repo, {}, "links", symlinks={"bicep/scripts/current.sh": "deploy.sh"})
     dest = tmp_path / "context"
-    await git.fetch_tree(
+    epoch = await git.fetch_tree(
         url=server.url(repo), revision=sha, path="bicep", dest=dest, credentials=ALICE, timeout=60
     )
+    # the commit's time: what a reproducible build stamps
+    assert epoch == server.commit_time(repo, sha) > 0
     assert _modes(dest) == {
         ".gitattributes": "0o644",
         "Dockerfile": "0o644",  # export-ignore does not apply: the build needs it

@@ -231,6 +231,11 @@ class GitServer:
         )  # fmt: skip
         return [Commit(*line.split(" ", 1)) for line in out.splitlines()]
 
+    def commit_time(self, name: str, revision: str) -> int:
+        """The committer time of `revision` (seconds since 1970)."""
+        out = self._git("--git-dir", str(self.path(name)), "log", "-1", "--format=%ct", revision)
+        return int(out.strip())
+
     def show(self, name: str, revision: str = "refs/heads/main") -> str:
         """`git show` of `revision`: the commit's author, message and diff."""
         return self._git("--git-dir", str(self.path(name)), "show", "--stat", "--patch", revision)

@@ -146,3 +146,24 @@ def test_metadata_file_is_last(changes: dict[str, Any]) -> None:
 def test_one_output_that_pushes() -> None:
     args = buildctl.arguments(request())
     assert options(args, "--output") == [f"type=image,name={IMAGE},push=true"]
+
+
+def test_reproducible_the_source_time_and_rewritten_timestamps() -> None:
+    args = buildctl.arguments(request(source_date_epoch=1733400000, build_args={"A": "1"}))
+    assert options(args, "--opt")[1:3] == [
+        "build-arg:A=1",
+        "build-arg:SOURCE_DATE_EPOCH=1733400000",
+    ]
+    assert options(args, "--output") == [
+        f"type=image,name={IMAGE},push=true,rewrite-timestamp=true"
+    ]
+    inline = buildctl.arguments(request(source_date_epoch=0))  # an inline source: 1970
+    assert "build-arg:SOURCE_DATE_EPOCH=0" in options(inline, "--opt")
+
+
+def test_reproducible_a_source_date_epoch_of_the_spec_wins() -> None:
+    args = buildctl.arguments(
+        request(source_date_epoch=5, build_args={"SOURCE_DATE_EPOCH": "1700000000"})
+    )
+    assert options(args, "--opt").count("build-arg:SOURCE_DATE_EPOCH=1700000000") == 1
+    assert "build-arg:SOURCE_DATE_EPOCH=5" not in options(args, "--opt")

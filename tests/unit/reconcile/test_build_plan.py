@@ -50,6 +50,7 @@ def plan(parsed: model.RunnerImageSpec, context_dir: pathlib.Path) -> backend.Bu
         key=identity.build_key(parsed, INPUTS),
         material=material,
         context_dir=context_dir,
+        source_date_epoch=1733400000,
     )
     facts = build_decisions.Facts(
         spec=parsed,
@@ -108,6 +109,16 @@ def test_the_plan_caches_in_a_repository_next_to_the_image(tmp_path: pathlib.Pat
         f"type=registry,ref={planned.cache_ref},mode=max,ignore-error=true"
     )
     assert argv[argv.index("--import-cache") + 1] == f"type=registry,ref={planned.cache_ref}"
+
+
+def test_the_plan_carries_the_source_time_to_the_job_for_a_reproducible_digest(
+    tmp_path: pathlib.Path,
+) -> None:
+    planned = plan(spec(), context(tmp_path))
+    assert planned.source_date_epoch == 1733400000
+    argv = buildctl.arguments(job.request(planned))
+    assert "build-arg:SOURCE_DATE_EPOCH=1733400000" in argv
+    assert argv[argv.index("--output") + 1].endswith(",rewrite-timestamp=true")
 
 
 class RecordingKube:
