@@ -10,10 +10,13 @@ the runner chose, and a retry with backoff after a transient failure.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import os
 import socket
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import kopf
 
@@ -34,6 +37,25 @@ def retry_delay(retry: int) -> float:
     return backoff.delay(retry + 1, base=5.0, cap=MAX_RETRY_DELAY)
 
 
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's record of the last handled spec, kept as a digest in the annotation.
+
+    kopf stores the whole essence (spec, labels, annotations) in one annotation and compares it
+    with the object to tell an update; the reconcile is level-based and reads no diff, so a
+    digest tells the same. A whole essence fails above the API server's 256 KiB of annotations
+    (a RunnerImage with large inline scripts, each allowed 256 KiB): every patch of the object,
+    status included, was refused and kopf retried it without end.
+    """
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        essence = super().build(body=body, extra_fields=extra_fields)
+        text = json.dumps(essence, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return cast(kopf.BodyEssence, {"sha256": digest})
+
+
 def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     """Register every handler of the operator into `registry`."""
 
@@ -43,7 +65,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
             prefix=identity.KOPF_STATE_PREFIX
         )
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        settings.persistence.diffbase_storage = DigestDiffBaseStorage(
             prefix=identity.KOPF_STATE_PREFIX, key="last-handled-configuration"
         )
         settings.posting.level = logging.CRITICAL + 1  # only the Events the runner chooses

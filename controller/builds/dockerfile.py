@@ -20,10 +20,14 @@ from controller import errors
 
 
 class DockerfileError(errors.StalledError):
-    """The Dockerfile cannot be built as written."""
+    """The Dockerfile cannot be built as written; the message names the field (spec.dockerfile,
+    the Dockerfile's path, unless it names another, e.g. spec.target)."""
 
     def __init__(self, message: str) -> None:
-        super().__init__("DockerfileInvalid", message)
+        super().__init__(
+            "DockerfileInvalid",
+            message if message.startswith("spec.") else f"spec.dockerfile: {message}",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +167,8 @@ def final_base_image(
             break
         position = earlier[-1]
     if not image:
-        raise DockerfileError(f"line {line}: FROM expands to an empty image name")
+        applied = " (with spec.buildArgs applied)" if build_args else ""
+        raise DockerfileError(f"line {line}: FROM expands to an empty image name{applied}")
     if image.lower() == "scratch":
         return BaseImage(None, stage_name, line)
     return BaseImage(image, stage_name, line)

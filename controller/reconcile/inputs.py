@@ -26,6 +26,7 @@ from controller.observe import events as events_
 from controller.reconcile import memory as memory_
 from controller.reconcile import secrets, steps
 from controller.reconcile import services as services_
+from controller.registry import reference
 from controller.sources import git
 
 WARNINGS_REASON = "DockerfileWarnings"
@@ -80,6 +81,7 @@ class ResolveInputs:
         base = dockerfile.final_base_image(
             text, build_args=spec.build_args, target=spec.target, platforms=spec.platforms
         )
+        _check_reference(base, spec)
         _report_warnings(ctx, self.polls, text, base.reference)
         digest = await self._base_digest(ctx, base)
         inputs = identity.Inputs(revision=revision, base_image=base.reference, base_digest=digest)
@@ -202,6 +204,20 @@ def _interval(trigger: model.Trigger, default: float) -> float | None:
     if not trigger.enabled:
         return None
     return durations.parse(trigger.interval) if trigger.interval else default
+
+
+def _check_reference(base: dockerfile.BaseImage, spec: model.RunnerImageSpec) -> None:
+    """Refuse (`Stalled`, naming the field) a base image that is not an image reference, before
+    any registry is asked: a user must fix the Dockerfile or the build arguments."""
+    if base.reference is None:
+        return
+    try:
+        reference.parse(base.reference)
+    except reference.InvalidReference as error:
+        applied = " (with spec.buildArgs applied)" if spec.build_args else ""
+        raise dockerfile.DockerfileError(
+            f"line {base.line}: the base image{applied} is not an image reference: {error}"
+        ) from None
 
 
 def _report_warnings(

@@ -11,7 +11,8 @@ import decimal
 import posixpath
 import re
 import string
-from collections.abc import Generator, Iterator
+import unicodedata
+from collections.abc import Generator, Iterable, Iterator
 
 from controller import durations, errors
 from controller.api import spec as model
@@ -38,7 +39,17 @@ _URL_CREDENTIALS = re.compile(
     r"^(https?://[^/\s]*@|[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]*:[^/\s]*@)", re.IGNORECASE
 )
 """Any user information in an http(s) URL (a token is often the user name), or a password in any."""
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)")
+_SCP_LIKE = re.compile(r"(?P<user>[A-Za-z0-9._-]+)@(?P<host>[A-Za-z0-9.-]+):.+")
+"""The URLs git is given (as `controller.git.environment.transport` reads them): a scheme and
+its authority ([user@]host[:port]), or scp-like user@host:path (SSH)."""
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode categories refused in names, paths, refs and URLs: control characters (NUL, ESC, DEL,
+newlines), and invisible formatting ones (bidi overrides such as U+202E, zero-width spaces, the
+BOM) that make a value read differently from what git, the registry or a shell is given."""
+MAX_QUANTITY = decimal.Decimal(2**63 - 1)
+"""The largest quantity Kubernetes holds (an int64 of base units)."""
 
 
 def problems(spec: model.RunnerImageSpec) -> list[errors.SpecError]:
@@ -59,10 +70,19 @@ def check(spec: model.RunnerImageSpec) -> None:
 
 
 def _problems(spec: model.RunnerImageSpec) -> Iterator[errors.SpecError]:
+    yield from _hidden(_texts(spec))
     yield from _relative_path("spec.dockerfile", spec.dockerfile)
-    if spec.source.git is not None:
-        yield from _url("spec.source.git.url", spec.source.git.url, "spec.source.git.secretRef")
-        yield from _relative_path("spec.source.git.path", spec.source.git.path, allow_dot=True)
+    git = spec.source.git
+    if git is not None:
+        yield from _url("spec.source.git.url", git.url, "spec.source.git.secretRef", git.secret_ref)
+        yield from _relative_path("spec.source.git.path", git.path, allow_dot=True)
+        yield from _ref("spec.source.git.ref", git.ref, "git branch, tag or commit")
+    for name, value in spec.build_args.items():
+        if "\x00" in value:
+            yield errors.SpecError(
+                f"spec.buildArgs.{name}", "must not contain NUL (it cannot be passed to a build)"
+            )
+    yield from _registry("spec.image.registry", spec.image.registry)
     if spec.source.inline is not None and spec.dockerfile != "Dockerfile":
         yield errors.SpecError(
             "spec.dockerfile", "must be Dockerfile (or unset) with spec.source.inline"
@@ -118,6 +138,8 @@ def _resources(field: str, resources: model.ResourceRequirements) -> Iterator[er
                 )
             elif amount < 0:
                 yield errors.SpecError(entry, f"must not be negative (got {quantity})")
+            elif amount > MAX_QUANTITY:
+                yield errors.SpecError(entry, f"is too large (got {quantity})")
             else:
                 amounts[section][name] = amount
     for name, request in amounts["requests"].items():
@@ -152,7 +174,12 @@ def _toleration(field: str, toleration: model.Toleration) -> Iterator[errors.Spe
 
 
 def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
-    yield from _url("spec.catalog.git.url", catalog.git.url, "spec.catalog.git.secretRef")
+    yield from _url(
+        "spec.catalog.git.url",
+        catalog.git.url,
+        "spec.catalog.git.secretRef",
+        catalog.git.secret_ref,
+    )
     for index, glob in enumerate(catalog.manifests):
         field = f"spec.catalog.manifests[{index}]"
         if glob.startswith("/") or "\\" in glob:
@@ -173,8 +200,8 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
         ("spec.catalog.git.branch", catalog.git.branch),
         ("spec.catalog.pushBranch", catalog.push_branch),
     ):
-        if branch and not refs.valid_branch(branch):
-            yield errors.SpecError(field, f"{branch!r} is not a valid git branch name")
+        if branch:
+            yield from _ref(field, branch, "git branch name")
 
 
 def _catalog_fields(catalog: model.Catalog) -> Iterator[errors.SpecError]:
@@ -212,13 +239,105 @@ def _relative_path(field: str, path: str, *, allow_dot: bool = False) -> Iterato
         yield errors.SpecError(field, "must name a file")
 
 
-def _url(field: str, url: str, secret_field: str) -> Iterator[errors.SpecError]:
+def _url(
+    field: str, url: str, secret_field: str, secret: model.SecretRef | None
+) -> Iterator[errors.SpecError]:
     if _URL_CREDENTIALS.match(url):
         # Never echo the URL: it carries a credential.
         yield errors.SpecError(
             field,
             f"must not embed credentials in the URL; put them in a Secret named by {secret_field}",
         )
+        return
+    if _hidden_char(url):
+        return  # said by _hidden
+    if url.startswith("-"):
+        yield errors.SpecError(field, "must not start with '-'")
+        return
+    found = _URL.match(url)
+    scp = None if found else _SCP_LIKE.fullmatch(url)
+    scheme = found["scheme"].lower() if found else "ssh" if scp else ""
+    if scheme not in ("http", "https", "ssh"):
+        yield errors.SpecError(
+            field,
+            "unsupported git URL: use https://, http:// or ssh (ssh://host/path or"
+            " user@host:path); file://, ext:: and other transports are refused",
+        )
+        return
+    if found:
+        user, _, host = found["authority"].rpartition("@")
+    else:
+        assert scp is not None
+        user, host = scp["user"], scp["host"]
+    if user.startswith("-") or host.startswith("-"):
+        yield errors.SpecError(field, "the host and user must not start with '-'")
+        return
+    port = host.rpartition("]")[2].partition(":")[2] if found else ""
+    if ":" in host.rpartition("]")[2] and not (port.isdigit() and 0 < int(port) < 65536):
+        yield errors.SpecError(field, "the port must be a number from 1 to 65535")
+    if scheme == "ssh" and secret is None:
+        yield errors.SpecError(
+            secret_field, "is required for an SSH URL (a Secret with identity and known_hosts)"
+        )
+
+
+def _registry(field: str, registry: str) -> Iterator[errors.SpecError]:
+    _, colon, port = registry.rpartition(":")
+    if colon and port.isdigit() and not 0 < int(port) < 65536:
+        yield errors.SpecError(field, "the port must be a number from 1 to 65535")
+
+
+def _texts(spec: model.RunnerImageSpec) -> Iterator[tuple[str, str, str]]:
+    """(field, value, characters allowed) of every name, path, ref and URL of the spec."""
+    yield "spec.dockerfile", spec.dockerfile, ""
+    if spec.target is not None:
+        yield "spec.target", spec.target, ""
+    if spec.source.git is not None:
+        git = spec.source.git
+        yield from (
+            ("spec.source.git.url", git.url, ""),
+            ("spec.source.git.path", git.path, ""),
+        )
+    catalog = spec.catalog
+    if catalog is None:
+        return
+    yield from (
+        ("spec.catalog.git.url", catalog.git.url, ""),
+        ("spec.catalog.field", catalog.field, ""),
+        ("spec.catalog.repositoryField", catalog.repository_field, ""),
+        ("spec.catalog.commit.authorName", catalog.commit.author_name, ""),
+        ("spec.catalog.commit.authorEmail", catalog.commit.author_email, ""),
+        # a commit message may span lines (and be in any script); nothing else unprintable
+        ("spec.catalog.commit.messageTemplate", catalog.commit.message_template, "\n\t"),
+    )
+    for index, glob in enumerate(catalog.manifests):
+        yield f"spec.catalog.manifests[{index}]", glob, ""
+    for index, value in enumerate(catalog.adopt):
+        yield f"spec.catalog.adopt[{index}]", value, ""
+
+
+def _ref(field: str, name: str, what: str) -> Iterator[errors.SpecError]:
+    """A branch, tag or commit git can be given: as `git check-ref-format --branch` allows (no
+    leading "-", no "..", no control character, ...), and no invisible formatting character."""
+    if not refs.valid_branch(name):
+        yield errors.SpecError(field, f"{name!r} is not a valid {what}")
+    else:
+        yield from _hidden([(field, name, "")])
+
+
+def _hidden_char(text: str, allowed: str = "") -> str | None:
+    return next((c for c in text if c not in allowed and unicodedata.category(c) in _HIDDEN), None)
+
+
+def _hidden(texts: Iterable[tuple[str, str, str]]) -> Iterator[errors.SpecError]:
+    for field, value, allowed in texts:
+        found = _hidden_char(value, allowed)
+        if found is not None:
+            yield errors.SpecError(
+                field,
+                f"must not contain control or invisible formatting characters"
+                f" (found U+{ord(found):04X} at position {value.index(found)})",
+            )
 
 
 def _tag_template(field: str, template: str) -> Iterator[errors.SpecError]:

@@ -86,5 +86,9 @@ class OperatorProcess:
         assert self._proc is not None, "operator not started"
         return self._proc.pid
 
+    def alive(self) -> bool:
+        """Whether the process is running (started and not exited)."""
+        return self._proc is not None and self._proc.poll() is None
+
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from controller import errors
@@ -67,3 +69,20 @@ def test_transient_error_retry_after() -> None:
     assert error.retry_after == 12.5
     assert (error.reason, error.message) == ("Net", "down")
     assert not isinstance(error, errors.StalledError)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 1_000_000,
+        "x" * 500_000 + "https://u:p@h/" + "y" * 500_000,
+        "a://" * 250_000,
+        "https://" + "b" * 1_000_000,
+    ],
+)
+def test_redact_takes_linear_time_on_huge_text(text: str) -> None:
+    # A 1 MiB spec value quoted in a message: the search once took quadratic time (hours).
+    started = time.monotonic()
+    redacted = errors.redact(text)
+    assert time.monotonic() - started < 2.0
+    assert "u:p@" not in redacted

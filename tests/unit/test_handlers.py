@@ -92,3 +92,32 @@ def test_finished_build_jobs_are_watched_by_label_and_wake_their_runner_image(
     running: Any = {**body, "status": {"active": 1}}
     asyncio.run(on_job(type="MODIFIED", body=kopf.Body(running)))
     assert waker.woken == [("team-a", "runner", "runner-build-1")]
+
+
+def _body(spec: dict[str, Any], **annotations: str) -> kopf.Body:
+    return kopf.Body(
+        {
+            "apiVersion": "runners.ade.dev/v1alpha1",
+            "kind": "RunnerImage",
+            "metadata": {"name": "x", "namespace": "n", "annotations": annotations},
+            "spec": spec,
+            "status": {"observedGeneration": 1},
+        }
+    )
+
+
+def test_kopf_records_the_handled_spec_as_a_small_digest() -> None:
+    # The whole spec in an annotation broke any RunnerImage above 256 KiB of annotations (large
+    # inline scripts): every patch was refused and retried without end (issue 11).
+    storage = handlers.DigestDiffBaseStorage(prefix="kopf.runners.ade.dev")
+    big = {"source": {"inline": {"scripts": {"deploy.sh": "x" * 1_000_000}}}}
+    essence = storage.build(body=_body(big))
+    patch = kopf.Patch()
+    storage.store(body=_body(big), patch=patch, essence=essence)
+    stored = patch["metadata"]["annotations"]["kopf.runners.ade.dev/last-handled-configuration"]
+    assert len(stored) < 100
+    assert storage.build(body=_body(big)) == essence  # the same spec: no update seen
+    changed = {"source": {"inline": {"scripts": {"deploy.sh": "y" * 1_000_000}}}}
+    assert storage.build(body=_body(changed)) != essence  # a change: an update
+    # as kopf's own: a new annotation (a manual trigger) is a change, the status is not
+    assert storage.build(body=_body(big, **{"runners.ade.dev/reconcile": "1"})) != essence

@@ -210,7 +210,124 @@ def test_url_without_password_accepted(url: str) -> None:
     raw = raw_spec()
     raw["source"]["git"]["url"] = url
     raw["catalog"]["git"]["url"] = url
+    raw["source"]["git"]["secretRef"] = raw["catalog"]["git"]["secretRef"] = {"name": "git-ssh"}
     assert messages(raw) == []
+
+
+# -- hostile input (issue 11): each is Stalled naming the field, never retried in a loop -------
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("file:///etc/passwd", "unsupported git URL"),
+        ("ext::sh -c touch% /tmp/pwned", "unsupported git URL"),
+        ("fd::17", "unsupported git URL"),
+        ("-u@git.example.com:x.git", "must not start with '-'"),
+        ("ssh://-oProxyCommand=touch%20x/x.git", "must not start with '-'"),
+        ("-oProxyCommand=x@host:x", "must not start with '-'"),
+        ("https://git.example.com:99999/x.git", "port must be a number from 1 to 65535"),
+        ("https://git.example.com:0/x.git", "port must be a number from 1 to 65535"),
+        ("https://git.example.com/x\x00.git", "found U+0000"),
+        ("https://git.example.com/x\x1b[2J.git", "found U+001B"),
+    ],
+)
+def test_hostile_git_urls_are_refused_naming_the_field(url: str, problem: str) -> None:
+    for side in ("source", "catalog"):
+        raw = raw_spec()
+        raw[side]["git"]["url"] = url
+        raw[side]["git"]["secretRef"] = {"name": "git"}
+        found = messages(raw)
+        assert len(found) == 1, found
+        assert found[0].startswith(f"spec.{side}.git.url: "), found
+        assert problem in found[0]
+
+
+def test_ssh_url_needs_a_secret() -> None:
+    raw = raw_spec()
+    raw["source"]["git"]["url"] = "git@github.com:org/repo.git"
+    assert messages(raw) == [
+        "spec.source.git.secretRef: is required for an SSH URL (a Secret with identity and"
+        " known_hosts)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "ref", ["--upload-pack=touch /tmp/x", "-x", "main..x", "refs/../x", "main\n", "a b", "x~1"]
+)
+def test_source_ref_must_be_a_git_ref(ref: str) -> None:
+    raw = raw_spec()
+    raw["source"]["git"]["ref"] = ref
+    found = messages(raw)
+    assert len(found) == 1, found
+    assert found[0].startswith("spec.source.git.ref: "), found
+
+
+@pytest.mark.parametrize("ref", ["main", "v1.2.3", "refs/tags/v1", "0" * 40, "HEAD", "release/1.x"])
+def test_source_ref_accepted(ref: str) -> None:
+    raw = raw_spec()
+    raw["source"]["git"]["ref"] = ref
+    assert messages(raw) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (("source", "git", "ref"), "main\u202e"),
+        (("source", "git", "path"), "runners/\u200bbicep"),
+        (("source", "git", "url"), "https://github.com/org/\ufeffx.git"),
+        (("catalog", "git", "branch"), "main\u200b"),
+        (("catalog", "pushBranch"), "review\u202e"),
+        (("catalog", "manifests"), ["Environments/\x00*.yaml"]),
+        (("catalog", "manifests"), ["Environments/\u202e*.yaml"]),
+        (("catalog", "commit", "authorName"), "bot\nAuthor: evil"),
+        (("catalog", "commit", "authorEmail"), "b\x7ft@example.com"),
+        (("catalog", "commit", "messageTemplate"), "Use {image}\x00"),
+        (("catalog", "field"), "run\u200bner"),
+        (("catalog", "adopt"), ["core:\x1b*"]),
+        (("dockerfile",), "Docker\u202efile"),
+        (("target",), "final\x00"),
+    ],
+)
+def test_control_and_invisible_characters_are_refused(path: tuple[str, ...], value: Any) -> None:
+    raw = raw_spec()
+    node = raw
+    for key in path[:-1]:
+        node = node.setdefault(key, {})
+    node[path[-1]] = value
+    found = messages(raw)
+    assert found, value
+    assert any("control or invisible formatting characters" in m for m in found), found
+    field = "spec." + ".".join(path)
+    assert all(m.startswith(field) for m in found), found
+
+
+def test_a_commit_message_may_span_lines_in_any_script() -> None:
+    raw = raw_spec()
+    hebrew = "\u05e9\u05dc\u05d5\u05dd"
+    raw["catalog"]["commit"] = {"messageTemplate": f"Läuft: {{image}}\n\n\t{hebrew} ({{reason}})"}
+    assert messages(raw) == []
+
+
+def test_nul_in_a_build_argument_is_refused() -> None:
+    raw = raw_spec()
+    raw["buildArgs"] = {"A": "x\x00y", "B": "multi\nline \u202e ok"}
+    assert messages(raw) == [
+        "spec.buildArgs.A: must not contain NUL (it cannot be passed to a build)"
+    ]
+
+
+@pytest.mark.parametrize("registry", ["contoso.io:99999", "contoso.io:0"])
+def test_registry_port_must_be_in_range(registry: str) -> None:
+    raw = raw_spec()
+    raw["image"]["registry"] = registry
+    assert messages(raw) == ["spec.image.registry: the port must be a number from 1 to 65535"]
+
+
+def test_a_quantity_beyond_int64_is_refused() -> None:
+    raw = raw_spec()
+    raw["build"]["resources"]["limits"]["memory"] = "1e999999999"
+    assert messages(raw) == ["spec.build.resources.limits[memory]: is too large (got 1e999999999)"]
 
 
 # --- tag template --------------------------------------------------------------------------------
