@@ -54,7 +54,8 @@ push_env="" push_mount="" push_volume=""
 if [ -n "${PUSH_SECRET:-}" ]; then
   push_env='{"name": "DOCKER_CONFIG", "value": "/home/user/.docker"}'
   push_mount='{"name": "docker-config", "mountPath": "/home/user/.docker", "readOnly": true}'
-  push_volume="{\"name\": \"docker-config\", \"secret\": {\"secretName\": \"${PUSH_SECRET}\", \"items\": [{\"key\": \".dockerconfigjson\", \"path\": \"config.json\"}]}}"
+  push_volume='{"name": "docker-config", "secret": {"secretName": "'"${PUSH_SECRET}"'",'
+  push_volume+=' "items": [{"key": ".dockerconfigjson", "path": "config.json"}]}}'
 fi
 
 # Rootless BuildKit's needs: user 1000, seccomp and AppArmor unconfined, no process sandbox.
