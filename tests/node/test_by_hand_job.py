@@ -12,14 +12,14 @@ each first (the cache in the registry), then three timed rounds each, alternatin
 medians and the ratio, and whether the goal (`by_hand.GOAL`, 1.5) holds; fails only past
 `by_hand.REGRESSION`.
 
-Measured on this loaded 2-core machine: by hand 9.7-10.3 s, the operator 11.3-11.8 s (medians),
-ratios 1.1-1.2: the goal holds. Both sides spend a round in the same places (the pod started,
+Measured on this loaded 2-core machine: by hand 8.2-10.3 s, the operator 8.5-11.8 s (medians),
+ratios 1.0-1.2: the goal holds. Both sides spend a round in the same places (the pod started,
 ~1 s; its rootless BuildKit up, ~2.5 s; build and push, ~2.5 s; the container's exit reported by
 the kubelet and the Job controller, ~3 s). The operator's extra: `kubectl apply` to the Job
 created ~0.35 s (by hand: two `kubectl create`, ~0.3 s); Job complete to Ready 1.0-1.5 s (the
 watch wakes the reconcile within 10 ms; verify 0.1-0.3 s; catalog 0.55-1.4 s with its 0.2 s
 batch window) against 0.7-0.9 s for `kubectl logs` and the catalog push by hand; the rest is
-noise in the pods' own times, which vary by seconds between rounds. About 105 s in all.
+noise in the pods' own times, which vary by seconds between rounds. 85-110 s in all.
 """
 
 from __future__ import annotations
