@@ -17,31 +17,29 @@ commands:
   is about as long as the build itself, so the ratio stays above the goal.
 - `install`: a runner that installs its tools (`INSTALL_STEP`: 2 s and a 4 MiB layer, the stand-in
   for the Azure CLI or Bicep), rebuilt each round because its tools' version changed (a build
-  arg), as a base image or tool update does. The same fixed part over a build of a few seconds.
+  arg), as a base image or tool update does: the same fixed part over a build of a few seconds.
 
 The test prints whether the goal holds per scenario and backend and fails only past
-`REGRESSION` (a guard against regressions, loose as in the other benchmarks).
+`by_hand.REGRESSION` (a guard against regressions, loose as in the other benchmarks).
 
-The Job backend's by-hand equivalent (a Job running the same `buildctl-daemonless.sh`) runs on
-the real node: `tests/node/test_by_hand_job.py`.
+The Job backend's by-hand equivalent (a Job running the same `buildctl-daemonless.sh`) needs a
+real node: `tests/node/test_by_hand_job.py`. The operator's side of a round and the report line
+are shared with it (`tests.benchmarks.by_hand`).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import pathlib
 import shutil
-import statistics
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
-from typing import Any, cast
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
+from tests.benchmarks import by_hand as by_hand_
 from tests.benchmarks import test_build_figures
 from tests.conftest import (
     GIT_PASSWORD,
@@ -57,11 +55,6 @@ from tests.env import buildkitd, controlplane, dockerd, gitserver, images, kube,
 pytestmark = [pytest.mark.e2e, pytest.mark.benchmark]
 
 ROUNDS = 3
-GOAL = 1.5
-"""Issue 16: apply -> Ready at most 1.5 times the same steps by hand."""
-REGRESSION = 3.5
-"""What fails the test: far past the figures measured (see the module docstring)."""
-BY_HAND = controlplane.REPO / "hack" / "by-hand"
 BACKENDS = {"BuildKitDaemon": "buildkitd.sh", "Docker": "docker.sh"}
 INSTALL_STEP = (
     "ARG TOOLS_VERSION\n"
@@ -104,98 +97,56 @@ def _manifest(side: str, backend: str) -> str:
     return f"Environments/{side}-{backend.lower()}/environment.yaml"
 
 
-class ByHand:
-    """Runs `hack/by-hand/<script>` on a context folder whose deploy.sh changes each round."""
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """The systems one run's rounds use."""
 
-    def __init__(
-        self,
-        folder: pathlib.Path,
-        env: dict[str, str],
-        url: str,
-        host: str,
-        core: str,
-        dockerfile: str,
-    ) -> None:
-        self.folder, self.env, self.url, self.host, self.core = folder, env, url, host, core
-        self.pushed = ""
-        """What the last round pushed by hand (`image@digest`)."""
-        self.image_seen = ""
-        """What the operator's last round pointed the catalog at."""
-        (folder / "scripts").mkdir(parents=True)
-        (folder / "Dockerfile").write_text(dockerfile)
-        (folder / "scripts" / "delete.sh").write_text("#!/bin/sh\n")
+    cluster: kube.Cluster
+    api: client.CustomObjectsApi
+    namespace: str
+    server: gitserver.GitServer
+    host: str
+    core: str
 
-    def run(
-        self, backend: str, namespace: str, script: str, tag: str, tools: str
-    ) -> tuple[float, str]:
-        (self.folder / "scripts" / "deploy.sh").write_text(script)
-        image = f"{self.host}/{namespace}/by-hand-{backend.lower()}:{tag}"
-        argv = [
-            str(BY_HAND / BACKENDS[backend]),
-            str(self.folder),
-            image,
-            self.url,
+
+def _rounds(
+    where: Where, hand: by_hand_.ByHand, scenario: str, backend: str, home: pathlib.Path
+) -> tuple[list[float], list[float]]:
+    """One warm-up and `ROUNDS` timed rounds, alternating: (by hand, operator) seconds; then
+    both catalog files are checked to name what each side pushed last."""
+    by_hand: list[float] = []
+    by_operator: list[float] = []
+    previous: str | None = None
+    pushed = ""
+    for round_ in range(ROUNDS + 1):  # round 0: warm-up, not counted
+        hand.build_args["TOOLS_VERSION"] = f"by-hand-{round_}"
+        seconds, pushed = hand.run(
+            f"{where.host}/{where.namespace}/by-hand-{backend.lower()}:{scenario}-r{round_}",
             _manifest("by-hand", backend),
-            f"BASE_IMAGE={self.core}",
-            "IMAGE_VERSION=4.0",
-            f"TOOLS_VERSION={tools}",
-        ]
-        start = time.monotonic()
-        done = subprocess.run(
-            argv, env=self.env, capture_output=True, text=True, timeout=600, check=False
+            f"#!/bin/sh\necho by hand {round_}\n",
         )
-        seconds = time.monotonic() - start
-        assert done.returncode == 0, f"{argv[0]} failed:\n{done.stdout}\n{done.stderr}"
-        return seconds, done.stdout.strip()
-
-
-def _operator_round(
-    cluster: kube.Cluster,
-    api: client.CustomObjectsApi,
-    namespace: str,
-    body: dict[str, Any],
-    previous: str | None,
-) -> tuple[float, str]:
-    """`kubectl apply` of `body` to Ready=True on its generation with the catalog pointing at
-    a new image: (seconds, that image)."""
-    name = body["metadata"]["name"]
-    start = time.monotonic()
-    cluster.apply(namespace, json.dumps(body))
-
-    def done() -> str | None:
-        obj = cast(
-            dict[str, Any],
-            api.get_namespaced_custom_object(
-                "runners.ade.dev", "v1alpha1", namespace, "runnerimages", name
-            ),
+        body = test_build_figures.runner_body(
+            where.namespace,
+            where.host,
+            backend=backend,
+            base=where.core,
+            script=f"#!/bin/sh\necho op {round_}\n",
+            name=f"op-{backend.lower()}",
+            dockerfile=hand.dockerfile,
         )
-        seen[:] = [obj]
-        status = obj.get("status") or {}
-        ready = kube.condition(obj, "Ready") or {}
-        stalled = kube.condition(obj, "Stalled") or {}
-        if stalled.get("status") == "True":
-            raise AssertionError(f"{name} stalled: {ready}")
-        generation = obj["metadata"]["generation"]
-        image = str((status.get("catalog") or {}).get("image") or "")
-        built = (status.get("latestImage") or {}).get("reference") or "-"
-        if (
-            ready.get("status") == "True"
-            and ready.get("observedGeneration") == generation
-            and status.get("observedGeneration") == generation
-            and image == built  # the catalog pins the tag the build pushed (the default)
-            and image != previous
-        ):
-            return image
-        return None
-
-    seen: list[dict[str, Any]] = []
-    try:
-        image = kube.wait_for(
-            done, timeout=120, what=f"{name} Ready with its catalog commit", interval=0.02
+        body["spec"]["buildArgs"]["TOOLS_VERSION"] = f"op-{round_}"
+        catalogs.with_catalog(body, where.server.url("catalog"), [_manifest("op", backend)])
+        spent, previous = by_hand_.operator_round(
+            where.cluster, where.api, where.namespace, body, previous
         )
-    except AssertionError as error:
-        raise AssertionError(f"{error}: {[(seen or [{}])[0].get('status')]}") from None
-    return time.monotonic() - start, image
+        if round_:
+            by_hand.append(seconds)
+            by_operator.append(spent)
+    read = by_hand_.read_catalog
+    assert pushed.rsplit("@", 1)[1] in read(where.server, _manifest("by-hand", backend), home)
+    assert previous is not None
+    assert previous in read(where.server, _manifest("op", backend), home)
+    return by_hand, by_operator
 
 
 @pytest.mark.timeout(900)
@@ -235,7 +186,8 @@ def test_operator_against_the_same_steps_by_hand(
             DOCKER_HOST=engine.host,
             PATH=f"{kit.bin}:{os.environ['PATH']}",
         )
-        api = client.CustomObjectsApi(config.new_client_from_config(str(control_plane.kubeconfig)))
+        by_hand_.warm_openapi(cluster)
+        api = by_hand_.custom_objects(control_plane)
         home = tmp_path / "home"
         home.mkdir()
         by_hand_env = {
@@ -244,95 +196,23 @@ def test_operator_against_the_same_steps_by_hand(
             "BUILDKIT_HOST": kit.address,
             "DOCKER_CONFIG": str(credentials),
         }
-        figures: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        figures: dict[str, tuple[list[float], list[float]]] = {}
         for scenario, dockerfile in SCENARIOS.items():
-            for backend in BACKENDS:
+            for backend, script in BACKENDS.items():
                 env = dict(by_hand_env)
                 if backend == "Docker":
                     env.update(engine.env, DOCKER=dockerd.DOCKER_CLI, DOCKER_BUILDKIT="0")
-                hand = ByHand(
+                hand = by_hand_.ByHand(
+                    script,
                     tmp_path / f"context-{scenario}-{backend}",
                     env,
                     server.url_with_user("catalog"),
-                    host,
-                    core,
+                    {"BASE_IMAGE": core, "IMAGE_VERSION": "4.0"},
                     dockerfile,
                 )
-                figures[scenario, backend] = _rounds(
-                    hand, scenario, backend, dockerfile, (cluster, api, namespace, server, core)
-                )
-                assert _digest(hand.pushed) in _read(server, _manifest("by-hand", backend), home)
-                assert hand.image_seen in _read(server, _manifest("op", backend), home)
-    ratios = {}
+                where = Where(cluster, api, namespace, server, host, core)
+                figures[f"{scenario}, {backend}"] = _rounds(where, hand, scenario, backend, home)
     with capsys.disabled():
-        for (scenario, backend), (by_hand, by_operator) in figures.items():
-            hand_median, op_median = statistics.median(by_hand), statistics.median(by_operator)
-            ratios[scenario, backend] = op_median / hand_median
-            goal = "met" if ratios[scenario, backend] <= GOAL else "NOT met"
-            print(
-                f"\n[benchmark] {scenario}, {backend}, build+push+catalog commit: by hand "
-                f"median {hand_median:.2f} s ({_list(by_hand)}), operator apply -> Ready median "
-                f"{op_median:.2f} s ({_list(by_operator)}): ratio {ratios[scenario, backend]:.2f} "
-                f"(goal {GOAL}: {goal})"
-            )
-    slow = {f"{key[0]}/{key[1]}": f"{r:.2f}" for key, r in ratios.items() if r > REGRESSION}
-    assert not slow, f"the operator is more than {REGRESSION}x the steps by hand: {slow}"
-
-
-def _rounds(
-    hand: ByHand,
-    scenario: str,
-    backend: str,
-    dockerfile: str,
-    where: tuple[kube.Cluster, client.CustomObjectsApi, str, gitserver.GitServer, str],
-) -> tuple[list[float], list[float]]:
-    """One warm-up and `ROUNDS` timed rounds, alternating: (by hand, operator) seconds."""
-    cluster, api, namespace, server, core = where
-    by_hand: list[float] = []
-    by_operator: list[float] = []
-    previous: str | None = None
-    for round_ in range(ROUNDS + 1):  # round 0: warm-up, not counted
-        seconds, hand.pushed = hand.run(
-            backend,
-            namespace,
-            f"#!/bin/sh\necho by hand {round_}\n",
-            f"{scenario}-r{round_}",
-            tools=f"by-hand-{round_}",
-        )
-        body = test_build_figures.runner_body(
-            namespace,
-            hand.host,
-            backend=backend,
-            base=core,
-            script=f"#!/bin/sh\necho op {round_}\n",
-            name=f"op-{backend.lower()}",
-            dockerfile=dockerfile,
-        )
-        body["spec"]["buildArgs"]["TOOLS_VERSION"] = f"op-{round_}"
-        catalogs.with_catalog(body, server.url("catalog"), [_manifest("op", backend)])
-        spent, previous = _operator_round(cluster, api, namespace, body, previous)
-        if round_:
-            by_hand.append(seconds)
-            by_operator.append(spent)
-    assert previous is not None
-    hand.image_seen = previous
-    return by_hand, by_operator
-
-
-def _digest(pushed: str) -> str:
-    return pushed.rsplit("@", 1)[1]
-
-
-def _list(values: list[float]) -> str:
-    return ", ".join(f"{value:.2f}" for value in values)
-
-
-def _read(server: gitserver.GitServer, path: str, home: pathlib.Path) -> str:
-    clone = home / f"check-{time.monotonic_ns()}"
-    subprocess.run(
-        ["git", "clone", "-q", server.url_with_user("catalog"), str(clone)],
-        check=True,
-        capture_output=True,
-        env=gitserver.git_env(home),
-    )
-    return (clone / path).read_text()
+        ratios = {backend: by_hand_.report(backend, *rounds) for backend, rounds in figures.items()}
+    slow = {b: f"{ratio:.2f}" for b, ratio in ratios.items() if ratio > by_hand_.REGRESSION}
+    assert not slow, f"the operator is more than {by_hand_.REGRESSION}x the steps by hand: {slow}"
