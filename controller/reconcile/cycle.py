@@ -56,6 +56,7 @@ async def run(
                     pipeline.default_steps(services_, memory),
                     now=now,
                     reported=memory.reported,
+                    deadline=services_.reconcile_timeout,
                 )
             memory.reported = report.ready
             memory.remember({version, progressed}, obj.status, report.status_patch)
