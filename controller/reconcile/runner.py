@@ -82,6 +82,9 @@ class Report:
     """A transient failure: retry with backoff (at `requeue_after` when the error said so)."""
     ready: tuple[str, str] | None = None
     """Ready's (status, reason) as this reconcile leaves it."""
+    hold: float | None = None
+    """A failing service asked for this many seconds without requests (its Retry-After): no
+    reconcile of this generation may run before they pass, whatever wakes it."""
 
 
 @dataclasses.dataclass
@@ -91,6 +94,7 @@ class _Summary:
     message: str
     requeue_after: float | None = None
     retry: bool = False
+    hold: float | None = None
 
 
 def _ready_key(found: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
@@ -164,6 +168,7 @@ async def reconcile(
         message=summary.message,
         requeue_after=summary.requeue_after,
         retry=summary.retry,
+        hold=summary.hold,
     )
 
 
@@ -265,7 +270,11 @@ async def _run_steps(
             desired[step.condition] = conditions.Condition.false(
                 step.condition, error.reason, errors.redact(error.message)
             )
-            return _failed(error.reason, errors.redact(error.message), desired, error.retry_after)
+            summary = _failed(
+                error.reason, errors.redact(error.message), desired, error.retry_after
+            )
+            summary.hold = error.retry_after if error.paced else None
+            return summary
         except Exception as error:  # a bug or an unexpected failure: retry, report
             message = errors.redact(f"{type(error).__name__}: {error}")
             desired[step.condition] = conditions.Condition.false(

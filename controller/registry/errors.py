@@ -149,7 +149,9 @@ def as_reconcile_error(
     if isinstance(error, PlatformNotFound):
         return errors.StalledError(Reason.PLATFORM_NOT_FOUND, str(error))
     if isinstance(error, RegistryUnavailable):
-        return errors.TransientError(Reason.UNAVAILABLE, str(error), retry_after=error.retry_after)
+        return errors.TransientError(
+            Reason.UNAVAILABLE, str(error), retry_after=error.retry_after, paced=True
+        )
     if isinstance(error, DigestMismatch):
         return errors.TransientError(Reason.FAILED, str(error))
     if pushed is not None:

@@ -72,6 +72,8 @@ def test_as_reconcile_error(
     assert mapped.reason == reason
     assert str(error) in mapped.message
     assert getattr(mapped, "retry_after", None) == retry_after
+    # The registry's own Retry-After is owed by every cause of a reconcile (cycle's hold).
+    assert getattr(mapped, "paced", False) == (retry_after is not None)
 
 
 def test_an_image_read_back_is_named_in_the_message() -> None:
