@@ -13,7 +13,11 @@ Two outcomes, as documented:
   and the RunnerImage ends Ready, with no retry earlier than a `Retry-After` the proxy gave
   (violations: 0);
 - a lasting fault ends `Ready=False` (or Stalled) with a reason and a message naming the
-  failing service, and the reconcile does not hang.
+  failing service, and the reconcile does not hang: a token sent a byte a second is a registry
+  time-out (`ADE_REGISTRY_TIMEOUT`), a git server that never answers is cut by the reconcile's
+  deadline (`ADE_RECONCILE_TIMEOUT`), which names it.
+A git server's 429 (whose Retry-After git does not pass on) and a manifest whose bytes are not
+its digest have tests of their own.
 
 Every test also checks that every reconcile of the run finished within `DEADLINE` (the
 operator's `reconcile_duration_seconds` histogram): a reconcile that does not end is a failure.
