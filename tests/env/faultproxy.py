@@ -86,6 +86,8 @@ class CorruptManifest:
 
 
 Fault = Reset | Status | Delay | Drip | Truncate | CorruptManifest
+_BODY_FAULTS = (Drip, Truncate, CorruptManifest)
+"""Faults of an answer's body: a HEAD request (no body) never matches them."""
 
 
 def kind(fault: Fault) -> str:
@@ -118,6 +120,8 @@ class Rule:
     def matches(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
         if self.times is not None and self.hits >= self.times:
             return False
+        if method == "HEAD" and isinstance(self.fault, _BODY_FAULTS):
+            return False  # no body to cut, drip or change: the fault would not happen
         if self.method is not None and self.method.upper() != method:
             return False
         if self.path and re.search(self.path, path) is None:

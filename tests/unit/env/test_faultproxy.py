@@ -253,3 +253,15 @@ def test_violations_pair_each_answer_with_the_next_same_request() -> None:
     ]
     found = faultproxy.violations(exchanges)
     assert [(v.path, v.retry_after, round(v.waited, 3)) for v in found] == [("/c", 1, 0.2)]
+
+
+def test_a_body_fault_never_takes_a_head_request(proxy: FaultProxy) -> None:
+    """A HEAD answer has no body: counting it as truncated would claim a fault never served."""
+    rule = proxy.add(Rule(Truncate(), path="/manifests/"))
+    with client() as http:
+        head = http.head(f"{proxy.url}/v2/r/manifests/v1")
+        assert head.status_code == 200
+        assert rule.hits == 0
+        with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+            http.get(f"{proxy.url}/v2/r/manifests/v1")
+    assert rule.hits == 1
