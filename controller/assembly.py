@@ -49,7 +49,9 @@ def services_from_config(config: config_.Config) -> services.Services:
         build_retries=retries.Policy(retries=config.build_retries, delay=config.build_retry_delay),
         reconcile_slots=limits.ReconcileSlots(limit=config.max_concurrent_reconciles),
         workdir=pathlib.Path(config.work_dir),
-        registry=images.Registry(insecure_hosts=frozenset(config.insecure_registries)),
+        registry=images.Registry(
+            insecure_hosts=frozenset(config.insecure_registries), timeout=config.registry_timeout
+        ),
         tasks=tasks,
         waker=waker,
         catalog=repository.CatalogWriter(
@@ -60,6 +62,7 @@ def services_from_config(config: config_.Config) -> services.Services:
         ),
         azure=azure_clients.AzureClients(azure_settings_from_config(config)),
         access_cache=azure_cache.AccessCache(interval=config.azure_check_interval),
+        reconcile_timeout=config.reconcile_timeout,
     )
 
 

@@ -24,6 +24,8 @@
 | `ADE_CATALOG_BATCH_WINDOW` | `200ms` | how long a catalog batch waits for one more change |
 | `ADE_CATALOG_BATCH_MAX_WINDOW` | `5s` | the longest a batch collects changes that keep coming |
 | `ADE_INSECURE_REGISTRIES` | (empty) | registries reached over plain HTTP (loopback always is) |
+| `ADE_REGISTRY_TIMEOUT` | `30s` | one whole answer of a registry (a blob's: each read) |
+| `ADE_RECONCILE_TIMEOUT` | `10m` | the most one reconcile's steps may take in all |
 | `ADE_AZURE_RESOURCE_MANAGER` | `https://management.azure.com` | ARM endpoint (sovereign clouds) |
 | `ADE_AZURE_AUTHORITY_HOST` | `https://login.microsoftonline.com` | Microsoft Entra ID authority |
 | `ADE_AZURE_CA_BUNDLE` | (empty: system CAs) | PEM bundle trusted for the two endpoints above |
@@ -78,6 +80,8 @@ class Config:
     buildkit_image: str = ""
     build_host_network: bool = False
     insecure_registries: tuple[str, ...] = ()
+    registry_timeout: float = 30.0
+    reconcile_timeout: float = 600.0
     azure_resource_manager: str = "https://management.azure.com"
     azure_authority_host: str = "https://login.microsoftonline.com"
     azure_ca_bundle: str = ""
@@ -163,6 +167,8 @@ def from_env(env: Mapping[str, str]) -> Config:
         insecure_registries=tuple(
             h.strip() for h in env.get("ADE_INSECURE_REGISTRIES", "").split(",") if h.strip()
         ),
+        registry_timeout=_duration(env, "ADE_REGISTRY_TIMEOUT", "30s"),
+        reconcile_timeout=_duration(env, "ADE_RECONCILE_TIMEOUT", "10m"),
         azure_resource_manager=_https(
             env, "ADE_AZURE_RESOURCE_MANAGER", Config.azure_resource_manager
         ),

@@ -26,11 +26,21 @@ class StalledError(ReconcileError):
 
 
 class TransientError(ReconcileError):
-    """A passing problem: reported with Ready=False and retried with backoff."""
+    """A passing problem: reported with Ready=False and retried with backoff, or after
+    `retry_after` seconds. `paced`: `retry_after` is what the failing service asked for (its
+    Retry-After), so no reconcile of the object may call it sooner, whatever wakes it."""
 
-    def __init__(self, reason: str, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        paced: bool = False,
+    ) -> None:
         super().__init__(reason, message)
         self.retry_after = retry_after
+        self.paced = paced and retry_after is not None
 
 
 class SpecError(StalledError):

@@ -34,3 +34,5 @@ class Reason:
     NOT_CONFIGURED: Final = "NotConfigured"
     NOT_IMPLEMENTED: Final = "NotImplemented"
     RECONCILE_ERROR: Final = "ReconcileError"
+    RECONCILE_TIMEOUT: Final = "ReconcileTimeout"
+    """A step was still running when the reconcile's deadline passed; retried with backoff."""

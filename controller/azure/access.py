@@ -36,7 +36,7 @@ from controller.api import spec
 from controller.azure import errors as azure_errors
 from controller.azure import names
 from controller.azure.clients import Clients
-from controller.observe import metrics
+from controller.observe import activity, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ async def _run(
     started = time.monotonic()
     try:
         async with asyncio.timeout_at(deadline):
-            result = await call({"raw_response_hook": hook})
+            with activity.waiting_on(f"Azure Resource Manager ({target.operation})"):
+                result = await call({"raw_response_hook": hook})
     except Exception as error:
         status = azure_errors.status_of(error)
         elapsed = time.monotonic() - started

@@ -249,6 +249,7 @@ def _from_response(
             target.failed_reason,
             f"{op} on {target.resource_id} did not succeed: {said}",
             retry_after=after,
+            paced=True,
         )
     if status == 401:
         return errors.StalledError(
@@ -276,22 +277,28 @@ def _from_response(
             Reason.PRINCIPAL_NOT_FOUND,
             f"{op}: {said} (a new identity can take minutes to replicate)",
             retry_after=after,
+            paced=True,
         )
     if status == 409:
         return errors.TransientError(
-            Reason.CONFLICT, f"{op} on {target.resource_id}: conflict: {said}", retry_after=after
+            Reason.CONFLICT,
+            f"{op} on {target.resource_id}: conflict: {said}",
+            retry_after=after,
+            paced=True,
         )
     if status == 429:
         return errors.TransientError(
             Reason.THROTTLED,
             f"{op}: Azure Resource Manager is throttling: {said}",
             retry_after=after,
+            paced=True,
         )
     if status is not None and (status == 408 or status >= 500):
         return errors.TransientError(
             Reason.UNAVAILABLE,
             f"{op}: Azure Resource Manager answered {status}: {said}",
             retry_after=after,
+            paced=True,
         )
     return errors.StalledError(
         Reason.REQUEST_INVALID, f"{op} on {target.resource_id} was refused ({status}): {said}"

@@ -37,6 +37,7 @@ from controller.catalog.clones import META, CloneCache, clear_leftovers
 from controller.git import credentials as credentials_
 from controller.git import environment, failures, process
 from controller.git.credentials import Credentials
+from controller.observe import activity
 from controller.observe import metrics as metrics_
 
 logger = logging.getLogger(__name__)
@@ -172,14 +173,16 @@ class Git:
     ) -> process.Completed:
         where = ["--git-dir", str(self.clone / ".git"), "--work-tree", str(self.clone)]
         try:
+            waited = f"the git server {self.shown_url} (git {args[0]})"
             async with asyncio.timeout(self.timeout):
-                return await process.run_git(
-                    *(where if in_clone else []),
-                    *args,
-                    cwd=self.clone if in_clone else self.scratch,
-                    env=env or self.env,
-                    credentials=self.credentials,
-                )
+                with activity.waiting_on(waited):
+                    return await process.run_git(
+                        *(where if in_clone else []),
+                        *args,
+                        cwd=self.clone if in_clone else self.scratch,
+                        env=env or self.env,
+                        credentials=self.credentials,
+                    )
         except TimeoutError:
             raise failures.Unavailable(
                 f"git {args[0]} timed out after {self.timeout:g}s on {self.shown_url}",

@@ -111,13 +111,35 @@ class PushRejected(GitError, errors.TransientError):
 
 
 class Unavailable(GitError, errors.TransientError):
-    """Connection refused or reset, DNS, timeouts, HTTP 5xx/429, and any failure not recognized:
+    """Connection refused or reset, DNS, timeouts, HTTP 5xx, and any failure not recognized:
     retried with backoff, with git's words in the message."""
 
     REASONS: ClassVar[Mapping[Purpose, str]] = {
         "source": "SourceUnavailable",
         "catalog": "CatalogUnavailable",
     }
+
+
+THROTTLED_WAIT = 60.0
+"""How long a git server that answered 429 is left alone. git does not pass the answer's
+Retry-After on, so the operator waits what servers ask for (GitHub: at least a minute for its
+secondary rate limits) rather than its usual 5 s backoff."""
+
+
+class Throttled(Unavailable):
+    """The server answered 429 (too many requests): asked again only after `THROTTLED_WAIT`."""
+
+    REASONS: ClassVar[Mapping[Purpose, str]] = {
+        "source": "SourceThrottled",
+        "catalog": "CatalogThrottled",
+    }
+
+    def __init__(
+        self, message: str, *, purpose: Purpose, url: str, ref: str, detail: str = ""
+    ) -> None:
+        super().__init__(message, purpose=purpose, url=url, ref=ref, detail=detail)
+        self.retry_after = THROTTLED_WAIT
+        self.paced = True
 
 
 # -- reading git's output ------------------------------------------------------------------------
@@ -134,7 +156,8 @@ _PATTERNS: tuple[tuple[str, type[GitError]], ...] = (
     (r"authentication failed|returned error: 40[13]|access denied", AuthFailed),
     (r"permission denied|permission to \S+ denied", AuthFailed),
     (r"host key verification failed|remote host identification has changed", AuthFailed),
-    (r"returned error: (5\d\d|429)|could not resolve|failed to connect", Unavailable),
+    (r"returned error: 429|HTTP 429", Throttled),
+    (r"returned error: 5\d\d|could not resolve|failed to connect", Unavailable),
     (r"couldn't connect|connection (refused|reset|timed out|closed)|timed out", Unavailable),
     (r"early EOF|hung up unexpectedly|RPC failed", Unavailable),
 )

@@ -4,6 +4,12 @@ Under the object's lock and one reconcile slot: the status to start from (`Objec
 early `Reconciling=True` write of a new generation (kstatus, see `runner.progress`), the runner
 with the default steps, what the operator remembers of it, and the reconcile's metrics. The
 handlers only hand the returned report to kopf (the status patch, the Events, a retry).
+
+A service that failed with Retry-After (`Report.hold`) is owed that time by every cause of a
+reconcile, not only by the handler that failed (kopf's retries are per handler: a timer or a
+build that ended would call it again at once): until it passes, a reconcile of the same
+generation returns the failure again without calling anything. A new generation or a
+reconcile asked for (the annotation) is the user's word and runs at once.
 """
 
 from __future__ import annotations
@@ -45,6 +51,20 @@ async def run(
         async with state.lock:
             started = time.monotonic()
             memory = state.memory
+            request = read.annotations.get(identity.RECONCILE_REQUEST_ANNOTATION)
+            held = memory.held_for(generation=read.generation, request=request)
+            if held is not None and memory.held is not None:
+                # A service asked for time (Retry-After): whatever woke this reconcile, it
+                # calls nothing, writes nothing, and comes back when the time has passed.
+                return runner.Report(
+                    result=runner.Result.FAILED,
+                    status_patch={},
+                    events=[],
+                    message=memory.held.message,
+                    requeue_after=held,
+                    retry=True,
+                    ready=memory.reported,
+                )
             obj = dataclasses.replace(read, status=memory.status_for(read.status, version))
             # Said before waiting for a slot: a burst of new objects each shows Reconciling at
             # once, not after the reconciles queued ahead of it (one small write, no work).
@@ -56,6 +76,7 @@ async def run(
                     pipeline.default_steps(services_, memory),
                     now=now,
                     reported=memory.reported,
+                    deadline=services_.reconcile_timeout,
                 )
             memory.reported = report.ready
             writing.expect(
@@ -66,6 +87,14 @@ async def run(
                 or obj.status.get("conditions")
                 or [],
             )
+            memory.held = None
+            if report.hold is not None:
+                memory.hold(
+                    generation=obj.generation,
+                    request=request,
+                    seconds=report.hold,
+                    message=report.message,
+                )
             memory.remember({version, progressed}, obj.status, report.status_patch)
             _report_metrics(obj, report, seconds=time.monotonic() - started)
             return report

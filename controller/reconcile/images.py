@@ -21,6 +21,8 @@ class Registry:
     """Registries reached over plain HTTP (a local registry)."""
     transport: Any = None
     """An httpx transport for the registry client (tests only); None: the network."""
+    timeout: float = 30.0
+    """Seconds for one whole answer of the registry (`ADE_REGISTRY_TIMEOUT`)."""
 
     def client(self, docker_config: Mapping[str, Any] | None) -> registry_client.RegistryClient:
         """A client with the credentials of `docker_config` (None: anonymous)."""
@@ -31,7 +33,10 @@ class Registry:
                 "SecretInvalid", f"spec.image.pushSecretRef: {error}"
             ) from None
         return registry_client.RegistryClient(
-            credentials=credentials, insecure_hosts=self.insecure_hosts, transport=self.transport
+            credentials=credentials,
+            insecure_hosts=self.insecure_hosts,
+            transport=self.transport,
+            timeout=self.timeout,
         )
 
     async def resolve(

@@ -20,6 +20,19 @@ from controller.observe import status as status_
 Part = TypeVar("Part")
 
 
+@dataclasses.dataclass(frozen=True)
+class Hold:
+    """No reconcile of `generation` (with the same reconcile-request annotation) before
+    `until` (monotonic): a service answered with Retry-After. Every cause (timers, a build
+    that ended, kopf's retries of another handler) would otherwise call it again at once."""
+
+    generation: int
+    request: str | None
+    until: float
+    message: str
+    """The failure that asked for it, repeated by the reconciles that wait."""
+
+
 @dataclasses.dataclass
 class ObjectMemory:
     """Per-object state kept in the operator's memory (kopf's memo), never in status."""
@@ -38,7 +51,22 @@ class ObjectMemory:
     jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
     """Each object polls up to 10% later than its interval, so objects created together do not
     poll their git servers and registries in lockstep."""
+    held: Hold | None = None
+    """A service's Retry-After that the next reconcile must wait out (see `Hold`)."""
     _parts: dict[type, object] = dataclasses.field(default_factory=dict, repr=False)
+
+    def hold(self, *, generation: int, request: str | None, seconds: float, message: str) -> None:
+        """Run no reconcile of `generation` for `seconds` (a service asked for them)."""
+        self.held = Hold(generation, request, time.monotonic() + seconds, message)
+
+    def held_for(self, *, generation: int, request: str | None) -> float | None:
+        """Seconds left of the hold, or None when a reconcile may run: none held, it passed, or
+        the spec changed or a reconcile was asked for since (the user's word wins)."""
+        held = self.held
+        if held is None or held.generation != generation or held.request != request:
+            return None
+        left = held.until - time.monotonic()
+        return left if left > 0 else None
 
     def part(self, kind: type[Part]) -> Part:
         """The memory of one step (made empty the first time it is asked for)."""

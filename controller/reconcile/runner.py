@@ -3,10 +3,17 @@
 Safe to run at any time and any number of times (create, update, resume, timer): it reads the
 object, lets each step compare the world with status, and returns the smallest status patch and
 the Events due. It never talks to kopf; the handlers apply what it returns.
+
+With a `deadline` (seconds, `ADE_RECONCILE_TIMEOUT`) the steps must be done within it: a step
+still running then is cancelled (a git command's process group killed, an HTTP request closed)
+and reported as a transient failure on its condition, reason `ReconcileTimeout`, naming the step,
+so no dependency that stops answering can hold a reconcile (and its slot) for ever. Each client
+has its own, shorter time-outs that name the service; this is the net under them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import enum
@@ -20,7 +27,7 @@ from controller.api import conditions as types
 from controller.api import identity
 from controller.api import spec as model
 from controller.api import status as api_status
-from controller.observe import conditions, events, status
+from controller.observe import activity, conditions, events, status
 from controller.reconcile import steps as steps_
 from controller.reconcile import validate
 
@@ -78,6 +85,9 @@ class Report:
     """A transient failure: retry with backoff (at `requeue_after` when the error said so)."""
     ready: tuple[str, str] | None = None
     """Ready's (status, reason) as this reconcile leaves it."""
+    hold: float | None = None
+    """A failing service asked for this many seconds without requests (its Retry-After): no
+    reconcile of this generation may run before they pass, whatever wakes it."""
 
 
 @dataclasses.dataclass
@@ -87,6 +97,7 @@ class _Summary:
     message: str
     requeue_after: float | None = None
     retry: bool = False
+    hold: float | None = None
 
 
 def _ready_key(found: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
@@ -128,12 +139,14 @@ async def reconcile(
     *,
     now: datetime.datetime,
     reported: tuple[str, str] | None = None,
+    deadline: float | None = None,
 ) -> Report:
     """Reconcile `obj` once with `steps`; return the status patch and Events it calls for.
-    `reported`: the Ready (status, reason) last reported for `obj` (see `events.transitions`)."""
+    `reported`: the Ready (status, reason) last reported for `obj` (see `events.transitions`);
+    `deadline`: seconds the steps may take in all (None: no limit)."""
     updates: dict[str, Any] = {}
     step_events: list[events.Event] = []
-    summary = await _run(obj, steps, now, updates, step_events)
+    summary = await _run(obj, steps, now, updates, step_events, deadline=deadline)
     stamp = api_status.timestamp(now)
     old_conditions = obj.status.get("conditions") or []
     new_conditions = conditions.merge(
@@ -158,6 +171,7 @@ async def reconcile(
         message=summary.message,
         requeue_after=summary.requeue_after,
         retry=summary.retry,
+        hold=summary.hold,
     )
 
 
@@ -167,6 +181,8 @@ async def _run(
     now: datetime.datetime,
     updates: dict[str, Any],
     step_events: list[events.Event],
+    *,
+    deadline: float | None,
 ) -> _Summary:
     try:
         spec = model.parse(obj.spec)
@@ -196,16 +212,59 @@ async def _run(
         uid=obj.uid,
         events=step_events,
     )
-    return await _run_steps(ctx, steps)
+    return await _run_steps(ctx, steps, deadline)
 
 
-async def _run_steps(ctx: steps_.Context, steps: Sequence[steps_.Step]) -> _Summary:
+class _DeadlinePassed(Exception):
+    """The reconcile's deadline passed while a step ran (the step was cancelled)."""
+
+    def __init__(self, pending: tuple[str, ...]) -> None:
+        super().__init__(pending)
+        self.pending = pending
+        """What the step was waiting on when it was cancelled (`observe.activity`)."""
+
+
+async def _within(step: steps_.Step, ctx: steps_.Context, ends: float | None) -> steps_.Outcome:
+    """`step(ctx)`, cancelled at loop time `ends`: `_DeadlinePassed` then (a `TimeoutError` the
+    step raised itself stays what it is)."""
+    if ends is None:
+        return await step(ctx)
+    scope = asyncio.timeout_at(ends)
+    with activity.tracking() as tracker:
+        try:
+            async with scope:
+                return await step(ctx)
+        except TimeoutError:
+            if scope.expired():
+                raise _DeadlinePassed(tracker.pending()) from None
+            raise
+
+
+async def _run_steps(
+    ctx: steps_.Context, steps: Sequence[steps_.Step], deadline: float | None = None
+) -> _Summary:
     desired: dict[str, conditions.Condition | None] = {}
     done: list[str] = []
+    ends = None if deadline is None else asyncio.get_running_loop().time() + deadline
     for step in steps:
         started = time.monotonic()
         try:
-            outcome = await step(ctx)
+            outcome = await _within(step, ctx, ends)
+        except _DeadlinePassed as passed:
+            assert deadline is not None
+            waited = (
+                f"still waiting on {', '.join(passed.pending)}"
+                if passed.pending
+                else "a dependency answers too slowly or not at all"
+            )
+            message = errors.redact(
+                f"{step.condition}: not done within the reconcile's deadline of {deadline:g}s"
+                f" ({waited}); retried"
+            )
+            desired[step.condition] = conditions.Condition.false(
+                step.condition, Reason.RECONCILE_TIMEOUT, message
+            )
+            return _failed(Reason.RECONCILE_TIMEOUT, message, desired, None)
         except errors.StalledError as error:
             desired[step.condition] = conditions.Condition.false(
                 step.condition, error.reason, errors.redact(error.message)
@@ -215,7 +274,11 @@ async def _run_steps(ctx: steps_.Context, steps: Sequence[steps_.Step]) -> _Summ
             desired[step.condition] = conditions.Condition.false(
                 step.condition, error.reason, errors.redact(error.message)
             )
-            return _failed(error.reason, errors.redact(error.message), desired, error.retry_after)
+            summary = _failed(
+                error.reason, errors.redact(error.message), desired, error.retry_after
+            )
+            summary.hold = error.retry_after if error.paced else None
+            return summary
         except Exception as error:  # a bug or an unexpected failure: retry, report
             message = errors.redact(f"{type(error).__name__}: {error}")
             desired[step.condition] = conditions.Condition.false(

@@ -46,6 +46,8 @@ class Services:
     )
     owners: owners_.Owners = dataclasses.field(default_factory=owners_.Owners)
     """Which RunnerImage pushes which image repository (kopf's index, set by the handlers)."""
+    reconcile_timeout: float | None = None
+    """The most one reconcile's steps may take (`ADE_RECONCILE_TIMEOUT`); None: no limit."""
 
     def forget(self, *, namespace: str, name: str) -> None:
         """Drop what the operator keeps of a deleted RunnerImage: fetched sources, build slots,

@@ -12,6 +12,10 @@ there are none) and cached per (realm, service, scope) until it expires. The cha
 remembered per host so later requests carry a token from the start. `anonymous=True` never sends
 any credential (used to prove that anonymous pull works).
 
+Time-outs: `timeout` bounds each read (httpx) and each whole answer — its headers, and the body
+of everything but a blob (a token, a manifest) — so a server that sends a byte at a time cannot
+hold a reconcile; a blob's reading is bounded by the reconcile's own deadline.
+
 Retries: connection errors, time-outs, 408, 429 and 5xx (but 501, 505) are retried up to
 `max_attempts` times, waiting `controller.backoff.delay` (from `backoff` to `max_backoff`, equal
 jitter, never below `Retry-After`); a `Retry-After` longer than `max_retry_after` is not slept
@@ -45,10 +49,11 @@ from typing import Any, Literal, overload
 import httpx
 
 from controller import backoff
-from controller.observe import metrics
+from controller.observe import activity, metrics
 from controller.registry import auth, reference
 from controller.registry.errors import (
     BlobNotFound,
+    DigestMismatch,
     ManifestNotFound,
     PlatformNotFound,
     RegistryAuthError,
@@ -93,6 +98,7 @@ __all__ = [
     "BlobNotFound",
     "CredentialSource",
     "Descriptor",
+    "DigestMismatch",
     "Index",
     "Manifest",
     "ManifestNotFound",
@@ -232,6 +238,7 @@ class RegistryClient:
         self.anonymous = anonymous
         self._insecure = frozenset(auth.normalize_host(h) for h in insecure_hosts)
         self._max_attempts = max_attempts
+        self._timeout = timeout
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._max_retry_after = max_retry_after
@@ -281,7 +288,7 @@ class RegistryClient:
         digest = response.headers.get("Docker-Content-Digest")
         if response.status_code == 200 and digest and reference.is_digest(digest):
             if ref.digest is not None and digest != ref.digest:
-                raise RegistryProtocolError(
+                raise DigestMismatch(
                     f"{ref} resolved to {digest} on {target.registry}",
                     registry=target.registry,
                     repository=target.repository,
@@ -408,7 +415,8 @@ class RegistryClient:
             chunks = response.aiter_bytes()
             while True:
                 try:
-                    chunk = await anext(chunks)
+                    with activity.waiting_on(f"the registry {target.registry} (blob)"):
+                        chunk = await anext(chunks)
                 except StopAsyncIteration:
                     break
                 except (httpx.TransportError, httpx.StreamError) as error:
@@ -429,7 +437,7 @@ class RegistryClient:
             await response.aclose()
         got = f"{algorithm}:{hasher.hexdigest()}"
         if got != digest:
-            raise RegistryProtocolError(
+            raise DigestMismatch(
                 f"blob {digest} from {target.repository} on {target.registry} has digest {got}",
                 registry=target.registry,
                 repository=target.repository,
@@ -462,7 +470,7 @@ class RegistryClient:
         algorithm = expected.split(":", 1)[0] if expected else "sha256"
         computed = digest_of(raw, algorithm)
         if expected is not None and computed != expected:
-            raise RegistryProtocolError(
+            raise DigestMismatch(
                 f"manifest {ref.identifier} of {target.repository} on {target.registry}"
                 f" has digest {computed}, expected {expected}",
                 registry=target.registry,
@@ -486,11 +494,21 @@ class RegistryClient:
         chunks: list[bytes] = []
         total = 0
         try:
-            async for chunk in response.aiter_bytes():
-                total += len(chunk)
-                if total > cap:
-                    raise self._too_large(target, what, cap)
-                chunks.append(chunk)
+            async with asyncio.timeout(self._timeout):
+                with activity.waiting_on(f"the registry {target.registry} ({what})"):
+                    async for chunk in response.aiter_bytes():
+                        total += len(chunk)
+                        if total > cap:
+                            raise self._too_large(target, what, cap)
+                        chunks.append(chunk)
+        except TimeoutError:
+            raise RegistryUnavailable(
+                f"reading a {what} from {target.registry} took longer than {self._timeout:g}s",
+                registry=target.registry,
+                repository=target.repository,
+                status=None,
+                attempts=1,
+            ) from None
         except (httpx.TransportError, httpx.StreamError) as error:
             raise RegistryUnavailable(
                 f"reading a {what} from {target.registry} failed: {type(error).__name__}",
@@ -689,9 +707,17 @@ class RegistryClient:
         for attempt in range(1, self._max_attempts + 1):
             request = self._http.build_request(method, url, headers=headers, content=content)
             try:
-                response = await self._http.send(
-                    request, stream=stream, follow_redirects=kind == "blob"
-                )
+                # The whole answer (its headers; the body too unless streamed) within `timeout`:
+                # httpx's own timeout is per read, which a body sent a byte at a time never trips.
+                async with asyncio.timeout(self._timeout):
+                    with activity.waiting_on(f"the registry {target.registry} ({kind})"):
+                        response = await self._http.send(
+                            request, stream=stream, follow_redirects=kind == "blob"
+                        )
+            except TimeoutError:
+                last_status, last_error = None, f"no whole answer within {self._timeout:g}s"
+                retry_after = None
+                metrics.report_registry_request(operation=kind, status=None, failed=True)
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as e:
                 last_status, last_error = None, type(e).__name__
                 retry_after = None

@@ -10,7 +10,12 @@ The same error can mean different things in different steps, so the step says wh
 | `RegistryUnavailable` | Transient(`RegistryUnavailable`, its `retry_after`) | same |
 | `ManifestNotFound` | Transient(`RegistryError`) | Transient(`ImageNotFound`): not visible yet |
 | `BlobNotFound` | Transient(`RegistryError`) | Stalled(`ImageNotConformant`) |
+| `DigestMismatch` | Transient(`RegistryError`) | Transient(`RegistryError`) |
 | `RegistryProtocolError` | Transient(`RegistryError`) | Stalled(`ImageNotConformant`) |
+
+A `DigestMismatch` (bytes that are not the digest asked for or named) is never the image's
+fault: content is addressed by its digest, so the registry, or something on the way, damaged
+it. It is retried, with the registry and both digests named, never stalled on.
 
 A step for which a missing manifest is not a failure (a base image that may not exist yet)
 catches `ManifestNotFound` before mapping the rest.
@@ -128,6 +133,11 @@ class RegistryProtocolError(RegistryError):
         self.status = status
 
 
+class DigestMismatch(RegistryProtocolError):
+    """The registry answered bytes whose digest is not the one asked for (or the one it named
+    in `Docker-Content-Digest`): damaged in its storage or on the way."""
+
+
 def as_reconcile_error(
     error: RegistryError, *, auth_reason: str, pushed: str | None = None
 ) -> errors.ReconcileError:
@@ -139,7 +149,11 @@ def as_reconcile_error(
     if isinstance(error, PlatformNotFound):
         return errors.StalledError(Reason.PLATFORM_NOT_FOUND, str(error))
     if isinstance(error, RegistryUnavailable):
-        return errors.TransientError(Reason.UNAVAILABLE, str(error), retry_after=error.retry_after)
+        return errors.TransientError(
+            Reason.UNAVAILABLE, str(error), retry_after=error.retry_after, paced=True
+        )
+    if isinstance(error, DigestMismatch):
+        return errors.TransientError(Reason.FAILED, str(error))
     if pushed is not None:
         if isinstance(error, ManifestNotFound):
             return errors.TransientError(Reason.IMAGE_NOT_FOUND, str(error))

@@ -33,7 +33,7 @@ from typing import IO, Final
 from controller.git import credentials as credentials_
 from controller.git import environment, failures, process, refs
 from controller.git.credentials import Credentials
-from controller.observe import metrics
+from controller.observe import activity, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +82,10 @@ class _Session:
         self, *args: str, ok: Sequence[int] = (0,), stdout: IO[bytes] | None = None
     ) -> str:
         """Run git; its stdout (unless redirected). A non-`ok` exit raises the classified error."""
-        done = await process.run_git(
-            *args, cwd=self.folder, env=self.env, credentials=self.credentials, stdout=stdout
-        )
+        with activity.waiting_on(f"the git server {self.shown_url} (git {args[0]})"):
+            done = await process.run_git(
+                *args, cwd=self.folder, env=self.env, credentials=self.credentials, stdout=stdout
+            )
         if done.returncode not in ok:
             raise self.error(None, done.stderr)
         return done.stdout

@@ -236,6 +236,7 @@ def test_the_rendered_environment_is_a_valid_operator_configuration(chart: helm.
         assert parsed.clusterwide is (not values or "replicas" in values)
         assert parsed.metrics_port == 8080
         assert parsed.health_port == 8081
+        assert (parsed.registry_timeout, parsed.reconcile_timeout) == (30.0, 600.0)
     assert config_.from_env(ade).buildkit_addr == "tcp://bk:1234"
 
 

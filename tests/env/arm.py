@@ -174,6 +174,8 @@ class ArmEmulator:
         self.traffic = Traffic()
         self._http = httpserver.LoopbackServer("arm")
         pki = certs.Authority(folder / "arm-pki", name="ade-test-arm-ca")
+        self.pki = pki
+        """The CA that signed the certificate (issue a fault proxy's from it)."""
         self._pair = pki.issue("arm", "127.0.0.1", hosts=("127.0.0.1", "localhost"))
         self.ca_file = pki.cert
         """The CA (PEM): `connection_verify=str(ca_file)` for the credential and the clients."""

@@ -49,6 +49,8 @@ def test_blank_values_mean_defaults() -> None:
         "ADE_AZURE_AUTHORITY_HOST",
         "ADE_AZURE_CA_BUNDLE",
         "ADE_AZURE_CHECK_INTERVAL",
+        "ADE_REGISTRY_TIMEOUT",
+        "ADE_RECONCILE_TIMEOUT",
     )
     blank = dict.fromkeys(names, "  ")
     assert config.from_env(blank) == config.Config()
@@ -213,3 +215,11 @@ def test_azure_settings_read() -> None:
 def test_bad_azure_settings_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(config.ConfigError, match=f"^{name}: "):
         config.from_env({name: value})
+
+
+def test_time_outs_read() -> None:
+    assert (config.Config().registry_timeout, config.Config().reconcile_timeout) == (30.0, 600.0)
+    cfg = config.from_env({"ADE_REGISTRY_TIMEOUT": "5s", "ADE_RECONCILE_TIMEOUT": "2m"})
+    assert (cfg.registry_timeout, cfg.reconcile_timeout) == (5.0, 120.0)
+    with pytest.raises(config.ConfigError, match="ADE_RECONCILE_TIMEOUT"):
+        config.from_env({"ADE_RECONCILE_TIMEOUT": "100ms"})

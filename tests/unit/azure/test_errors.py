@@ -129,6 +129,7 @@ def test_429_keeps_retry_after() -> None:
     assert isinstance(error, errors.TransientError)
     assert error.reason == "AzureThrottled"
     assert error.retry_after == 17.0
+    assert error.paced  # owed by every cause of a reconcile, not only the handler that failed
 
 
 def test_retry_after_as_an_http_date() -> None:

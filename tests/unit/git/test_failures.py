@@ -97,7 +97,11 @@ _NOT_READ = (
         ),
         (
             "fatal: unable to access 'x': The requested URL returned error: 429",
-            failures.Unavailable,
+            failures.Throttled,
+        ),
+        (
+            "error: RPC failed; HTTP 429 curl 22 The requested URL returned error: 429",
+            failures.Throttled,
         ),
         (
             "ssh: connect to host h.example port 22: Connection refused" + _NOT_READ,
@@ -322,3 +326,24 @@ def test_a_push_that_lost_a_race_is_told_from_a_refusal(summary: str, lost: bool
 )
 def test_a_damaged_clone_is_told_from_a_server_answer(stderr: str, damaged: bool) -> None:
     assert bool(failures.CORRUPT.search(stderr)) is damaged
+
+
+@pytest.mark.parametrize("purpose", ["source", "catalog"])
+def test_a_throttling_server_is_left_alone_as_servers_ask(purpose: failures.Purpose) -> None:
+    """git does not pass a 429's Retry-After on: the wait is what servers ask for (a minute),
+    held against every cause of a reconcile (`paced`), and copies keep it."""
+    error = failures.from_output(
+        "fatal: unable to access 'http://g.example/r.git/': The requested URL returned error: 429",
+        purpose=purpose,
+        url="http://g.example/r.git",
+        ref="main",
+        credentials=Credentials(),
+    )
+    assert isinstance(error, failures.Throttled)
+    assert isinstance(error, errors.TransientError)
+    assert error.reason == ("SourceThrottled" if purpose == "source" else "CatalogThrottled")
+    assert (error.retry_after, error.paced) == (failures.THROTTLED_WAIT, True)
+    copied = error.copy()
+    assert isinstance(copied, failures.Throttled)
+    assert (copied.retry_after, copied.paced) == (60.0, True)
+    assert "http://g.example/r.git" in error.message

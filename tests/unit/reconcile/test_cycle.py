@@ -1,5 +1,6 @@
 """One reconcile as the handlers run it (controller.reconcile.cycle), with the cluster faked: the
-early `Reconciling` write of a new generation, what is remembered, and one reconcile at a time."""
+early `Reconciling` write of a new generation, what is remembered, one reconcile at a time, and
+a service's Retry-After held against every cause of a reconcile."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ import asyncio
 import pathlib
 from typing import Any
 
-from controller.reconcile import cycle, runner
+import pytest
+
+from controller import errors
+from controller.api import identity
+from controller.reconcile import cycle, pipeline, runner, steps
 from tests.unit.reconcile import fakes
 
 SPEC = {
@@ -91,3 +96,94 @@ async def test_other_objects_say_reconciling_while_the_slots_are_taken(
         await asyncio.wait_for(cluster.three_written.wait(), timeout=5)
         assert not any(run.done() for run in runs)
     await asyncio.gather(*runs)
+
+
+# -- a service's Retry-After holds every cause of a reconcile ------------------------------------
+
+
+class ThrottledStep:
+    """A step whose service answers 429 with Retry-After (`paced`), counting its calls."""
+
+    condition = "InputsResolved"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.calls = 0
+
+    async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+        self.calls += 1
+        raise errors.TransientError(
+            "RegistryUnavailable",
+            "r.example asks to retry after 30s",
+            retry_after=self.seconds,
+            paced=True,
+        )
+
+
+def unsuspended(generation: int, request: str | None = None) -> runner.ObjectView:
+    spec = {key: value for key, value in SPEC.items() if key != "suspend"}
+    annotations = {identity.RECONCILE_REQUEST_ANNOTATION: request} if request else {}
+    return runner.ObjectView(
+        name="runner",
+        namespace="team-a",
+        generation=generation,
+        spec=spec,
+        status={"observedGeneration": generation},
+        annotations=annotations,
+    )
+
+
+async def test_no_reconcile_calls_a_service_before_its_retry_after(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = ThrottledStep(30.0)
+    monkeypatch.setattr(pipeline, "default_steps", lambda *_: [step])
+    services = fakes.make_services(tmp_path, kube_=StatusKube())
+    state = cycle.ObjectState()
+    first = await cycle.run(services, state, unsuspended(2), version="")
+    assert (first.retry, first.hold, step.calls) == (True, 30.0, 1)
+    assert first.status_patch  # the failure is reported once
+    # A timer, a build that ended, another handler's retry: the service is not called again.
+    again = await cycle.run(services, state, unsuspended(2), version="")
+    assert step.calls == 1
+    assert again.retry
+    assert again.status_patch == {}
+    assert again.requeue_after is not None
+    assert 29.0 < again.requeue_after <= 30.0
+    assert again.message == first.message
+    # The user's word wins: a new spec, or a reconcile asked for.
+    await cycle.run(services, state, unsuspended(3), version="")
+    assert step.calls == 2
+    await cycle.run(services, state, unsuspended(3, request="2026-01-01T00:00:00Z"), version="")
+    assert step.calls == 3
+
+
+async def test_the_hold_ends_when_its_time_has_passed(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = ThrottledStep(0.05)
+    monkeypatch.setattr(pipeline, "default_steps", lambda *_: [step])
+    services = fakes.make_services(tmp_path, kube_=StatusKube())
+    state = cycle.ObjectState()
+    await cycle.run(services, state, unsuspended(2), version="")
+    await asyncio.sleep(0.06)
+    await cycle.run(services, state, unsuspended(2), version="")
+    assert step.calls == 2
+
+
+async def test_a_failure_without_retry_after_holds_nothing(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Failing(ThrottledStep):
+        async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+            self.calls += 1
+            raise errors.TransientError("RegistryUnavailable", "refused", retry_after=10.0)
+
+    step = Failing(0)
+    monkeypatch.setattr(pipeline, "default_steps", lambda *_: [step])
+    services = fakes.make_services(tmp_path, kube_=StatusKube())
+    state = cycle.ObjectState()
+    first = await cycle.run(services, state, unsuspended(2), version="")
+    await cycle.run(services, state, unsuspended(2), version="")
+    assert first.hold is None
+    assert step.calls == 2

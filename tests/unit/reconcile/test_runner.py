@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import typing
@@ -14,7 +15,7 @@ from controller import errors
 from controller.api import conditions as types
 from controller.api import identity
 from controller.api import spec as model
-from controller.observe import conditions
+from controller.observe import activity, conditions
 from controller.observe.events import Event
 from controller.reconcile import memory, pipeline, runner, services, steps
 
@@ -625,3 +626,75 @@ def test_nothing_to_say_when_status_already_speaks_of_this_generation() -> None:
     patch = runner.progress(new, now=NOW)
     assert patch is not None
     assert [c["type"] for c in patch["conditions"]] == [types.RECONCILING]
+
+
+# -- the reconcile's deadline ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class HangingStep:
+    """A step that waits on a dependency that never answers; notes whether it was cancelled."""
+
+    condition: str
+    cancelled: bool = False
+
+    async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+        try:
+            with activity.waiting_on("the registry r.example:5000 (token)"):
+                await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_step_past_the_deadline_is_cancelled_and_reported_as_a_timeout() -> None:
+    first, hanging, after = done("InputsResolved"), HangingStep("Verified"), done("CatalogSynced")
+    report = await runner.reconcile(view(), [first, hanging, after], now=NOW, deadline=0.1)
+    assert hanging.cancelled
+    assert after.calls == 0
+    assert report.result is runner.Result.FAILED
+    assert report.retry
+    verified = conditions.find(report.status_patch["conditions"], "Verified")
+    ready = conditions.find(report.status_patch["conditions"], types.READY)
+    assert verified is not None
+    assert ready is not None
+    assert (verified["status"], verified["reason"]) == ("False", "ReconcileTimeout")
+    assert (ready["status"], ready["reason"]) == ("False", "ReconcileTimeout")
+    assert ready["message"] == (
+        "Verified: not done within the reconcile's deadline of 0.1s"
+        " (still waiting on the registry r.example:5000 (token)); retried"
+    )
+    inputs = conditions.find(report.status_patch["conditions"], "InputsResolved")
+    assert inputs is not None
+    assert inputs["status"] == "True"
+
+
+async def test_the_deadline_is_for_all_steps_together() -> None:
+    @dataclasses.dataclass
+    class Slow:
+        condition: str
+
+        async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+            await asyncio.sleep(0.08)
+            return steps.Outcome.done("Succeeded", f"{self.condition} ok")
+
+    report = await runner.reconcile(
+        view(), [Slow("InputsResolved"), Slow("Built"), Slow("Verified")], now=NOW, deadline=0.2
+    )
+    assert report.result is runner.Result.FAILED
+    assert "Verified: not done" in report.message
+    assert "a dependency answers too slowly or not at all" in report.message
+
+
+async def test_a_timeout_a_step_raises_itself_is_no_deadline() -> None:
+    step = FakeStep("Verified", error=TimeoutError("the step's own"))
+    report = await runner.reconcile(view(), [step], now=NOW, deadline=60)
+    assert report.result is runner.Result.FAILED
+    assert "ReconcileTimeout" not in str(report.status_patch)
+    assert "TimeoutError: the step's own" in report.message
+
+
+async def test_without_a_deadline_steps_take_their_time() -> None:
+    report = await runner.reconcile(view(), [done("InputsResolved")], now=NOW, deadline=None)
+    assert report.result is runner.Result.READY

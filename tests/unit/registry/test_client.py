@@ -7,6 +7,7 @@ one in tests/e2e/test_registry_client.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.utils
 import hashlib
@@ -517,7 +518,7 @@ async def test_blob_stream_errors_and_digest_mismatch() -> None:
     digest = "sha256:" + hashlib.sha256(b"expected").hexdigest()
     harness = Harness(lambda r: httpx.Response(200, content=b"tampered"))
     async with harness.client as registry_client:
-        with pytest.raises(client.RegistryProtocolError, match="has digest"):
+        with pytest.raises(client.DigestMismatch, match="has digest"):
             await registry_client.get_blob(ref=LOCAL, digest=digest)
         with pytest.raises(reference.InvalidReference):
             await registry_client.get_blob(ref=LOCAL, digest="sha256:nope")
@@ -574,3 +575,72 @@ async def test_clients_share_one_tls_context_built_once(monkeypatch: pytest.Monk
         assert len(built) == 1
     finally:
         client.default_tls.cache_clear()
+
+
+# -- a whole answer within the time-out ---------------------------------------------------------
+
+
+class _Drip(httpx.AsyncByteStream):
+    """A body that comes one byte per `interval`: no single read is ever slow."""
+
+    def __init__(self, body: bytes, interval: float) -> None:
+        self.body = body
+        self.interval = interval
+
+    async def __aiter__(self) -> Any:
+        for index in range(len(self.body)):
+            await asyncio.sleep(self.interval)
+            yield self.body[index : index + 1]
+
+
+def _dripping(request: httpx.Request) -> httpx.Response:
+    if "/token" in request.url.path:
+        return httpx.Response(200, stream=_Drip(b'{"token": "t0k"}', 0.05))
+    if request.method == "HEAD":
+        return manifest_response(request)
+    return httpx.Response(
+        200,
+        headers={"Content-Type": client.OCI_MANIFEST, "Docker-Content-Digest": MANIFEST_DIGEST},
+        stream=_Drip(MANIFEST, 0.05),
+    )
+
+
+async def test_a_token_sent_a_byte_at_a_time_is_a_timeout_not_a_hang() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/token" in request.url.path:
+            return _dripping(request)
+        if "Authorization" not in request.headers:
+            return httpx.Response(
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="https://auth.example.com/token"'},
+            )
+        return manifest_response(request)
+
+    harness = Harness(handler, timeout=0.2, max_attempts=2)
+    started = time.monotonic()
+    async with harness.client as registry_client:
+        with pytest.raises(client.RegistryUnavailable) as caught:
+            await registry_client.resolve(ref=REF)
+    assert time.monotonic() - started < 2.0  # two attempts of 0.2 s, not 16 bytes x 0.05 s each
+    assert "no whole answer within 0.2s" in str(caught.value)
+    assert "registry.example.com" in str(caught.value)
+
+
+async def test_a_manifest_body_sent_a_byte_at_a_time_is_a_timeout() -> None:
+    harness = Harness(_dripping, timeout=0.2)
+    async with harness.client as registry_client:
+        with pytest.raises(client.RegistryUnavailable, match=r"took longer than 0\.2s"):
+            await registry_client.get_manifest(ref=REF)
+
+
+async def test_a_manifest_not_its_digest_is_a_digest_mismatch() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            headers={"Content-Type": client.OCI_MANIFEST, "Docker-Content-Digest": MANIFEST_DIGEST},
+            content=MANIFEST + b" ",
+        )
+
+    async with Harness(handler).client as registry_client:
+        with pytest.raises(client.DigestMismatch, match=f"expected {MANIFEST_DIGEST}"):
+            await registry_client.get_manifest(ref=REF)

@@ -30,7 +30,8 @@ MANIFEST = registry_errors.ManifestNotFound("no v1", registry=R, repository=REPO
 BLOB = registry_errors.BlobNotFound(
     "no blob", registry=R, repository=REPO, digest="sha256:" + "a" * 64
 )
-PROTOCOL = registry_errors.RegistryProtocolError("digest mismatch", registry=R, repository=REPO)
+PROTOCOL = registry_errors.RegistryProtocolError("not JSON", registry=R, repository=REPO)
+DIGEST = registry_errors.DigestMismatch("has digest sha256:b", registry=R, repository=REPO)
 OTHER = registry_errors.RegistryError("odd", registry=R, repository=REPO)
 
 Stalled, Transient = errors.StalledError, errors.TransientError
@@ -52,6 +53,9 @@ Stalled, Transient = errors.StalledError, errors.TransientError
         (BLOB, PUSHED, Stalled, "ImageNotConformant", None),
         (PROTOCOL, None, Transient, "RegistryError", None),
         (PROTOCOL, PUSHED, Stalled, "ImageNotConformant", None),
+        # Bytes that are not their digest: the registry's fault, not the image's; retried.
+        (DIGEST, None, Transient, "RegistryError", None),
+        (DIGEST, PUSHED, Transient, "RegistryError", None),
         (OTHER, None, Transient, "RegistryError", None),
         (OTHER, PUSHED, Transient, "RegistryError", None),
     ],
@@ -68,10 +72,12 @@ def test_as_reconcile_error(
     assert mapped.reason == reason
     assert str(error) in mapped.message
     assert getattr(mapped, "retry_after", None) == retry_after
+    # The registry's own Retry-After is owed by every cause of a reconcile (cycle's hold).
+    assert getattr(mapped, "paced", False) == (retry_after is not None)
 
 
 def test_an_image_read_back_is_named_in_the_message() -> None:
     blob = registry_errors.as_reconcile_error(BLOB, auth_reason="x", pushed=PUSHED)
     assert blob.message == f"{PUSHED}: a blob of the image is missing from the registry: no blob"
     protocol = registry_errors.as_reconcile_error(PROTOCOL, auth_reason="x", pushed=PUSHED)
-    assert protocol.message == f"{PUSHED} cannot be read as an image: digest mismatch"
+    assert protocol.message == f"{PUSHED} cannot be read as an image: not JSON"
