@@ -213,13 +213,6 @@ def test_push_porcelain_is_read_for_the_ref() -> None:
     assert gitcli._parse_push(ok, "refs/heads/other") == ("", "")
 
 
-def test_backoff_grows_is_capped_and_jittered() -> None:
-    delays = [repository._backoff(n, base=0.1, cap=1.0) for n in range(1, 8)]
-    assert 0.05 <= delays[0] <= 0.1
-    assert all(0.5 <= d <= 1.0 for d in delays[4:])
-    assert len({repository._backoff(3, base=0.1, cap=1.0) for _ in range(20)}) > 1
-
-
 # -- when a batch leaves ------------------------------------------------------------------------
 
 

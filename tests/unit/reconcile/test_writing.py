@@ -3,6 +3,7 @@ the Event of a commit, the outcome as the last check found it, and what the fing
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import pathlib
@@ -200,8 +201,10 @@ def test_anything_else_is_not_expected(spec: dict[str, object], conditions: list
 class _Writer(repository.CatalogWriter):
     """Settles every change at once with a commit (no git)."""
 
-    async def submit(self, change: repository.Change) -> repository.Result:
-        return repository.Result("d" * 40, "refs/heads/main", (WEB,), True, SETTLED)
+    def enqueue(self, change: repository.Change) -> repository.Ticket:
+        future: asyncio.Future[repository.Result] = asyncio.get_running_loop().create_future()
+        future.set_result(repository.Result("d" * 40, "refs/heads/main", (WEB,), True, SETTLED))
+        return repository.Ticket(repository._Pending(change, future, 0.0))
 
 
 async def test_a_write_counts_as_a_look_at_the_head(
