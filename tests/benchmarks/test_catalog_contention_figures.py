@@ -8,9 +8,9 @@ would: an unrelated file committed on the branch head and the branch moved with
 any number of lost rounds. The rate goes up until a change takes longer than `DEADLINE` to land.
 
 Printed: the highest rate at which every change still landed within `DEADLINE`, each rate's
-worst latency and lost pushes, and the writer's round trip from the start of the fetch that
-read the branch to the end of the push (median and p95 of the pushes that followed a lost race,
-and of all): the window another writer must not push in.
+worst latency and lost pushes, and the writer's round trip after a lost race, from the start of
+the fetch that read the branch to the end of the push (the window another writer must not push
+in), split into the fetch, the writer's own work between them (the replay), and the push.
 """
 
 from __future__ import annotations
@@ -142,18 +142,20 @@ async def _land(writer: CatalogWriter, change: Change, deadline: float) -> float
         return time.monotonic() - started
 
 
-def _round_trips(events: list[tuple[float, GitOperation]]) -> tuple[list[float], list[float]]:
-    """(after a lost race, all): from the start of the fetch before each push to its end."""
-    retried, every = [], []
-    fetch_started: float | None = None
+def _round_trips(
+    events: list[tuple[float, GitOperation]],
+) -> tuple[list[float], list[float]]:
+    """For each push after a lost race: (from the start of the fetch before it to its end; from
+    the end of that fetch to its start, the writer's own part of the window)."""
+    trips, gaps = [], []
+    fetched: tuple[float, float] | None = None  # (started, ended)
     for at, event in events:
         if event.operation == "fetch":
-            fetch_started = at - event.seconds
-        elif event.operation == "push" and fetch_started is not None:
-            every.append(at - fetch_started)
-            if event.attempt > 1:
-                retried.append(at - fetch_started)
-    return retried, every
+            fetched = (at - event.seconds, at)
+        elif event.operation == "push" and fetched is not None and event.attempt > 1:
+            trips.append(at - fetched[0])
+            gaps.append(at - event.seconds - fetched[1])
+    return trips, gaps
 
 
 def _ms(values: list[float]) -> str:
@@ -194,7 +196,7 @@ async def test_the_highest_competitor_push_rate_at_which_every_change_lands_with
                     if latency is None:
                         break
             lost = sum(e.operation == "push" and e.outcome == "rejected" for _, e in events)
-            retried, _ = _round_trips(events)
+            retried, gaps = _round_trips(events)
             fetches = [e.seconds for _, e in events if e.operation == "fetch"]
             pushes = [e.seconds for _, e in events if e.operation == "push"]
             landed = [t for t in latencies if t is not None]
@@ -202,7 +204,8 @@ async def test_the_highest_competitor_push_rate_at_which_every_change_lands_with
             rows.append(
                 f"  {rate:4.0f}/s: {len(landed)}/{CHANGES} landed within {DEADLINE:.0f} s"
                 f" (worst {worst}), {lost} pushes lost, round trip after a lost race"
-                f" {_ms(retried)} (its fetch {_ms(fetches)}, its push {_ms(pushes)});"
+                f" {_ms(retried)} (its fetch {_ms(fetches)}, then the replay {_ms(gaps)},"
+                f" its push {_ms(pushes)});"
                 f" the rival moved the branch {rival.moved} times"
             )
             if len(landed) < CHANGES:
