@@ -46,6 +46,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from controller import errors
 from controller.catalog import replay as replay_
 from controller.catalog import retrying
 from controller.catalog.clones import CachedClone, CloneCache, clone_name, repository_lock, to_evict
@@ -92,6 +93,7 @@ __all__ = [
     "Result",
     "RetryPolicy",
     "Ticket",
+    "Withdrawn",
     "batch_message",
     "check_change",
     "clone_name",
@@ -216,6 +218,10 @@ class _Pending:
             self.notice.set_result(None)
 
 
+class Withdrawn(errors.TransientError):
+    """`Ticket.wait` on a change that was withdrawn (`Ticket.withdraw`) meanwhile."""
+
+
 class Ticket:
     """A change queued in the writer (`CatalogWriter.enqueue`): it stays queued, through any
     number of lost races, until it is written, fails for another reason, or is withdrawn."""
@@ -260,6 +266,8 @@ class Ticket:
                 await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 pending.notice = None
+        if pending.future.cancelled():
+            raise Withdrawn("CatalogChangeWithdrawn", "the catalog change was taken back")
         if pending.future.done():
             return pending.future.result()
         assert pending.lost is not None

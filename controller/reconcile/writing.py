@@ -119,6 +119,9 @@ class WriteCatalog:
                 result = await queued.ticket.wait()
         except repository.CatalogPushRejected:
             raise  # still queued, retried by the writer: the next reconcile waits for it again
+        except repository.Withdrawn:
+            self.checks.queued = None  # taken back meanwhile (the object is being deleted)
+            raise
         except asyncio.CancelledError:
             queued.ticket.withdraw()
             self.checks.queued = None
@@ -294,6 +297,15 @@ def _catalog_of(spec: Mapping[str, Any]) -> model.Catalog | None:
         return model.parse(spec).catalog
     except errors.StalledError:
         return None
+
+
+def withdraw(memory: memory_.ObjectMemory) -> None:
+    """Take back the catalog change still queued for a RunnerImage (deleted: nothing more is
+    written for it)."""
+    checks = memory.part(CatalogChecks)
+    if checks.queued is not None:
+        checks.queued.ticket.withdraw()
+        checks.queued = None
 
 
 def _fingerprint(catalog: model.Catalog, value: str) -> str:
