@@ -19,15 +19,19 @@ in its own modules: the clone cache and the per-repository lock (`clones`), git 
   (or `max_window` after its first, when some are still coming).
   Each submitter gets its own `Result` or its own exception (an edit that raises fails only
   itself).
-- A push rejected because the branch moved is retried in-process after a short jittered backoff:
-  fetch, reset to the new head, apply every edit of the batch again (changes submitted meanwhile
-  join), commit, push; bounded attempts, then `CatalogPushRejected` (Transient). When the other
-  writers' commits cannot have changed what the edits do (`Change.depends_on`), the retry is
-  shorter: the batch's commit replayed on the new head (`replay`), which keeps the window between
-  the fetch and the push small enough to land against a writer pushing a few times a second
-  (changes submitted meanwhile then wait for the next batch rather than make it slow). The
-  base branch is never force-pushed, so a writer that moves it faster than a fetch-then-push round
-  trip starves this one (as it would any writer that does not force).
+- A push rejected because the branch moved is retried in-process as `retrying.RetryPolicy` says
+  (the first retry at once, then a short jittered backoff): fetch, reset to the new head, apply
+  every edit of the batch again (changes submitted meanwhile join), commit, push. Each round of
+  `max_attempts` lost pushes is reported to the submitters (`CatalogPushRejected`, Transient)
+  but never drops a change for contention: `enqueue` keeps it queued (its `Ticket` is waited for
+  again), and the next round starts within `max_round_backoff`; `submit` withdraws it. When
+  the other writers' commits cannot have changed what the edits do (`Change.depends_on`), the
+  retry is shorter: the batch's commit replayed on the new head (`replay`), which keeps the
+  window between the fetch and the push small enough to land against a writer pushing a few
+  times a second (changes submitted meanwhile then wait for the next batch rather than make it
+  slow). The base branch is never force-pushed, so a writer that moves it faster than a
+  fetch-then-push round trip delays this one until it pauses (as it would any writer that does
+  not force).
 - With `push_branch` (the operator's own branch, e.g. for pull requests) that branch is rebuilt on
   the base head at every write, its own commits replayed (`rebase --onto`), and pushed with
   `--force-with-lease`: it never falls behind, and the base branch is never touched.
