@@ -425,6 +425,7 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
     held = _Phase(setup, "held", HELD)
     holder = contention.Contention(git_server, held.repo)
     holder.hold()
+    held_from = time.monotonic()
     held.create()
     held.complete(held.prepare(pusher))
     waiting = _wait_synced(cluster, namespace, held.names, status="False",
@@ -432,7 +433,7 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
     for obj in waiting:
         assert "stays queued" in (kube.condition(obj, "CatalogSynced") or {})["message"]
     assert held.commits() == 0  # nothing of theirs landed meanwhile
-    beaten_while_held = holder.beaten()
+    beaten_while_held, reported_after = holder.beaten(), time.monotonic() - held_from
     holder.release()
     released = time.monotonic()
     held.wait_synced()
@@ -459,7 +460,8 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
             f" {lost_raced} pushes lost a race and were retried in-process"
             f"\n    {raced.timeline(raced.completed)}"
             f"\n  every push lost until released: {HELD} RunnerImages CatalogPushRejected after"
-            f" {beaten_while_held} lost pushes, {holder.beaten()} in all; released -> all synced"
+            f" {beaten_while_held} lost pushes ({reported_after:.1f} s after they were"
+            f" created), {holder.beaten()} in all; released -> all synced"
             f" {held.synced - released:.1f} s"
             f"\n  status: catalog.pushedAt >= Verified.lastTransitionTime for"
             f" {quiet.ordered_stamps() + raced.ordered_stamps()} of {2 * RACE}"
