@@ -12,7 +12,8 @@ The callers and their numbers:
 | `handlers.retry_delay` (a transient reconcile failure) | 5 s | 300 s | no | |
 | `build.retries` (a failed build, by itself) | `ADE_BUILD_RETRY_DELAY` (15 s) | none | no | |
 | `registry.client` (one HTTP request) | 0.5 s | 30 s | yes | Retry-After |
-| `catalog.repository` (a push that lost a race) | 20 ms | 100 ms | yes | |
+| `catalog.retrying` (a push that lost a race; the first retry at once) | 20 ms | 100 ms | yes | |
+| `catalog.retrying` (a round of lost pushes; the change stays queued) | 250 ms | 1 s | yes | |
 | `azure.clients` (one ARM request; no wait before the first retry) | 1 s | 30 s | no | |
 """
 

@@ -169,12 +169,12 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
             await services_.azure.aclose()
 
     @kopf.on.delete(*_RESOURCE, registry=registry)
-    async def on_delete(body: kopf.Body, **_: Any) -> None:
+    async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # Nothing outside the cluster is removed: pushed images and catalog commits stay (see
         # README, "Deleting a RunnerImage"). Objects the operator creates carry owner references
         # and are collected by the garbage collector.
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
-        cycle.forget(services_, namespace=namespace, name=name)
+        cycle.forget(services_, namespace=namespace, name=name, state=memo.get("state"))
 
 
 async def _reconcile(

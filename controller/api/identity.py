@@ -15,6 +15,10 @@ BUILD_FINISHED_ANNOTATION = f"{GROUP}/build-finished"
 """Set by the operator to the name of an in-process build that just ended, so the object is
 reconciled at once rather than at the next progress timer (`controller.reconcile.wake`)."""
 
+CATALOG_WRITTEN_ANNOTATION = f"{GROUP}/catalog-written"
+"""Set by the operator to the commit that wrote a catalog change whose reconcile had stopped
+waiting for it (its pushes lost every race of a round), so the object records it at once."""
+
 KOPF_STATE_PREFIX = f"kopf.{GROUP}"
 """Annotation prefix of kopf's own bookkeeping. It must differ from GROUP: kopf ignores changes
 to annotations under its prefix, and the reconcile-request annotation must be seen."""

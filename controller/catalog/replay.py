@@ -8,7 +8,8 @@ whose window is longer than the time between another writer's pushes never lands
 
 So when the other commits cannot have changed what the edits do, the commit is replayed instead:
 the files it changed (their blobs, already in the clone) laid on the new head's tree, with the
-same message and author, in four short git processes. That is the case when the changes from
+same message and author, in four short git processes (three of them beside the check of the
+other writers' changes, which is a fifth). That is the case when the changes from
 `parent` to `onto`:
 
 - touch none of the paths the commit changed (a file the edits wrote and someone else edited
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import pathlib
 from collections.abc import Callable, Mapping
 
 from controller.catalog.gitcli import Git
@@ -88,11 +91,25 @@ async def diff(git: Git, old: str, new: str) -> dict[str, Entry]:
 
 
 async def replayable(git: Git, commit: str, parent: str) -> Replayable:
-    """Read what replaying `commit` (a child of `parent`) needs; done before the next fetch, so
-    that it is outside the window."""
+    """Read what replaying `commit` (a child of `parent`) needs, and write its message where
+    `replay` reads it; done before the next fetch, so that it is outside the window."""
     changes = await diff(git, parent, commit)
     raw = await git.local("cat-file", "commit", commit)
-    return Replayable(commit=commit, parent=parent, changes=changes, message=message_of(raw))
+    what = Replayable(commit=commit, parent=parent, changes=changes, message=message_of(raw))
+    await asyncio.to_thread(_write_message, git, what)
+    return what
+
+
+def _message_file(git: Git, what: Replayable) -> pathlib.Path:
+    digest = hashlib.sha256(what.message.encode()).hexdigest()[:16]
+    return git.scratch / f"replay-{digest}.message"
+
+
+def _write_message(git: Git, what: Replayable) -> pathlib.Path:
+    path = _message_file(git, what)
+    if not path.exists():
+        path.write_text(what.message)
+    return path
 
 
 async def replay(
@@ -104,11 +121,25 @@ async def replay(
     env: dict[str, str],
 ) -> str | None:
     """`what.commit` made again as a child of `onto` (author and committer from `env`, the same
-    message); its sha, or None when the edits must run again (see the module docstring)."""
-    if not replays_safely(await diff(git, what.parent, onto), what.changes, depends_on):
+    message); its sha, or None when the edits must run again (see the module docstring).
+
+    This runs between the fetch that read `onto` and the push, so it is kept short: the check
+    of the other writers' changes runs beside the composition of the new tree (which is thrown
+    away when the check says no), and the message file was written by `replayable`."""
+    theirs, tree = await asyncio.gather(diff(git, what.parent, onto), _tree(git, what, onto, env))
+    if not replays_safely(theirs, what.changes, depends_on) or tree is None:
         return None
+    message = _message_file(git, what)
+    if not message.exists():  # a `Replayable` made elsewhere
+        await asyncio.to_thread(_write_message, git, what)
+    made = await git.local("commit-tree", tree, "-p", onto, "-F", str(message), env=env)
+    return made.strip()
+
+
+async def _tree(git: Git, what: Replayable, onto: str, env: dict[str, str]) -> str | None:
+    """The tree of `onto` with the files `what` changed laid on it (in a private index, which
+    `read-tree` resets); None when it cannot be composed."""
     index = {**env, "GIT_INDEX_FILE": str(git.scratch / "replay.index")}
-    await asyncio.to_thread((git.scratch / "replay.index").unlink, True)
     await git.local("read-tree", onto, env=index)
     removed = [path for path, entry in what.changes.items() if entry.new_mode == ABSENT]
     written = [
@@ -123,8 +154,4 @@ async def replay(
         done = await git.run("update-index", "--add", *arguments, env=index)
         if done.returncode != 0:  # e.g. a file of theirs where the commit has a folder
             return None
-    tree = (await git.local("write-tree", env=index)).strip()
-    message = git.scratch / "replay.message"
-    await asyncio.to_thread(message.write_text, what.message)
-    made = await git.local("commit-tree", tree, "-p", onto, "-F", str(message), env=env)
-    return made.strip()
+    return (await git.local("write-tree", env=index)).strip()

@@ -19,15 +19,19 @@ in its own modules: the clone cache and the per-repository lock (`clones`), git 
   (or `max_window` after its first, when some are still coming).
   Each submitter gets its own `Result` or its own exception (an edit that raises fails only
   itself).
-- A push rejected because the branch moved is retried in-process after a short jittered backoff:
-  fetch, reset to the new head, apply every edit of the batch again (changes submitted meanwhile
-  join), commit, push; bounded attempts, then `CatalogPushRejected` (Transient). When the other
-  writers' commits cannot have changed what the edits do (`Change.depends_on`), the retry is
-  shorter: the batch's commit replayed on the new head (`replay`), which keeps the window between
-  the fetch and the push small enough to land against a writer pushing a few times a second
-  (changes submitted meanwhile then wait for the next batch rather than make it slow). The
-  base branch is never force-pushed, so a writer that moves it faster than a fetch-then-push round
-  trip starves this one (as it would any writer that does not force).
+- A push rejected because the branch moved is retried in-process as `retrying.RetryPolicy` says
+  (the first retry at once, then a short jittered backoff): fetch, reset to the new head, apply
+  every edit of the batch again (changes submitted meanwhile join), commit, push. Each round of
+  `max_attempts` lost pushes is reported to the submitters (`CatalogPushRejected`, Transient)
+  but never drops a change for contention: `enqueue` keeps it queued (its `Ticket` is waited for
+  again), and the next round starts within `max_round_backoff`; `submit` withdraws it. When
+  the other writers' commits cannot have changed what the edits do (`Change.depends_on`), the
+  retry is shorter: the batch's commit replayed on the new head (`replay`), which keeps the
+  window between the fetch and the push small enough to land against a writer pushing a few
+  times a second (changes submitted meanwhile then wait for the next batch rather than make it
+  slow). The base branch is never force-pushed, so a writer that moves it faster than a
+  fetch-then-push round trip delays this one until it pauses (as it would any writer that does
+  not force).
 - With `push_branch` (the operator's own branch, e.g. for pull requests) that branch is rebuilt on
   the base head at every write, its own commits replayed (`rebase --onto`), and pushed with
   `--force-with-lease`: it never falls behind, and the base branch is never touched.
@@ -44,9 +48,11 @@ import datetime
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from controller import backoff
+from controller import errors
 from controller.catalog import replay as replay_
+from controller.catalog import retrying
 from controller.catalog.clones import CachedClone, CloneCache, clone_name, repository_lock, to_evict
 from controller.catalog.gitcli import (
     PURPOSE,
@@ -71,6 +77,8 @@ from controller.git.failures import RepositoryNotFound as CatalogRepositoryNotFo
 from controller.git.failures import Unavailable as CatalogUnavailable
 from controller.observe import metrics as metrics_
 
+RetryPolicy = retrying.RetryPolicy
+
 __all__ = [
     "CachedClone",
     "CatalogAuthFailed",
@@ -87,6 +95,9 @@ __all__ = [
     "GitOperation",
     "MetricsHook",
     "Result",
+    "RetryPolicy",
+    "Ticket",
+    "Withdrawn",
     "batch_message",
     "check_change",
     "clone_name",
@@ -192,11 +203,6 @@ def batch_message(messages: Sequence[str], *, co_authors: Iterable[tuple[str, st
     return text + ("\n\n" + "\n".join(trailers) if trailers else "") + "\n"
 
 
-def _backoff(attempt: int, *, base: float, cap: float) -> float:
-    """Exponential from `base`, capped, with "equal jitter" (half fixed, half random)."""
-    return backoff.delay(attempt, base=base, cap=cap, jitter=True)
-
-
 # -- the writer: batches, one lock per repository, retries ----------------------------------------
 
 
@@ -205,6 +211,71 @@ class _Pending:
     change: Change
     future: asyncio.Future[Result]
     submitted: float
+    lost: failures.PushRejected | None = None
+    """The last round of pushes its batch lost entirely (the change stays queued)."""
+    notice: asyncio.Future[None] | None = None
+    """Resolved when a round is lost: wakes `Ticket.wait`."""
+
+    def round_lost(self, error: failures.PushRejected) -> None:
+        self.lost = error
+        if self.notice is not None and not self.notice.done():
+            self.notice.set_result(None)
+
+
+class Withdrawn(errors.TransientError):
+    """`Ticket.wait` on a change that was withdrawn (`Ticket.withdraw`) meanwhile."""
+
+
+class Ticket:
+    """A change queued in the writer (`CatalogWriter.enqueue`): it stays queued, through any
+    number of lost races, until it is written, fails for another reason, or is withdrawn."""
+
+    def __init__(self, pending: _Pending) -> None:
+        self._pending = pending
+
+    def done(self) -> bool:
+        """Whether the change is settled (written, failed or withdrawn)."""
+        return self._pending.future.done()
+
+    def withdraw(self) -> None:
+        """Take the change back (a batch already being pushed may still carry it)."""
+        self._pending.future.cancel()
+
+    @property
+    def waited(self) -> bool:
+        """Whether a caller is in `wait` now."""
+        return self._pending.notice is not None
+
+    def commit(self) -> str:
+        """The commit that holds the change once written; "" before, or when it failed."""
+        future = self._pending.future
+        if not future.done() or future.cancelled() or future.exception() is not None:
+            return ""
+        return future.result().commit
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the loop) once the change is settled."""
+        self._pending.future.add_done_callback(lambda _: callback())
+
+    async def wait(self) -> Result:
+        """The change's `Result` once written (or its batch's error); `CatalogPushRejected`
+        when, first, a round of its batch's pushes lost every race: then the change is still
+        queued and retried (wait again, or withdraw it). Cancelling the caller leaves it queued.
+        """
+        pending = self._pending
+        if not pending.future.done():
+            notice = pending.notice = asyncio.get_running_loop().create_future()
+            waited: set[asyncio.Future[Any]] = {pending.future, notice}
+            try:
+                await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                pending.notice = None
+        if pending.future.cancelled():
+            raise Withdrawn("CatalogChangeWithdrawn", "the catalog change was taken back")
+        if pending.future.done():
+            return pending.future.result()
+        assert pending.lost is not None
+        raise pending.lost.copy()
 
 
 @dataclasses.dataclass(eq=False)
@@ -235,13 +306,16 @@ class CatalogWriter:
     passes with no new one, or `max_window` after its first change, whichever comes first;
     changes that came while a batch of several was written wait until `max_window` after it
     left (`max_window` shorter than `window` counts as `window`: batches as before, each
-    `window` after its first change). `max_attempts`:
-    pushes per batch before `CatalogPushRejected`; between them `backoff` doubling up to
-    `max_backoff`, jittered. `timeout`: per git command. `metrics`: called for every clone, fetch
-    and push (`GitOperation`). `eager`: the windows give way to what is known of who is coming
-    (`expect`) on a quiet lane: a batch leaves at once when no change expected on its lane is
-    missing from it, else it waits for them, at most `max_window` after its first change. In a
-    wave (a batch of several left less than `max_window` ago) the windows rule.
+    `window` after its first change). Lost races are retried as `retrying.RetryPolicy` says:
+    rounds of `max_attempts` pushes, `backoff` doubling up to `max_backoff` (jittered) between
+    them, the first retry at once; a round lost entirely is reported to its submitters
+    (`CatalogPushRejected`) and the next starts `round_backoff` (doubling to
+    `max_round_backoff`) later: contention never drops a queued change. `timeout`: per git
+    command. `metrics`: called for every clone, fetch and push (`GitOperation`). `eager`: the
+    windows give way to what is known of who is coming (`expect`) on a quiet lane: a batch
+    leaves at once when no change expected on its lane is missing from it, else it waits for
+    them, at most `max_window` after its first change. In a wave (a batch of several left less
+    than `max_window` ago) the windows rule.
     """
 
     def __init__(
@@ -253,6 +327,8 @@ class CatalogWriter:
         max_attempts: int = 25,
         backoff: float = 0.02,
         max_backoff: float = 0.1,
+        round_backoff: float = 0.25,
+        max_round_backoff: float = 1.0,
         timeout: float = 120.0,
         metrics: MetricsHook | None = None,
         eager: bool = False,
@@ -262,9 +338,13 @@ class CatalogWriter:
         self.cache = cache
         self.window = window
         self.max_window = max(window, max_window)
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.max_backoff = max_backoff
+        self.policy = retrying.RetryPolicy(
+            attempts=max_attempts,
+            base=backoff,
+            cap=max_backoff,
+            round_base=round_backoff,
+            round_cap=max_round_backoff,
+        )
         self.timeout = timeout
         self.metrics = metrics
         self.eager = eager
@@ -302,10 +382,22 @@ class CatalogWriter:
 
         Raises the exception of its edit, or for the whole batch `CatalogAuthFailed`,
         `CatalogRepositoryNotFound`, `CatalogBranchNotFound`, `CatalogPushRefused`,
-        `CatalogPushRejected`, `CatalogUnavailable`, `credentials.CredentialsInvalid`;
+        `CatalogUnavailable`, `credentials.CredentialsInvalid`; `CatalogPushRejected` when a
+        round of pushes lost every race (then the change is withdrawn: `enqueue` keeps it);
         `ValueError` at once for a malformed change. Cancelling the caller withdraws the change
         unless its batch is already being pushed.
         """
+        ticket = self.enqueue(change)
+        try:
+            return await ticket.wait()
+        except (failures.PushRejected, asyncio.CancelledError):
+            ticket.withdraw()
+            raise
+
+    def enqueue(self, change: Change) -> Ticket:
+        """Queue `change` (batched with others for the same repository) and return at once;
+        the `Ticket` tells what became of it. Lost races never drop it (see `Ticket.wait`).
+        `ValueError` at once for a malformed change."""
         check_change(change)
         loop = asyncio.get_running_loop()
         key = (change.url, change.branch, change.push_branch)
@@ -313,7 +405,8 @@ class CatalogWriter:
         if lane is None:
             lane = self._lanes[key] = _Lane(*key)
         future: asyncio.Future[Result] = loop.create_future()
-        lane.pending.append(_Pending(change, future, loop.time()))
+        pending = _Pending(change, future, loop.time())
+        lane.pending.append(pending)
         if change.submitter:
             self._expected.pop(change.submitter, None)
         lane.moved.set()
@@ -321,7 +414,7 @@ class CatalogWriter:
             lane.worker = asyncio.create_task(
                 self._work(lane), name=f"catalog writer {credentials_.scrub(change.url, None)}"
             )
-        return await future
+        return Ticket(pending)
 
     async def aclose(self) -> None:
         """Wait until every submitted change is written (or failed)."""
@@ -414,12 +507,13 @@ class CatalogWriter:
                 metrics=self.metrics,
             ) as git,
         ):
-            attempt, recloned = 0, False
+            attempt, recloned, rounds = 0, False, 0
             lost: _Lost | None = None
-            while attempt < self.max_attempts:
+            while True:
                 attempt += 1
-                if attempt > 1 and (lost is None or lost.replayable is None):
+                if attempt > 1 and (lost is None or lost.replayable is None or rounds):
                     batch.extend(lane.take())  # arrived meanwhile: they ride along
+                    rounds = 0
                 live = [pending for pending in batch if not pending.future.done()]
                 if not live:
                     return ref, "", {}
@@ -453,15 +547,21 @@ class CatalogWriter:
                 if lost is not None and lost.replayable is None and _replayable(lost.live):
                     what = await replay_.replayable(git, lost.commit, lost.parent)
                     lost = dataclasses.replace(lost, replayable=what)
-                if attempt < self.max_attempts:
-                    await asyncio.sleep(_backoff(attempt, base=self.backoff, cap=self.max_backoff))
-            raise failures.PushRejected(
-                f"push to {push_branch or base!r} of {git.shown_url} rejected {attempt} times:"
-                " the branch moved every time",
-                purpose=PURPOSE,
-                url=git.shown_url,
-                ref=push_branch or base,
-            )
+                after = self.policy.after_lost(attempt)
+                if after.round_lost is not None:
+                    rejected = failures.PushRejected(
+                        f"push to {push_branch or base!r} of {git.shown_url} rejected"
+                        f" {self.policy.attempts} times in a row: the branch moved every time"
+                        " (the change stays queued and is pushed again)",
+                        purpose=PURPOSE,
+                        url=git.shown_url,
+                        ref=push_branch or base,
+                    )
+                    logger.warning("%s; round %d", rejected.message, after.round_lost)
+                    for pending in live:
+                        pending.round_lost(rejected)
+                    rounds = after.round_lost  # changes that came meanwhile join the next round
+                await asyncio.sleep(after.delay)
 
     async def _attempt(
         self, git: Git, lane: _Lane, live: list[_Pending], attempt: int, speculate: bool = False

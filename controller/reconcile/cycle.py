@@ -136,7 +136,16 @@ async def _say_progressing(
         return ""
 
 
-def forget(services_: services.Services, *, namespace: str, name: str) -> None:
-    """Drop what the operator keeps of a deleted RunnerImage (its metrics too)."""
+def forget(
+    services_: services.Services,
+    *,
+    namespace: str,
+    name: str,
+    state: ObjectState | None = None,
+) -> None:
+    """Drop what the operator keeps of a deleted RunnerImage (its metrics too, and a catalog
+    change still queued for it)."""
     metrics.forget(namespace=namespace, name=name)
     services_.forget(namespace=namespace, name=name)
+    if state is not None:
+        writing.withdraw(state.memory)

@@ -1,5 +1,9 @@
 """Wake the reconcile of a RunnerImage at once when work it waits on ends outside a reconcile.
 
+(The same for a catalog change that stayed queued in the writer after its reconcile stopped
+waiting, its pushes having lost every race of a round: `catalog_written`, annotation
+`runners.ade.dev/catalog-written`.)
+
 An in-process build (BuildKitDaemon, Docker) ends in a task of the operator; a build Job's end
 shows in the operator's watch of its Jobs (`handlers`). Rather than leave it to the progress
 timer (`ADE_PROGRESS_INTERVAL`) to notice, the operator stamps the RunnerImage with
@@ -37,16 +41,34 @@ class Waker:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def catalog_written(self, namespace: str, name: str, commit: str) -> None:
+        """Ask for a reconcile of `namespace/name` now that a catalog change it stopped waiting
+        for (a round of lost push races) is settled: `commit` wrote it ("" if it failed)."""
+        task = asyncio.get_running_loop().create_task(
+            self._wake(namespace, name, {identity.CATALOG_WRITTEN_ANNOTATION: commit or "-"})
+        )
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _wake(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        try:
+            await self._annotate(namespace, name, annotations)
+        except kube_.KubeError as error:  # the retry of the reconcile still finds it
+            logger.warning("could not wake %s/%s (%s): %s", namespace, name, annotations, error)
+
+    async def _annotate(self, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        await self._kube.annotate(
+            group=identity.GROUP,
+            version=identity.VERSION,
+            plural=identity.PLURAL,
+            namespace=namespace,
+            name=name,
+            annotations=annotations,
+        )
+
     async def _stamp(self, namespace: str, name: str, build: str) -> None:
         try:
-            await self._kube.annotate(
-                group=identity.GROUP,
-                version=identity.VERSION,
-                plural=identity.PLURAL,
-                namespace=namespace,
-                name=name,
-                annotations={identity.BUILD_FINISHED_ANNOTATION: build},
-            )
+            await self._annotate(namespace, name, {identity.BUILD_FINISHED_ANNOTATION: build})
         except kube_.KubeError as error:  # the progress timer still finds the build done
             if self._stamped.get((namespace, name)) == build:
                 del self._stamped[namespace, name]

@@ -16,6 +16,7 @@ catalog once per pushed revision.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import hashlib
@@ -63,6 +64,19 @@ class CatalogChecks:
     """The catalog branch head the catalog step last read its files at."""
     polled: float | None = None
     """When the catalog step last looked at the branch head (monotonic)."""
+    queued: Queued | None = None
+    """A change still in the writer after a reconcile stopped waiting for it (its pushes lost
+    every race of a round): the next reconcile waits for it rather than submit it again."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Queued:
+    """A change handed to the catalog writer, with what the step needs to record its result."""
+
+    fingerprint: str
+    request: str | None
+    edit: claims.CatalogEdit
+    ticket: repository.Ticket
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,32 +104,32 @@ class WriteCatalog:
         if unchanged and not await self._moved(ctx, catalog):
             await self._sync(ctx, catalog, previous)
             return outcome(previous, catalog)
-        credentials = await self._credentials(ctx, catalog)
-        writer = self.services.catalog
-        if writer is None:
-            raise errors.StalledError("CatalogUnavailable", "the operator has no catalog writer")
-        me = f"{ctx.namespace}/{ctx.name}"
-        edit = claims.CatalogEdit(
-            catalog=catalog,
-            value=value,
-            mine=ownership.repository_of(value) or "",
-            others=self.services.owners.others(me),
-            records=claims.records_from_status(previous.files),
-        )
-        change = repository.Change(
-            url=catalog.git.url,
-            branch=catalog.git.branch,
-            push_branch=catalog.push_branch,
-            credentials=credentials,
-            author_name=catalog.commit.author_name,
-            author_email=catalog.commit.author_email,
-            message=lambda files: _message(ctx, catalog, latest, files),
-            apply=edit,
-            depends_on=edit.depends_on,
-            submitter=me,
-        )
-        async with self.services.reconcile_slots.lent():  # while it waits for its batch's push
-            result = await writer.submit(change)
+        queued = self.checks.queued
+        if queued is None or (queued.fingerprint, queued.request) != (fingerprint, requested):
+            if queued is not None:  # superseded (a new image, new settings): taken back
+                queued.ticket.withdraw()
+                self.checks.queued = None
+            queued = await self._enqueue(
+                ctx, catalog=catalog, latest=latest, value=value, fingerprint=fingerprint,
+                requested=requested,
+            )  # fmt: skip
+        edit = queued.edit
+        try:
+            async with self.services.reconcile_slots.lent():  # while it waits for its push
+                result = await queued.ticket.wait()
+        except repository.CatalogPushRejected:
+            raise  # still queued, retried by the writer: the next reconcile waits for it again
+        except repository.Withdrawn:
+            self.checks.queued = None  # taken back meanwhile (the object is being deleted)
+            raise
+        except asyncio.CancelledError:
+            queued.ticket.withdraw()
+            self.checks.queued = None
+            raise
+        except BaseException:
+            self.checks.queued = None
+            raise
+        self.checks.queued = None
         self.checks.request = requested
         self.checks.checked = result.commit
         self.checks.polled = time.monotonic()  # the head as of the push: as good as a look
@@ -145,6 +159,55 @@ class WriteCatalog:
         if edit.blocked() is None:
             recorded = await self._sync(ctx, catalog, recorded)
         return outcome(recorded, catalog)
+
+    async def _enqueue(
+        self,
+        ctx: steps.Context,
+        *,
+        catalog: model.Catalog,
+        latest: status_.LatestImage,
+        value: str,
+        fingerprint: str,
+        requested: str | None,
+    ) -> Queued:
+        """Hand the change to the operator-wide writer; remembered until it is settled. Settled
+        while no reconcile waits for it (a round of lost races ended the last one), it wakes the
+        object, so the result is recorded at once."""
+        previous = status_.CatalogStatus.of(ctx.status)
+        credentials = await self._credentials(ctx, catalog)
+        writer = self.services.catalog
+        if writer is None:
+            raise errors.StalledError("CatalogUnavailable", "the operator has no catalog writer")
+        me = f"{ctx.namespace}/{ctx.name}"
+        edit = claims.CatalogEdit(
+            catalog=catalog,
+            value=value,
+            mine=ownership.repository_of(value) or "",
+            others=self.services.owners.others(me),
+            records=claims.records_from_status(previous.files),
+        )
+        change = repository.Change(
+            url=catalog.git.url,
+            branch=catalog.git.branch,
+            push_branch=catalog.push_branch,
+            credentials=credentials,
+            author_name=catalog.commit.author_name,
+            author_email=catalog.commit.author_email,
+            message=lambda files: _message(ctx, catalog, latest, files),
+            apply=edit,
+            depends_on=edit.depends_on,
+            submitter=me,
+        )
+        queued = self.checks.queued = Queued(fingerprint, requested, edit, writer.enqueue(change))
+        waker, checks = self.services.waker, self.checks
+        namespace, name = ctx.namespace, ctx.name
+
+        def settled() -> None:
+            if waker is not None and checks.queued is queued and not queued.ticket.waited:
+                waker.catalog_written(namespace, name, queued.ticket.commit())
+
+        queued.ticket.add_done_callback(settled)
+        return queued
 
     async def _moved(self, ctx: steps.Context, catalog: model.Catalog) -> bool:
         """Whether the branch moved since the files were last read, looked at every
@@ -234,6 +297,15 @@ def _catalog_of(spec: Mapping[str, Any]) -> model.Catalog | None:
         return model.parse(spec).catalog
     except errors.StalledError:
         return None
+
+
+def withdraw(memory: memory_.ObjectMemory) -> None:
+    """Take back the catalog change still queued for a RunnerImage (deleted: nothing more is
+    written for it)."""
+    checks = memory.part(CatalogChecks)
+    if checks.queued is not None:
+        checks.queued.ticket.withdraw()
+        checks.queued = None
 
 
 def _fingerprint(catalog: model.Catalog, value: str) -> str:

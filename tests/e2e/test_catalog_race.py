@@ -5,10 +5,18 @@ at once (one image push each to the real registry, then one `kubectl label` for 
 the catalog is a bare repository behind `git http-backend` with Basic auth.
 
 - The race: 20 RunnerImages, each pointing its own manifest of one repository at its image,
-  while another writer (the git CLI: pull --rebase, commit an unrelated file, push, rebase and
-  retry on a rejection, never force) pushes to the same branch every 0.05-0.3 s. Every update
-  lands, nothing of the other writer is lost, and build-verified to commit-pushed stays short;
-  the same 20 on a fresh repository without the other writer give the figures to compare.
+  while another writer wins the first `BEATEN` races for the branch. The other writer lives in
+  the git server (`tests.env.contention`: a `pre-receive` hook that moves the branch with an
+  unrelated commit before the operator's push can, so git rejects that push exactly as when a
+  writer landed between the operator's fetch and its push): which pushes lose is decided by a
+  count, not by how fast this machine runs. Every update lands exactly once, nothing of the
+  other writer is lost; the same 20 on a fresh repository without the other writer, and three
+  alone, give the latency figures to compare (printed, never asserted: they measure the machine;
+  the competitor-rate figure is `tests/benchmarks/test_catalog_contention_figures.py`).
+- Contention that outlasts a round of the writer's attempts (the competitor wins every race
+  until released): meanwhile the RunnerImages say so (CatalogSynced=False,
+  `CatalogPushRejected`, "stays queued") and nothing of theirs lands; released, every change
+  lands exactly once, and the RunnerImages are Synced at once (the writer wakes them).
 - The burst: 100 RunnerImages whose builds are all complete when the operator looks take a
   handful of commits.
 
@@ -52,20 +60,21 @@ from tests.e2e.catalogs import (
     GIT_PASSWORD,
     GIT_USER,
     MANIFEST,
-    Pusher,
-    assert_nothing_of_the_pusher_lost,
     figures,
     git_secret,
     with_catalog,
 )
-from tests.env import gitserver, kube, kwok, oci, registry
+from tests.env import contention, gitserver, kube, kwok, oci, registry
 
 pytestmark = pytest.mark.e2e
 
 RACE = 20
 LONE = 3
 BURST = 100
-PUSHER_PAUSE = (0.05, 0.3)  # a tight loop starves any writer that never forces (see Pusher)
+BEATEN = 5
+"""The operator's first pushes to the raced repository that the competitor wins."""
+HELD = 2
+"""RunnerImages written while the competitor wins every race, until released."""
 LABEL = "runners.ade.dev/runnerimage"
 SYNC_TIMEOUT = 180.0
 MAX_BURST_COMMITS = 8
@@ -73,9 +82,6 @@ MAX_BURST_COMMITS = 8
 (one commit every 5 s once changes keep coming; 14-17 before it, a commit per push round trip,
 each of about 8 changes, one per reconcile slot): the changes reach the writer over 15-25 s,
 so 5 commits are not always enough."""
-QUIET_MEDIAN = 7.0
-"""Seconds, the bound on the medians of the race test: 20 at once wait up to the batch cadence
-(ADE_CATALOG_BATCH_MAX_WINDOW, 5 s) after the first batch (3-4 s measured)."""
 
 
 BUILT = buildjobs.runner_built()
@@ -205,23 +211,30 @@ def _complete_builds(cluster: kube.Cluster, namespace: str, names: list[str], di
     )
 
 
-def _wait_synced(cluster: kube.Cluster, namespace: str, names: list[str]) -> list[Any]:
-    """Every RunnerImage of `names` with CatalogSynced=True for its current generation."""
+def _wait_synced(
+    cluster: kube.Cluster,
+    namespace: str,
+    names: list[str],
+    *,
+    status: str = "True",
+    reason: str | None = None,
+) -> list[Any]:
+    """Every RunnerImage of `names` with CatalogSynced=`status` (and `reason`, when given) for
+    its current generation."""
 
     def synced() -> list[Any] | None:
         objs = _list(cluster, namespace, "runnerimages", set(names))
         done = [
             obj
             for obj in objs
-            if (kube.condition(obj, "CatalogSynced") or {}).get("status") == "True"
-            and (kube.condition(obj, "CatalogSynced") or {}).get("observedGeneration")
-            == obj["metadata"]["generation"]
+            if (found := kube.condition(obj, "CatalogSynced") or {}).get("status") == status
+            and (reason is None or found.get("reason") == reason)
+            and found.get("observedGeneration") == obj["metadata"]["generation"]
         ]
         return done if len(done) == len(names) else None
 
-    return kube.wait_for(
-        synced, timeout=SYNC_TIMEOUT, interval=0.25, what=f"{len(names)} RunnerImages synced"
-    )
+    what = f"{len(names)} RunnerImages CatalogSynced={status} {reason or ''}"
+    return kube.wait_for(synced, timeout=SYNC_TIMEOUT, interval=0.25, what=what)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +364,16 @@ class _Phase:
         )
 
 
+def _assert_competitor_kept(
+    server: gitserver.GitServer, repo: str, rival: contention.Contention
+) -> None:
+    """No force push: every commit of the competitor stays in the branch's history."""
+    history = server.log(repo)
+    assert rival.commits()
+    assert set(rival.commits()) <= {commit.sha for commit in history}
+    assert sum(c.subject.startswith("Competitor ") for c in history) == rival.beaten()
+
+
 def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
     cluster: kube.Cluster,
     namespace: str,
@@ -361,18 +384,17 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
     pusher: oci.Pusher,
     base_image: str,
     git_server: gitserver.GitServer,
-    tmp_path: pathlib.Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Twenty RunnerImages on one branch, alone and then against a writer pushing unrelated
-    commits every 0.05-0.3 s: every update lands, the other writer's commits all stay, every
-    RunnerImage is CatalogSynced at a revision of the branch, and build verified -> commit
-    pushed (measured as the module docstring says) has a median under `QUIET_MEDIAN`; and
-    RunnerImages one at a time, each on its own repository, are pushed within the batch window
-    and a write (about 0.5 s)."""
+    """Twenty RunnerImages on one branch, alone and then against a competitor that wins the
+    operator's first `BEATEN` pushes: every update lands exactly once, the competitor's commits
+    all stay, every RunnerImage is CatalogSynced at a revision of the branch, and status stamps
+    the push after the verification. Then `HELD` RunnerImages while the competitor wins every
+    race: they report `CatalogPushRejected` meanwhile, and land once it lets go. The latencies
+    (build verified -> commit pushed, as the module docstring says) are printed."""
     buildjobs.push_secret(cluster, namespace, proxy.host)
     git_secret(cluster, namespace)
-    operator = start_operator(ADE_MAX_CONCURRENT_BUILDS=str(2 * RACE + 1))
+    operator = start_operator(ADE_MAX_CONCURRENT_BUILDS=str(2 * RACE + HELD + 1))
     base = base_image.replace(oci_registry.host, proxy.host, 1)
     setup = _Setup(cluster, namespace, git_server, proxy, base)
 
@@ -391,20 +413,32 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
     lost_alone = _lost_races(operator.logs())
 
     raced = _Phase(setup, "raced", RACE)
+    rival = contention.Contention(git_server, raced.repo, beat=BEATEN)
     raced.create()
-    with Pusher(
-        git_server, raced.repo, tmp_path / "pusher", sync_first=True, pause=PUSHER_PAUSE
-    ) as other:
-        before = len(other.landed)
-        raced.finish(pusher)
-        during = len(other.landed) - before
-    raced.check()
-    assert_nothing_of_the_pusher_lost(git_server, raced.repo, other)
-    assert during >= 3, "the other writer did not keep pushing while the operator wrote"
+    raced.finish(pusher)
+    raced.check()  # each manifest changed by exactly one commit, which landed (_verified_pushed)
+    _assert_competitor_kept(git_server, raced.repo, rival)
+    assert rival.beaten() == BEATEN
     lost_raced = _lost_races(operator.logs()) - lost_alone
-    landings = _landings(raced.landed)
-    ours = [landings[sha] for sha in raced.revisions()]
-    interleaved = sum(min(ours) < landings[sha] < max(ours) for sha in other.landed)
+    assert lost_raced == BEATEN  # each lost push retried in-process, none given up
+
+    held = _Phase(setup, "held", HELD)
+    holder = contention.Contention(git_server, held.repo)
+    holder.hold()
+    held_from = time.monotonic()
+    held.create()
+    held.complete(held.prepare(pusher))
+    waiting = _wait_synced(cluster, namespace, held.names, status="False",
+                           reason="CatalogPushRejected")  # fmt: skip
+    for obj in waiting:
+        assert "stays queued" in (kube.condition(obj, "CatalogSynced") or {})["message"]
+    assert held.commits() == 0  # nothing of theirs landed meanwhile
+    beaten_while_held, reported_after = holder.beaten(), time.monotonic() - held_from
+    holder.release()
+    released = time.monotonic()
+    held.wait_synced()
+    held.check()
+    _assert_competitor_kept(git_server, held.repo, holder)
 
     calm_median, calm_p95 = figures(quiet.latencies())
     raced_median, raced_p95 = figures(raced.latencies())
@@ -420,19 +454,18 @@ def test_twenty_images_racing_another_writer_all_land_and_lose_nothing(
             f" build pods told to finish -> all synced {quiet.synced - quiet.completed:.1f} s;"
             f" {lost_alone} pushes lost a race"
             f"\n    {quiet.timeline(quiet.completed)}"
-            f"\n  with another writer: median {raced_median * 1000:.0f} ms,"
+            f"\n  first {BEATEN} pushes lost: median {raced_median * 1000:.0f} ms,"
             f" p95 {raced_p95 * 1000:.0f} ms; {raced.commits()} commits;"
             f" build pods told to finish -> all synced {raced.synced - raced.completed:.1f} s;"
-            f" {lost_raced} pushes lost a race and were retried in-process; the other writer"
-            f" landed {during} commits meanwhile ({interleaved} between the operator's first"
-            f" and last), {other.rejected} of its pushes were rejected, none of its commits lost"
+            f" {lost_raced} pushes lost a race and were retried in-process"
             f"\n    {raced.timeline(raced.completed)}"
+            f"\n  every push lost until released: {HELD} RunnerImages CatalogPushRejected after"
+            f" {beaten_while_held} lost pushes ({reported_after:.1f} s after they were"
+            f" created), {holder.beaten()} in all; released -> all synced"
+            f" {held.synced - released:.1f} s"
             f"\n  status: catalog.pushedAt >= Verified.lastTransitionTime for"
             f" {quiet.ordered_stamps() + raced.ordered_stamps()} of {2 * RACE}"
         )
-    assert raced_median < QUIET_MEDIAN
-    assert calm_median < QUIET_MEDIAN
-    assert lone_median < 2.0
     assert quiet.ordered_stamps() + raced.ordered_stamps() == 2 * RACE  # pushedAt is the push
 
 

@@ -4,9 +4,9 @@ A change lands as one commit authored as asked; edits that change nothing make n
 submitted together share one commit and one push, while different repositories stay independent;
 the typed errors (credentials, repository, branch, a refused push) carry no secret; a failing edit
 fails only itself; the push-branch mode rebuilds its branch on the moving base; a damaged cache is
-recloned and the cache stays within its budget. Then the race: another writer pushes to the same
-branch several times a second while changes are submitted; every edit lands, no commit of the other
-writer is lost, and the latencies and the commit count are printed.
+recloned and the cache stays within its budget. Then staggered changes and a burst (the latencies
+printed). Contention with another writer: `test_catalog_contention.py` (deterministic) and
+against a writer that never fetches here.
 """
 
 from __future__ import annotations
@@ -649,7 +649,6 @@ async def test_a_push_branch_moved_by_someone_else_is_retried_with_a_fresh_lease
 RACE_CHANGES = 20
 STAGGER = 0.1  # the 20 changes are submitted over two seconds
 BURST = 100
-RACE_PAUSE = (0.05, 0.3)  # between the other writer's rounds: a push every 0.25-0.5 s here
 
 
 async def _submit_staggered(
@@ -673,38 +672,19 @@ def _assert_every_edit_landed(server: gitserver.GitServer, repo: str, count: int
         assert f"runner: r.test/env-{index}:v2 " in _show(server, repo, "main", _path(index))
 
 
-async def test_race_with_a_concurrent_pusher_loses_nothing_and_lands_fast(
+async def test_staggered_changes_and_a_burst_take_few_commits(
     server: gitserver.GitServer, tmp_path: pathlib.Path
 ) -> None:
-    events: list[GitOperation] = []
-    writer = CatalogWriter(cache=CloneCache(tmp_path / "cache"), metrics=events.append)
+    """Changes submitted one every STAGGER seconds, then BURST at once, all land; the burst in
+    a commit or three. (Contention: `test_catalog_contention.py`, deterministic, and the figure
+    of `tests/benchmarks/test_catalog_contention_figures.py`; the latencies here are printed,
+    not asserted: they measure the machine.)"""
+    writer = CatalogWriter(cache=CloneCache(tmp_path / "cache"))
     try:
-        # without a concurrent pusher
         quiet = _new_repo(server, RACE_CHANGES)
         calm = await _submit_staggered(writer, server, quiet)
         _assert_every_edit_landed(server, quiet, RACE_CHANGES)
         calm_commits = len(server.log(quiet)) - 1
-
-        # with another writer pushing to the same branch several times a second (a tight loop
-        # starves any writer that does not force: see the next test)
-        busy = _new_repo(server, RACE_CHANGES)
-        async with _Pusher(
-            server, busy, tmp_path / "pusher", sync_first=True, pause=RACE_PAUSE
-        ) as pusher:
-            landed_before, lost_before = len(pusher.landed), pusher.rejected
-            events.clear()
-            raced = await _submit_staggered(writer, server, busy)
-            landed_during = len(pusher.landed) - landed_before
-            lost_during = pusher.rejected - lost_before
-        _assert_every_edit_landed(server, busy, RACE_CHANGES)
-        _assert_nothing_of_the_pusher_lost(server, busy, pusher)
-        history = {commit.sha for commit in server.log(busy)}
-        assert {result.commit for _, result in raced} <= history
-        pushes = [e for e in events if e.operation == "push"]
-        rejected = sum(e.outcome == "rejected" for e in pushes)
-        most_attempts = max(e.attempt for e in pushes)
-        assert landed_during + lost_during >= 3  # the other writer kept pushing throughout
-        raced_commits = len({result.commit for _, result in raced})
 
         # a burst: BURST changes submitted at once
         burst_repo = _new_repo(server, BURST)
@@ -725,22 +705,15 @@ async def test_race_with_a_concurrent_pusher_loses_nothing_and_lands_fast(
         await writer.aclose()
 
     calm_median, calm_p95 = _figures([seconds for seconds, _ in calm])
-    raced_median, raced_p95 = _figures([seconds for seconds, _ in raced])
     print(
         f"\n[catalog] {RACE_CHANGES} changes, one every {STAGGER * 1000:.0f} ms, window 200 ms:"
-        f"\n  alone:              submit->result median {calm_median * 1000:.0f} ms,"
+        f" submit->result median {calm_median * 1000:.0f} ms,"
         f" p95 {calm_p95 * 1000:.0f} ms; {calm_commits} commits"
-        f"\n  with a pusher loop: submit->result median {raced_median * 1000:.0f} ms,"
-        f" p95 {raced_p95 * 1000:.0f} ms; {raced_commits} commits, {len(pushes)} pushes,"
-        f" {rejected} rejected and retried in-process (at most {most_attempts} attempts for a"
-        f" batch); meanwhile the pusher landed"
-        f" {landed_during} commits and lost {lost_during} races"
         f"\n  burst of {BURST} changes at once: {burst_commits} commit(s) in"
         f" {burst_seconds * 1000:.0f} ms"
     )
+    assert 1 <= calm_commits <= RACE_CHANGES
     assert 1 <= burst_commits <= 3
-    assert calm_p95 < 5
-    assert raced_p95 < 20
 
 
 async def test_race_against_a_pusher_that_never_fetches(

@@ -213,13 +213,6 @@ def test_push_porcelain_is_read_for_the_ref() -> None:
     assert gitcli._parse_push(ok, "refs/heads/other") == ("", "")
 
 
-def test_backoff_grows_is_capped_and_jittered() -> None:
-    delays = [repository._backoff(n, base=0.1, cap=1.0) for n in range(1, 8)]
-    assert 0.05 <= delays[0] <= 0.1
-    assert all(0.5 <= d <= 1.0 for d in delays[4:])
-    assert len({repository._backoff(3, base=0.1, cap=1.0) for _ in range(20)}) > 1
-
-
 # -- when a batch leaves ------------------------------------------------------------------------
 
 
@@ -459,3 +452,76 @@ async def test_one_repository_branch_is_written_by_one_at_a_time() -> None:
 def test_a_cache_needs_room_for_one_clone(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ValueError, match="max_clones"):
         repository.CloneCache(tmp_path, max_clones=0)
+
+
+# -- a ticket: what a caller that keeps its change queued sees -----------------------------------
+
+
+def _ticket() -> tuple[repository.Ticket, repository._Pending]:
+    future: asyncio.Future[repository.Result] = asyncio.get_running_loop().create_future()
+    pending = repository._Pending(_change(), future, 0.0)
+    return repository.Ticket(pending), pending
+
+
+def _rejected() -> repository.CatalogPushRejected:
+    return repository.CatalogPushRejected(
+        "push rejected 25 times in a row (the change stays queued and is pushed again)",
+        purpose="catalog",
+        url="https://git.example.test/c.git",
+        ref="main",
+    )
+
+
+async def test_a_lost_round_is_reported_to_the_waiter_and_the_change_stays_queued() -> None:
+    ticket, pending = _ticket()
+    waiter = asyncio.create_task(ticket.wait())
+    await asyncio.sleep(0)
+    assert ticket.waited
+    pending.round_lost(_rejected())
+    with pytest.raises(repository.CatalogPushRejected, match="stays queued") as lost:
+        await waiter
+    assert lost.value is not pending.lost  # each waiter its own copy
+    assert not ticket.done()
+    assert not ticket.waited
+    # a later wait waits for what comes next, not the round already reported
+    again = asyncio.create_task(ticket.wait())
+    await asyncio.sleep(0)
+    assert not again.done()
+    result = repository.Result("a" * 40, "refs/heads/main", ("x.yaml",), True)
+    pending.future.set_result(result)
+    assert await again == result
+    assert ticket.commit() == "a" * 40
+
+
+async def test_a_settled_ticket_answers_at_once_and_calls_back() -> None:
+    ticket, pending = _ticket()
+    called: list[str] = []
+    ticket.add_done_callback(lambda: called.append(ticket.commit()))
+    pending.future.set_exception(_rejected().copy())
+    await asyncio.sleep(0)
+    assert called == [""]  # failed: no commit
+    with pytest.raises(repository.CatalogPushRejected):
+        await ticket.wait()
+
+
+async def test_a_withdrawn_ticket_says_so() -> None:
+    ticket, _ = _ticket()
+    waiter = asyncio.create_task(ticket.wait())
+    await asyncio.sleep(0)
+    ticket.withdraw()
+    with pytest.raises(repository.Withdrawn) as withdrawn:
+        await waiter
+    assert isinstance(withdrawn.value, errors.TransientError)
+    assert ticket.done()
+    assert ticket.commit() == ""
+
+
+async def test_cancelling_a_waiter_leaves_the_change_queued() -> None:
+    ticket, _ = _ticket()
+    waiter = asyncio.create_task(ticket.wait())
+    await asyncio.sleep(0)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert not ticket.done()
+    assert not ticket.waited

@@ -73,3 +73,21 @@ async def test_a_stamp_that_failed_or_a_forgotten_object_is_stamped_again() -> N
     waker.build_finished("team-a", "runner", "runner-build-abc")
     await asyncio.sleep(0.01)
     assert len(cluster.patched) == 2
+
+
+async def test_a_catalog_change_settled_after_its_reconcile_stopped_waiting_wakes_the_object() -> (
+    None
+):
+    cluster = Annotations()
+    wake.Waker(cast(kube.Kube, cluster)).catalog_written("team-a", "runner", "abc123")
+    await asyncio.wait_for(cluster.done.wait(), timeout=5)
+    assert cluster.patched == [("team-a", "runner", {"runners.ade.dev/catalog-written": "abc123"})]
+
+
+async def test_a_failed_catalog_wake_is_only_logged(caplog: pytest.LogCaptureFixture) -> None:
+    cluster = Annotations(fail=True)
+    waker = wake.Waker(cast(kube.Kube, cluster))
+    waker.catalog_written("team-a", "runner", "")
+    await asyncio.wait_for(cluster.done.wait(), timeout=5)
+    await asyncio.sleep(0)
+    assert "could not wake team-a/runner" in caplog.text

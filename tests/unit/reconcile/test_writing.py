@@ -3,10 +3,11 @@ the Event of a commit, the outcome as the last check found it, and what the fing
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import pathlib
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -14,7 +15,7 @@ from controller.api import spec as model
 from controller.api import status
 from controller.catalog import repository
 from controller.reconcile import memory as memory_
-from controller.reconcile import writing
+from controller.reconcile import steps, wake, writing
 from controller.sources import git as git_source
 from tests.unit.reconcile import fakes
 
@@ -200,8 +201,10 @@ def test_anything_else_is_not_expected(spec: dict[str, object], conditions: list
 class _Writer(repository.CatalogWriter):
     """Settles every change at once with a commit (no git)."""
 
-    async def submit(self, change: repository.Change) -> repository.Result:
-        return repository.Result("d" * 40, "refs/heads/main", (WEB,), True, SETTLED)
+    def enqueue(self, change: repository.Change) -> repository.Ticket:
+        future: asyncio.Future[repository.Result] = asyncio.get_running_loop().create_future()
+        future.set_result(repository.Result("d" * 40, "refs/heads/main", (WEB,), True, SETTLED))
+        return repository.Ticket(repository._Pending(change, future, 0.0))
 
 
 async def test_a_write_counts_as_a_look_at_the_head(
@@ -227,3 +230,118 @@ async def test_a_write_counts_as_a_look_at_the_head(
     again = fakes.context(SPEC, status={**latest, "catalog": first.updates["catalog"]})
     await step(again)
     assert looked == []
+
+
+# -- a change that outlasts a reconcile: kept queued, waited for again, woken when settled ------
+
+
+class FakeWriter:
+    """`CatalogWriter.enqueue` handing out tickets the test settles."""
+
+    def __init__(self) -> None:
+        self.pending: list[repository._Pending] = []
+
+    def enqueue(self, change: repository.Change) -> repository.Ticket:
+        future: asyncio.Future[repository.Result] = asyncio.get_running_loop().create_future()
+        self.pending.append(repository._Pending(change, future, 0.0))
+        return repository.Ticket(self.pending[-1])
+
+
+class FakeWaker:
+    def __init__(self) -> None:
+        self.woken: list[tuple[str, str, str]] = []
+
+    def catalog_written(self, namespace: str, name: str, commit: str) -> None:
+        self.woken.append((namespace, name, commit))
+
+
+def _step(tmp_path: pathlib.Path) -> tuple[writing.WriteCatalog, FakeWriter, FakeWaker]:
+    writer, waker = FakeWriter(), FakeWaker()
+    services = dataclasses.replace(
+        fakes.make_services(tmp_path),
+        catalog=cast(repository.CatalogWriter, writer),
+        waker=cast(wake.Waker, waker),
+    )
+    return writing.WriteCatalog(services, memory_.ObjectMemory()), writer, waker
+
+
+def _context(image: str = IMAGE) -> steps.Context:
+    return fakes.context(
+        SPEC, status={"latestImage": {"reference": image, "digest": "sha256:" + "d" * 64}}
+    )
+
+
+def _lost() -> repository.CatalogPushRejected:
+    return repository.CatalogPushRejected(
+        "push to 'main' rejected 25 times in a row: the branch moved every time (the change"
+        " stays queued and is pushed again)",
+        purpose="catalog",
+        url="https://git.example/catalog.git",
+        ref="main",
+    )
+
+
+async def _reconcile(step: writing.WriteCatalog, ctx: steps.Context) -> asyncio.Task[steps.Outcome]:
+    task = asyncio.create_task(step(ctx))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    return task
+
+
+async def test_a_change_outlasting_a_round_stays_queued_and_the_next_reconcile_waits_for_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    step, writer, waker = _step(tmp_path)
+    first = await _reconcile(step, _context())
+    assert len(writer.pending) == 1
+    writer.pending[0].round_lost(_lost())
+    with pytest.raises(repository.CatalogPushRejected, match="stays queued"):
+        await first  # what status shows meanwhile: CatalogSynced=False, CatalogPushRejected
+    assert not writer.pending[0].future.done()  # not withdrawn
+
+    second = await _reconcile(step, _context())
+    assert len(writer.pending) == 1  # waits for the same change, not a second one
+    writer.pending[0].future.set_result(
+        repository.Result("b" * 40, "refs/heads/main", (), False, SETTLED)
+    )
+    await second
+    assert waker.woken == []  # a reconcile was waiting: nobody to wake
+    assert step.checks.queued is None
+
+
+async def test_a_change_settled_while_no_reconcile_waits_wakes_the_object(
+    tmp_path: pathlib.Path,
+) -> None:
+    step, writer, waker = _step(tmp_path)
+    first = await _reconcile(step, _context())
+    writer.pending[0].round_lost(_lost())
+    with pytest.raises(repository.CatalogPushRejected):
+        await first
+    writer.pending[0].future.set_result(
+        repository.Result("b" * 40, "refs/heads/main", (), False, SETTLED)
+    )
+    await asyncio.sleep(0)
+    assert waker.woken == [("team-a", "runner", "b" * 40)]
+    # the reconcile it causes records the result without writing anything again
+    await step(_context())
+    assert len(writer.pending) == 1
+
+
+async def test_a_new_image_supersedes_the_queued_change_and_a_deletion_withdraws_it(
+    tmp_path: pathlib.Path,
+) -> None:
+    step, writer, waker = _step(tmp_path)
+    first = await _reconcile(step, _context())
+    writer.pending[0].round_lost(_lost())
+    with pytest.raises(repository.CatalogPushRejected):
+        await first
+    second = await _reconcile(step, _context(IMAGE + "-next"))
+    assert len(writer.pending) == 2
+    assert writer.pending[0].future.cancelled()  # the old image's change taken back
+    writer.pending[1].round_lost(_lost())
+    with pytest.raises(repository.CatalogPushRejected):
+        await second
+    writing.withdraw(step.memory)  # the RunnerImage was deleted
+    assert writer.pending[1].future.cancelled()
+    await asyncio.sleep(0)
+    assert waker.woken == []
