@@ -58,6 +58,7 @@ _FALLBACK_CONDITIONS = re.compile(
     r"\|\||\b(?:if|elif|else|case|which|type|hash|test)\b|\bcommand\s+-[vV]|\["
 )
 _SEPARATORS = frozenset(";&|()<>\n")
+_HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][\w.-]*)\2")
 UNKNOWN = "$?"  # an operand the parse cannot know (xargs' input, an unset variable)
 
 
@@ -119,7 +120,8 @@ def heredoc_script(text: str) -> str | None:
 
 def _script(script: str, ctx: _Context) -> list[Command]:
     try:
-        trees = bashlex.parse(script)
+        # bashlex looks for a quoted delimiter (`<<'EOF'`) with its quotes: unquote it.
+        trees = bashlex.parse(_HEREDOC.sub(r"<<\1\3", script))
         found: list[Command] = []
         for tree in trees:
             found.extend(_node(tree, ctx))
@@ -382,10 +384,24 @@ def _find_exec(argv: Sequence[str], ctx: _Context) -> Iterator[Command]:
 
 
 def _fallback(script: str, ctx: _Context) -> list[Command]:
-    argvs = _split(script)
+    argvs = _split(_without_heredocs(script))
     others = {posixpath.basename(a[0]) for a in argvs} & PACKAGE_MANAGERS
     conditional = ctx.conditional or bool(_FALLBACK_CONDITIONS.search(script)) or len(others) > 1
     return [Command(tuple(argv), ctx.cwd, conditional, False) for argv in argvs]
+
+
+def _without_heredocs(script: str) -> str:
+    """The script without its here-documents' bodies (data, not commands)."""
+    kept: list[str] = []
+    pending: list[str] = []
+    for line in script.split("\n"):
+        if pending:
+            if line.strip() == pending[0]:
+                pending.pop(0)
+            continue
+        kept.append(line)
+        pending.extend(match[3] for match in _HEREDOC.finditer(line))
+    return "\n".join(kept)
 
 
 def _tokens(text: str) -> Iterator[str]:
