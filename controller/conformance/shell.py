@@ -58,7 +58,7 @@ _FALLBACK_CONDITIONS = re.compile(
     r"\|\||\b(?:if|elif|else|case|which|type|hash|test)\b|\bcommand\s+-[vV]|\["
 )
 _SEPARATORS = frozenset(";&|()<>\n")
-_HEREDOC = re.compile(r"<<(-?)\s*(['\"]?)([A-Za-z_][\w.-]*)\2")
+_HEREDOC = re.compile(r"(?<!<)<<(?!<)(-?)\s*(['\"]?)([A-Za-z_][\w.-]*)\2")
 UNKNOWN = "$?"  # an operand the parse cannot know (xargs' input, an unset variable)
 
 
@@ -122,10 +122,7 @@ def _script(script: str, ctx: _Context) -> list[Command]:
     try:
         # bashlex looks for a quoted delimiter (`<<'EOF'`) with its quotes: unquote it.
         trees = bashlex.parse(_HEREDOC.sub(r"<<\1\3", script))
-        found: list[Command] = []
-        for tree in trees:
-            found.extend(_node(tree, ctx))
-        return found
+        return _groups([[("", tree)] for tree in trees], ctx)
     # bashlex raises ParsingError, NotImplementedError (`case`, `$(( ))`) and, on some valid
     # shell, its own internal errors: any of them means "not understood", never a finding.
     except Exception:
@@ -149,8 +146,11 @@ def _node(node: Any, ctx: _Context) -> list[Command]:
         return _if(node.parts, ctx)
     if kind == "for":
         return _for(node.parts, ctx)
-    if kind in ("while", "until", "function"):
+    if kind in ("while", "until"):
         return [c for part in node.parts for c in _node(part, ctx)]
+    if kind == "function":  # runs only where it is called, perhaps in a tested branch
+        inner = dataclasses.replace(ctx, conditional=True)
+        return [c for part in node.parts for c in _node(part, inner)]
     if kind in ("reservedword", "operator", "pipe", "word", "redirect"):
         return []
     raise ValueError(f"unexpected shell node {kind}")
@@ -169,6 +169,11 @@ def _list(parts: Sequence[Any], ctx: _Context) -> list[Command]:
                 op = ""
             continue
         groups[-1].append((op, part))
+    return _groups(groups, ctx)
+
+
+def _groups(groups: Sequence[Sequence[tuple[str, Any]]], ctx: _Context) -> list[Command]:
+    """Commands of and-or lists run one after the other (`cd` carries over)."""
     found: list[Command] = []
     cwd = ctx.cwd
     for group in groups:
@@ -195,7 +200,7 @@ def _list(parts: Sequence[Any], ctx: _Context) -> list[Command]:
 def _cd(cwd: str | None, argv: Sequence[str]) -> str | None:
     targets = [word for word in argv[1:] if not word.startswith("-")]
     if not targets or "$" in targets[0]:
-        return "/" + UNKNOWN if targets else cwd  # `cd` alone: home; unknown either way
+        return "/" + UNKNOWN  # `cd`, `cd -` or `cd "$DIR"`: not known here
     return posixpath.join(cwd or "", targets[0]) or None
 
 
@@ -337,11 +342,10 @@ def _shell(
     index, script_follows = 1, False
     while index < len(argv) and argv[index][:1] in ("-", "+") and argv[index] not in ("-", "--"):
         word = argv[index]
-        if word in ("-o", "+o", "-O", "+O"):
-            index += 2
-            continue
-        script_follows = script_follows or (not word.startswith("--") and "c" in word[1:])
-        index += 1
+        letters = "" if word.startswith("--") else word[1:]
+        script_follows = script_follows or "c" in letters
+        # `-o pipefail`, `-euo pipefail`: o and O take the next word
+        index += 2 if ("o" in letters or "O" in letters) else 1
     if script_follows and index < len(argv):
         yield from _script(argv[index], ctx)
     elif index >= len(argv) and heredocs:
