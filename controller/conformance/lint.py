@@ -2,24 +2,37 @@
 
 Instructions come from BuildKit's own parser (PyPI `dockerfile`), as in
 `controller.builds.dockerfile`, which also resolves each stage's base image (ARGs and build args
-expanded); only the words of a RUN's shell command are split here (`shlex`, a command being the
-first word after `;`, `&&`, `|`, a newline, `-exec`, `xargs`, `sudo`, ...). The rules:
+expanded). A RUN's shell command is read from the shell's grammar by
+`controller.conformance.shell` (bashlex: lists, pipelines, `if`/`for`, subshells, `sh -c` and
+`bash -c` at any depth, here-documents, `find -exec`, `xargs`/`sudo`/`env` prefixes; a lenient
+word-splitting fallback where bashlex refuses valid shell). Each finding is one a reviewer
+would agree breaks the runner; where the parse cannot tell, the lint stays silent. The rules:
 
-- `ApkOnCore` (warning): `RUN apk ...` in a stage whose base is ADE core 4 or later (Azure Linux,
-  `tdnf`; `apk` is gone). Core is recognized by the repository ending in
-  `deployment-environments/runners/core` with tag `latest` (or none) or a version >= 4; since
-  mirrors rename repositories, the caller may say so instead (`base_is_core4`, which applies to
-  stages built from the final stage's base). A digest-only core reference is not judged.
+- `ApkOnCore` (warning): a RUN that must run `apk` in a stage whose base has no apk: ADE core 4
+  or later (repository ending in `deployment-environments/runners/core`, tag `latest`, none or
+  >= 4; since mirrors rename repositories the caller may say so instead, `base_is_core4`, which
+  applies to stages built from the final stage's base), or `azure-cli` 2.67.0 or later (`latest`,
+  none, or a Mariner / Azure Linux tag), which core 4 is built on. Not flagged: `apk` as an `||`
+  alternative to another package manager (`apk add x || tdnf install -y x`), after or inside a
+  test for it or the distribution (`command -v apk && ...`, `if which apk; then ...`, `[ -f
+  /etc/alpine-release ]`), inside a function body. A digest-only reference is not judged. The
+  id names core for compatibility (users and `status.warnings` depend on it); the message
+  names the base and why.
 - `ScriptsNotCopied` (warning): no COPY or ADD in the final stage (or the stages it is built
   from) puts anything under `/scripts` (relative destinations follow WORKDIR), and no RUN there
   names `/scripts`. Reported on the final stage's FROM line.
 - `ScriptsNotExecutable` (warning): scripts are copied to `/scripts` but neither a `--chmod`
-  granting the owner execute nor a RUN `chmod` (with `+x`, `u+x`, `755`, ...) on `/scripts`
-  makes them executable; they keep whatever mode the build context has. On the first such COPY.
-- `ScriptsLineEndings` (info): scripts are copied to `/scripts` but no RUN on `/scripts` runs
-  `dos2unix` (or `sed`/`tr`/`perl` removing `\\r`), so a script saved with CRLF would fail.
-- `EntrypointOverridden` (warning): ENTRYPOINT in the final stage (or the stages it is built
-  from): ADE needs the core image's entrypoint, which runs `/scripts/<operation>.sh`.
+  granting the owner execute nor a RUN `chmod` (`+x`, `u+x`, `755`, ...) whose operands reach
+  `/scripts` makes them executable (`/scripts`, `/scripts/*.sh`, a path relative to WORKDIR or a
+  preceding `cd`, `find /scripts ... -exec chmod +x {} +`, xargs fed by `find /scripts`, a `for`
+  over `/scripts/*`, `chmod -R` of a parent; an operand the parse cannot know counts). On the
+  first such COPY.
+- `ScriptsLineEndings` (info): likewise for converting to LF: no `dos2unix`, `sed`/`perl`
+  removing `\\r` or `tr -d '\\r' > file` reaches `/scripts`, so a script saved with CRLF fails.
+- `EntrypointOverridden` (warning): the image's last ENTRYPOINT (final stage or the stages it
+  is built from) when its base is one of ADE's runner images (`deployment-environments/runners/`,
+  or `base_is_core4` from the caller), unless it re-declares `/entrypoint.sh` (exec or shell
+  form): ADE needs that entrypoint, which runs `/scripts/<operation>.sh`.
 
 USER is not judged: what ADE's entrypoint needs of the user is not documented.
 """
