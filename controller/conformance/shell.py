@@ -13,8 +13,9 @@ piping into it, a `for` variable its list). Each command carries:
 - `conditional`: it may legitimately not run or fail: an alternative in an `||` list that also
   runs another package manager (`apk add x || tdnf install -y x`), a command after a test for a
   package manager or the distribution (`command -v apk && ...`, `which apk`, `[ -f
-  /etc/alpine-release ]`, `grep alpine /etc/os-release`), or a branch of an `if` whose condition
-  is such a test;
+  /etc/alpine-release ]`, `grep alpine /etc/os-release`), after such a test that exits
+  (`command -v apk || exit 0`), in a branch of an `if` whose condition is such a test, or in a
+  function body (it runs where it is called);
 - `exact`: False when bashlex could not parse the script (it refuses valid shell such as `[[ ]]`,
   `case`, `$(( ))`): the words are then split by `shlex` around `;`, `&&`, `|`, ..., every
   command is `conditional` if the text shows any alternative or test (`||`, `if`, `case`,
@@ -175,18 +176,18 @@ def _list(parts: Sequence[Any], ctx: _Context) -> list[Command]:
 def _groups(groups: Sequence[Sequence[tuple[str, Any]]], ctx: _Context) -> list[Command]:
     """Commands of and-or lists run one after the other (`cd` carries over)."""
     found: list[Command] = []
-    cwd = ctx.cwd
+    cwd, conditional = ctx.cwd, ctx.conditional
     for group in groups:
         ran: list[list[Command]] = []
         tested = False
         for _, part in group:
-            inner = _node(part, dataclasses.replace(ctx, cwd=cwd, conditional=ctx.conditional))
+            inner = _node(part, dataclasses.replace(ctx, cwd=cwd, conditional=conditional))
             if tested:
                 inner = [dataclasses.replace(c, conditional=True) for c in inner]
             tested = tested or any(c.is_test() for c in inner)
             ran.append(inner)
-            if part.kind == "command" and inner and inner[0].program == "cd":
-                cwd = _cd(cwd, inner[0].argv)
+            if part.kind == "command" and inner and inner[-1].program == "cd":
+                cwd = _cd(cwd, inner[-1].argv)  # (after the commands of its substitutions)
         flat = [c for inner in ran for c in inner]
         alternatives = any(op == "||" for op, _ in group) and (
             len({c.program for c in flat if c.program in PACKAGE_MANAGERS}) > 1
@@ -194,6 +195,8 @@ def _groups(groups: Sequence[Sequence[tuple[str, Any]]], ctx: _Context) -> list[
         if alternatives:
             flat = [dataclasses.replace(c, conditional=True) for c in flat]
         found.extend(flat)
+        # `command -v apk || exit 0`: what follows runs only where the test passed
+        conditional = conditional or (tested and any(c.program in ("exit", "return") for c in flat))
     return found
 
 
