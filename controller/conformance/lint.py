@@ -137,8 +137,8 @@ def is_azure_linux_cli(image: str | None) -> bool:
 
 
 def is_ade_runner(image: str | None) -> bool:
-    """Whether `image` names one of ADE's runner images (`.../deployment-environments/runners/
-    core`, any tag): their ENTRYPOINT is ADE's."""
+    """Whether `image` names one of ADE's runner images (`deployment-environments/runners/core`
+    and its siblings, any tag, any registry or mirror prefix): their ENTRYPOINT is ADE's."""
     ref = _repository(image)
     return ref is not None and (
         ref.repository.startswith(ADE_RUNNERS) or f"/{ADE_RUNNERS}" in ref.repository
