@@ -2,24 +2,37 @@
 
 Instructions come from BuildKit's own parser (PyPI `dockerfile`), as in
 `controller.builds.dockerfile`, which also resolves each stage's base image (ARGs and build args
-expanded); only the words of a RUN's shell command are split here (`shlex`, a command being the
-first word after `;`, `&&`, `|`, a newline, `-exec`, `xargs`, `sudo`, ...). The rules:
+expanded). A RUN's shell command is read from the shell's grammar by
+`controller.conformance.shell` (bashlex: lists, pipelines, `if`/`for`, subshells, `sh -c` and
+`bash -c` at any depth, here-documents, `find -exec`, `xargs`/`sudo`/`env` prefixes; a lenient
+word-splitting fallback where bashlex refuses valid shell). Each finding is one a reviewer
+would agree breaks the runner; where the parse cannot tell, the lint stays silent. The rules:
 
-- `ApkOnCore` (warning): `RUN apk ...` in a stage whose base is ADE core 4 or later (Azure Linux,
-  `tdnf`; `apk` is gone). Core is recognized by the repository ending in
-  `deployment-environments/runners/core` with tag `latest` (or none) or a version >= 4; since
-  mirrors rename repositories, the caller may say so instead (`base_is_core4`, which applies to
-  stages built from the final stage's base). A digest-only core reference is not judged.
+- `ApkOnCore` (warning): a RUN that must run `apk` in a stage whose base has no apk: ADE core 4
+  or later (repository ending in `deployment-environments/runners/core`, tag `latest`, none or
+  >= 4; since mirrors rename repositories the caller may say so instead, `base_is_core4`, which
+  applies to stages built from the final stage's base), or `azure-cli` 2.67.0 or later (`latest`,
+  none, or a Mariner / Azure Linux tag), which core 4 is built on. Not flagged: `apk` as an `||`
+  alternative to another package manager (`apk add x || tdnf install -y x`), after or inside a
+  test for it or the distribution (`command -v apk && ...`, `if which apk; then ...`, `[ -f
+  /etc/alpine-release ]`), inside a function body. A digest-only reference is not judged. The
+  id names core for compatibility (users and `status.warnings` depend on it); the message
+  names the base and why.
 - `ScriptsNotCopied` (warning): no COPY or ADD in the final stage (or the stages it is built
   from) puts anything under `/scripts` (relative destinations follow WORKDIR), and no RUN there
   names `/scripts`. Reported on the final stage's FROM line.
 - `ScriptsNotExecutable` (warning): scripts are copied to `/scripts` but neither a `--chmod`
-  granting the owner execute nor a RUN `chmod` (with `+x`, `u+x`, `755`, ...) on `/scripts`
-  makes them executable; they keep whatever mode the build context has. On the first such COPY.
-- `ScriptsLineEndings` (info): scripts are copied to `/scripts` but no RUN on `/scripts` runs
-  `dos2unix` (or `sed`/`tr`/`perl` removing `\\r`), so a script saved with CRLF would fail.
-- `EntrypointOverridden` (warning): ENTRYPOINT in the final stage (or the stages it is built
-  from): ADE needs the core image's entrypoint, which runs `/scripts/<operation>.sh`.
+  granting the owner execute nor a RUN `chmod` (`+x`, `u+x`, `755`, ...) whose operands reach
+  `/scripts` makes them executable (`/scripts`, `/scripts/*.sh`, a path relative to WORKDIR or a
+  preceding `cd`, `find /scripts ... -exec chmod +x {} +`, xargs fed by `find /scripts`, a `for`
+  over `/scripts/*`, `chmod -R` of a parent; an operand the parse cannot know counts). On the
+  first such COPY.
+- `ScriptsLineEndings` (info): likewise for converting to LF: no `dos2unix`, `sed`/`perl`
+  removing `\\r` or `tr -d '\\r' > file` reaches `/scripts`, so a script saved with CRLF fails.
+- `EntrypointOverridden` (warning): the image's last ENTRYPOINT (final stage or the stages it
+  is built from) when its base is one of ADE's runner images (`deployment-environments/runners/`,
+  or `base_is_core4` from the caller), unless it re-declares `/entrypoint.sh` (exec or shell
+  form): ADE needs that entrypoint, which runs `/scripts/<operation>.sh`.
 
 USER is not judged: what ADE's entrypoint needs of the user is not documented.
 """
@@ -28,25 +41,24 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import fnmatch
 import posixpath
-import shlex
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dockerfile
 
 from controller.builds import dockerfile as build_dockerfile
+from controller.conformance import shell
 from controller.registry import reference
 
 CORE_REPOSITORY = "deployment-environments/runners/core"
 CORE_APK_REMOVED = 4
-
-_SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh"})
-_PREFIXES = frozenset(
-    {"sudo", "exec", "command", "env", "nohup", "time", "xargs", "then", "do", "else", "elif"}
-    | {"if", "while", "until", "!", "{", "-exec", "-execdir", "-ok"}
-)
-_SEPARATORS = frozenset(";&|()<>\n")
+ADE_RUNNERS = "deployment-environments/runners/"
+AZURE_CLI_REPOSITORY = "azure-cli"
+AZURE_CLI_AZURE_LINUX = (2, 67)  # azure-cli images are Azure Linux from 2.67.0 on
+CORE_ENTRYPOINT = "/entrypoint.sh"
 
 
 class Severity(enum.StrEnum):
@@ -100,6 +112,49 @@ def is_core4(image: str | None) -> bool:
     return bool(digits) and int(digits) >= CORE_APK_REMOVED
 
 
+def _repository(image: str | None) -> reference.Reference | None:
+    if image is None:
+        return None
+    try:
+        return reference.parse(image)
+    except reference.InvalidReference:
+        return None
+
+
+def is_azure_linux_cli(image: str | None) -> bool:
+    """Whether `image` names `azure-cli` 2.67.0 or later (`latest` included, or a Mariner / Azure
+    Linux tag): Azure Linux, without apk. Older tags are Alpine; a digest alone is not judged."""
+    ref = _repository(image)
+    if ref is None or posixpath.basename(ref.repository) != AZURE_CLI_REPOSITORY:
+        return False
+    if ref.tag is None:
+        return ref.digest is None
+    tag = ref.tag.lower()
+    if tag == "latest" or "mariner" in tag or "azurelinux" in tag:
+        return True
+    match = re.match(r"v?(\d+)\.(\d+)", tag)
+    return match is not None and (int(match[1]), int(match[2])) >= AZURE_CLI_AZURE_LINUX
+
+
+def is_ade_runner(image: str | None) -> bool:
+    """Whether `image` names one of ADE's runner images (`deployment-environments/runners/core`
+    and its siblings, any tag, any registry or mirror prefix): their ENTRYPOINT is ADE's."""
+    ref = _repository(image)
+    return ref is not None and (
+        ref.repository.startswith(ADE_RUNNERS) or f"/{ADE_RUNNERS}" in ref.repository
+    )
+
+
+def _without_apk(image: str | None, core4: bool) -> str | None:
+    """Why apk fails on a stage built from `image`, or None when it may work."""
+    named = image or "the base image"
+    if core4:
+        return f"{named} is ADE core 4 or later"
+    if is_azure_linux_cli(image):
+        return f"{named} is azure-cli 2.67.0 or later"
+    return None
+
+
 def lint(
     text: str,
     *,
@@ -122,30 +177,20 @@ def lint(
     chain = _chain(stages, final)
     final_root = stages[final].root
 
-    def core(stage: _Stage) -> tuple[bool, str | None]:
-        if stage.root == final_root:
-            named = base_reference or final_base.reference
-            found = base_is_core4 if base_is_core4 is not None else is_core4(named)
-            return found, named
-        return is_core4(stage.root), stage.root
+    named_final = base_reference or final_base.reference
+    final_core4 = base_is_core4 if base_is_core4 is not None else is_core4(named_final)
 
     warnings: list[Warning] = []
     for stage in stages:
-        broken, image = core(stage)
-        if broken:
-            warnings.extend(_apk(stage, image))
+        if stage.root == final_root:
+            reason = _without_apk(named_final, final_core4)
+        else:
+            reason = _without_apk(stage.root, is_core4(stage.root))
+        if reason is not None:
+            warnings.extend(_apk(stage, reason))
     warnings.extend(_scripts(stages, chain))
-    warnings.extend(
-        Warning(
-            "EntrypointOverridden",
-            command.start_line,
-            "ENTRYPOINT replaces the base image's entrypoint, which ADE needs: it fetches the"
-            " environment's files and runs /scripts/<operation>.sh",
-        )
-        for index in chain
-        for command in stages[index].commands
-        if command.cmd.upper() == "ENTRYPOINT"
-    )
+    if base_is_core4 or is_ade_runner(named_final):
+        warnings.extend(_entrypoint(stages, chain))
     return sorted(warnings, key=lambda warning: warning.line)
 
 
@@ -196,76 +241,35 @@ def _chain(stages: Sequence[_Stage], index: int) -> list[int]:
 # -- RUN commands ------------------------------------------------------------------------------
 
 
-def shell_commands(command: dockerfile.Command) -> list[list[str]]:
-    """The simple commands (argv lists) a RUN instruction runs, as far as words can tell."""
+def run_commands(command: dockerfile.Command) -> list[shell.Command]:
+    """The simple commands a RUN instruction runs (`controller.conformance.shell`)."""
     if command.json:
-        argv = list(command.value)
-        if len(argv) >= 3 and posixpath.basename(argv[0]) in _SHELLS and argv[1] == "-c":
-            return _split_shell(argv[2])
-        return [argv] if argv else []
+        return shell.argv_commands(list(command.value))
     text = " ".join(command.value)
-    found = _split_shell(text)
-    # `RUN <<EOF` and `RUN bash <<EOF` run their here-documents as shell scripts.
-    if text.lstrip().startswith("<<") or (found and _program(found[0]) in _SHELLS):
+    if text.lstrip().startswith("<<"):
+        # `RUN <<EOF`: BuildKit runs the here-document as the script.
+        found: list[shell.Command] = []
         for heredoc in command.heredocs:
-            found.extend(_split_shell(heredoc.content))
-    return found
+            script = shell.heredoc_script(heredoc.content)
+            if script is not None:
+                found.extend(shell.commands(script))
+        return found
+    # Here-documents follow the command line, as the shell reads them.
+    for heredoc in command.heredocs:
+        text += "\n" + heredoc.content + heredoc.name + "\n"
+    return shell.commands(text)
 
 
-def _tokens(text: str) -> Iterator[str]:
-    lexer = shlex.shlex(text, posix=True, punctuation_chars="".join(sorted(_SEPARATORS)))
-    lexer.whitespace = " \t\r"
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    try:
-        yield from lexer
-    except ValueError:  # unbalanced quotes: fall back to plain words
-        yield from text.split()
-
-
-def _split_shell(text: str) -> list[list[str]]:
-    commands: list[list[str]] = []
-    expecting, after_prefix, in_comment = True, False, False
-    for word in _tokens(text):
-        if in_comment:
-            if word == "\n":
-                in_comment, expecting, after_prefix = False, True, False
-            continue
-        if word.startswith("#"):
-            in_comment = True
-            continue
-        if set(word) <= _SEPARATORS:
-            expecting, after_prefix = True, False
-            continue
-        if word in ("-exec", "-execdir", "-ok") or (expecting and word in _PREFIXES):
-            expecting, after_prefix = True, True
-            continue
-        assignment = "=" in word and word.partition("=")[0].isidentifier()
-        if expecting and (assignment or (after_prefix and word[:1] == "-")):
-            continue  # NAME=value before a command, or an option of sudo/xargs/env
-        if expecting:
-            commands.append([word])
-            expecting, after_prefix = False, False
-        elif commands:
-            commands[-1].append(word)
-    return commands
-
-
-def _program(argv: Sequence[str]) -> str:
-    return posixpath.basename(argv[0]) if argv else ""
-
-
-def _apk(stage: _Stage, image: str | None) -> Iterator[Warning]:
-    base = image or "the base image"
+def _apk(stage: _Stage, reason: str) -> Iterator[Warning]:
     for command in stage.commands:
         if command.cmd.upper() != "RUN":
             continue
-        if any(_program(argv) == "apk" for argv in shell_commands(command)):
+        if any(c.program == "apk" and not c.conditional for c in run_commands(command)):
             yield Warning(
                 "ApkOnCore",
                 command.start_line,
-                f"RUN uses apk, but {base} is ADE core 4 or later (Azure Linux): install"
-                " packages with tdnf",
+                f"RUN uses apk, but {reason} (Azure Linux, no apk): install packages with tdnf,"
+                " or try both (`apk add x || tdnf install -y x`)",
             )
 
 
@@ -315,13 +319,12 @@ def _scripts(stages: Sequence[_Stage], chain: Sequence[int]) -> Iterator[Warning
                     chmod = _flag(command, "chmod")
                     executable = executable or (chmod is not None and grants_owner_execute(chmod))
             elif instruction == "RUN":
-                argvs = shell_commands(command)
-                words = [word for argv in argvs for word in argv]
+                ran = run_commands(command)
+                words = [w for c in ran for w in (*c.argv, *c.outputs, c.cwd or "")]
                 on_scripts = _under_scripts(workdir) or any("/scripts" in w for w in words)
                 named_in_run = named_in_run or on_scripts
-                if on_scripts:
-                    executable = executable or any(_makes_executable(a) for a in argvs)
-                    normalized = normalized or any(_strips_cr(a) for a in argvs)
+                executable = executable or any(_makes_executable(c, workdir) for c in ran)
+                normalized = normalized or any(_strips_cr(c, workdir) for c in ran)
     final = stages[chain[-1]]
     if not copies:
         if not named_in_run:
@@ -350,18 +353,73 @@ def _scripts(stages: Sequence[_Stage], chain: Sequence[int]) -> Iterator[Warning
         )
 
 
-def _makes_executable(argv: Sequence[str]) -> bool:
-    if _program(argv) != "chmod":
-        return False
-    for word in argv[1:]:
-        if word.startswith("--") or (word.startswith("-") and set(word[1:]) <= set("RvcfH")):
-            continue
-        return grants_owner_execute(word)
+def _covers(command: shell.Command, operands: Sequence[str], workdir: str, recursive: bool) -> bool:
+    """Whether a command acting on `operands` reaches the scripts under /scripts. Operands the
+    parse cannot know (variables, xargs' input, a fallback parse) count as reaching them."""
+    if not command.exact or not operands:
+        return True
+    for operand in operands:
+        if "$" in operand or "`" in operand or (command.cwd and "$" in command.cwd):
+            return True
+        path = posixpath.normpath(posixpath.join(workdir, command.cwd or ".", operand))
+        if _under_scripts(path) or any(
+            fnmatch.fnmatchcase(target, path) for target in ("/scripts", "/scripts/deploy.sh")
+        ):
+            return True
+        if recursive and (path == "/" or "/scripts".startswith(path.rstrip("/") + "/")):
+            return True
     return False
 
 
-def _strips_cr(argv: Sequence[str]) -> bool:
-    program = _program(argv)
+def _makes_executable(command: shell.Command, workdir: str) -> bool:
+    if command.program != "chmod":
+        return False
+    words = list(command.argv[1:])
+    options = [
+        w for w in words if w.startswith("--") or (w[:1] == "-" and set(w[1:]) <= set("RvcfH"))
+    ]
+    rest = [w for w in words if w not in options]
+    if not rest or not grants_owner_execute(rest[0]):
+        return False
+    recursive = any(w in ("-R", "--recursive") or (w[:2] != "--" and "R" in w) for w in options)
+    return _covers(command, rest[1:], workdir, recursive)
+
+
+def _strips_cr(command: shell.Command, workdir: str) -> bool:
+    program = command.program
+    words = command.argv[1:]
     if program == "dos2unix":
-        return True
-    return program in ("sed", "tr", "perl") and any("\\r" in w or "\r" in w for w in argv[1:])
+        operands = [w for w in words if not w.startswith("-")]
+    elif program in ("sed", "tr", "perl") and any("\\r" in w or "\r" in w for w in words):
+        operands = [w for w in words if not w.startswith("-") and "\\r" not in w and "\r" not in w]
+        if program == "tr":
+            operands = []
+    else:
+        return False
+    return _covers(command, [*operands, *command.outputs], workdir, recursive=False)
+
+
+# -- entrypoint --------------------------------------------------------------------------------
+
+
+def _entrypoint(stages: Sequence[_Stage], chain: Sequence[int]) -> Iterator[Warning]:
+    """The image's ENTRYPOINT is the last one in its chain of stages: a finding unless it
+    re-declares the core image's `/entrypoint.sh` (exec or shell form)."""
+    last = None
+    for index in chain:
+        for command in stages[index].commands:
+            if command.cmd.upper() == "ENTRYPOINT":
+                last = command
+    if last is None:
+        return
+    words = [str(word) for word in last.value]
+    if not last.json:
+        words = " ".join(words).split()
+    if len(words) == 1 and posixpath.normpath(words[0]) == CORE_ENTRYPOINT:
+        return
+    yield Warning(
+        "EntrypointOverridden",
+        last.start_line,
+        f"ENTRYPOINT replaces the ADE base image's {CORE_ENTRYPOINT}, which ADE needs: it"
+        " fetches the environment's files and runs /scripts/<operation>.sh",
+    )

@@ -67,8 +67,8 @@ def test_apk_on_core_latest_is_named_with_the_run_line() -> None:
         ("ApkOnCore", 2, lint.Severity.WARNING)
     ]
     assert warnings[0].message == (
-        f"RUN uses apk, but {CORE}:latest is ADE core 4 or later (Azure Linux):"
-        " install packages with tdnf"
+        f"RUN uses apk, but {CORE}:latest is ADE core 4 or later (Azure Linux, no apk):"
+        " install packages with tdnf, or try both (`apk add x || tdnf install -y x`)"
     )
 
 
@@ -191,7 +191,10 @@ def test_not_executable_and_line_endings_point_at_the_copy() -> None:
             "COPY s/ /scripts/\nRUN chmod 644 /scripts/* && dos2unix /scripts/*",
             ["ScriptsNotExecutable"],
         ),
-        ("COPY s/ /scripts/\nRUN chmod +x /opt/tool && dos2unix /scripts/*", []),
+        (
+            "COPY s/ /scripts/\nRUN chmod +x /opt/tool && dos2unix /scripts/*",
+            ["ScriptsNotExecutable"],
+        ),
         ("COPY s/ /scripts/\nWORKDIR /scripts\nRUN chmod 755 *.sh && dos2unix *.sh", []),
         ("COPY --chmod=755 s/ /scripts/\nRUN sed -i 's/\\r$//' /scripts/*.sh", []),
         (
@@ -205,7 +208,7 @@ def test_chmod_and_line_ending_normalization(steps: str, expected: list[str]) ->
     assert [rule for rule, _ in found(f"FROM {CORE}:latest\n{steps}\n")] == expected
 
 
-def test_entrypoint_in_the_final_stage_or_its_parents() -> None:
+def test_the_last_entrypoint_of_the_final_stage_or_its_parents_counts() -> None:
     text = (
         "FROM alpine AS builder\n"
         'ENTRYPOINT ["/builder"]\n'
@@ -215,7 +218,6 @@ def test_entrypoint_in_the_final_stage_or_its_parents() -> None:
     )
     warnings = lint.lint(text, build_args={})
     assert [(w.rule, w.line) for w in warnings] == [
-        ("EntrypointOverridden", 4),
         ("EntrypointOverridden", 8),
     ]
     assert "ADE needs" in warnings[0].message
@@ -223,7 +225,8 @@ def test_entrypoint_in_the_final_stage_or_its_parents() -> None:
 
 def test_target_selects_the_final_stage() -> None:
     text = f"FROM {CORE}:latest AS runner\n" + TAIL + 'FROM alpine AS debug\nENTRYPOINT ["/x"]\n'
-    assert found(text) == [("ScriptsNotCopied", 4), ("EntrypointOverridden", 5)]
+    # the debug stage is not built on an ADE image: its ENTRYPOINT is its own business
+    assert found(text) == [("ScriptsNotCopied", 4)]
     assert found(text, target="runner") == []
 
 
@@ -252,3 +255,139 @@ def test_an_unparsable_dockerfile_raises() -> None:
 )
 def test_chmod_modes(mode: str, expected: bool) -> None:
     assert lint.grants_owner_execute(mode) is expected
+
+
+# -- issue 13: right on real Dockerfiles ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "RUN apk add curl || tdnf install -y curl",
+        "RUN (apk add --no-cache curl) || (tdnf install -y curl && tdnf clean all)",
+        "RUN if command -v apk; then apk add curl; else tdnf install -y curl; fi",
+        "RUN which apk && apk add curl || tdnf install -y curl",
+        "RUN [[ -f /etc/alpine-release ]] && apk add curl || tdnf install -y curl",
+        "RUN <<EOF\nif command -v apk >/dev/null; then\n  apk add curl\nfi\nEOF",
+    ],
+)
+def test_apk_tried_as_an_alternative_or_behind_a_test_is_fine(run: str) -> None:
+    assert found(f"FROM {CORE}:latest\n{run}\n{TAIL}") == []
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        "RUN bash -c 'apk add jq'",
+        "RUN sh -c \"bash -c 'apk add jq'\"",
+        'RUN ["/bin/bash", "-o", "pipefail", "-c", "apk add jq | tee log"]',
+        "RUN bash -eux <<EOF\napk add jq\nEOF",
+        "RUN apk add jq || true",
+        "RUN apk update || apk add jq",
+        "RUN find /tmp -name pkgs -exec xargs -a {} apk add \\;",
+        "RUN echo $(( 2 * 2 )) && apk add jq",  # bashlex refuses; the fallback still sees it
+    ],
+)
+def test_apk_that_must_run_is_found_in_wrappers(run: str) -> None:
+    assert found(f"FROM {CORE}:latest\n{run}\n{TAIL}") == [("ApkOnCore", 2)]
+
+
+@pytest.mark.parametrize(
+    ("image", "broken"),
+    [
+        ("mcr.microsoft.com/azure-cli", True),
+        ("mcr.microsoft.com/azure-cli:latest", True),
+        ("mcr.microsoft.com/azure-cli:2.67.0", True),
+        ("mcr.microsoft.com/azure-cli:2.70.0", True),
+        ("mcr.microsoft.com/azure-cli:3.0.0", True),
+        ("mcr.microsoft.com/azure-cli:2.40.0-cbl-mariner2.0", True),
+        ("mcr.microsoft.com/azure-cli:azurelinux3.0", True),
+        ("mcr.microsoft.com/azure-cli:2.66.0", False),
+        ("mcr.microsoft.com/azure-cli:2.9.1", False),
+        (f"mcr.microsoft.com/azure-cli@sha256:{'a' * 64}", False),
+        ("contoso.azurecr.io/mirror/azure-cli:2.68.0", True),
+        ("contoso.azurecr.io/azure-cli-tools:latest", False),
+    ],
+)
+def test_apk_on_azure_cli_from_2_67(image: str, broken: bool) -> None:
+    assert lint.is_azure_linux_cli(image) is broken
+    warnings = lint.lint(f"FROM {image}\nRUN apk add jq\n{TAIL}", build_args={})
+    assert [(w.rule, w.line) for w in warnings] == ([("ApkOnCore", 2)] if broken else [])
+    if broken:
+        assert warnings[0].message.startswith(f"RUN uses apk, but {image} is azure-cli 2.67.0")
+
+
+@pytest.mark.parametrize(
+    ("base", "entrypoint", "expected"),
+    [
+        (f"{CORE}:latest", 'ENTRYPOINT ["/entrypoint.sh"]', []),
+        (f"{CORE}:latest", "ENTRYPOINT /entrypoint.sh", []),
+        (f"{CORE}:latest", 'ENTRYPOINT ["/entrypoint.sh", "--debug"]', [4]),
+        (f"{CORE}:3.9", 'ENTRYPOINT ["/bin/bash"]', [4]),
+        ("mcr.microsoft.com/deployment-environments/runners/arm:latest", "ENTRYPOINT []", [4]),
+        ("mcr.microsoft.com/azure-cli:2.70.0", 'ENTRYPOINT ["/usr/local/bin/run.sh"]', []),
+        ("alpine:3.20", 'ENTRYPOINT ["/bin/sh"]', []),
+    ],
+)
+def test_entrypoint_only_replaces_an_ade_base_images(
+    base: str, entrypoint: str, expected: list[int]
+) -> None:
+    text = f"FROM {base}\n{TAIL}{entrypoint}\n"
+    assert found(text) == [("EntrypointOverridden", line) for line in expected]
+
+
+def test_the_callers_flag_makes_a_renamed_base_an_ade_one_for_entrypoint() -> None:
+    text = f'FROM contoso.azurecr.io/ade/base:1.0\n{TAIL}ENTRYPOINT ["/x"]\n'
+    assert found(text) == []
+    assert found(text, base_is_core4=True) == [("EntrypointOverridden", 4)]
+
+
+def test_a_redeclared_entrypoint_after_another_one_restores_it() -> None:
+    text = f'FROM {CORE}:latest AS a\nENTRYPOINT ["/x"]\nFROM a\n{TAIL}ENTRYPOINT /entrypoint.sh\n'
+    assert found(text) == []
+
+
+@pytest.mark.parametrize(
+    ("run", "executable"),
+    [
+        ("chmod +x /scripts", True),
+        ("chmod +x /scripts/*.sh", True),
+        ("chmod 755 /scripts/deploy.sh /scripts/delete.sh", True),
+        ("chmod -R 755 /", True),
+        ("chmod +x /usr/local/bin/tool && ls /scripts", False),
+        ("chmod +x /usr/local/bin/tool /opt/scripts/x.sh", False),
+        ("chmod 755 /", False),
+        ("cd /scripts && chmod +x deploy.sh delete.sh", True),
+        ("cd /opt && chmod +x *.sh && ls /scripts", False),
+        ("find /scripts -type f -exec chmod +x {} +", True),
+        ("find /opt -type f -exec chmod +x {} + && cat /scripts/deploy.sh", False),
+        ("find /scripts -name '*.sh' | xargs chmod +x", True),
+        ("for f in /scripts/*.sh; do chmod +x $f; done", True),
+        ("for f in /opt/*.sh; do chmod +x $f; done", False),
+        ("chmod +x $SCRIPTS/*.sh", True),  # unknown: silence
+        ("bash -c 'chmod u+x /scripts/*'", True),
+        ("[[ -d /scripts ]] && chmod +x /usr/local/bin/tool", True),  # fallback: silence
+    ],
+)
+def test_chmod_must_reach_the_scripts(run: str, executable: bool) -> None:
+    text = f"FROM {CORE}:latest\nCOPY s/ /scripts/\nRUN dos2unix /scripts/*.sh\nRUN {run}\n"
+    assert found(text) == ([] if executable else [("ScriptsNotExecutable", 2)])
+
+
+@pytest.mark.parametrize(
+    ("run", "normalized"),
+    [
+        ("dos2unix /scripts/*.sh", True),
+        ("find /scripts -type f -exec dos2unix {} +", True),
+        ("sed -i 's/\\r$//' /scripts/deploy.sh", True),
+        ("sed -i -e 's/\\r$//' deploy.sh", False),
+        ("cd /scripts && sed -i -e 's/\\r$//' deploy.sh", True),
+        ("tr -d '\\r' < /tmp/deploy.sh > /scripts/deploy.sh", True),
+        ("perl -pi -e 's/\\r\\n/\\n/' /scripts/*.sh", True),
+        ("dos2unix /opt/helper.sh && chmod +x /scripts/*", False),
+        ("sed -i 's/\\r$//' /opt/*.sh && ls /scripts", False),
+    ],
+)
+def test_line_endings_must_be_fixed_on_the_scripts(run: str, normalized: bool) -> None:
+    text = f"FROM {CORE}:latest\nCOPY --chmod=755 s/ /scripts/\nRUN {run}\n"
+    assert found(text) == ([] if normalized else [("ScriptsLineEndings", 2)])

@@ -1,0 +1,9 @@
+ARG BASE_IMAGE=mcr.microsoft.com/deployment-environments/runners/core
+ARG IMAGE_VERSION=latest
+FROM ${BASE_IMAGE}:${IMAGE_VERSION}
+WORKDIR /
+ARG IMAGE_VERSION
+RUN echo "Using core image version ${IMAGE_VERSION}"
+
+COPY scripts/ /scripts/
+RUN cd /scripts && chmod +x *.sh && dos2unix *.sh

@@ -1,0 +1,12 @@
+ARG BASE_IMAGE=mcr.microsoft.com/deployment-environments/runners/core
+ARG IMAGE_VERSION=latest
+FROM ${BASE_IMAGE}:${IMAGE_VERSION}
+WORKDIR /
+ARG IMAGE_VERSION
+RUN echo "Using core image version ${IMAGE_VERSION}"
+
+COPY scripts/ /scripts/
+RUN for f in /scripts/deploy.sh /scripts/delete.sh; do \
+        sed -i 's/\r$//' "$f"; \
+        chmod u+x "$f"; \
+    done
