@@ -186,8 +186,11 @@ def start_operator(
     """Start the operator (as a process) watching this test's namespace; stopped at teardown."""
     started: list[operator_.OperatorProcess] = []
 
-    def start(**env: str) -> operator_.OperatorProcess:
+    def start(
+        module: str = "controller", timeout: float = 60.0, **env: str
+    ) -> operator_.OperatorProcess:
         process = operator_.OperatorProcess(
+            module=module,
             kubeconfig=operator_kubeconfig,
             namespaces=(namespace,),
             log=tmp_path / f"operator-{len(started)}.log",
@@ -197,7 +200,7 @@ def start_operator(
             env={"ADE_WORK_DIR": str(tmp_path / "work"), **env},
         )
         _OPERATOR_LOGS.append(process.log)
-        process.start()
+        process.start(timeout=timeout)
         started.append(process)
         return process
 

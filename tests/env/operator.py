@@ -13,7 +13,8 @@ from tests.env import controlplane, process
 
 
 class OperatorProcess:
-    """`python -m controller` against a kubeconfig, watching the given namespaces."""
+    """`python -m controller` against a kubeconfig, watching the given namespaces (`module`: another
+    entry point that runs it, e.g. `tests.env.memtrace`)."""
 
     def __init__(
         self,
@@ -22,11 +23,13 @@ class OperatorProcess:
         namespaces: tuple[str, ...],
         log: pathlib.Path,
         env: dict[str, str] | None = None,
+        module: str = "controller",
     ) -> None:
         self.kubeconfig = kubeconfig
         self.namespaces = namespaces
         self.log = log
         self.extra_env = env or {}
+        self.module = module
         self.metrics_port = controlplane.free_port()
         self.health_port = controlplane.free_port()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -43,7 +46,7 @@ class OperatorProcess:
         }
         with self.log.open("ab") as handle:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "controller"],
+                [sys.executable, "-m", self.module],
                 env=env,
                 stdout=handle,
                 stderr=subprocess.STDOUT,
