@@ -133,6 +133,18 @@ def progress(obj: ObjectView, *, now: datetime.datetime) -> dict[str, Any] | Non
     return status.merge_patch(obj.status, new_status)
 
 
+def decided_by_spec(obj: ObjectView) -> bool:
+    """Whether the spec alone decides the reconcile of `obj`: it is invalid (Stalled) or
+    suspended. No step runs then and nothing outside is read, so the report is ready at once:
+    there is no wait to announce early and no reconcile slot to take."""
+    try:
+        spec = model.parse(obj.spec)
+        validate.check(spec)
+    except errors.StalledError:
+        return True
+    return spec.suspend
+
+
 async def reconcile(
     obj: ObjectView,
     steps: Sequence[steps_.Step],

@@ -1,6 +1,7 @@
 """One reconcile as the handlers run it (controller.reconcile.cycle), with the cluster faked: the
-early `Reconciling` write of a new generation, what is remembered, one reconcile at a time, and
-a service's Retry-After held against every cause of a reconcile."""
+early `Reconciling` write of a new generation (none when the spec alone decides), what is
+remembered, one reconcile at a time, the reconcile slots, and a service's Retry-After held
+against every cause of a reconcile."""
 
 from __future__ import annotations
 
@@ -16,10 +17,21 @@ from controller.reconcile import cycle, pipeline, runner, steps
 from tests.unit.reconcile import fakes
 
 SPEC = {
-    "suspend": True,  # the runner stops before any step: no service but the cluster is used
+    # The steps run and stall at registry access (the fakes have no Azure clients): no service
+    # but the cluster's status is used.
     "source": {"inline": {"dockerfile": "FROM scratch\n", "scripts": {}}},
     "image": {"registry": "contoso.azurecr.io", "repository": "ade/runner"},
+    "registryAccess": {
+        "acr": {
+            "subscriptionId": "00000000-0000-0000-0000-000000000000",
+            "resourceGroup": "rg",
+            "name": "contoso",
+            "credentialsSecretRef": {"name": "absent"},
+        }
+    },
 }
+SUSPENDED = {**SPEC, "suspend": True}
+INVALID = {**SPEC, "dockerfile": "../Dockerfile"}
 
 
 class StatusKube(fakes.FakeKube):
@@ -41,12 +53,14 @@ class StatusKube(fakes.FakeKube):
         return f"rv-{len(self.patches)}"
 
 
-def view(generation: int, status: dict[str, Any] | None = None) -> runner.ObjectView:
+def view(
+    generation: int, status: dict[str, Any] | None = None, spec: dict[str, Any] = SPEC
+) -> runner.ObjectView:
     return runner.ObjectView(
         name="runner",
         namespace="team-a",
         generation=generation,
-        spec=SPEC,
+        spec=spec,
         status=status or {},
         annotations={},
     )
@@ -60,8 +74,8 @@ async def test_a_new_generation_says_reconciling_first_then_reports(tmp_path: pa
     (early,) = cluster.patches
     assert early["observedGeneration"] == 3
     assert [c["type"] for c in early["conditions"]] == ["Reconciling"]
-    assert report.result is runner.Result.SUSPENDED
-    assert state.memory.reported == ("False", "Suspended")
+    assert report.result is runner.Result.STALLED
+    assert state.memory.reported == ("False", "AzureUnavailable")
     # the early write's version and the one read are both older than the reconcile's own write
     assert state.memory.stale_versions == {"rv-0", "rv-1"}
 
@@ -187,3 +201,23 @@ async def test_a_failure_without_retry_after_holds_nothing(
     await cycle.run(services, state, unsuspended(2), version="")
     assert first.hold is None
     assert step.calls == 2
+
+
+@pytest.mark.parametrize(("spec", "result"), [(SUSPENDED, "suspended"), (INVALID, "stalled")])
+async def test_what_the_spec_alone_decides_is_reported_at_once_without_a_slot(
+    tmp_path: pathlib.Path, spec: dict[str, Any], result: str
+) -> None:
+    # A burst of suspended (or invalid) objects: no early write (one write each, not two) and
+    # no wait behind the reconciles that hold every slot.
+    cluster = StatusKube()
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    services.reconcile_slots = type(services.reconcile_slots)(limit=1)
+    state = cycle.ObjectState()
+    async with services.reconcile_slots.held():  # every slot taken
+        report = await asyncio.wait_for(
+            cycle.run(services, state, view(1, spec=spec), version="rv-0"), timeout=5
+        )
+    assert cluster.patches == []
+    assert report.result.value == result
+    assert report.status_patch["observedGeneration"] == 1
+    assert state.memory.stale_versions == {"rv-0"}
