@@ -24,12 +24,10 @@ import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from azure.core import exceptions as azure_exceptions
 from azure.core.pipeline import PipelineResponse
-from azure.mgmt.authorization.v2022_04_01 import models as authorization_models
-from azure.mgmt.containerregistry import models as registry_models
 
 from controller import errors
 from controller.api import spec
@@ -37,6 +35,10 @@ from controller.azure import errors as azure_errors
 from controller.azure import names
 from controller.azure.clients import Clients
 from controller.observe import activity, metrics
+
+if TYPE_CHECKING:  # the management SDKs' models load with the first change made (see clients)
+    from azure.mgmt.authorization.v2022_04_01 import models as authorization_models
+    from azure.mgmt.containerregistry import models as registry_models
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +213,8 @@ async def ensure_anonymous_pull(
             f"registry {registry_id} has the {sku} SKU, which cannot allow anonymous pull: "
             "move it to Standard or Premium, or use registryAccess.mode PrivatePull",
         )
+    from azure.mgmt.containerregistry import models as registry_models  # noqa: PLC0415
+
     update = registry_models.RegistryUpdateParameters(
         properties=registry_models.RegistryPropertiesUpdateParameters(
             anonymous_pull_enabled=True, public_network_access="Enabled"
@@ -305,6 +309,8 @@ async def ensure_acr_pull(
 ) -> AccessResult:
     """Make sure every principal holds AcrPull on the registry; create what is missing. The
     registry is read first: it must exist and, with `login_server`, serve that host."""
+    from azure.mgmt.authorization.v2022_04_01 import models as authorization_models  # noqa: PLC0415
+
     _check_subscription(clients, acr.subscription_id)
     wanted = _principals(principal_ids)
     deadline = _deadline(clients)

@@ -19,16 +19,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline import policies as core_policies
-from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
-from azure.mgmt.containerregistry.aio import ContainerRegistryManagementClient
-from azure.mgmt.devcenter.aio import DevCenterMgmtClient
 
 from controller import backoff
 from controller.azure import credentials, settings
+
+if TYPE_CHECKING:  # the SDK's management clients are loaded with the first clients made
+    from azure.mgmt.authorization.v2022_04_01.aio import AuthorizationManagementClient
+    from azure.mgmt.containerregistry.aio import ContainerRegistryManagementClient
+    from azure.mgmt.devcenter.aio import DevCenterMgmtClient
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,13 @@ def make_clients(
     client_secret: credentials.ClientSecret | None,
 ) -> Clients:
     """New clients (no I/O until the first call)."""
+    # The management SDKs (about 9 MiB) load with the first clients, not with the operator.
+    from azure.mgmt.authorization.v2022_04_01.aio import (  # noqa: PLC0415
+        AuthorizationManagementClient,
+    )
+    from azure.mgmt.containerregistry.aio import ContainerRegistryManagementClient  # noqa: PLC0415
+    from azure.mgmt.devcenter.aio import DevCenterMgmtClient  # noqa: PLC0415
+
     credential = credentials.credential(config, client_secret)
     return Clients(
         subscription_id=subscription_id,

@@ -31,7 +31,6 @@ from typing import Any
 from azure.core import credentials as core_credentials
 from azure.core import exceptions as azure_exceptions
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.identity import aio as identity
 
 from controller import errors
 from controller.azure import errors as azure_errors
@@ -117,6 +116,10 @@ def credential(
     config: settings.AzureSettings, client_secret: ClientSecret | None
 ) -> GuardedCredential:
     """The async credential for `client_secret`, or the operator's own identity when None."""
+    # azure-identity (with MSAL and cryptography, about 12 MiB) is loaded with the first
+    # credential: an operator whose RunnerImages never reach Azure never pays for it.
+    from azure.identity import aio as identity  # noqa: PLC0415
+
     common: dict[str, Any] = {
         "authority": config.authority_host,
         "connection_verify": config.verify,
