@@ -12,7 +12,8 @@ Prints, each beside its goal:
   after the quiet period, the larger counts);
 - the operator's writes in the burst by kind, and none in the `QUIET` s after (asserted).
 
-`ADE_BENCH_LONG=1` adds the 5,000 figure (printed, with its own looser bounds; about 4 minutes).
+`ADE_BENCH_LONG=1` adds the 5,000 figure (printed; five times the settle bound; about 8 minutes
+on a loaded 2-core machine).
 `ADE_BENCH_MEMTRACE=<folder>` runs the operator under `tests.env.memtrace` instead and prints
 where the memory per object goes (tracemalloc by line and file, live objects by type, asyncio
 tasks); the RSS figures are then inflated by tracing and not asserted.
@@ -288,7 +289,7 @@ def test_a_burst_of_1000_settles_quickly_in_little_memory(
         assert figures["rss"] <= RSS_BOUND
 
 
-@pytest.mark.skipif(not LONG, reason="the 5,000 figure: ADE_BENCH_LONG=1 (about 4 minutes)")
+@pytest.mark.skipif(not LONG, reason="the 5,000 figure: ADE_BENCH_LONG=1 (about 8 minutes)")
 @pytest.mark.timeout(1800)
 def test_a_burst_of_5000(
     control_plane: controlplane.ControlPlane,
@@ -307,4 +308,4 @@ def test_a_burst_of_5000(
         capsys=capsys,
         tmp_path=tmp_path,
     )
-    assert figures["settle"] <= 5 * SETTLE_GOAL
+    assert figures["settle"] <= 5 * SETTLE_BOUND
