@@ -1,8 +1,8 @@
 """One reconcile of one RunnerImage as the operator runs it, for every cause alike.
 
 Under the object's lock and one reconcile slot: the status to start from (`ObjectMemory`), the
-early `Reconciling=True` write of a new generation (kstatus, see `runner.progress`; neither slot
-nor early write for an object its spec alone decides, `runner.decided_by_spec`), the runner
+early `Reconciling=True` write of a new generation (kstatus, see `runner.progress`; none for an
+object its spec alone decides, `runner.decided_by_spec`), the runner
 with the default steps, what the operator remembers of it, and the reconcile's metrics. The
 handlers only hand the returned report to kopf (the status patch, the Events, a retry).
 
@@ -16,7 +16,6 @@ reconcile asked for (the annotation) is the user's word and runs at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime
 import logging
@@ -70,18 +69,15 @@ async def run(
             obj = dataclasses.replace(read, status=memory.status_for(read.status, version))
             # Said before waiting for a slot: a burst of new objects each shows Reconciling at
             # once, not after the reconciles queued ahead of it (one small write, no work). An
-            # object its spec alone decides (suspended, invalid) runs no step: it neither waits
-            # for a slot nor says anything early (its report follows at once).
-            at_once = runner.decided_by_spec(obj)
+            # object its spec alone decides (suspended, invalid) runs no step and its report
+            # follows: nothing to say early. It still takes a slot: a burst of them all at once
+            # was a peak of memory that stayed resident.
             progressed = (
                 ""
-                if at_once
+                if runner.decided_by_spec(obj)
                 else await _say_progressing(services_, obj, datetime.datetime.now(datetime.UTC))
             )
-            slot: contextlib.AbstractAsyncContextManager[None] = (
-                contextlib.nullcontext() if at_once else services_.reconcile_slots.held()
-            )
-            async with slot:
+            async with services_.reconcile_slots.held():
                 now = datetime.datetime.now(datetime.UTC)
                 report = await runner.reconcile(
                     obj,

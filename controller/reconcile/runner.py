@@ -136,7 +136,7 @@ def progress(obj: ObjectView, *, now: datetime.datetime) -> dict[str, Any] | Non
 def decided_by_spec(obj: ObjectView) -> bool:
     """Whether the spec alone decides the reconcile of `obj`: it is invalid (Stalled) or
     suspended. No step runs then and nothing outside is read, so the report is ready at once:
-    there is no wait to announce early and no reconcile slot to take."""
+    there is no wait to announce early."""
     try:
         spec = model.parse(obj.spec)
         validate.check(spec)
