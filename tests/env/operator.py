@@ -52,7 +52,11 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 cwd=controlplane.REPO,
             )
-        self._wait_healthy(timeout)
+        try:
+            self._wait_healthy(timeout)
+        except BaseException:
+            self.stop()  # not left running when it did not come up in time
+            raise
 
     def _wait_healthy(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
