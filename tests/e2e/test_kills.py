@@ -308,16 +308,21 @@ def test_random_kills_across_twenty_runner_images(
         )
 
 
-BLIND_SECONDS = 30.0
 BLIND_OBJECTS = 8
-BLIND_CPU_SECONDS = 6.0
-"""CPU the operator may use while the API server is away (20% of one core): it waits, it does
-not spin."""
-BLIND_LOG_LINES = 300
-"""Log lines it may write meanwhile (10 a second)."""
+BLIND_CPU_SHARE = 0.2
+"""CPU the operator may use while the API server is away (a fifth of one core): it waits, it
+does not spin."""
+BLIND_LOG_RATE = 10
+"""Log lines a second it may write meanwhile."""
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(
+    "blind_seconds",
+    [30.0, pytest.param(90.0, marks=pytest.mark.kills, id="90.0-longer-than-kopf-retries")],
+)
 def test_api_server_hard_stop_during_a_batch(
+    blind_seconds: float,
     control_plane: Any,
     cluster: kube.Cluster,
     namespace: str,
@@ -331,9 +336,10 @@ def test_api_server_hard_stop_during_a_batch(
     tmp_path: Any,
 ) -> None:
     """The API server alone (etcd kept) is killed the moment the batch's first catalog commit
-    lands, and comes back 30 s later: meanwhile the operator stays alive and idles (CPU time and
-    log lines bounded); afterwards every RunnerImage converges and what it did while blind (a
-    commit, an AcrPull grant, a sync) is not done again."""
+    lands, and comes back 30 s later (90 s: past kopf's default request retries, which left
+    some RunnerImages never reconciled again): meanwhile the operator stays alive and idles
+    (CPU time and log lines bounded); afterwards every RunnerImage converges and what it did
+    while blind (a commit, an AcrPull grant, a sync) is not done again."""
     names = [f"blind-{index}" for index in range(BLIND_OBJECTS)]
     with gitserver.running(tmp_path / "git", {GIT_USER: GIT_PASSWORD}) as git_server:
         git_server.create_repo("catalog", kills.catalog_files(names))
@@ -371,7 +377,7 @@ def test_api_server_hard_stop_during_a_batch(
             control_plane.stop_apiserver()
             stopped = time.monotonic()
             try:
-                while time.monotonic() - stopped < BLIND_SECONDS:  # the outage lasts this long
+                while time.monotonic() - stopped < blind_seconds:  # the outage lasts this long
                     assert operator.alive(), "the operator died while the API server was away"
                     time.sleep(0.5)
                 blind_cpu = operator.cpu_seconds() - cpu
@@ -397,10 +403,10 @@ def test_api_server_hard_stop_during_a_batch(
             )
         assert found.problems == [], found.problems
         assert operator.alive()
-        assert blind_cpu < BLIND_CPU_SECONDS, f"{blind_cpu:.1f} s of CPU while blind: it spins"
-        assert blind_lines < BLIND_LOG_LINES, f"{blind_lines} log lines while blind"
+        assert blind_cpu < BLIND_CPU_SHARE * blind_seconds, f"{blind_cpu:.1f} s CPU: it spins"
+        assert blind_lines < BLIND_LOG_RATE * blind_seconds, f"{blind_lines} log lines blind"
         print(
-            f"\n[figure] API server away {BLIND_SECONDS:.0f} s during {BLIND_OBJECTS} reconciles:"
+            f"\n[figure] API server away {blind_seconds:.0f} s during {BLIND_OBJECTS} reconciles:"
             f" operator alive, {blind_cpu:.2f} s CPU and {blind_lines} log lines while blind"
             f" ({blind_commits} commit(s), {blind_syncs} sync(s) made blind); every object Ready"
             f" {converged:.1f} s after it returned; {found.commits} catalog commit(s) for"
