@@ -30,6 +30,13 @@ from controller.reconcile import cycle, owners, runner, services
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
 _JOBS = ("batch", "v1", "jobs")
 MAX_RETRY_DELAY = 300.0
+API_BACKOFFS = (1.0, 1.0, 2.0, 3.0) + (5.0,) * 120
+"""How kopf's own requests (watches, status patches, Events) wait out an API server that cannot
+be reached: every 5 s for about ten minutes. kopf's default (1 s up to 21 s, nine attempts, ~54 s)
+gives up on a longer outage: the watch and the timers of some RunnerImages died with the error
+while the process lived on, and those objects were never reconciled again until a restart
+(`tests/e2e/test_kills.py`, the API server away 90 s). The 5 s step also looks again soon after
+the API server is back, where the default waited up to 21 s more."""
 
 
 def retry_delay(retry: int) -> float:
@@ -75,6 +82,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         # kopf's per-object workers linger for batching.idle_timeout after each event, so a small
         # worker_limit turns into a queue that drains a few objects every few seconds.
         settings.watching.server_timeout = 300
+        settings.networking.error_backoffs = API_BACKOFFS
         settings.watching.client_timeout = 330
         # With named namespaces, serve exactly those and the CRD as found at start-up: scanning
         # would need cluster-wide list/watch of namespaces and CRDs, which a namespaced install's

@@ -14,6 +14,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -84,8 +85,11 @@ class Kube:
             raise KubeError(
                 int(error.status or 0), f"{what}: {error.status} {error.reason}"
             ) from None
-        except OSError as error:
-            raise KubeError(0, f"{what}: {type(error).__name__}") from None
+        except (OSError, urllib3.exceptions.HTTPError) as error:
+            # Unreachable (urllib3 gave up connecting: MaxRetryError, not an OSError): status 0.
+            raise KubeError(
+                0, f"{what}: the API server is unreachable ({type(error).__name__})"
+            ) from None
 
     async def read_secret(self, *, namespace: str, name: str) -> Secret | None:
         try:

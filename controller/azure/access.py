@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from azure.core import exceptions as azure_exceptions
 from azure.core.pipeline import PipelineResponse
 
-from controller import errors
+from controller import errors, failpoints
 from controller.api import spec
 from controller.azure import errors as azure_errors
 from controller.azure import names
@@ -223,6 +223,7 @@ async def ensure_anonymous_pull(
 
     async def patch(options: dict[str, Any]) -> registry_models.Registry:
         poller = await operations.begin_update(acr.resource_group, acr.name, update, **options)
+        failpoints.hit(failpoints.Point.REGISTRY_PATCH_SENT)
         return await poller.result()
 
     update_target = _target(clients, "registries.update", registry_id)
@@ -363,6 +364,7 @@ async def ensure_acr_pull(
         if created is None:
             present.append(principal)
         else:
+            failpoints.hit(failpoints.Point.ROLE_ASSIGNMENT_CREATED)
             granted.append(principal)
             logger.info("registry %s: AcrPull granted to %s (%s)", scope, principal, name)
     return AccessResult(
@@ -395,6 +397,7 @@ async def sync_catalog(*, clients: Clients, target: spec.CatalogSync) -> SyncRes
             poller = await devcenter.project_catalogs.begin_sync(
                 target.resource_group, target.project, target.catalog, **options
             )
+        failpoints.hit(failpoints.Point.CATALOG_SYNC_STARTED)
         await poller.result()
 
     started = time.monotonic()

@@ -19,6 +19,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
+from controller import failpoints
 from controller import kube as kube_
 from controller.builds import backend, job
 
@@ -50,6 +51,7 @@ class JobBackend:
         files = await asyncio.to_thread(context_files, plan.context_dir)
         await self._kube.create(job.context_config_map(plan, files))
         await self._kube.create(job.build_job(plan, context_files=files, settings=self._settings))
+        failpoints.hit(failpoints.Point.BUILD_JOB_CREATED)
 
     async def state(self, plan: backend.BuildPlan) -> backend.BuildState:
         namespace, name = plan.owner.namespace, plan.name

@@ -50,7 +50,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from controller import errors
+from controller import errors, failpoints
 from controller.catalog import replay as replay_
 from controller.catalog import retrying
 from controller.catalog.clones import CachedClone, CloneCache, clone_name, repository_lock, to_evict
@@ -632,6 +632,7 @@ class CatalogWriter:
                 return None
             return _Lost(tuple(live), outcomes, parent=head, commit=commit, env=author_env)
         if commit is not None:
+            failpoints.hit(failpoints.Point.CATALOG_PUSHED)
             metrics_.report_catalog_commit()
         return ref, new_head, outcomes
 
@@ -655,6 +656,7 @@ class CatalogWriter:
         if verdict != "ok":
             moved = dataclasses.replace(what, commit=made, parent=head)
             return dataclasses.replace(lost, parent=head, commit=made, replayable=moved)
+        failpoints.hit(failpoints.Point.CATALOG_PUSHED)
         metrics_.report_catalog_commit()
         return ref, made, lost.outcomes
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from controller import errors
+from controller import errors, failpoints
 from controller.api import conditions
 from controller.builds import backend
 from controller.observe import logs, metrics
@@ -46,6 +46,8 @@ class Build:
             # A build of a superseded key may still run; it no longer counts against the limit.
             slots.release_others(slot)
             seen = dataclasses.replace(seen, state=await self._backend(ctx).state(decision.plan))
+            if seen.state is not None and seen.state.phase is backend.Phase.RUNNING:
+                failpoints.hit(failpoints.Point.BUILD_RUNNING)
             decision = decisions.decide(facts, seen)
         if isinstance(decision, decisions.Look) and decision.need is decisions.Need.SLOT:
             seen = dataclasses.replace(seen, slot=slots.try_acquire(slot))

@@ -19,6 +19,13 @@ from controller.observe import status as status_
 
 Part = TypeVar("Part")
 
+STALE_BODY_SECONDS = 60.0
+"""How long after a status write a body whose status lacks it is taken for one read before it
+landed. Past that, the body is trusted: the write was overwritten — kopf retries its patches
+while the API server is away, and an older reconcile's patch can land after a newer one's — and
+reconciling from memory would never write the status again (the object stuck as the older patch
+left it; `tests/e2e/test_kills.py`, the API server stopped)."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Hold:
@@ -48,6 +55,8 @@ class ObjectMemory:
     """The status as the last reconcile left it (what it read, with its patch applied)."""
     last_patch: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     """The last status patch a reconcile wrote (empty until one wrote something)."""
+    patched_at: float | None = None
+    """When that patch was handed to kopf (monotonic)."""
     jitter: float = dataclasses.field(default_factory=lambda: random.uniform(0.0, 0.1))  # noqa: S311
     """Each object polls up to 10% later than its interval, so objects created together do not
     poll their git servers and registries in lockstep."""
@@ -84,12 +93,19 @@ class ObjectMemory:
         what was just done (an Event, a catalog sync). Such a body is known by its
         resourceVersion (the one the last reconcile read, or its early progress write made), or,
         when it was read at a version in between (an annotation patched meanwhile, e.g. a build
-        that ended), by its status lacking the last patch: only the operator writes status."""
+        that ended), by its status lacking the last patch: only the operator writes status —
+        for `STALE_BODY_SECONDS` after that patch; later such a body is the truth (the patch
+        was overwritten by an older one that landed after it)."""
         if self.written is None:
             return read
         if version and version in self.stale_versions:
             return self.written
-        if self.last_patch and status_.apply_merge_patch(read, self.last_patch) != read:
+        if (
+            self.last_patch
+            and self.patched_at is not None
+            and time.monotonic() - self.patched_at < STALE_BODY_SECONDS
+            and status_.apply_merge_patch(read, self.last_patch) != read
+        ):
             return self.written
         return read
 
@@ -100,6 +116,7 @@ class ObjectMemory:
         self.written = status_.apply_merge_patch(status, patch) if patch else status
         if patch:
             self.last_patch = patch
+            self.patched_at = time.monotonic()
 
     def due(self, last: float | None, interval: float | None, *, generation: int) -> bool:
         """Whether a poll last made at `last` (monotonic) is due again: never made, made for

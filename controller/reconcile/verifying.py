@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from controller import errors
+from controller import errors, failpoints
 from controller.api import conditions
 from controller.api import spec as model
 from controller.conformance import image as conformance_image
@@ -68,6 +68,7 @@ class Verify:
             registry = self.services.registry.client(config)  # one token, one connection
             try:
                 await self._tag_resolves(reference, digest, config, registry)
+                failpoints.hit(failpoints.Point.VERIFYING)
                 if anonymous:
                     await self._anonymous_pull(reference, digest)
                 self.verified.conformance = await _conformance(

@@ -343,6 +343,10 @@ class ArmEmulator:
         end `Failed` with this error (and change nothing)."""
         self.operations.inject_failure(path_contains, code=code, message=message, times=times)
 
+    def finish_operations(self) -> int:
+        """End every long-running operation still in progress (see `Operations.finish_all`)."""
+        return self.operations.finish_all()
+
     def expire_tokens(self) -> None:
         """Make every token issued so far expired (ARM: 401 `ExpiredAuthenticationToken`)."""
         self.identity.expire_tokens()

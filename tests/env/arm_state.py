@@ -223,6 +223,24 @@ class Operations:
                 started=now(),
             )
 
+    def _end(self, op: _Operation) -> list[After]:
+        ok = op.failure is None
+        op.status = "Succeeded" if ok else "Failed"
+        op.ended = now()
+        return op.finish(ok)
+
+    def finish_all(self) -> int:
+        """End every operation still in progress, as ARM does on its own whether anyone polls or
+        not (a client killed mid-operation never polls again); how many ended."""
+        after: list[After] = []
+        with self._lock:
+            pending = [op for op in self._operations.values() if op.status == "InProgress"]
+            for op in pending:
+                after.extend(self._end(op))
+        for action in after:
+            action()
+        return len(pending)
+
     def poll(self, op_id: str, *, resource_id: str | None = None) -> Reply:
         """One poll of an operation's status; the poll after the last `InProgress` ends it."""
         after: list[After] = []
@@ -238,10 +256,7 @@ class Operations:
                 if op.polls_left > 0:
                     op.polls_left -= 1
                 else:
-                    ok = op.failure is None
-                    op.status = "Succeeded" if ok else "Failed"
-                    op.ended = now()
-                    after = op.finish(ok)
+                    after = self._end(op)
             body: dict[str, Any] = {
                 "id": op.path,
                 "name": op.id,

@@ -89,6 +89,7 @@ class ControlPlane:
         self.api_port = free_port()
         self.server = f"https://127.0.0.1:{self.api_port}"
         self._procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._argv: dict[str, list[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -195,7 +196,30 @@ class ControlPlane:
             del name
         self._procs.clear()
 
+    def stop_apiserver(self) -> None:
+        """Stop kube-apiserver alone, at once (SIGKILL, as a crashed host would); etcd and the
+        rest keep running. `start_apiserver` brings it back on the same port."""
+        for name, proc in self._procs:
+            if name == "kube-apiserver" and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+    def start_apiserver(self, *, timeout: float = 120.0) -> None:
+        """Start kube-apiserver again (same flags, same port, same etcd) and wait until it is
+        ready; any other component that gave up meanwhile is started again too."""
+        for index, (name, proc) in enumerate(self._procs):
+            if proc.poll() is not None:
+                with (self.logs / f"{name}.log").open("ab") as log:
+                    self._procs[index] = (
+                        name,
+                        subprocess.Popen(
+                            self._argv[name], stdout=log, stderr=subprocess.STDOUT, cwd=self.folder
+                        ),
+                    )
+        self._wait_ready(timeout)
+
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self._argv[name] = argv
         with (self.logs / f"{name}.log").open("ab") as log:
             proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
         self._procs.append((name, proc))

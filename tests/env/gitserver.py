@@ -236,6 +236,17 @@ class GitServer:
         out = self._git("--git-dir", str(self.path(name)), "log", "-1", "--format=%ct", revision)
         return int(out.strip())
 
+    def changes(self, name: str, branch: str = "main") -> dict[str, int]:
+        """How many commits on `branch` touched each path (one `git log` for all of them)."""
+        out = self._git(
+            "--git-dir", str(self.path(name)), "log", "--format=", "--name-only",
+            f"refs/heads/{branch}",
+        )  # fmt: skip
+        counts: dict[str, int] = {}
+        for path in filter(None, out.splitlines()):
+            counts[path] = counts.get(path, 0) + 1
+        return counts
+
     def show(self, name: str, revision: str = "refs/heads/main") -> str:
         """`git show` of `revision`: the commit's author, message and diff."""
         return self._git("--git-dir", str(self.path(name)), "show", "--stat", "--patch", revision)

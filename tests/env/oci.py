@@ -332,6 +332,14 @@ class Pusher:
             return None
         return str(response.headers["Docker-Content-Digest"])
 
+    def tags(self, repo: str) -> list[str]:
+        """The tags of `repo` (the registry's tag list; empty when the repository is unknown)."""
+        response = self._send(repo, "GET", f"{self.base}/v2/{repo}/tags/list", actions="pull")
+        if response.status_code == 404:
+            return []
+        response.raise_for_status()
+        return sorted(response.json().get("tags") or [])
+
     def blob_exists(self, repo: str, digest: str) -> bool:
         response = self._send(repo, "HEAD", f"{self.base}/v2/{repo}/blobs/{digest}")
         return response.status_code == 200

@@ -79,6 +79,32 @@ class OperatorProcess:
         process.terminate(self._proc, timeout=timeout)
         self._proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would end it (no shutdown handlers run)."""
+        if self._proc is None:
+            return
+        self._proc.kill()
+        self._proc.wait()
+        self._proc = None
+
+    def wait_exit(self, *, timeout: float) -> int:
+        """Wait for the process to end by itself (a failpoint's SIGKILL); its return code."""
+        assert self._proc is not None, "operator not started"
+        try:
+            code = self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"operator still alive after {timeout}s:\n{self.logs()[-4000:]}"
+            ) from None
+        self._proc = None
+        return code
+
+    def cpu_seconds(self) -> float:
+        """User plus system CPU time the process used so far (from /proc)."""
+        fields = pathlib.Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def restart(self) -> None:
         self.stop()
         self.start()

@@ -78,6 +78,10 @@ def test_finished_build_jobs_are_watched_by_label_and_wake_their_runner_image(
     assert list(settings.watching.label_selectors.values()) == [
         f"{job.LABEL_MANAGED_BY}={job.MANAGED_BY}"
     ]
+    # An API server away for minutes is waited out, looked at again every 5 s at most.
+    backoffs = list(cast(Any, settings.networking.error_backoffs))
+    assert sum(backoffs) >= 600
+    assert max(backoffs) <= 5
 
     owner = backend.Owner(name="runner", namespace="team-a", uid="u-1")
     body: Any = {

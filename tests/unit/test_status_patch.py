@@ -137,3 +137,20 @@ def test_a_body_read_before_the_last_write_landed_is_read_as_written() -> None:
     memory.remember({"12"}, newer, {})
     assert memory.status_for(read, "12.5") == newer
     assert memory.status_for(newer, "13") is newer
+
+
+def test_a_status_write_overwritten_by_an_older_one_is_not_trusted_for_ever(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kopf retries its patches while the API server is away: an older reconcile's patch may
+    land after the last one. Its body lacks the last patch, like a stale read; past
+    `STALE_BODY_SECONDS` it is taken as what it is, so the next reconcile writes again."""
+    clock = [1000.0]
+    monkeypatch.setattr("controller.reconcile.memory.time.monotonic", lambda: clock[0])
+    memory = memory_.ObjectMemory()
+    older = {"conditions": [{"type": "Ready", "status": "False"}]}
+    memory.remember({"20"}, older, {"conditions": [{"type": "Ready", "status": "True"}]})
+    written = {"conditions": [{"type": "Ready", "status": "True"}]}
+    assert memory.status_for(older, "21") == written  # soon after: a body read before it landed
+    clock[0] += memory_.STALE_BODY_SECONDS
+    assert memory.status_for(older, "22") is older  # later: the write was lost, read the truth
