@@ -50,6 +50,26 @@ FIELD_ORDER = ("name", "version", "summary", "description", "runner", "templateP
 """The order of an environment definition's keys in ADE's documentation and samples."""
 REQUIRED_KEYS = ("name", "templatePath")
 """What makes a YAML document an environment definition."""
+FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+"""A top-level key `field` may name (the CRD's pattern for spec.catalog.field)."""
+RESERVED_FIELDS = tuple(key for key in FIELD_ORDER if key != "runner")
+"""ADE's own keys of an environment definition, never an image field: writing an image reference
+into `name` or `templatePath` would rename every environment or break its template."""
+
+
+def field_problem(field: str) -> str | None:
+    """Why `field` cannot be the field an image reference is written to (format
+    EnvironmentDefinition), or None when it can."""
+    if not FIELD_PATTERN.fullmatch(field):
+        return f"{field!r} must be a top-level key (letters, digits, _ and -)"
+    if field in RESERVED_FIELDS:
+        return (
+            f"{field!r} is an environment definition's own key, not an image field "
+            f"(refused: {', '.join(RESERVED_FIELDS)})"
+        )
+    return None
+
+
 ENCODING = "utf-8"
 
 

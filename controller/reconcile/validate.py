@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator
 
 from controller import durations, errors
 from controller.api import spec as model
-from controller.catalog import yamlpath
+from controller.catalog import manifests, yamlpath
 from controller.git import refs
 
 TAG_PLACEHOLDERS = {
@@ -179,9 +179,13 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
 
 def _catalog_fields(catalog: model.Catalog) -> Iterator[errors.SpecError]:
     if catalog.format is not model.CatalogFormat.YAML:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", catalog.field):
+        if not manifests.FIELD_PATTERN.fullmatch(catalog.field):
             yield errors.SpecError(
                 "spec.catalog.field", "must be a top-level key with format EnvironmentDefinition"
+            )
+        elif catalog.field in manifests.RESERVED_FIELDS:
+            yield errors.SpecError(
+                "spec.catalog.field", str(manifests.field_problem(catalog.field))
             )
         if catalog.repository_field:
             yield errors.SpecError("spec.catalog.repositoryField", "needs format YAML")

@@ -709,6 +709,15 @@ def test_check_lists_every_problem_in_one_message() -> None:
             {"repositoryField": "image.repository"},
             ["spec.catalog.repositoryField: needs format YAML"],
         ),
+        (
+            {"field": "templatePath"},
+            [
+                "spec.catalog.field: 'templatePath' is an environment definition's own key, not an"
+                " image field (refused: name, version, summary, description, templatePath,"
+                " parameters)"
+            ],
+        ),
+        ({"format": "YAML", "field": "name"}, []),
         ({"interval": "30m"}, []),
         ({"interval": "5s"}, ["spec.catalog.interval: must be at least 10s (got 5s)"]),
     ],
