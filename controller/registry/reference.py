@@ -155,15 +155,15 @@ def parse(text: str, *, default_registry: str = DOCKER_HUB) -> Reference:
     if not text or text != text.strip():
         raise InvalidReference(f"{text!r} is not an image reference")
     remainder, at, digest = text.partition("@")
-    if at:
-        validate_digest(digest)
-    # A ":" after the last "/" starts the tag; one before it belongs to host:port.
-    slash = remainder.rfind("/")
-    colon = remainder.rfind(":")
-    tag: str | None = None
-    if colon > slash:
-        remainder, tag = remainder[:colon], validate_tag(remainder[colon + 1 :])
     try:
+        if at:
+            validate_digest(digest)
+        # A ":" after the last "/" starts the tag; one before it belongs to host:port.
+        slash = remainder.rfind("/")
+        colon = remainder.rfind(":")
+        tag: str | None = None
+        if colon > slash:
+            remainder, tag = remainder[:colon], validate_tag(remainder[colon + 1 :])
         registry, repository = _split_registry(remainder, default_registry)
         if registry == DOCKER_HUB and "/" not in repository:
             repository = f"library/{repository}"

@@ -95,6 +95,19 @@ def test_parse_refuses(text: str) -> None:
     assert str(caught.value) != repr(quoted)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("core:", "'' is not a valid tag"), ("@", "'' is not a digest"), ("a@sha1:ab", "sha1")],
+)
+def test_a_bad_tag_or_digest_is_refused_quoting_the_whole_text(text: str, problem: str) -> None:
+    """Found by tests/unit/properties/test_reference.py: a bad tag or digest was refused quoting
+    only that part (`'' is not a valid tag`), leaving the reader to guess which reference."""
+    with pytest.raises(reference.InvalidReference) as caught:
+        reference.parse(text)
+    assert str(caught.value).startswith(f"{text!r} is not an image reference: ")
+    assert problem in str(caught.value)
+
+
 def test_endpoint_and_identifier() -> None:
     hub = reference.parse("alpine")
     assert hub.endpoint == "registry-1.docker.io"
