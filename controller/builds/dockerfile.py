@@ -127,8 +127,12 @@ def final_base_image(
     build_args: Mapping[str, str],
     target: str | None = None,
     platforms: tuple[str, ...] = (),
+    check_reference: bool = True,
 ) -> BaseImage:
-    """The base image of the stage that `docker build [--target]` would produce."""
+    """The base image of the stage that `docker build [--target]` would produce.
+
+    `check_reference=False` answers the image as expanded even when it is no reference (the
+    linter reads every stage, also those a build skips)."""
     try:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as error:
@@ -178,6 +182,8 @@ def final_base_image(
         raise DockerfileError(f"spec.dockerfile: line {line}: FROM expands to an empty image name")
     if image.lower() == "scratch":
         return BaseImage(None, stage_name, line)
+    if not check_reference:
+        return BaseImage(image, stage_name, line)
     _check_reference(
         image, line, written[line], values=global_args, declared=declared, build_args=build_args
     )

@@ -52,8 +52,8 @@ tags = st.one_of(
     ),
 )
 digests = st.one_of(
-    st.text(HEX, min_size=64, max_size=64).map(lambda h: f"sha256:{h}"),
-    st.text(HEX, min_size=128, max_size=128).map(lambda h: f"sha512:{h}"),
+    st.binary(min_size=32, max_size=32).map(lambda b: f"sha256:{b.hex()}"),
+    st.binary(min_size=64, max_size=64).map(lambda b: f"sha512:{b.hex()}"),
 )
 
 
