@@ -131,12 +131,15 @@ def set_field(
     spans: list[Span] = []
     previous: list[str | None] = []
     manifests: list[int] = []
+    anchored: list[int] = []  # documents whose field holds an anchor (its aliases follow it)
     for index, (root, data) in enumerate(zip(parsed.roots, parsed.data, strict=True)):
         if data is None:
             continue  # an empty document: a leading or trailing "---", a comment only
         where = f" (document {index + 1})" if len(parsed.roots) > 1 else ""
         _check_manifest(data, required_keys, path=path, where=where)
         manifests.append(index)
+        if _holds_anchor(root, field):
+            anchored.append(index)
         previous.append(text_of(data.get(field)))
         span = _field_span(text, parsed, root, data, field=field, value=value, order=order)
         if isinstance(span, str):
@@ -148,7 +151,7 @@ def set_field(
     new_text = _apply(text, spans)
     if new_text == text:
         return Edit(changed=False, text=text, previous=tuple(previous))
-    _verify(path, parsed.data, new_text, manifests, field=field, value=value)
+    _verify(path, parsed.data, new_text, manifests, anchored, field=field, value=value)
     return Edit(changed=True, text=new_text, previous=tuple(previous))
 
 
@@ -384,6 +387,7 @@ def _verify(
     before: Sequence[Any],
     new_text: str,
     manifests: Sequence[int],
+    anchored: Sequence[int],
     *,
     field: str,
     value: str,
@@ -400,30 +404,58 @@ def _verify(
         if index not in manifests:
             same = plain_data(old) == plain_data(new)
         else:
+            # An alias of the field's anchored value follows it: both read as one marker.
+            marker = ("<the field's anchor>",)
+            follows = index in anchored and isinstance(new, Mapping)
             same = (
                 isinstance(new, Mapping)
                 and text_of(new.get(field)) == value
-                and plain_data(_without(old, field)) == plain_data(_without(new, field))
+                and plain_data(_without(old, field), follow=(_held(old, field, follows), marker))
+                == plain_data(_without(new, field), follow=(_held(new, field, follows), marker))
             )
         if not same:
             raise ManifestInvalid(path, refusal)
+
+
+def _holds_anchor(root: Node, field: str) -> bool:
+    """Whether the field's value is written with an anchor (`runner: &image ...`), not an
+    alias: its aliases then follow the new value (module docstring)."""
+    entry = next((item for item in root.entries if item[0].scalar == field), None)
+    return (
+        entry is not None
+        and getattr(entry[1].event, "anchor", None) is not None
+        and not (isinstance(entry[1].event, events.AliasEvent))
+    )
+
+
+def _held(data: Mapping[str, Any], field: str, follows: bool) -> Any:
+    """The field's anchored value, whose aliases are the same object; None when it has none."""
+    return data.get(field) if follows else None
 
 
 def _without(data: Mapping[str, Any], field: str) -> list[tuple[Any, Any]]:
     return [(key, item) for key, item in data.items() if key != field]
 
 
-def plain_data(data: Any, seen: frozenset[int] = frozenset()) -> Any:
-    """Data as plain, comparable values: mappings become ordered pairs, tags are kept."""
+def plain_data(
+    data: Any, seen: frozenset[int] = frozenset(), *, follow: tuple[Any, Any] = (None, None)
+) -> Any:
+    """Data as plain, comparable values: mappings become ordered pairs, tags are kept. With
+    `follow=(node, marker)`, the anchored `node` and its every alias read as `marker`."""
+    if follow[0] is not None and data is follow[0]:
+        return follow[1]
     if id(data) in seen:
         return ("<recursive>",)
     inner = seen | {id(data)}
     if isinstance(data, TaggedScalar):
         return ("<tagged>", str(data.tag), data.value)
     if isinstance(data, Mapping):
-        return [(plain_data(key, inner), plain_data(item, inner)) for key, item in data.items()]
+        return [
+            (plain_data(key, inner, follow=follow), plain_data(item, inner, follow=follow))
+            for key, item in data.items()
+        ]
     if isinstance(data, list | tuple):
-        return [plain_data(item, inner) for item in data]
+        return [plain_data(item, inner, follow=follow) for item in data]
     tag = getattr(data, "tag", None)
     if tag is not None and getattr(tag, "value", None) is not None:
         return ("<tagged>", str(tag.value), data)

@@ -138,7 +138,8 @@ def scalar_span(
 ) -> Span | str | None:
     """The span that sets `node` to the string `value`; a problem (str) when it cannot be set.
 
-    `key` is the node's key (None for a sequence item): an empty value is written after its ":".
+    `key` is the node's key (None for a sequence item): an empty value is written after its ":",
+    or after its anchor or tag (`runner: &image`).
     `name` names the node in problems. `null`: the scalar reads as a null ("~", "null"), not as
     a string whose style to keep. `holds`: the scalar already reads as `value`, so there is
     nothing to write (None); it is heeded only once the node is known to be a scalar that can be
@@ -157,6 +158,9 @@ def scalar_span(
     if holds:
         return None
     start = parsed.scalar_start(node)
+    if start is None and node.end > node.start:
+        # An empty value with an anchor or a tag ("runner: &image"): write it after them.
+        return node.end, node.end, " " + double_quoted(value)
     if start is None:  # an empty value ("runner:"): write it after the ":"
         colon = parsed.value_indicator_after(key.end) if key is not None else None
         if colon is None:
