@@ -347,6 +347,11 @@ def _after(
             rest = text[end + comma + 1 : newline].strip(" \t")
             if not rest or rest.startswith("#"):
                 return newline, newline, f"{_line_end(text, end)}{indent}{entry},"
+        newline = _newline(text, end)
+        rest = text[end:newline]
+        if rest.strip(" \t").startswith("#"):
+            # The last entry with a comment after it: the comment stays on its line.
+            return end, newline, f",{rest}{_line_end(text, end)}{indent}{entry}"
         return end, end, f",{_line_end(text, end)}{indent}{entry}"
     indent = indent if indent is not None else ""
     line = _line_start(text, end)

@@ -104,6 +104,19 @@ def test_an_empty_value_with_an_anchor_or_a_tag_is_written_after_them(old: str) 
     assert edit(flow).text == flow.replace("&img ", f'&img "{IMAGE}" ')
 
 
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_an_entry_appended_to_a_flow_mapping_leaves_the_last_comment_on_its_line(
+    newline: str,
+) -> None:
+    """Found by tests/unit/properties/test_catalog_manifests.py (long profile): the comment after
+    the last entry moved to the line of the new one."""
+    text = newline.join(["{", "  name: A,  # a", "  templatePath: main.bicep  # t", "}", ""])
+    result = manifests.set_field(text, field="image", value=IMAGE, path="e.yaml")
+    assert result.text == newline.join(
+        ["{", "  name: A,  # a", "  templatePath: main.bicep,  # t", f'  image: "{IMAGE}"', "}", ""]
+    )
+
+
 def test_aliases_of_the_anchor_an_alias_field_names_stay() -> None:
     text = "name: &n A\nrunner: *n\ntemplatePath: main.bicep\nx-name: *n\n"
     assert edit(text).text == text.replace("runner: *n", f'runner: "{IMAGE}"')
