@@ -399,7 +399,8 @@ def _verify(
 ) -> None:
     refusal = f"cannot set {field} without changing something else; edit it by hand"
     try:
-        after = list(YAML(typ="rt").load_all(new_text))
+        with yamlnodes.quiet():
+            after = list(YAML(typ="rt").load_all(new_text))
     except YAMLError as error:
         problem = f"{refusal} (the edit breaks the YAML: {describe_error(error)})"
         raise ManifestInvalid(path, problem) from None

@@ -16,15 +16,17 @@ an empty value, a null or an alias becomes double-quoted; any other scalar keeps
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import functools
 import json
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ruamel.yaml import YAML, events, tokens
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import ReusedAnchorWarning, YAMLError
 
 Span = tuple[int, int, str]
 """(start, end, replacement): the text from start to end is replaced."""
@@ -83,11 +85,21 @@ class Parsed:
         return self.value_tokens[position][1]
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Loading without ruamel's warnings: an anchor defined again (`&a x`, later `&a y`) is valid
+    YAML (an alias names the latest), not a problem to print or, with warnings as errors, raise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReusedAnchorWarning)
+        yield
+
+
 def parse(text: str) -> Parsed:
     """`text` loaded and indexed; raises YAMLError when it is not valid YAML."""
-    data = tuple(YAML(typ="rt").load_all(text))
-    found = list(YAML(typ="rt").scan(text))
-    roots = tuple(_documents(iter(list(YAML(typ="rt").parse(text)))))
+    with quiet():
+        data = tuple(YAML(typ="rt").load_all(text))
+        found = list(YAML(typ="rt").scan(text))
+        roots = tuple(_documents(iter(list(YAML(typ="rt").parse(text)))))
     return Parsed(
         data=data,
         roots=roots,

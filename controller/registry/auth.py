@@ -200,18 +200,17 @@ def normalize_host(key: str) -> str:
     text = key.strip()
     if "://" in text:
         text = text.split("://", 1)[1]
-    text = text.split("/", 1)[0].rpartition("@")[2]
+    text = text.rpartition("@")[2].split("/", 1)[0]
     return reference.normalize_registry(text).lower()
 
 
 def _shown(key: str) -> str:
-    """A docker config key as an error may quote it: user information (`user:password@`, up to
-    the last "@" before the path, whatever it holds) masked."""
+    """A docker config key as an error may quote it: anything up to the last "@" masked (user
+    information, whatever it holds, even a "/" a URL would have escaped)."""
     scheme, sep, rest = key.rpartition("://") if "://" in key else ("", "", key)
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return repr(f"{scheme}{sep}{authority}{slash}{path}")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return repr(f"{scheme}{sep}{rest}")
 
 
 def _entry(key: str, entry: Any) -> Credentials | None:

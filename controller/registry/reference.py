@@ -177,6 +177,9 @@ def format_familiar(ref: Reference) -> str:
     text = str(ref)
     if ref.registry != DOCKER_HUB:
         return text
+    first = ref.repository.split("/", 1)[0]
+    if "/" in ref.repository and (any(c in first for c in ".:") or first == "localhost"):
+        return text  # `docker.io/a.b/c` without its registry would read `a.b` as one
     text = text.removeprefix(f"{DOCKER_HUB}/")
     short = text.removeprefix("library/")
     return short if "/" not in ref.repository.removeprefix("library/") else text

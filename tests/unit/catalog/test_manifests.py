@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from controller import errors
@@ -347,3 +349,12 @@ def test_reference_refuses(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         manifests.reference(image, digest, pin)
+
+
+def test_an_anchor_defined_again_is_valid_yaml_not_a_warning() -> None:
+    """Found by tests/unit/properties/test_catalog_manifests.py (long profile): ruamel warned
+    (ReusedAnchorWarning), an exception where warnings are errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = "name: &a A\ntemplatePath: &a main.bicep\nrunner: *a\n"
+        assert edit(text).text == text.replace("runner: *a", f'runner: "{IMAGE}"')

@@ -165,3 +165,12 @@ def test_digests(text: str, ok: bool) -> None:
     else:
         with pytest.raises(reference.InvalidReference):
             reference.validate_digest(text)
+
+
+def test_the_familiar_form_keeps_docker_io_before_a_host_like_component() -> None:
+    """Found by tests/unit/properties/test_reference.py (long profile): `docker.io/0.0/ade`
+    became `0.0/ade`, which reads `0.0` as the registry."""
+    ref = reference.parse("docker.io/contoso.io/ade")
+    assert reference.format_familiar(ref) == "docker.io/contoso.io/ade"
+    assert reference.parse(reference.format_familiar(ref)) == ref
+    assert reference.format_familiar(reference.parse("docker.io/team/ade")) == "team/ade"
