@@ -142,6 +142,8 @@ def final_base_image(
     written: dict[int, str] = {}  # the image of each FROM line as written
     declared: set[str] = set()  # the global ARG names
     for command in commands:
+        if command.cmd is None:  # a line the parser keeps no instruction of (a lone "\\")
+            continue
         if command.cmd.upper() == "ARG" and not stages:
             for item in command.value:
                 name, has_default, default = _unquote(item).partition("=")

@@ -107,7 +107,8 @@ def lint(
     overrides recognizing it as ADE core >= 4 by name. Raises `DockerfileError` when the text
     does not parse or has no stage to build."""
     try:
-        commands = dockerfile.parse_string(text)
+        # A line the parser keeps no instruction of (a lone "\\") has no command: skipped.
+        commands = [c for c in dockerfile.parse_string(text) if c.cmd is not None]
     except dockerfile.GoParseError as error:
         raise build_dockerfile.DockerfileError(f"the Dockerfile does not parse: {error}") from None
     stages = _stages(text, commands, build_args)

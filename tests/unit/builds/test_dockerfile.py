@@ -349,3 +349,11 @@ def test_nested_default() -> None:
 def test_target_by_index_is_unknown() -> None:
     with pytest.raises(DockerfileError, match=r"spec\.target"):
         final_base_image("FROM alpine\nFROM debian\n", build_args={}, target="0")
+
+
+def test_a_line_with_no_instruction_is_skipped() -> None:
+    """Found by tests/unit/properties/test_dockerfile.py (long profile): a lone backslash gave
+    a command without an instruction, and AttributeError."""
+    assert base("FROM alpine:3.20\nRUN true\n\\") == "alpine:3.20"
+    with pytest.raises(DockerfileError, match="no FROM"):
+        base("\\")

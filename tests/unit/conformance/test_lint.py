@@ -270,3 +270,8 @@ def test_an_earlier_stage_that_is_no_reference_does_not_stop_the_lint() -> None:
 )
 def test_chmod_modes(mode: str, expected: bool) -> None:
     assert lint.grants_owner_execute(mode) is expected
+
+
+def test_a_line_with_no_instruction_is_skipped() -> None:
+    """Found by tests/unit/properties/test_dockerfile.py (long profile)."""
+    assert found(f"FROM {CORE}:latest\n{TAIL}\\") == []

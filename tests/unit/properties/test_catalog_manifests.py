@@ -301,7 +301,9 @@ def test_only_the_field_changes_and_a_second_edit_is_a_no_op(
 
 def _line_changes(old: str, new: str) -> tuple[list[str], list[str]]:
     removed, added = [], []
-    for line in difflib.ndiff(old.split("\n"), new.split("\n")):
+    # Lines without their "\r": the last line gains the file's line ending when one follows it.
+    lines = [[line.removesuffix("\r") for line in text.split("\n")] for text in (old, new)]
+    for line in difflib.ndiff(*lines):
         if line.startswith("- "):
             removed.append(line[2:])
         elif line.startswith("+ "):
