@@ -302,8 +302,8 @@ def test_only_the_field_changes_and_a_second_edit_is_a_no_op(
 def _line_changes(old: str, new: str) -> tuple[list[str], list[str]]:
     removed, added = [], []
     # Lines without their "\r": the last line gains the file's line ending when one follows it.
-    lines = [[line.removesuffix("\r") for line in text.split("\n")] for text in (old, new)]
-    for line in difflib.ndiff(*lines):
+    before, after = ([line.removesuffix("\r") for line in text.split("\n")] for text in (old, new))
+    for line in difflib.ndiff(before, after):
         if line.startswith("- "):
             removed.append(line[2:])
         elif line.startswith("+ "):
