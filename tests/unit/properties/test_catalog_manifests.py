@@ -283,7 +283,8 @@ def test_only_the_field_changes_and_a_second_edit_is_a_no_op(
     # (In a flow mapping an entry inserted after the last one gives that one a comma.)
     commas = {line for line in removed if any(_comma_added(line, new) for new in added)}
     assert all(
-        field in line or line.lstrip().startswith("{") or line in commas for line in removed
+        field in line or line.lstrip("\ufeff \t").startswith("{") or line in commas
+        for line in removed
     ), removed
     assert all(
         any(form in line for form in _written(value))
