@@ -5,6 +5,11 @@ over the text. The final stage is the `target` stage when one is given, else the
 a stage built `FROM` an earlier stage is followed back to the external image it starts from.
 `ARG`s declared before the first `FROM` are expanded in `FROM` lines, with `buildArgs` overriding
 their defaults, exactly as `docker build` does.
+
+The result is a valid image reference (`registry.reference.parse` reads it) or a `DockerfileError`
+whose message names `spec.dockerfile` and the line: an `ARG` with no value (`core:`), a tag added
+to a `BASE_IMAGE` that already has one (`core:4.0.0:latest`) are refused here, where the user can
+be told which line and which `ARG` to fix, not later as a registry error retried in a loop.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Mapping
 import dockerfile
 
 from controller import errors
+from controller.registry import reference as reference_
 
 
 class DockerfileError(errors.StalledError):
@@ -125,18 +131,27 @@ def final_base_image(
     build_args: Mapping[str, str],
     target: str | None = None,
     platforms: tuple[str, ...] = (),
+    check_reference: bool = True,
 ) -> BaseImage:
-    """The base image of the stage that `docker build [--target]` would produce."""
+    """The base image of the stage that `docker build [--target]` would produce.
+
+    `check_reference=False` answers the image as expanded even when it is no reference (the
+    linter reads every stage, also those a build skips)."""
     try:
         commands = dockerfile.parse_string(text)
     except dockerfile.GoParseError as error:
         raise DockerfileError(f"the Dockerfile does not parse: {error}") from None
     global_args: dict[str, str] = dict(_platform_args(platforms))
     stages: list[tuple[str | None, str, int]] = []  # (name, image, line), in order
+    written: dict[int, str] = {}  # the image of each FROM line as written
+    declared: set[str] = set()  # the global ARG names
     for command in commands:
+        if command.cmd is None:  # a line the parser keeps no instruction of (a lone "\\")
+            continue
         if command.cmd.upper() == "ARG" and not stages:
             for item in command.value:
                 name, has_default, default = _unquote(item).partition("=")
+                declared.add(name)
                 if name in build_args:
                     global_args[name] = build_args[name]
                 elif has_default:
@@ -144,8 +159,11 @@ def final_base_image(
         elif command.cmd.upper() == "FROM":
             values = list(command.value)
             if not values:
-                raise DockerfileError(f"line {command.start_line}: FROM names no image")
+                raise DockerfileError(
+                    f"spec.dockerfile: line {command.start_line}: FROM names no image"
+                )
             image = _expand(values[0], global_args)
+            written[command.start_line] = values[0]
             alias = values[2].lower() if len(values) >= 3 and values[1].upper() == "AS" else None
             stages.append((alias, image, command.start_line))
     if not stages:
@@ -171,7 +189,53 @@ def final_base_image(
         raise DockerfileError(f"line {line}: FROM expands to an empty image name{applied}")
     if image.lower() == "scratch":
         return BaseImage(None, stage_name, line)
+    if not check_reference:
+        return BaseImage(image, stage_name, line)
+    _check_reference(
+        image, line, written[line], values=global_args, declared=declared, build_args=build_args
+    )
     return BaseImage(image, stage_name, line)
+
+
+_PLAIN_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _check_reference(
+    image: str,
+    line: int,
+    written: str,
+    *,
+    values: Mapping[str, str],
+    declared: set[str],
+    build_args: Mapping[str, str],
+) -> None:
+    """Refuse an expanded `FROM` that is not an image reference, naming the line, and the
+    variables it uses without a value or an image that carries two tags."""
+    try:
+        reference_.parse(image)
+    except reference_.InvalidReference as error:
+        problem = str(error)
+    else:
+        return
+    hints: list[str] = []
+    for braced, bare in _PLAIN_VARIABLE.findall(written):
+        name = braced or bare
+        if values.get(name):
+            continue
+        if name in declared and name in build_args:
+            hint = f"spec.buildArgs.{name} is empty"
+        elif name not in declared:
+            hint = f"{name} is not declared by an ARG before the first FROM"
+        else:
+            hint = f"ARG {name} has no value (give it a default or set spec.buildArgs.{name})"
+        if hint not in hints:
+            hints.append(hint)
+    if image.rsplit("/", 1)[-1].count(":") > 1:
+        hints.append("the image already has a tag before the one the Dockerfile adds")
+    raise DockerfileError(
+        f"spec.dockerfile: line {line}: FROM {written} expands to {image!r}, which is not an "
+        f"image reference: {'; '.join(hints) if hints else problem}"
+    )
 
 
 def _unquote(item: str) -> str:

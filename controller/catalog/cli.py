@@ -7,19 +7,29 @@ commits. As in the operator, a file that cannot be edited is reported and the ot
 
 Exit status: 0 nothing would change, 1 changes shown (or written), 2 an error (a bad argument, a
 glob that names no file, a refused path, an invalid manifest), each message naming the file.
+
+The files are written before any diff is printed, so what `--write` does never depends on
+standard output: `plan --write | head -3` writes every file; a reader that stops early only cuts
+the diff short (no error, the exit status as if it had read everything). `--field` is checked as
+the CRD checks spec.catalog.field, and an environment definition's own keys (`name`,
+`templatePath`, ...) are refused. A digest (`--digest`, or `--image ...@sha256:...`) or
+`--keep-tag` without `--pin Digest` is refused rather than dropped: with the default `--pin Tag`
+the operator writes the tag, and a preview that silently wrote something else, or ignored what
+was asked, would mislead.
 """
 
 from __future__ import annotations
 
 import argparse
 import difflib
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
 
 from controller import errors
 from controller.api import spec as model
-from controller.catalog import formats, manifests, select
+from controller.catalog import formats, manifests, select, yamlpath
 
 PROG = "ade-runner-operator catalog"
 EXIT_UNCHANGED = 0
@@ -96,8 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repository_field,
     )
     try:
-        if args.repository_field and args.format != "yaml":
-            raise ValueError("--repository-field needs --format yaml")
+        _check_arguments(args)
         value = manifests.reference(args.image, args.digest, args.pin, keep_tag=args.keep_tag)
         selection = select.select(args.repo, args.manifests)
     except (ValueError, errors.StalledError, OSError) as error:
@@ -105,21 +114,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     problems = [f"{glob}: no file matches (ManifestNotFound)" for glob in selection.unmatched]
     problems += [f"{refused.path}: refused: {refused.reason}" for refused in selection.refused]
-    changed = 0
+    diffs: list[str] = []
     for path in selection.files:
         file = selection.root / path
         try:
             text = manifests.decode(file.read_bytes(), path=path)
             edit, _ = formats.write(text, target, value, path=path)
             if edit.changed:
-                _output(unified_diff(path, text, edit.text))
                 if args.write:
                     file.write_bytes(manifests.encode(edit.text))
-                changed += 1
+                diffs.append(unified_diff(path, text, edit.text))
         except manifests.ManifestInvalid as error:
             problems.append(error.message)
         except OSError as error:
             problems.append(f"{path}: {error.strerror or error}")
+    _output("".join(diffs))
+    changed = len(diffs)
     verb = "written" if args.write else "would change"
     print(
         f"{PROG} plan: {value}: {changed} of {len(selection.files)} file(s) {verb}",
@@ -147,15 +157,59 @@ def _lines(text: str) -> list[str]:
     return lines if lines[-1] else lines[:-1]
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Refuse what the operator would refuse or what would be ignored (see the module
+    docstring); ValueError with a one-line message naming the option."""
+    if args.repository_field and args.format != "yaml":
+        raise ValueError("--repository-field needs --format yaml")
+    if args.format != "yaml":
+        problem = manifests.field_problem(args.field)
+        if problem is not None:
+            raise ValueError(f"--field {problem}")
+    else:
+        for option, path in (
+            ("--field", args.field),
+            ("--repository-field", args.repository_field),
+        ):
+            if option == "--field" or path:
+                try:
+                    yamlpath.parse_path(path)
+                except ValueError as error:
+                    raise ValueError(f"{option} {error}") from None
+    if args.pin is model.PinMode.TAG:
+        if args.digest is not None or "@" in args.image:
+            raise ValueError(
+                "a digest is given but --pin is Tag, which writes the tag only: add --pin Digest"
+                " to write the digest (--keep-tag to keep the tag too), or leave the digest out"
+            )
+        if args.keep_tag:
+            raise ValueError("--keep-tag needs --pin Digest")
+
+
 def _output(text: str) -> None:
-    """Write the diff as UTF-8 bytes whatever the locale (a manifest may hold any character)."""
-    sys.stdout.flush()
-    buffer = getattr(sys.stdout, "buffer", None)
-    if buffer is None:
-        sys.stdout.write(text)
+    """Write the diff as UTF-8 bytes whatever the locale (a manifest may hold any character).
+
+    A reader that has gone (`| head`) ends the output quietly: the files are already written,
+    and standard output is pointed at /dev/null so that the interpreter's last flush cannot
+    fail either."""
+    if not text:
         return
-    buffer.write(text.encode("utf-8"))
-    buffer.flush()
+    try:
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is None:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        buffer.write(text.encode("utf-8"))
+        buffer.flush()
+    except BrokenPipeError:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):  # no file descriptor behind sys.stdout (a test's capture)
+            pass
 
 
 def _problem(message: str) -> None:

@@ -50,6 +50,26 @@ FIELD_ORDER = ("name", "version", "summary", "description", "runner", "templateP
 """The order of an environment definition's keys in ADE's documentation and samples."""
 REQUIRED_KEYS = ("name", "templatePath")
 """What makes a YAML document an environment definition."""
+FIELD_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+"""A top-level key `field` may name (the CRD's pattern for spec.catalog.field)."""
+RESERVED_FIELDS = tuple(key for key in FIELD_ORDER if key != "runner")
+"""ADE's own keys of an environment definition, never an image field: writing an image reference
+into `name` or `templatePath` would rename every environment or break its template."""
+
+
+def field_problem(field: str) -> str | None:
+    """Why `field` cannot be the field an image reference is written to (format
+    EnvironmentDefinition), or None when it can."""
+    if not FIELD_PATTERN.fullmatch(field):
+        return f"{field!r} must be a top-level key (letters, digits, _ and -)"
+    if field in RESERVED_FIELDS:
+        return (
+            f"{field!r} is an environment definition's own key, not an image field "
+            f"(refused: {', '.join(RESERVED_FIELDS)})"
+        )
+    return None
+
+
 ENCODING = "utf-8"
 
 
@@ -111,12 +131,15 @@ def set_field(
     spans: list[Span] = []
     previous: list[str | None] = []
     manifests: list[int] = []
+    anchored: list[int] = []  # documents whose field holds an anchor (its aliases follow it)
     for index, (root, data) in enumerate(zip(parsed.roots, parsed.data, strict=True)):
         if data is None:
             continue  # an empty document: a leading or trailing "---", a comment only
         where = f" (document {index + 1})" if len(parsed.roots) > 1 else ""
         _check_manifest(data, required_keys, path=path, where=where)
         manifests.append(index)
+        if _holds_anchor(root, field):
+            anchored.append(index)
         previous.append(text_of(data.get(field)))
         span = _field_span(text, parsed, root, data, field=field, value=value, order=order)
         if isinstance(span, str):
@@ -128,7 +151,7 @@ def set_field(
     new_text = _apply(text, spans)
     if new_text == text:
         return Edit(changed=False, text=text, previous=tuple(previous))
-    _verify(path, parsed.data, new_text, manifests, field=field, value=value)
+    _verify(path, parsed.data, new_text, manifests, anchored, field=field, value=value)
     return Edit(changed=True, text=new_text, previous=tuple(previous))
 
 
@@ -324,6 +347,11 @@ def _after(
             rest = text[end + comma + 1 : newline].strip(" \t")
             if not rest or rest.startswith("#"):
                 return newline, newline, f"{_line_end(text, end)}{indent}{entry},"
+        newline = _newline(text, end)
+        rest = text[end:newline]
+        if rest.strip(" \t").startswith("#"):
+            # The last entry with a comment after it: the comment stays on its line.
+            return end, newline, f",{rest}{_line_end(text, end)}{indent}{entry}"
         return end, end, f",{_line_end(text, end)}{indent}{entry}"
     indent = indent if indent is not None else ""
     line = _line_start(text, end)
@@ -364,13 +392,15 @@ def _verify(
     before: Sequence[Any],
     new_text: str,
     manifests: Sequence[int],
+    anchored: Sequence[int],
     *,
     field: str,
     value: str,
 ) -> None:
     refusal = f"cannot set {field} without changing something else; edit it by hand"
     try:
-        after = list(YAML(typ="rt").load_all(new_text))
+        with yamlnodes.quiet():
+            after = list(YAML(typ="rt").load_all(new_text))
     except YAMLError as error:
         problem = f"{refusal} (the edit breaks the YAML: {describe_error(error)})"
         raise ManifestInvalid(path, problem) from None
@@ -380,30 +410,58 @@ def _verify(
         if index not in manifests:
             same = plain_data(old) == plain_data(new)
         else:
+            # An alias of the field's anchored value follows it: both read as one marker.
+            marker = ("<the field's anchor>",)
+            follows = index in anchored and isinstance(new, Mapping)
             same = (
                 isinstance(new, Mapping)
                 and text_of(new.get(field)) == value
-                and plain_data(_without(old, field)) == plain_data(_without(new, field))
+                and plain_data(_without(old, field), follow=(_held(old, field, follows), marker))
+                == plain_data(_without(new, field), follow=(_held(new, field, follows), marker))
             )
         if not same:
             raise ManifestInvalid(path, refusal)
+
+
+def _holds_anchor(root: Node, field: str) -> bool:
+    """Whether the field's value is written with an anchor (`runner: &image ...`), not an
+    alias: its aliases then follow the new value (module docstring)."""
+    entry = next((item for item in root.entries if item[0].scalar == field), None)
+    return (
+        entry is not None
+        and getattr(entry[1].event, "anchor", None) is not None
+        and not (isinstance(entry[1].event, events.AliasEvent))
+    )
+
+
+def _held(data: Mapping[str, Any], field: str, follows: bool) -> Any:
+    """The field's anchored value, whose aliases are the same object; None when it has none."""
+    return data.get(field) if follows else None
 
 
 def _without(data: Mapping[str, Any], field: str) -> list[tuple[Any, Any]]:
     return [(key, item) for key, item in data.items() if key != field]
 
 
-def plain_data(data: Any, seen: frozenset[int] = frozenset()) -> Any:
-    """Data as plain, comparable values: mappings become ordered pairs, tags are kept."""
+def plain_data(
+    data: Any, seen: frozenset[int] = frozenset(), *, follow: tuple[Any, Any] = (None, None)
+) -> Any:
+    """Data as plain, comparable values: mappings become ordered pairs, tags are kept. With
+    `follow=(node, marker)`, the anchored `node` and its every alias read as `marker`."""
+    if follow[0] is not None and data is follow[0]:
+        return follow[1]
     if id(data) in seen:
         return ("<recursive>",)
     inner = seen | {id(data)}
     if isinstance(data, TaggedScalar):
         return ("<tagged>", str(data.tag), data.value)
     if isinstance(data, Mapping):
-        return [(plain_data(key, inner), plain_data(item, inner)) for key, item in data.items()]
+        return [
+            (plain_data(key, inner, follow=follow), plain_data(item, inner, follow=follow))
+            for key, item in data.items()
+        ]
     if isinstance(data, list | tuple):
-        return [plain_data(item, inner) for item in data]
+        return [plain_data(item, inner, follow=follow) for item in data]
     tag = getattr(data, "tag", None)
     if tag is not None and getattr(tag, "value", None) is not None:
         return ("<tagged>", str(tag.value), data)

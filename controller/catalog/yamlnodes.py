@@ -16,15 +16,17 @@ an empty value, a null or an alias becomes double-quoted; any other scalar keeps
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import functools
 import json
 import re
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from ruamel.yaml import YAML, events, tokens
-from ruamel.yaml.error import YAMLError
+from ruamel.yaml.error import ReusedAnchorWarning, YAMLError
 
 Span = tuple[int, int, str]
 """(start, end, replacement): the text from start to end is replaced."""
@@ -83,11 +85,21 @@ class Parsed:
         return self.value_tokens[position][1]
 
 
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Loading without ruamel's warnings: an anchor defined again (`&a x`, later `&a y`) is valid
+    YAML (an alias names the latest), not a problem to print or, with warnings as errors, raise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReusedAnchorWarning)
+        yield
+
+
 def parse(text: str) -> Parsed:
     """`text` loaded and indexed; raises YAMLError when it is not valid YAML."""
-    data = tuple(YAML(typ="rt").load_all(text))
-    found = list(YAML(typ="rt").scan(text))
-    roots = tuple(_documents(iter(list(YAML(typ="rt").parse(text)))))
+    with quiet():
+        data = tuple(YAML(typ="rt").load_all(text))
+        found = list(YAML(typ="rt").scan(text))
+        roots = tuple(_documents(iter(list(YAML(typ="rt").parse(text)))))
     return Parsed(
         data=data,
         roots=roots,
@@ -138,7 +150,8 @@ def scalar_span(
 ) -> Span | str | None:
     """The span that sets `node` to the string `value`; a problem (str) when it cannot be set.
 
-    `key` is the node's key (None for a sequence item): an empty value is written after its ":".
+    `key` is the node's key (None for a sequence item): an empty value is written after its ":",
+    or after its anchor or tag (`runner: &image`).
     `name` names the node in problems. `null`: the scalar reads as a null ("~", "null"), not as
     a string whose style to keep. `holds`: the scalar already reads as `value`, so there is
     nothing to write (None); it is heeded only once the node is known to be a scalar that can be
@@ -157,6 +170,9 @@ def scalar_span(
     if holds:
         return None
     start = parsed.scalar_start(node)
+    if start is None and node.end > node.start:
+        # An empty value with an anchor or a tag ("runner: &image"): write it after them.
+        return node.end, node.end, " " + double_quoted(value)
     if start is None:  # an empty value ("runner:"): write it after the ":"
         colon = parsed.value_indicator_after(key.end) if key is not None else None
         if colon is None:

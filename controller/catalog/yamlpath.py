@@ -193,7 +193,8 @@ def _verify(
 ) -> None:
     refusal = "cannot set the fields without changing something else; edit it by hand"
     try:
-        after = list(YAML(typ="rt").load_all(new_text))
+        with yamlnodes.quiet():
+            after = list(YAML(typ="rt").load_all(new_text))
     except YAMLError as error:
         detail = manifests.describe_error(error)
         raise ManifestInvalid(path, f"{refusal} (the edit breaks the YAML: {detail})") from None

@@ -168,7 +168,8 @@ def lint(
     overrides recognizing it as ADE core >= 4 by name. Raises `DockerfileError` when the text
     does not parse or has no stage to build."""
     try:
-        commands = dockerfile.parse_string(text)
+        # A line the parser keeps no instruction of (a lone "\\") has no command: skipped.
+        commands = [c for c in dockerfile.parse_string(text) if c.cmd is not None]
     except dockerfile.GoParseError as error:
         raise build_dockerfile.DockerfileError(f"the Dockerfile does not parse: {error}") from None
     stages = _stages(text, commands, build_args)
@@ -200,7 +201,9 @@ def lint(
 def _stages(
     text: str, commands: Sequence[dockerfile.Command], build_args: Mapping[str, str]
 ) -> list[_Stage]:
-    lines = text.splitlines(keepends=True)
+    # Lines as BuildKit counts them: split at "\n" only (`splitlines` also splits at "\x1e",
+    # "\x0c", "\u2028", ..., which moved the cut before the wrong FROM).
+    lines = [f"{line}\n" for line in text.split("\n")]
     froms = [c.start_line for c in commands if c.cmd.upper() == "FROM"]
     stages: list[_Stage] = []
     for command in commands:
@@ -217,7 +220,7 @@ def _stages(
         position = len(stages)
         end = froms[position + 1] - 1 if position + 1 < len(froms) else len(lines)
         root = build_dockerfile.final_base_image(
-            "".join(lines[:end]), build_args=build_args
+            "".join(lines[:end]), build_args=build_args, check_reference=False
         ).reference
         stages.append(_Stage(alias, command.start_line, earlier[-1] if earlier else None, root))
     return stages

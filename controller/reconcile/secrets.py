@@ -58,7 +58,7 @@ async def docker_config(
         )
     try:
         parsed = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
         parsed = None
     if not isinstance(parsed, dict):
         raise errors.StalledError(

@@ -16,7 +16,7 @@ from collections.abc import Generator, Iterable, Iterator
 
 from controller import durations, errors
 from controller.api import spec as model
-from controller.catalog import yamlpath
+from controller.catalog import manifests, yamlpath
 from controller.git import refs
 
 TAG_PLACEHOLDERS = {
@@ -206,9 +206,13 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
 
 def _catalog_fields(catalog: model.Catalog) -> Iterator[errors.SpecError]:
     if catalog.format is not model.CatalogFormat.YAML:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", catalog.field):
+        if not manifests.FIELD_PATTERN.fullmatch(catalog.field):
             yield errors.SpecError(
                 "spec.catalog.field", "must be a top-level key with format EnvironmentDefinition"
+            )
+        elif catalog.field in manifests.RESERVED_FIELDS:
+            yield errors.SpecError(
+                "spec.catalog.field", str(manifests.field_problem(catalog.field))
             )
         if catalog.repository_field:
             yield errors.SpecError("spec.catalog.repositoryField", "needs format YAML")
@@ -344,17 +348,21 @@ def _tag_template(field: str, template: str) -> Iterator[errors.SpecError]:
     names = yield from _template(field, template, frozenset(TAG_PLACEHOLDERS))
     if names is None:
         return
-    longest = string.Formatter().vformat(
-        template, (), {name: "x" * size for name, size in TAG_PLACEHOLDERS.items()}
+    longest = _render(template, {name: "x" * size for name, size in TAG_PLACEHOLDERS.items()})
+    # Two builds that differ in every character of every value (revisions, keys and timestamps
+    # are hex or digits): each must render to a valid tag, and the two tags must differ, else
+    # the template gives every build the same tag (`v{timestamp:.0}` as much as `v1`).
+    first, second = (
+        _render(template, {name: char * size for name, size in TAG_PLACEHOLDERS.items()})
+        for char in "01"
     )
-    sample = string.Formatter().vformat(template, (), dict.fromkeys(TAG_PLACEHOLDERS, "a0"))
     if len(longest) > 128:
         yield errors.SpecError(
             field, f"can expand to {len(longest)} characters; a tag has at most 128"
         )
-    elif not _TAG.match(sample):
+    elif not _TAG.match(first) or not _TAG.match(second):
         yield errors.SpecError(field, "does not render to a valid tag")
-    elif not names:
+    elif not names or first == second:
         yield errors.SpecError(
             field,
             "must contain a placeholder ({shortRevision}, {shortBuildKey}, ...) so that every build"
@@ -362,10 +370,17 @@ def _tag_template(field: str, template: str) -> Iterator[errors.SpecError]:
         )
 
 
+def _render(template: str, values: dict[str, str]) -> str:
+    """`template` with `values` (a template `_template` accepted renders without error)."""
+    return string.Formatter().vformat(template, (), values)
+
+
 def _template(
     field: str, template: str, allowed: frozenset[str]
 ) -> Generator[errors.SpecError, None, frozenset[str] | None]:
-    """Yield a problem with `template`; return the placeholder names it uses when it is valid."""
+    """Yield a problem with `template`; return the placeholder names it uses when it is valid:
+    known names only, and a conversion or format spec that formatting a string accepts
+    (`{image!z}`, `{revision:d}` raised only when the template was used)."""
     try:
         parts = list(string.Formatter().parse(template))
     except ValueError as error:
@@ -376,6 +391,11 @@ def _template(
     if unknown:
         known = ", ".join("{" + name + "}" for name in sorted(allowed))
         yield errors.SpecError(field, f"unknown placeholder {{{unknown[0]}}} (known: {known})")
+        return None
+    try:
+        _render(template, dict.fromkeys(allowed, "x"))
+    except (ValueError, TypeError, IndexError, KeyError) as error:
+        yield errors.SpecError(field, f"is not a valid template: {error}")
         return None
     return names
 

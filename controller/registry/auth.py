@@ -9,13 +9,13 @@
   `.dockerconfigjson` key; the older `.dockercfg` shape without `auths` too) into credentials per
   registry host. Keys may be hosts (`contoso.azurecr.io`, `127.0.0.1:5000`) or URLs
   (`https://index.docker.io/v1/`); `auth` (base64 of `user:password`) wins over `username` /
-  `password`, as in Docker. Errors name the entry, never its content.
+  `password`, as in Docker. Errors name the entry, never its content (nor user information a
+  URL key may hold). Any payload gives a store or a `DockerConfigError`.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import json
 import re
@@ -195,36 +195,45 @@ class CredentialStore(Mapping[str, Credentials]):
 
 
 def normalize_host(key: str) -> str:
-    """A docker config key or a host to the form references use: `https://x/v1/` -> `x`."""
+    """A docker config key or a host to the form references use: `https://x/v1/` -> `x`
+    (user information, `https://user:password@x/`, is no part of the host)."""
     text = key.strip()
     if "://" in text:
         text = text.split("://", 1)[1]
-    text = text.split("/", 1)[0]
+    text = text.rpartition("@")[2].split("/", 1)[0]
     return reference.normalize_registry(text).lower()
 
 
-def _entry(host: str, entry: Any) -> Credentials | None:
+def _shown(key: str) -> str:
+    """A docker config key as an error may quote it: anything up to the last "@" masked (user
+    information, whatever it holds, even a "/" a URL would have escaped)."""
+    scheme, sep, rest = key.rpartition("://") if "://" in key else ("", "", key)
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return repr(f"{scheme}{sep}{rest}")
+
+
+def _entry(key: str, entry: Any) -> Credentials | None:
+    host = _shown(key)
     if not isinstance(entry, Mapping):
-        raise DockerConfigError(f"entry {host!r} is not an object")
+        raise DockerConfigError(f"entry {host} is not an object")
     username, password = entry.get("username") or "", entry.get("password") or ""
     encoded = entry.get("auth")
     if encoded:
         if not isinstance(encoded, str):
-            raise DockerConfigError(f"entry {host!r}: auth is not a string")
+            raise DockerConfigError(f"entry {host}: auth is not a string")
         try:
             decoded = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
             text = decoded.decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise DockerConfigError(
-                f"entry {host!r}: auth is not base64 of user:password"
-            ) from None
+        except ValueError:  # binascii.Error, non-ASCII text, UnicodeDecodeError
+            raise DockerConfigError(f"entry {host}: auth is not base64 of user:password") from None
         username, sep, password = text.partition(":")
         if not sep:
-            raise DockerConfigError(f"entry {host!r}: auth is not base64 of user:password")
+            raise DockerConfigError(f"entry {host}: auth is not base64 of user:password")
     token = entry.get("identitytoken") or None
     for name, value in (("username", username), ("password", password), ("identitytoken", token)):
         if value is not None and not isinstance(value, str):
-            raise DockerConfigError(f"entry {host!r}: {name} is not a string")
+            raise DockerConfigError(f"entry {host}: {name} is not a string")
     if not (username or password or token):
         return None  # e.g. only a credential helper or a registrytoken: nothing usable here
     return Credentials(username=username, password=password, identity_token=token)
@@ -237,7 +246,7 @@ def parse_docker_config(payload: bytes | str | Mapping[str, Any]) -> CredentialS
     else:
         try:
             document = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise DockerConfigError("the docker config is not valid JSON") from None
     if not isinstance(document, Mapping):
         raise DockerConfigError("the docker config is not a JSON object")

@@ -155,15 +155,15 @@ def parse(text: str, *, default_registry: str = DOCKER_HUB) -> Reference:
     if not text or text != text.strip():
         raise InvalidReference(f"{text!r} is not an image reference")
     remainder, at, digest = text.partition("@")
-    if at:
-        validate_digest(digest)
-    # A ":" after the last "/" starts the tag; one before it belongs to host:port.
-    slash = remainder.rfind("/")
-    colon = remainder.rfind(":")
-    tag: str | None = None
-    if colon > slash:
-        remainder, tag = remainder[:colon], validate_tag(remainder[colon + 1 :])
     try:
+        if at:
+            validate_digest(digest)
+        # A ":" after the last "/" starts the tag; one before it belongs to host:port.
+        slash = remainder.rfind("/")
+        colon = remainder.rfind(":")
+        tag: str | None = None
+        if colon > slash:
+            remainder, tag = remainder[:colon], validate_tag(remainder[colon + 1 :])
         registry, repository = _split_registry(remainder, default_registry)
         if registry == DOCKER_HUB and "/" not in repository:
             repository = f"library/{repository}"
@@ -177,6 +177,9 @@ def format_familiar(ref: Reference) -> str:
     text = str(ref)
     if ref.registry != DOCKER_HUB:
         return text
+    first = ref.repository.split("/", 1)[0]
+    if "/" in ref.repository and (any(c in first for c in ".:") or first == "localhost"):
+        return text  # `docker.io/a.b/c` without its registry would read `a.b` as one
     text = text.removeprefix(f"{DOCKER_HUB}/")
     short = text.removeprefix("library/")
     return short if "/" not in ref.repository.removeprefix("library/") else text

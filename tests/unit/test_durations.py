@@ -35,3 +35,19 @@ def test_parse_invalid_raises_value_error_quoting_text(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration") as caught:
         durations.parse(text)
     assert repr(text) in str(caught.value)
+
+
+# Found by tests/unit/properties/test_durations.py: `\d` took any Unicode digit, which the CRD's
+# `[0-9]` refuses, and a number beyond a float's range became an infinite duration.
+
+
+@pytest.mark.parametrize("text", ["\uff10h", "\u0661s", "\u00b2m"])
+def test_only_ascii_digits_as_the_crd_pattern(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        durations.parse(text)
+
+
+def test_a_number_too_large_for_a_float_is_refused_not_infinite() -> None:
+    with pytest.raises(ValueError, match="too large"):
+        durations.parse("9" * 309 + "h")
+    assert durations.parse("9" * 300 + "ms") > 1e290

@@ -42,7 +42,6 @@ def test_ade_pattern_uses_the_arg_defaults() -> None:
             {"BASE_IMAGE": "contoso.azurecr.io/core", "IMAGE_VERSION": "1"},
             "contoso.azurecr.io/core:1",
         ),
-        ({"IMAGE_VERSION": ""}, "mcr.microsoft.com/deployment-environments/runners/core:"),
     ],
 )
 def test_ade_pattern_with_build_args_overriding(build_args: dict[str, str], expected: str) -> None:
@@ -92,8 +91,8 @@ def test_several_args_on_one_line_with_a_continuation() -> None:
 def test_variable_forms(
     image: str, declared: str, build_args: dict[str, str], expected: str
 ) -> None:
-    text = f"{declared}\nFROM registry.example/{image}:1\n"
-    assert base(text, **build_args) == f"registry.example/{expected}:1"
+    text = f"{declared}\nFROM registry.example/r{image}:1\n"
+    assert base(text, **build_args) == f"registry.example/r{expected}:1"
 
 
 def test_default_word_is_expanded_too() -> None:
@@ -117,7 +116,55 @@ def test_arg_after_the_first_from_is_not_used_for_from() -> None:
 
 def test_build_arg_for_an_arg_declared_only_inside_a_stage_is_not_used() -> None:
     text = "FROM alpine AS one\nARG TAG=2\nFROM runner:${TAG}\n"
-    assert base(text, TAG="9") == "runner:"
+    with pytest.raises(DockerfileError) as raised:
+        base(text, TAG="9")
+    assert raised.value.message == (
+        "spec.dockerfile: line 3: FROM runner:${TAG} expands to 'runner:', which is not an image"
+        " reference: TAG is not declared by an ARG before the first FROM"
+    )
+
+
+# --- what the expansion gives must be an image reference (found by tests/unit/properties) -------
+
+
+def test_an_arg_without_default_or_build_arg_is_refused_naming_the_line_and_the_arg() -> None:
+    text = (
+        "ARG IMAGE_VERSION\n"
+        "FROM mcr.microsoft.com/deployment-environments/runners/core:${IMAGE_VERSION}\n"
+    )
+    with pytest.raises(DockerfileError) as raised:
+        base(text)
+    assert raised.value.reason == "DockerfileInvalid"
+    assert raised.value.message == (
+        "spec.dockerfile: line 2: FROM mcr.microsoft.com/deployment-environments/runners/core:"
+        "${IMAGE_VERSION} expands to 'mcr.microsoft.com/deployment-environments/runners/core:',"
+        " which is not an image reference: ARG IMAGE_VERSION has no value (give it a default or"
+        " set spec.buildArgs.IMAGE_VERSION)"
+    )
+    assert base(text, IMAGE_VERSION="4.0.0") == (
+        "mcr.microsoft.com/deployment-environments/runners/core:4.0.0"
+    )
+
+
+def test_an_empty_build_arg_is_refused_naming_it() -> None:
+    with pytest.raises(DockerfileError, match=r"line 3: .*spec\.buildArgs\.IMAGE_VERSION is empty"):
+        base(ADE, IMAGE_VERSION="")
+
+
+def test_a_base_image_that_already_has_a_tag_is_refused_naming_the_line() -> None:
+    with pytest.raises(DockerfileError) as raised:
+        base(ADE, BASE_IMAGE="mcr.microsoft.com/deployment-environments/runners/core:4.0.0-preview")
+    assert raised.value.message == (
+        "spec.dockerfile: line 3: FROM ${BASE_IMAGE}:${IMAGE_VERSION} expands to"
+        " 'mcr.microsoft.com/deployment-environments/runners/core:4.0.0-preview:latest', which is"
+        " not an image reference: the image already has a tag before the one the Dockerfile adds"
+    )
+
+
+def test_only_the_final_stage_chain_must_be_a_reference() -> None:
+    """BuildKit skips a stage the target does not need; so does the check."""
+    text = "ARG V\nFROM unused:${V} AS skipped\nFROM alpine:3.20\n"
+    assert base(text) == "alpine:3.20"
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -302,3 +349,11 @@ def test_nested_default() -> None:
 def test_target_by_index_is_unknown() -> None:
     with pytest.raises(DockerfileError, match=r"spec\.target"):
         final_base_image("FROM alpine\nFROM debian\n", build_args={}, target="0")
+
+
+def test_a_line_with_no_instruction_is_skipped() -> None:
+    """Found by tests/unit/properties/test_dockerfile.py (long profile): a lone backslash gave
+    a command without an instruction, and AttributeError."""
+    assert base("FROM alpine:3.20\nRUN true\n\\") == "alpine:3.20"
+    with pytest.raises(DockerfileError, match="no FROM"):
+        base("\\")

@@ -304,3 +304,116 @@ def test_plan_help_loads_only_the_catalog_engine(capsys: pytest.CaptureFixture[s
     assert result.stderr.strip().splitlines()[-1] == "0 []", result.stderr
     with capsys.disabled():
         print(f"\n[figure] python -m controller catalog plan --help: {seconds * 1000:.0f} ms")
+
+
+# --- as a user drives it: a pipe that closes, options checked like the CRD ---------------------
+
+OLD = "contoso.azurecr.io/ade/bicep:1.0.0"
+
+
+def _big_catalog(root: pathlib.Path, files: int = 8, documents: int = 12) -> list[pathlib.Path]:
+    """`files` manifests whose diffs together are several times a pipe's buffer (64 KiB), so
+    that a reader that stops after three lines closes the pipe while the diff is being written."""
+    paths = []
+    description = "a long description " * 150
+    for index in range(files):
+        path = root / f"Environments/E{index}/environment.yaml"
+        path.parent.mkdir(parents=True)
+        path.write_text(
+            "---\n".join(
+                f"name: Env{index}-{doc}\ndescription: {description}\nrunner: {OLD}\n"
+                "templatePath: main.bicep\n"
+                for doc in range(documents)
+            )
+        )
+        paths.append(path)
+    return paths
+
+
+@pytest.mark.parametrize("write", [True, False])
+def test_write_does_not_depend_on_standard_output(tmp_path: pathlib.Path, write: bool) -> None:
+    """`plan --write | head -3` wrote 1 of 8 files and blamed the 7 others with "Broken pipe"."""
+    paths = _big_catalog(tmp_path)
+    before = {path: path.read_bytes() for path in paths}
+    args = plan(tmp_path, *(["--write"] if write else []))
+    with subprocess.Popen(
+        [sys.executable, "-m", "controller", "catalog", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as writer:
+        assert writer.stdout is not None
+        assert writer.stderr is not None
+        head = subprocess.run(
+            ["head", "-3"], stdin=writer.stdout, capture_output=True, timeout=120, check=True
+        )
+        writer.stdout.close()  # only head reads the diff, as in a shell pipeline
+        err = writer.stderr.read().decode()
+        code = writer.wait(timeout=120)
+    first, second, hunk = head.stdout.decode().splitlines()
+    assert (first, second) == (
+        "--- a/Environments/E0/environment.yaml",
+        "+++ b/Environments/E0/environment.yaml",
+    )
+    assert hunk.startswith("@@ -1,")
+    assert code == cli.EXIT_CHANGED, err
+    assert "error" not in err
+    assert "Broken pipe" not in err
+    if write:
+        assert "8 of 8 file(s) written" in err
+        for path in paths:
+            assert path.read_text() == before[path].decode().replace(OLD, IMAGE)
+    else:
+        assert "8 of 8 file(s) would change" in err
+        assert {path: path.read_bytes() for path in paths} == before
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--field", "name"), "--field 'name' is an environment definition's own key"),
+        (("--field", "templatePath"), "--field 'templatePath' is an environment definition's own"),
+        (("--field", "parameters"), "--field 'parameters' is an environment definition's own key"),
+        (("--field", "image.tag"), "--field 'image.tag' must be a top-level key"),
+        (("--field", ""), "--field '' must be a top-level key"),
+        (("--field", "9lives"), "--field '9lives' must be a top-level key"),
+        (
+            ("--format", "yaml", "--field", "image..tag"),
+            "--field 'image..tag': '' is not a key with optional [N] or [key=value]",
+        ),
+        (
+            ("--format", "yaml", "--field", "tag", "--repository-field", "a[x]"),
+            "--repository-field 'a[x]': [x] is neither [N] nor [key=value]",
+        ),
+        (("--digest", D256), "a digest is given but --pin is Tag, which writes the tag only"),
+        (("--keep-tag",), "--keep-tag needs --pin Digest"),
+    ],
+)
+def test_options_are_checked_as_the_crd_checks_them(
+    tmp_path: pathlib.Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: tuple[str, ...],
+    message: str,
+) -> None:
+    repo = checkout(tmp_path, "plain")
+    before = test_golden.tree(repo)
+    assert cli.main(plan(repo, *extra, "--write")) == cli.EXIT_ERROR
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("ade-runner-operator catalog plan: error: ")
+    assert message in lines[0]
+    assert test_golden.tree(repo) == before
+
+
+def test_a_digest_in_the_image_without_pin_digest_is_refused_not_dropped(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before, `--image repo:tag@digest` with the default --pin Tag wrote `repo:tag`."""
+    repo = checkout(tmp_path, "plain")
+    args = ["plan", "--repo", str(repo), "--manifests", "**/environment.yaml"]
+    assert cli.main([*args, "--image", f"{IMAGE}@{D256}"]) == cli.EXIT_ERROR
+    assert "add --pin Digest to write the digest" in capsys.readouterr().err
+    assert cli.main([*args, "--image", f"{IMAGE}@{D256}", "--pin", "Digest"]) == cli.EXIT_CHANGED
+    assert f"+runner: contoso.azurecr.io/ade/bicep@{D256}\n" in capsys.readouterr().out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from controller import errors
@@ -74,6 +76,52 @@ def test_alias_value_is_replaced_and_the_anchor_kept() -> None:
     result = edit(text)
     assert result.previous == ("A",)
     assert result.text == text.replace("runner: *n", f'runner: "{IMAGE}"')
+
+
+@pytest.mark.parametrize("tag", ["", "!!str "])
+def test_an_anchored_value_keeps_its_anchor_and_its_aliases_follow(tag: str) -> None:
+    """Found by tests/unit/properties/test_catalog_manifests.py: as the module docstring says,
+    but the check after the edit saw the alias change and refused the file ("cannot set runner
+    without changing something else")."""
+    text = (
+        f"name: A\nrunner: &img {tag}old\ntemplatePath: main.bicep\n"
+        "x-image: *img\nparameters: [{id: i, default: *img}]\n"
+    )
+    result = edit(text)
+    assert result.text == text.replace(f"&img {tag}old", f"&img {tag}{IMAGE}")
+    assert edit(result.text).changed is False
+
+
+@pytest.mark.parametrize(
+    "old",
+    ["runner: &img", "runner: &img  # later", "runner: !!str"],
+)
+def test_an_empty_value_with_an_anchor_or_a_tag_is_written_after_them(old: str) -> None:
+    """Found by tests/unit/properties/test_catalog_manifests.py: the value went after the ":",
+    before the anchor (`runner: "image" &img`), and the check refused the broken YAML."""
+    text = f"name: A\n{old}\ntemplatePath: main.bicep\n"
+    props = old.split("runner: ", 1)[1].split(" ", maxsplit=1)[0]
+    assert f'runner: {props} "{IMAGE}"' in edit(text).text
+    flow = "{name: A, runner: &img , templatePath: main.bicep}\n"
+    assert edit(flow).text == flow.replace("&img ", f'&img "{IMAGE}" ')
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_an_entry_appended_to_a_flow_mapping_leaves_the_last_comment_on_its_line(
+    newline: str,
+) -> None:
+    """Found by tests/unit/properties/test_catalog_manifests.py (long profile): the comment after
+    the last entry moved to the line of the new one."""
+    text = newline.join(["{", "  name: A,  # a", "  templatePath: main.bicep  # t", "}", ""])
+    result = manifests.set_field(text, field="image", value=IMAGE, path="e.yaml")
+    assert result.text == newline.join(
+        ["{", "  name: A,  # a", "  templatePath: main.bicep,  # t", f'  image: "{IMAGE}"', "}", ""]
+    )
+
+
+def test_aliases_of_the_anchor_an_alias_field_names_stay() -> None:
+    text = "name: &n A\nrunner: *n\ntemplatePath: main.bicep\nx-name: *n\n"
+    assert edit(text).text == text.replace("runner: *n", f'runner: "{IMAGE}"')
 
 
 def test_field_only_merged_in_is_inserted_not_edited_in_the_anchor() -> None:
@@ -301,3 +349,12 @@ def test_reference_refuses(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         manifests.reference(image, digest, pin)
+
+
+def test_an_anchor_defined_again_is_valid_yaml_not_a_warning() -> None:
+    """Found by tests/unit/properties/test_catalog_manifests.py (long profile): ruamel warned
+    (ReusedAnchorWarning), an exception where warnings are errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        text = "name: &a A\ntemplatePath: &a main.bicep\nrunner: *a\n"
+        assert edit(text).text == text.replace("runner: *a", f'runner: "{IMAGE}"')

@@ -235,6 +235,24 @@ def test_an_unparsable_dockerfile_raises() -> None:
         lint.lint("RUN true\n", build_args={})
 
 
+# Found by tests/unit/properties/test_dockerfile.py: the linter must read what the resolver reads.
+
+
+@pytest.mark.parametrize("separator", ["\x1e", "\x0c", "\u2028", "\x85"])
+def test_lines_are_cut_at_newlines_only_as_buildkit_counts_them(separator: str) -> None:
+    """`splitlines` also split at these, so a stage was cut before the wrong FROM ("the
+    Dockerfile has no FROM instruction" for a Dockerfile the resolver read)."""
+    text = f"# a{separator}comment\nFROM alpine AS one\nFROM {CORE}:latest\n{TAIL}"
+    assert found(text) == []
+
+
+def test_an_earlier_stage_that_is_no_reference_does_not_stop_the_lint() -> None:
+    """A stage the build skips may expand to no reference; the final one is what counts."""
+    text = f"FROM ${{BASE_IMAGE}}:${{IMAGE_VERSION}} AS unused\nFROM {CORE}:latest\n{TAIL}"
+    assert build_dockerfile.final_base_image(text, build_args={}).reference == f"{CORE}:latest"
+    assert found(text) == []
+
+
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
@@ -391,3 +409,8 @@ def test_chmod_must_reach_the_scripts(run: str, executable: bool) -> None:
 def test_line_endings_must_be_fixed_on_the_scripts(run: str, normalized: bool) -> None:
     text = f"FROM {CORE}:latest\nCOPY --chmod=755 s/ /scripts/\nRUN {run}\n"
     assert found(text) == ([] if normalized else [("ScriptsLineEndings", 2)])
+
+
+def test_a_line_with_no_instruction_is_skipped() -> None:
+    """Found by tests/unit/properties/test_dockerfile.py (long profile)."""
+    assert found(f"FROM {CORE}:latest\n{TAIL}\\") == []

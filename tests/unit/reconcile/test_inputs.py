@@ -89,3 +89,34 @@ async def test_dockerfile_warnings_go_to_status_and_their_event_is_told_once(
     await step(again)
     assert again.events == []
     assert again.updates["warnings"] == first.updates["warnings"]
+
+
+@pytest.mark.parametrize(
+    ("build_args", "problem"),
+    [
+        ({}, "ARG IMAGE_VERSION has no value"),
+        (
+            {"IMAGE_VERSION": "1", "BASE_IMAGE": "contoso.azurecr.io/core:4.0.0"},
+            "already has a tag",
+        ),
+    ],
+)
+async def test_a_from_that_is_no_image_reference_stalls_naming_the_line(
+    tmp_path: pathlib.Path, build_args: dict[str, str], problem: str
+) -> None:
+    """Before, `core:` and `core:4.0.0:1` reached the registry client, whose error was retried
+    as a generic failure in a loop; now the step stalls before any registry call."""
+    registry = fakes.FakeRegistry(digests={})
+    step = inputs.ResolveInputs(
+        fakes.make_services(tmp_path, registry=registry), memory.ObjectMemory()
+    )
+    text = (
+        "ARG BASE_IMAGE=contoso.azurecr.io/core\nARG IMAGE_VERSION\n"
+        "FROM ${BASE_IMAGE}:${IMAGE_VERSION}\n"
+    )
+    with pytest.raises(errors.StalledError) as raised:
+        await step(fakes.context(spec(text, buildArgs=build_args)))
+    assert raised.value.reason == "DockerfileInvalid"
+    assert raised.value.message.startswith("spec.dockerfile: line 3: FROM ")
+    assert problem in raised.value.message
+    assert registry.lookups == []

@@ -43,6 +43,8 @@ async def test_the_push_secret_is_parsed() -> None:
         ({"token": b"s3cr3t-value"}, "SecretInvalid", f"{FIELD}: Secret 'push' has no"),
         ({".dockerconfigjson": b"s3cr3t-value"}, "SecretInvalid", "holds no valid"),
         ({".dockerconfigjson": b'"s3cr3t-value"'}, "SecretInvalid", "holds no valid"),
+        # Found by tests/unit/properties/test_docker_config.py: RecursionError escaped.
+        ({".dockerconfigjson": b"[" * 100_000 + b"]" * 100_000}, "SecretInvalid", "no valid"),
     ],
 )
 async def test_a_bad_secret_stalls_naming_the_field_not_the_value(

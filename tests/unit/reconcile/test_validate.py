@@ -396,11 +396,41 @@ def test_tag_template_must_render_to_valid_tag(tag: str) -> None:
     assert messages(with_tag(tag)) == ["spec.image.tag: does not render to a valid tag"]
 
 
-@pytest.mark.parametrize("tag", ["{revision", "v}{revision}"])
+@pytest.mark.parametrize(
+    "tag",
+    [
+        "{revision",
+        "v}{revision}",
+        # Found by tests/unit/properties/test_templates.py: a format spec or conversion that a
+        # string refuses raised ValueError out of the validation (a generic error, retried).
+        "{revision:d}",
+        "{timestamp:%Y}",
+        "{shortRevision!z}",
+        "{revision:{shortRevision}}",
+    ],
+)
 def test_tag_template_malformed(tag: str) -> None:
     found = messages(with_tag(tag))
     assert len(found) == 1
     assert found[0].startswith("spec.image.tag: is not a valid template: ")
+
+
+@pytest.mark.parametrize("tag", ["v{shortRevision:.0}", "{revision:.0}{timestamp:.0}1"])
+def test_tag_template_whose_placeholders_render_to_nothing_is_a_fixed_tag(tag: str) -> None:
+    """Found while writing tests/unit/properties/test_templates.py: a placeholder cut to
+    nothing (`.0`) counted as one, and every build got the same tag."""
+    found = messages(with_tag(tag))
+    assert len(found) == 1
+    assert found[0].startswith("spec.image.tag: must contain a placeholder")
+
+
+def test_commit_template_with_a_bad_conversion_is_refused() -> None:
+    """Found by tests/unit/properties/test_templates.py: `{image!z}` passed the validation and
+    raised ValueError when the catalog commit was written."""
+    assert messages(with_commit_template("Use {image!z}")) == [
+        "spec.catalog.commit.messageTemplate: is not a valid template: "
+        "Unknown conversion specifier z"
+    ]
 
 
 # --- commit message template ---------------------------------------------------------------------
@@ -826,6 +856,15 @@ def test_check_lists_every_problem_in_one_message() -> None:
             {"repositoryField": "image.repository"},
             ["spec.catalog.repositoryField: needs format YAML"],
         ),
+        (
+            {"field": "templatePath"},
+            [
+                "spec.catalog.field: 'templatePath' is an environment definition's own key, not an"
+                " image field (refused: name, version, summary, description, templatePath,"
+                " parameters)"
+            ],
+        ),
+        ({"format": "YAML", "field": "name"}, []),
         ({"interval": "30m"}, []),
         ({"interval": "5s"}, ["spec.catalog.interval: must be at least 10s (got 5s)"]),
     ],

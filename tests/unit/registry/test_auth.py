@@ -172,6 +172,13 @@ def test_legacy_dockercfg_and_mappings() -> None:
         config(**{"h.io": {"auth": b64(NO_COLON)}}),
         config(**{"h.io": {"username": "u", "password": 42}}),
         config(**{"h.io": {"auth": 42}}),
+        # Found by tests/unit/properties/test_docker_config.py:
+        config(**{"h.io": {"auth": f"{SECRET}\u0080"}}),  # non-ASCII: ValueError escaped
+        config(**{f"https://user:{SECRET}@h.io/": None}),  # the key's password was quoted
+        config(**{f"https://user:{SECRET} x@h.io/": None}),  # also holding a space
+        config(**{f"user:{SECRET}@h.io": {"auth": 42}}),  # also without a scheme
+        config(**{f"https://user:{SECRET}/@h.io/": 1}),  # a "/" in it (long profile)
+        "[" * 100_000 + "]" * 100_000,  # RecursionError escaped
     ],
 )
 def test_docker_config_errors_quote_no_secret(payload: str) -> None:
@@ -188,3 +195,5 @@ def test_normalize_host() -> None:
     assert auth.normalize_host("https://index.docker.io/v1/") == "docker.io"
     assert auth.normalize_host("http://127.0.0.1:5000/v2/") == "127.0.0.1:5000"
     assert auth.normalize_host(" Contoso.azurecr.io ") == "contoso.azurecr.io"
+    assert auth.normalize_host("https://user:pass@h.io/v1/") == "h.io"
+    assert auth.normalize_host("https://user:pa/ss@h.io/v1/") == "h.io"

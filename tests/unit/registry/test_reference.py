@@ -95,6 +95,19 @@ def test_parse_refuses(text: str) -> None:
     assert str(caught.value) != repr(quoted)
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("core:", "'' is not a valid tag"), ("@", "'' is not a digest"), ("a@sha1:ab", "sha1")],
+)
+def test_a_bad_tag_or_digest_is_refused_quoting_the_whole_text(text: str, problem: str) -> None:
+    """Found by tests/unit/properties/test_reference.py: a bad tag or digest was refused quoting
+    only that part (`'' is not a valid tag`), leaving the reader to guess which reference."""
+    with pytest.raises(reference.InvalidReference) as caught:
+        reference.parse(text)
+    assert str(caught.value).startswith(f"{text!r} is not an image reference: ")
+    assert problem in str(caught.value)
+
+
 def test_endpoint_and_identifier() -> None:
     hub = reference.parse("alpine")
     assert hub.endpoint == "registry-1.docker.io"
@@ -152,3 +165,12 @@ def test_digests(text: str, ok: bool) -> None:
     else:
         with pytest.raises(reference.InvalidReference):
             reference.validate_digest(text)
+
+
+def test_the_familiar_form_keeps_docker_io_before_a_host_like_component() -> None:
+    """Found by tests/unit/properties/test_reference.py (long profile): `docker.io/0.0/ade`
+    became `0.0/ade`, which reads `0.0` as the registry."""
+    ref = reference.parse("docker.io/contoso.io/ade")
+    assert reference.format_familiar(ref) == "docker.io/contoso.io/ade"
+    assert reference.parse(reference.format_familiar(ref)) == ref
+    assert reference.format_familiar(reference.parse("docker.io/team/ade")) == "team/ade"
