@@ -232,9 +232,16 @@ def _check_reference(
             hints.append(hint)
     if image.rsplit("/", 1)[-1].count(":") > 1:
         hints.append("the image already has a tag before the one the Dockerfile adds")
+    # the spec's build args that went into it are named: the fix may be there, not in the file
+    given = dict.fromkeys(
+        f"spec.buildArgs.{braced or bare}"
+        for braced, bare in _PLAIN_VARIABLE.findall(written)
+        if (braced or bare) in build_args and values.get(braced or bare)
+    )
+    applied = f" with {', '.join(given)}" if given else ""
     raise DockerfileError(
-        f"spec.dockerfile: line {line}: FROM {written} expands to {image!r}, which is not an "
-        f"image reference: {'; '.join(hints) if hints else problem}"
+        f"spec.dockerfile: line {line}: FROM {written}{applied} expands to {image!r}, which is"
+        f" not an image reference: {'; '.join(hints) if hints else problem}"
     )
 
 

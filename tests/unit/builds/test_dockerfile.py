@@ -155,7 +155,8 @@ def test_a_base_image_that_already_has_a_tag_is_refused_naming_the_line() -> Non
     with pytest.raises(DockerfileError) as raised:
         base(ADE, BASE_IMAGE="mcr.microsoft.com/deployment-environments/runners/core:4.0.0-preview")
     assert raised.value.message == (
-        "spec.dockerfile: line 3: FROM ${BASE_IMAGE}:${IMAGE_VERSION} expands to"
+        "spec.dockerfile: line 3: FROM ${BASE_IMAGE}:${IMAGE_VERSION} with"
+        " spec.buildArgs.BASE_IMAGE expands to"
         " 'mcr.microsoft.com/deployment-environments/runners/core:4.0.0-preview:latest', which is"
         " not an image reference: the image already has a tag before the one the Dockerfile adds"
     )
