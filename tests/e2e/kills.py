@@ -11,7 +11,6 @@ uid. `Invariants` reads what happened from the API server (Jobs, its audit log),
 
 from __future__ import annotations
 
-import base64
 import collections
 import dataclasses
 import json
@@ -20,7 +19,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from tests.conftest import ARM_CLIENT_ID, ARM_CLIENT_SECRET, ARM_TENANT_ID
 from tests.e2e import buildjobs
 from tests.e2e.catalogs import MANIFEST
 from tests.env import arm as arm_
@@ -44,28 +42,6 @@ def catalog_files(names: list[str]) -> dict[str, str]:
 
 def principal(index: int) -> str:
     return f"7a7a7a7a-0000-4000-8000-{index:012d}"
-
-
-def azure_env(arm: arm_.ArmEmulator, **extra: str) -> dict[str, str]:
-    """The operator's settings for the emulator (its endpoints, CA and token scope)."""
-    return {
-        "ADE_AZURE_RESOURCE_MANAGER": arm.base_url,
-        "ADE_AZURE_AUTHORITY_HOST": arm.authority,
-        "ADE_AZURE_CA_BUNDLE": str(arm.ca_file),
-        "ADE_AZURE_CREDENTIAL_SCOPE": arm_.ARM_SCOPE,
-        **extra,
-    }
-
-
-def azure_secret(cluster: kube.Cluster, namespace: str) -> None:
-    data = {"tenantId": ARM_TENANT_ID, "clientId": ARM_CLIENT_ID, "clientSecret": ARM_CLIENT_SECRET}
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "azure"},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    cluster.apply(namespace, json.dumps(secret))
 
 
 def runner(

@@ -25,7 +25,6 @@ operator's `reconcile_duration_seconds` histogram): a reconcile that does not en
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import pathlib
@@ -47,7 +46,7 @@ from tests.conftest import (
     PUSH_USER,
     StartOperator,
 )
-from tests.e2e import buildjobs, catalogs
+from tests.e2e import azure, buildjobs, catalogs
 from tests.env import arm as arm_
 from tests.env import gitserver, kube, kwok, oci, registry, tokenserver
 from tests.env import operator as operator_
@@ -200,7 +199,7 @@ def scene(
                 )
                 buildjobs.push_secret(cluster, namespace, served.proxy.host)
                 catalogs.git_secret(cluster, namespace)
-                _azure_secret(cluster, namespace)
+                azure.azure_secret(cluster, namespace)
                 body = buildjobs.runner_image(namespace, served.proxy.host, "unused")
                 body["spec"]["source"] = {
                     "git": {
@@ -220,17 +219,6 @@ def scene(
                 }
                 catalogs.with_catalog(body, f"{git_proxy.url}/catalog.git", [MANIFEST_PATH])
                 yield Scene(namespace, served, git, git_proxy, emulator, arm_proxy, pusher, body)
-
-
-def _azure_secret(cluster: kube.Cluster, namespace: str) -> None:
-    data = {"tenantId": ARM_TENANT_ID, "clientId": ARM_CLIENT_ID, "clientSecret": ARM_CLIENT_SECRET}
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "azure"},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    cluster.apply(namespace, json.dumps(secret))
 
 
 # -- what a test checks ------------------------------------------------------------------------

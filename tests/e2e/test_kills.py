@@ -28,7 +28,7 @@ import pytest
 
 from controller.failpoints import Point
 from tests.conftest import StartOperator
-from tests.e2e import buildjobs, kills
+from tests.e2e import azure, buildjobs, kills
 from tests.e2e.catalogs import GIT_PASSWORD, GIT_USER, git_secret
 from tests.env import arm as arm_
 from tests.env import gitserver, kube, kwok, oci, registry, tokenserver
@@ -54,7 +54,7 @@ def _stack(
     token_server.set_anonymous_pull(False)
     buildjobs.push_secret(cluster, namespace, host)
     git_secret(cluster, namespace)
-    kills.azure_secret(cluster, namespace)
+    azure.azure_secret(cluster, namespace)
 
 
 def _killed_at(operator: operator_.OperatorProcess, point: Point) -> None:
@@ -102,7 +102,7 @@ def test_every_named_kill_point_then_restart(
                 principals=GRANTED_PRINCIPALS,
             ),
         }
-        env = kills.azure_env(arm)
+        env = azure.azure_env(arm)
         scripts = {name: kills.script_of(body) for name, body in bodies.items()}
         made = 0
         with kills.Farm(cluster, namespace, pusher, scripts) as farm:
@@ -260,7 +260,7 @@ def test_random_kills_across_twenty_runner_images(
             )
             for name in names
         }
-        env = kills.azure_env(arm, ADE_AZURE_CHECK_INTERVAL="1s")
+        env = azure.azure_env(arm, ADE_AZURE_CHECK_INTERVAL="1s")
         scripts = {name: kills.script_of(body) for name, body in bodies.items()}
         images = dict.fromkeys(names, 1)
         survived = 0
@@ -383,7 +383,7 @@ def test_api_server_hard_stop_during_a_batch(
         }
         # A resync every 20 s (1 m by default): a status write that an older one, retried by
         # kopf while the API server was away, overwrote is written again on the next look.
-        operator = start_operator(**kills.azure_env(arm, ADE_RESYNC_INTERVAL="20s"))
+        operator = start_operator(**azure.azure_env(arm, ADE_RESYNC_INTERVAL="20s"))
         scripts = {name: kills.script_of(body) for name, body in bodies.items()}
         with kills.Farm(cluster, namespace, pusher, scripts) as farm:
             for body in bodies.values():

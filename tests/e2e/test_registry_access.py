@@ -14,7 +14,6 @@ credential or token reaches status, Events or the operator's log.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import pathlib
 from collections.abc import Iterator
@@ -30,11 +29,11 @@ from tests.conftest import (
     ARM_CLIENT_SECRET,
     ARM_READER_CLIENT_ID,
     ARM_READER_SECRET,
-    ARM_TENANT_ID,
     PUSH_PASSWORD,
     StartOperator,
 )
 from tests.e2e import buildjobs
+from tests.e2e.azure import azure_env, azure_secret
 from tests.e2e.catalogs import GIT_PASSWORD, GIT_USER, MANIFEST, git_secret, with_catalog
 from tests.env import arm as arm_
 from tests.env import gitserver, kube, kwok, oci, registry, tokenserver
@@ -55,30 +54,6 @@ def git_server(tmp_path: pathlib.Path) -> Iterator[gitserver.GitServer]:
     with gitserver.running(tmp_path / "git", {GIT_USER: GIT_PASSWORD}) as server:
         server.create_repo("catalog", {MANIFEST_PATH: MANIFEST.format(name="webapp")})
         yield server
-
-
-def azure_env(arm: arm_.ArmEmulator, **extra: str) -> dict[str, str]:
-    """The operator's settings for the emulator (its endpoints, CA and token scope)."""
-    return {
-        "ADE_AZURE_RESOURCE_MANAGER": arm.base_url,
-        "ADE_AZURE_AUTHORITY_HOST": arm.authority,
-        "ADE_AZURE_CA_BUNDLE": str(arm.ca_file),
-        "ADE_AZURE_CREDENTIAL_SCOPE": arm_.ARM_SCOPE,
-        **extra,
-    }
-
-
-def azure_secret(
-    cluster: kube.Cluster, namespace: str, *, client_id: str, secret: str, name: str = "azure"
-) -> None:
-    data = {"tenantId": ARM_TENANT_ID, "clientId": client_id, "clientSecret": secret}
-    secret_object = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
-    }
-    cluster.apply(namespace, json.dumps(secret_object))
 
 
 def runner(

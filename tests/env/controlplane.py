@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from tests.env import certs
+from tests.env import certs, process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -206,23 +206,28 @@ class ControlPlane:
 
     def start_apiserver(self, *, timeout: float = 120.0) -> None:
         """Start kube-apiserver again (same flags, same port, same etcd) and wait until it is
-        ready; any other component that gave up meanwhile is started again too."""
+        ready; any other component that gave up meanwhile is started again too. The controller
+        manager and the scheduler are started anew once it is ready: their informers back off
+        for minutes after an outage (a new namespace then got no `default` ServiceAccount, and
+        a later test's Job no pod), and the control plane is shared by the whole session."""
         for index, (name, proc) in enumerate(self._procs):
             if proc.poll() is not None:
-                with (self.logs / f"{name}.log").open("ab") as log:
-                    self._procs[index] = (
-                        name,
-                        subprocess.Popen(
-                            self._argv[name], stdout=log, stderr=subprocess.STDOUT, cwd=self.folder
-                        ),
-                    )
+                self._procs[index] = (name, self._popen(name))
         self._wait_ready(timeout)
+        for index, (name, proc) in enumerate(self._procs):
+            if name in ("kube-controller-manager", "kube-scheduler"):
+                process.terminate(proc)
+                self._procs[index] = (name, self._popen(name))
+
+    def _popen(self, name: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            return subprocess.Popen(
+                self._argv[name], stdout=log, stderr=subprocess.STDOUT, cwd=self.folder
+            )
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         self._argv[name] = argv
-        with (self.logs / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
-        self._procs.append((name, proc))
+        self._procs.append((name, self._popen(name)))
 
     def _wait_ready(self, timeout: float) -> None:
         context = self.ssl_context()
