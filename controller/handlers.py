@@ -20,7 +20,7 @@ from typing import Any, cast
 
 import kopf
 
-from controller import assembly, backoff, kube
+from controller import apisession, assembly, backoff, kube
 from controller import config as config_
 from controller.api import identity
 from controller.builds import job
@@ -102,15 +102,17 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     metrics.watch_builds_in_flight(lambda: len(services_.slots.active))
 
     @kopf.on.login(registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # In a pod: the service account, at KUBERNETES_SERVICE_HOST/PORT as every Kubernetes
         # client reads them (kopf's own helper always dials kubernetes.default.svc, which a
         # host-network pod without cluster DNS cannot resolve); elsewhere: $KUBECONFIG or
         # ~/.kube/config.
-        pod = kopf.login_with_service_account(**kwargs)
-        if pod is not None:
-            return dataclasses.replace(pod, server=kube.in_cluster_server(os.environ))
-        return kopf.login_with_kubeconfig(**kwargs)
+        info = kopf.login_with_service_account(**kwargs)
+        if info is not None:
+            info = dataclasses.replace(info, server=kube.in_cluster_server(os.environ))
+        else:
+            info = kopf.login_with_kubeconfig(**kwargs)
+        return None if info is None else _bounded(info)
 
     @kopf.index(*_RESOURCE, id="runner_repositories", registry=registry)
     def runner_repositories(
@@ -197,6 +199,22 @@ async def _reconcile(
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if report.retry:
         raise kopf.TemporaryError(report.message, delay=report.requeue_after or retry_delay(retry))
+
+
+def _bounded(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
+    """kopf's session for `info`, with its requests bounded (`controller.apisession`)."""
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+        aiohttp_session=apisession.session(
+            ssl_context=info.as_ssl_context(),
+            headers=info.as_http_headers(),
+            proxy=info.proxy_url,
+            trust_env=info.trust_env,
+        ),
+    )
 
 
 def _reconciling(status: kopf.Status, **_: Any) -> bool:
