@@ -43,3 +43,13 @@ def delay(
     ceiling = min(cap, base * 2.0 ** min(max(attempt - 1, 0), _MAX_DOUBLINGS))
     seconds = ceiling / 2 + (rng or _RANDOM).uniform(0, ceiling / 2) if jitter else ceiling
     return seconds if at_least is None else max(seconds, at_least)
+
+
+API_SERVER_WAITS = (1.0, 1.0, 2.0, 3.0) + (5.0,) * 120
+"""How requests to the API server wait out one that cannot be reached: every 5 s for about ten
+minutes. Both kopf's own requests (watches, its patches, Events; `handlers`) and a reconcile's
+status write (`reconcile.status_writes`). kopf's default (1 s up to 21 s, nine attempts, ~54 s)
+gives up on a longer outage: the watch and the timers of some RunnerImages died with the error
+while the process lived on, and those objects were never reconciled again until a restart
+(`tests/e2e/test_kills.py`, the API server away 90 s). The 5 s step also looks again soon after
+the API server is back, where the default waited up to 21 s more."""

@@ -2,14 +2,16 @@
 
 Resume, create, update (including the manual-trigger annotation and the build-finished stamp
 that a build's end sets, `controller.reconcile.wake`) and the timers all call
-`_reconcile`, which runs `controller.reconcile.cycle` (lock, slot, memory, runner, metrics) and
-hands its report to kopf: the status patch (written once, and only when non-empty), the Events
-the runner chose, and a retry with backoff after a transient failure.
+`_reconcile`, which runs `controller.reconcile.cycle` (lock, slot, memory, runner, status write,
+metrics) and hands its report to kopf: the Events the runner chose, and a retry with backoff
+after a transient failure. The status is written by the cycle, under the object's lock; kopf
+writes only its own annotations and finalizer, and the first `Reconciling` of a new object.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -30,13 +32,6 @@ from controller.reconcile import cycle, owners, runner, services
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
 _JOBS = ("batch", "v1", "jobs")
 MAX_RETRY_DELAY = 300.0
-API_BACKOFFS = (1.0, 1.0, 2.0, 3.0) + (5.0,) * 120
-"""How kopf's own requests (watches, status patches, Events) wait out an API server that cannot
-be reached: every 5 s for about ten minutes. kopf's default (1 s up to 21 s, nine attempts, ~54 s)
-gives up on a longer outage: the watch and the timers of some RunnerImages died with the error
-while the process lived on, and those objects were never reconciled again until a restart
-(`tests/e2e/test_kills.py`, the API server away 90 s). The 5 s step also looks again soon after
-the API server is back, where the default waited up to 21 s more."""
 
 
 def retry_delay(retry: int) -> float:
@@ -68,35 +63,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        settings.persistence.finalizer = identity.FINALIZER
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-            prefix=identity.KOPF_STATE_PREFIX
-        )
-        settings.persistence.diffbase_storage = DigestDiffBaseStorage(
-            prefix=identity.KOPF_STATE_PREFIX, key="last-handled-configuration"
-        )
-        settings.posting.level = logging.CRITICAL + 1  # only the Events the runner chooses
-        settings.posting.reporting_component = "ade-runner-operator"
-        settings.posting.reporting_instance = socket.gethostname()
-        # Concurrency is bounded by `reconcile_slots` (in _reconcile), not by kopf's worker_limit:
-        # kopf's per-object workers linger for batching.idle_timeout after each event, so a small
-        # worker_limit turns into a queue that drains a few objects every few seconds.
-        settings.watching.server_timeout = 300
-        settings.networking.error_backoffs = API_BACKOFFS
-        settings.watching.client_timeout = 330
-        # With named namespaces, serve exactly those and the CRD as found at start-up: scanning
-        # would need cluster-wide list/watch of namespaces and CRDs, which a namespaced install's
-        # Roles do not grant (kopf would retry for about a minute before serving anything).
-        settings.scanning.disabled = bool(config.namespaces)
-        # The watch of build Jobs asks the API server for the operator's Jobs only.
-        settings.watching.label_selectors[_JOBS] = f"{job.LABEL_MANAGED_BY}={job.MANAGED_BY}"
-        settings.peering.standalone = not config.peering
-        if config.peering:
-            settings.peering.name = config.peering
-            settings.peering.clusterwide = config.clusterwide
-            # kopf's default (60 s) is how long a killed leader blocks the standby; each replica
-            # renews its record 5-10 s before it lapses (the only writes of an idle replica).
-            settings.peering.lifetime = max(2, round(config.peering_lifetime))
+        _configure(settings, config)
 
     services_ = assembly.services_from_config(config)
     metrics.watch_builds_in_flight(lambda: len(services_.slots.active))
@@ -129,11 +96,9 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     @kopf.on.resume(*_RESOURCE, registry=registry)
     @kopf.on.create(*_RESOURCE, registry=registry)
     @kopf.on.update(*_RESOURCE, registry=registry)
-    async def on_change(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int, **kwargs: Any
-    ) -> None:
+    async def on_change(body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
         services_.owners.index = kwargs["runner_repositories"]
-        await _reconcile(services_, body, patch, memo, retry)
+        await _reconcile(services_, body, memo, retry)
 
     # The resync's first run one interval on: creation and resumption are on_change's (kopf
     # would run a timer at once when an object appears, a second reconcile of every new one).
@@ -143,9 +108,9 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         initial_delay=config.resync_interval,
         registry=registry,
     )
-    async def on_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def on_timer(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         services_.owners.index = kwargs["runner_repositories"]
-        await _reconcile(services_, body, patch, memo, retry=0)
+        await _reconcile(services_, body, memo, retry=0)
 
     @kopf.timer(
         *_RESOURCE,
@@ -156,13 +121,21 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         when=_reconciling,
         registry=registry,
     )
-    async def on_progress(
-        body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any
-    ) -> None:
+    async def on_progress(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         services_.owners.index = kwargs["runner_repositories"]
         # Work is in flight (Reconciling=True, e.g. a build): look at it every few seconds.
         # Timers write nothing of their own, unlike kopf's retries of a handler.
-        await _reconcile(services_, body, patch, memo, retry=0)
+        await _reconcile(services_, body, memo, retry=0)
+
+    @kopf.on.event(*_RESOURCE, when=_not_taken_yet, registry=registry)
+    async def on_appear(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+        # A new RunnerImage says Reconciling in kopf's first cycle of it, the one that only adds
+        # the finalizer (its status is written first); on_change runs a cycle later.
+        early = cycle.first_word(
+            runner.ObjectView.of(body), now=datetime.datetime.now(datetime.UTC)
+        )
+        if early is not None:
+            patch.status.update(early)
 
     @kopf.on.event(*_JOBS, labels={job.LABEL_MANAGED_BY: job.MANAGED_BY}, registry=registry)
     async def on_build_job(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -187,14 +160,47 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         cycle.forget(services_, namespace=namespace, name=name, state=memo.get("state"))
 
 
+def _configure(settings: kopf.OperatorSettings, config: config_.Config) -> None:
+    """kopf's settings for this operator: its storage names, watches, retries and peering."""
+    settings.persistence.finalizer = identity.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=identity.KOPF_STATE_PREFIX
+    )
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
+        prefix=identity.KOPF_STATE_PREFIX, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.CRITICAL + 1  # only the Events the runner chooses
+    settings.posting.reporting_component = "ade-runner-operator"
+    settings.posting.reporting_instance = socket.gethostname()
+    # Concurrency is bounded by `reconcile_slots` (in _reconcile), not by kopf's worker_limit:
+    # kopf's per-object workers linger for batching.idle_timeout after each event, so a small
+    # worker_limit turns into a queue that drains a few objects every few seconds.
+    settings.watching.server_timeout = 300
+    settings.networking.error_backoffs = backoff.API_SERVER_WAITS
+    settings.watching.client_timeout = 330
+    # With named namespaces, serve exactly those and the CRD as found at start-up: scanning
+    # would need cluster-wide list/watch of namespaces and CRDs, which a namespaced install's
+    # Roles do not grant (kopf would retry for about a minute before serving anything).
+    settings.scanning.disabled = bool(config.namespaces)
+    # The watch of build Jobs asks the API server for the operator's Jobs only.
+    settings.watching.label_selectors[_JOBS] = f"{job.LABEL_MANAGED_BY}={job.MANAGED_BY}"
+    settings.peering.standalone = not config.peering
+    if config.peering:
+        settings.peering.name = config.peering
+        settings.peering.clusterwide = config.clusterwide
+        # kopf's default (60 s) is how long a killed leader blocks the standby; each replica
+        # renews its record 5-10 s before it lapses (the only writes of an idle replica).
+        settings.peering.lifetime = max(2, round(config.peering_lifetime))
+
+
 async def _reconcile(
-    services_: services.Services, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, retry: int
+    services_: services.Services, body: kopf.Body, memo: kopf.Memo, retry: int
 ) -> None:
     state: cycle.ObjectState = memo.setdefault("state", cycle.ObjectState())
     version = str(body.metadata.get("resourceVersion") or "")
+    # The status is written in the cycle, under the object's lock (`reconcile.status_writes`),
+    # not through kopf's patch: kopf's patches of one object are not ordered.
     report = await cycle.run(services_, state, runner.ObjectView.of(body), version=version)
-    if report.status_patch:
-        patch.status.update(report.status_patch)
     for event in report.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if report.retry:
@@ -215,6 +221,15 @@ def _bounded(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
             trust_env=info.trust_env,
         ),
     )
+
+
+def _not_taken_yet(type: str | None, body: kopf.Body, **_: Any) -> bool:
+    """Whether kopf has yet to take this RunnerImage (no finalizer, not being deleted): the
+    filter of `on_appear`, so that the other events call (and log) nothing."""
+    meta = body.metadata
+    if type == "DELETED" or meta.deletion_timestamp:
+        return False
+    return identity.FINALIZER not in (meta.get("finalizers") or [])
 
 
 def _reconciling(status: kopf.Status, **_: Any) -> bool:

@@ -3,8 +3,9 @@
 Under the object's lock and one reconcile slot: the status to start from (`ObjectMemory`), the
 early `Reconciling=True` write of a new generation (kstatus, see `runner.progress`; none for an
 object its spec alone decides, `runner.decided_by_spec`), the runner
-with the default steps, what the operator remembers of it, and the reconcile's metrics. The
-handlers only hand the returned report to kopf (the status patch, the Events, a retry).
+with the default steps, its status write (`status_writes`: under the lock, so the writes of one
+object land in order), what the operator remembers of it, and the reconcile's metrics. The
+handlers only hand the returned report to kopf (the Events, a retry).
 
 A service that failed with Retry-After (`Report.hold`) is owed that time by every cause of a
 reconcile, not only by the handler that failed (kopf's retries are per handler: a timer or a
@@ -20,13 +21,14 @@ import dataclasses
 import datetime
 import logging
 import time
+from typing import Any
 
 from controller import kube
 from controller.api import identity
 from controller.observe import logs, metrics
 from controller.observe import status as status_
 from controller.reconcile import memory as memory_
-from controller.reconcile import pipeline, runner, services, writing
+from controller.reconcile import pipeline, runner, services, status_writes, writing
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +88,25 @@ async def run(
                     reported=memory.reported,
                     deadline=services_.reconcile_timeout,
                 )
+            if report.status_patch:
+                try:
+                    await status_writes.write(
+                        services_.kube,
+                        namespace=obj.namespace,
+                        name=obj.name,
+                        patch=report.status_patch,
+                    )
+                except kube.KubeError as error:
+                    # Not written: nothing is remembered of this reconcile, and kopf retries it.
+                    logger.error("the status could not be written: %s", error)
+                    _report_metrics(obj, report, seconds=time.monotonic() - started)
+                    return dataclasses.replace(
+                        report,
+                        status_patch={},
+                        events=[],
+                        retry=True,
+                        message=f"the status could not be written: {error}",
+                    )
             memory.reported = report.ready
             writing.expect(
                 services_.catalog,
@@ -142,6 +163,21 @@ async def _say_progressing(
     except kube.KubeError as error:  # the reconcile's own patch still lands
         logger.warning("could not say the reconcile started: %s", error)
         return ""
+
+
+def first_word(read: runner.ObjectView, *, now: datetime.datetime) -> dict[str, Any] | None:
+    """The `Reconciling=True` status patch of a RunnerImage as the watch first shows it, before
+    kopf has taken it (no finalizer yet); None when there is nothing to say early.
+
+    kopf's first cycle of a new object only adds its finalizer; the reconcile runs on the next
+    cycle, after that patch's round trip through the API server. Said in the first cycle (kopf
+    writes the status before the finalizer), a burst of new objects each shows Reconciling one
+    round trip sooner, and the reconcile then reads it from the body: `run` says nothing twice.
+    """
+    early = runner.progress(read, now=now)
+    if early is None or runner.decided_by_spec(read):
+        return None
+    return early
 
 
 def forget(

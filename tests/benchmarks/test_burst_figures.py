@@ -36,6 +36,7 @@ import pytest
 from kubernetes import client, config, watch
 
 from controller import apisession
+from controller import kube as kube_
 from controller.api import identity
 from tests.conftest import StartOperator
 from tests.e2e import samples
@@ -52,9 +53,10 @@ transient memory that stays resident), with room for a loaded 2-core machine; th
 is not asserted on a loaded machine. The bounds catch a regression; the goals are printed beside
 the figures. Before the API server session was bounded (`controller.apisession`) the RSS followed
 the burst's pace, 250-640 MiB, with up to 729 connections open at once."""
-SOCKETS_BOUND = apisession.REQUESTS_IN_FLIGHT + 16
-"""The operator's sockets at once during the burst: the bounded requests, the watches, the
-metrics and health endpoints, and room for connections being closed."""
+SOCKETS_BOUND = apisession.REQUESTS_IN_FLIGHT + kube_.CALLS_AT_ONCE + 16
+"""The operator's sockets at once during the burst: kopf's bounded requests, the operator's own
+client's pool (its status writes), the watches, the metrics and health endpoints, and room for
+connections being closed."""
 QUIET = 30.0
 CREATORS = 16
 LONG = os.environ.get("ADE_BENCH_LONG") == "1"

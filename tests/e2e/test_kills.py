@@ -194,14 +194,25 @@ def test_every_named_kill_point_then_restart(
 
 
 def _wait_synced(cluster: kube.Cluster, namespace: str, names: list[str]) -> None:
-    def synced() -> bool:
+    def behind() -> dict[str, Any]:
+        # What is not synced yet: each one's catalog status and Ready.
+        found = {}
         for name in names:
-            catalog = _status(cluster, namespace, name).get("catalog") or {}
+            status = _status(cluster, namespace, name)
+            catalog = status.get("catalog") or {}
             if not catalog.get("revision") or catalog.get("syncedRevision") != catalog["revision"]:
-                return False
-        return True
+                found[name] = {
+                    "catalog": catalog,
+                    "Ready": kube.condition({"status": status}, "Ready"),
+                }
+        return found
 
-    kube.wait_for(synced, timeout=120, what="every catalog revision synced", interval=0.5)
+    try:
+        kube.wait_for(
+            lambda: not behind(), timeout=120, what="every catalog revision synced", interval=0.5
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}; not synced: {behind()}") from None
 
 
 RANDOM_SEED = 20261206

@@ -22,6 +22,11 @@ class FakeKube:
     def __init__(self, secrets: Mapping[str, Mapping[str, bytes] | int] | None = None) -> None:
         self.secrets = dict(secrets or {})
         self.read: list[str] = []
+        self.statuses: list[Mapping[str, Any]] = []
+
+    async def patch_status(self, *, namespace: str, name: str, patch: Any, **_: Any) -> str:
+        self.statuses.append(patch)
+        return f"rv-status-{len(self.statuses)}"
 
     async def read_secret(self, *, namespace: str, name: str) -> kube.Secret | None:
         self.read.append(name)

@@ -6,12 +6,13 @@ against every cause of a reconcile."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import pathlib
 from typing import Any
 
 import pytest
 
-from controller import errors
+from controller import errors, kube
 from controller.api import identity
 from controller.reconcile import cycle, pipeline, runner, steps
 from tests.unit.reconcile import fakes
@@ -30,6 +31,7 @@ SPEC = {
         }
     },
 }
+NOW = datetime.datetime(2026, 12, 6, tzinfo=datetime.UTC)
 SUSPENDED = {**SPEC, "suspend": True}
 INVALID = {**SPEC, "dockerfile": "../Dockerfile"}
 
@@ -71,7 +73,8 @@ async def test_a_new_generation_says_reconciling_first_then_reports(tmp_path: pa
     services = fakes.make_services(tmp_path, kube_=cluster)
     state = cycle.ObjectState()
     report = await cycle.run(services, state, view(3), version="rv-0")
-    (early,) = cluster.patches
+    early, written = cluster.patches
+    assert written == report.status_patch  # the reconcile's own write, after the early one
     assert early["observedGeneration"] == 3
     assert [c["type"] for c in early["conditions"]] == ["Reconciling"]
     assert report.result is runner.Result.STALLED
@@ -83,8 +86,9 @@ async def test_a_new_generation_says_reconciling_first_then_reports(tmp_path: pa
 async def test_a_known_generation_writes_nothing_early(tmp_path: pathlib.Path) -> None:
     cluster = StatusKube()
     services = fakes.make_services(tmp_path, kube_=cluster)
-    await cycle.run(services, cycle.ObjectState(), view(3, {"observedGeneration": 3}), version="v")
-    assert cluster.patches == []
+    known = view(3, {"observedGeneration": 3})
+    report = await cycle.run(services, cycle.ObjectState(), known, version="v")
+    assert cluster.patches == [report.status_patch]  # its own write only
 
 
 async def test_one_reconcile_of_an_object_at_a_time(tmp_path: pathlib.Path) -> None:
@@ -93,7 +97,7 @@ async def test_one_reconcile_of_an_object_at_a_time(tmp_path: pathlib.Path) -> N
     state = cycle.ObjectState()
     await asyncio.gather(*(cycle.run(services, state, view(g), version="") for g in (1, 2, 3)))
     assert cluster.most_in_flight == 1
-    assert len(cluster.patches) == 3
+    assert len(cluster.patches) == 6  # each its early write and its own, never two at once
 
 
 async def test_other_objects_say_reconciling_while_the_slots_are_taken(
@@ -212,7 +216,78 @@ async def test_what_the_spec_alone_decides_is_reported_without_an_early_write(
     services = fakes.make_services(tmp_path, kube_=cluster)
     state = cycle.ObjectState()
     report = await cycle.run(services, state, view(1, spec=spec), version="rv-0")
-    assert cluster.patches == []
+    assert cluster.patches == [report.status_patch]
     assert report.result.value == result
     assert report.status_patch["observedGeneration"] == 1
     assert state.memory.stale_versions == {"rv-0"}
+
+
+def test_the_first_word_of_a_new_object_is_reconciling() -> None:
+    early = cycle.first_word(view(1), now=NOW)
+    assert early is not None
+    assert early["observedGeneration"] == 1
+    assert [(c["type"], c["status"]) for c in early["conditions"]] == [("Reconciling", "True")]
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        pytest.param(view(2, {"observedGeneration": 2}), id="its generation already spoken of"),
+        pytest.param(view(1, spec=SUSPENDED), id="suspended: its report follows at once"),
+        pytest.param(view(1, spec=INVALID), id="invalid: its report follows at once"),
+    ],
+)
+def test_no_first_word_when_there_is_nothing_to_say_early(obj: runner.ObjectView) -> None:
+    assert cycle.first_word(obj, now=NOW) is None
+
+
+async def test_a_reconcile_after_the_first_word_writes_nothing_early(
+    tmp_path: pathlib.Path,
+) -> None:
+    # kopf wrote the first word before the finalizer: the reconcile reads it, says it not again.
+    cluster = StatusKube()
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    said = cycle.first_word(view(1), now=NOW)
+    assert said is not None
+    report = await cycle.run(services, cycle.ObjectState(), view(1, said), version="rv-1")
+    assert cluster.patches == [report.status_patch]
+    assert report.result is runner.Result.STALLED  # its own patch, from the status it read
+    assert [c["type"] for c in report.status_patch["conditions"]] != ["Reconciling"]
+
+
+class RefusingKube(StatusKube):
+    """Writes the early status, refuses the reconcile's own write with `status`."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    async def patch_status(self, *, namespace: str, name: str, patch: Any, **_: Any) -> str:
+        if "Reconciling" not in [c["type"] for c in patch.get("conditions") or []]:
+            raise kube.KubeError(self.status, f"HTTP {self.status}")
+        return await super().patch_status(namespace=namespace, name=name, patch=patch)
+
+
+async def test_a_status_not_written_is_not_remembered_and_the_reconcile_is_retried(
+    tmp_path: pathlib.Path,
+) -> None:
+    cluster = RefusingKube(422)
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    state = cycle.ObjectState()
+    report = await cycle.run(services, state, view(3), version="rv-0")
+    assert report.retry
+    assert "the status could not be written" in report.message
+    assert report.status_patch == {}
+    assert report.events == []
+    assert state.memory.written is None
+    assert state.memory.reported is None
+
+
+async def test_a_status_write_for_an_object_gone_is_nothing_to_retry(
+    tmp_path: pathlib.Path,
+) -> None:
+    cluster = RefusingKube(404)
+    services = fakes.make_services(tmp_path, kube_=cluster)
+    report = await cycle.run(services, cycle.ObjectState(), view(3), version="rv-0")
+    assert not report.retry
+    assert report.result is runner.Result.STALLED
