@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -27,6 +28,7 @@ from controller import config as config_
 from controller.api import identity
 from controller.builds import job
 from controller.observe import metrics
+from controller.observe import status as status_
 from controller.reconcile import cycle, owners, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
@@ -130,12 +132,15 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     @kopf.on.event(*_RESOURCE, when=_not_taken_yet, registry=registry)
     async def on_appear(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         # A new RunnerImage says Reconciling in kopf's first cycle of it, the one that only adds
-        # the finalizer (its status is written first); on_change runs a cycle later.
+        # the finalizer; on_change runs a cycle later. A transformation, not a merge patch: kopf
+        # applies it after the finalizer. Written before it, the status made an event without
+        # the finalizer, kopf tried to add it twice, and the second (refused, then a no-op) left
+        # the object unhandled until some other write came (a timer's: up to a minute).
         early = cycle.first_word(
             runner.ObjectView.of(body), now=datetime.datetime.now(datetime.UTC)
         )
         if early is not None:
-            patch.status.update(early)
+            patch.fns.append(functools.partial(_merge_status, early))
 
     @kopf.on.event(*_JOBS, labels={job.LABEL_MANAGED_BY: job.MANAGED_BY}, registry=registry)
     async def on_build_job(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -221,6 +226,11 @@ def _bounded(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
             trust_env=info.trust_env,
         ),
     )
+
+
+def _merge_status(patch: Mapping[str, Any], body: kopf.RawBody) -> None:
+    """Merge `patch` into the status of `body` (a kopf patch transformation)."""
+    body["status"] = status_.apply_merge_patch(body.get("status") or {}, patch)
 
 
 def _not_taken_yet(type: str | None, body: kopf.Body, **_: Any) -> bool:
