@@ -25,6 +25,9 @@ DIGEST_ANNOTATION = "kwok.ade.dev/digest"
 FAILURE_ANNOTATION = "kwok.ade.dev/failure"
 FAILURE_MESSAGE = "#7 ERROR: process '/bin/sh -c exit 3' did not complete successfully: exit code 3"
 
+LEASE_SECONDS = 40
+"""The fake node's Lease duration, a kubelet's default; kwok renews it well within."""
+
 STAGES = pathlib.Path(__file__).with_name("kwok-stages.yaml")
 """kwok's Stage objects: pod-ready, pod-complete (on the label), pod-fail, pod-delete."""
 
@@ -50,14 +53,21 @@ class Kwok:
                     "--manage-all-nodes=false",
                     "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                     "--server-address=127.0.0.1:0",
+                    # A Lease renewed as a kubelet renews its own: the node lifecycle controller
+                    # (run for the real node) reads it as the node's heartbeat. Without one it
+                    # read kwok's status updates, which a loaded machine spaced past the 50 s
+                    # grace period: the node flapped NotReady, tainted, and a build pod's
+                    # scheduler reason came out as the taint (CI: test_builds_job, pending pod).
+                    f"--node-lease-duration-seconds={LEASE_SECONDS}",
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         self.plane.kubectl("apply", "-f", "-", input=json.dumps(_node()))
         kube.wait_for(self._node_ready, timeout=60, what=f"node {NODE} Ready", interval=0.2)
-        # The API server taints new nodes not-ready; the node lifecycle controller, which would
-        # lift it, is not run here (kwok owns the node's health).
+        kube.wait_for(self._lease_held, timeout=60, what=f"node {NODE}'s Lease", interval=0.2)
+        # The API server taints new nodes not-ready; lift it at once rather than wait for the
+        # node lifecycle controller.
         self.plane.kubectl("patch", "node", NODE, "--type=merge", "-p", '{"spec":{"taints":null}}')
 
     def _node_ready(self) -> bool:
@@ -68,6 +78,13 @@ class Kwok:
             "jsonpath={.status.conditions[?(@.type=='Ready')].status}", check=False,
         )  # fmt: skip
         return out.stdout.strip() == "True"
+
+    def _lease_held(self) -> bool:
+        out = self.plane.kubectl(
+            "get", "lease", NODE, "-n", "kube-node-lease", "-o", "jsonpath={.spec.renewTime}",
+            check=False,
+        )  # fmt: skip
+        return bool(out.stdout.strip())
 
     def stop(self) -> None:
         process.terminate(self._proc)
