@@ -151,15 +151,11 @@ async def _say_progressing(
     early = runner.progress(obj, now=now)
     if early is None:
         return ""
-    try:
-        return await services_.kube.patch_status(
-            group=identity.GROUP,
-            version=identity.VERSION,
-            plural=identity.PLURAL,
-            namespace=obj.namespace,
-            name=obj.name,
-            patch=early,
+    try:  # one attempt: the reconcile's own write waits out an API server away
+        written = await status_writes.write(
+            services_.kube, namespace=obj.namespace, name=obj.name, patch=early, waits=()
         )
+        return written or ""
     except kube.KubeError as error:  # the reconcile's own patch still lands
         logger.warning("could not say the reconcile started: %s", error)
         return ""
@@ -171,8 +167,9 @@ def first_word(read: runner.ObjectView, *, now: datetime.datetime) -> dict[str, 
 
     kopf's first cycle of a new object only adds its finalizer; the reconcile runs on the next
     cycle, after that patch's round trip through the API server. Said in the first cycle (kopf
-    writes the status before the finalizer), a burst of new objects each shows Reconciling one
-    round trip sooner, and the reconcile then reads it from the body: `run` says nothing twice.
+    writes the status right after the finalizer, as a patch transformation: `handlers`), a burst
+    of new objects each shows Reconciling one round trip sooner, and the reconcile then reads it
+    from the body: `run` says nothing twice.
     """
     early = runner.progress(read, now=now)
     if early is None or runner.decided_by_spec(read):
