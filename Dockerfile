@@ -56,10 +56,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/ade-runner-operator/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     HOME=/tmp
 # python3: the virtual environment's interpreter; git: the operator clones sources and catalog
-# repositories with the git CLI. The base image's digest pins these versions.
+# repositories with the git CLI; openssh-client: git's SSH transport and SSH commit signing
+# (ssh-keygen -Y sign); gpg, gpg-agent: OpenPGP commit signing (spec.catalog.signing). The base
+# image's digest pins these versions.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 git ca-certificates \
+ && apt-get install -y --no-install-recommends python3 git ca-certificates openssh-client gpg gpg-agent \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 ade-operator \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin ade-operator

@@ -35,7 +35,7 @@ from typing import Final, Literal
 
 from controller.catalog.clones import META, CloneCache, clear_leftovers
 from controller.git import credentials as credentials_
-from controller.git import environment, failures, process
+from controller.git import environment, failures, process, signing
 from controller.git.credentials import Credentials
 from controller.observe import activity
 from controller.observe import metrics as metrics_
@@ -52,6 +52,7 @@ change is committed; each change is credited with the paths it reported."""
 
 
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+_SIGNING_FAILED = re.compile(r"failed to sign|ssh-keygen|gpg|signing", re.IGNORECASE)
 
 Outcome = tuple[str, ...] | Exception
 """What became of one edit: the paths it changed (staged), or its exception."""
@@ -138,6 +139,18 @@ def _parse_push(output: str, ref: str) -> tuple[str, str]:
     return "", ""
 
 
+def _remote_lines(stderr: str, limit: int = 600) -> str:
+    """What the server said on a refused push (git's `remote:` lines), joined, at most `limit`
+    characters; "" if nothing."""
+    said = [
+        line.removeprefix("remote:").strip()
+        for line in stderr.splitlines()
+        if line.startswith("remote:") and line.removeprefix("remote:").strip()
+    ]
+    text = " / ".join(said)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 # -- git on one clone, for one write ------------------------------------------------------------
 
 
@@ -165,6 +178,21 @@ class Git:
         self.timeout = timeout
         self.metrics = metrics
         self.shown_url = credentials_.scrub(url, credentials)
+        self.signer: signing.Signer | None = None
+
+    async def sign_with(self, key: signing.SigningKey | None) -> None:
+        """Sign every commit made from now on with `key` (placed in the scratch folder, gone
+        with it). A `Git` signs with one key: the first it is given; None changes nothing."""
+        if key is None or self.signer is not None:
+            return
+        self.signer = await signing.prepare(self.scratch, key, self.env)
+        self.env = environment.with_config({**self.env, **self.signer.env}, self.signer.config)
+        logger.debug("commits to %s are signed by %s", self.shown_url, self.signer.fingerprint)
+
+    @property
+    def sign_flags(self) -> tuple[str, ...]:
+        """For commands that make commits: sign, or do not (whatever a config says)."""
+        return ("--gpg-sign",) if self.signer is not None else ("--no-gpg-sign",)
 
     # -- plumbing
 
@@ -390,8 +418,8 @@ class Git:
             return base_head, remote
         await self.fetch(push_branch, fresh=False, extra=["--deepen=1"])  # their parent
         done = await self.run(
-            "rebase", "--quiet", "--no-autosquash", "--onto", base_head, parents[0], remote,
-            env=env,
+            "rebase", "--quiet", "--no-autosquash", *self.sign_flags,
+            "--onto", base_head, parents[0], remote, env=env,
         )  # fmt: skip
         if done.returncode != 0:
             await self.run("rebase", "--abort")
@@ -435,9 +463,17 @@ class Git:
         """Commit the index (which differs from HEAD); its sha."""
         path = self.scratch / "message"
         await asyncio.to_thread(path.write_text, message)
-        await self.local(
-            "commit", "--quiet", "--no-verify", "--cleanup=whitespace", "--file", str(path), env=env
-        )
+        done = await self.run(
+            "commit", "--quiet", "--no-verify", "--cleanup=whitespace", *self.sign_flags,
+            "--file", str(path), env=env,
+        )  # fmt: skip
+        if done.returncode != 0:
+            detail = failures.error_detail(done.stderr, self.credentials) or "commit"
+            if self.signer is not None and _SIGNING_FAILED.search(done.stderr):
+                raise signing.SigningFailed(
+                    f"signing the commit for {self.shown_url} failed: {detail}"
+                )
+            raise Damaged(detail)
         return (await self.local("rev-parse", "--verify", "HEAD")).strip()
 
     async def push(
@@ -474,7 +510,10 @@ class Git:
             logger.info("push to %s of %s rejected %s: retrying", branch, self.shown_url, summary)
             return "rejected"
         if "[remote rejected]" in summary:
-            reason = credentials_.scrub(summary, self.credentials)
+            said = _remote_lines(done.stderr)  # why: a protected branch's rule, a hook's message
+            reason = credentials_.scrub(
+                summary + (f"; the server says: {said}" if said else ""), self.credentials
+            )
             raise failures.PushRefused(
                 f"{self.shown_url} refused the push to {branch!r}: {reason}",
                 purpose=PURPOSE,
@@ -497,12 +536,13 @@ async def open_git(
     timeout: float,
     metrics: MetricsHook | None,
 ) -> AsyncIterator[Git]:
-    """A `Git` with its scratch folder, removed afterwards (SSH key included)."""
+    """A `Git` with its scratch folder, removed afterwards (SSH and signing keys included)."""
     usable = environment.usable(url, credentials)
     scratch = pathlib.Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="ade-catalog-"))
+    git: Git | None = None
     try:
         env = await asyncio.to_thread(environment.environment, scratch, url, usable)
-        yield Git(
+        git = Git(
             url=url,
             credentials=usable,
             clone=clone,
@@ -512,7 +552,10 @@ async def open_git(
             timeout=timeout,
             metrics=metrics,
         )
+        yield git
     finally:
+        if git is not None and git.signer is not None:
+            await git.signer.close()
         await asyncio.to_thread(shutil.rmtree, scratch, True)
 
 

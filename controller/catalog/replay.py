@@ -132,7 +132,10 @@ async def replay(
     message = _message_file(git, what)
     if not message.exists():  # a `Replayable` made elsewhere
         await asyncio.to_thread(_write_message, git, what)
-    made = await git.local("commit-tree", tree, "-p", onto, "-F", str(message), env=env)
+    # commit-tree ignores commit.gpgSign: a signing writer says so (`Git.sign_flags`)
+    made = await git.local(
+        "commit-tree", *git.sign_flags, tree, "-p", onto, "-F", str(message), env=env
+    )
     return made.strip()
 
 

@@ -75,6 +75,7 @@ from controller.git.failures import PushRejected as CatalogPushRejected
 from controller.git.failures import RefNotFound as CatalogBranchNotFound
 from controller.git.failures import RepositoryNotFound as CatalogRepositoryNotFound
 from controller.git.failures import Unavailable as CatalogUnavailable
+from controller.git.signing import SigningKey
 from controller.observe import metrics as metrics_
 
 RetryPolicy = retrying.RetryPolicy
@@ -123,6 +124,10 @@ class Change:
     author_name: str
     author_email: str
     credentials: Credentials | None = None
+    signing: SigningKey | None = None
+    """The key that signs the commit (None: unsigned). A batch's commits are signed when any of
+    its changes names a key, with the key of the last such change when the batch's writes began
+    (changes to one branch share its credentials the same way)."""
     push_branch: str = ""
     """Empty: push to `branch`. Else: the operator's own branch, rebuilt on `branch` each time."""
     submitter: str = ""
@@ -517,6 +522,8 @@ class CatalogWriter:
                 live = [pending for pending in batch if not pending.future.done()]
                 if not live:
                     return ref, "", {}
+                keys = [p.change.signing for p in live if p.change.signing is not None]
+                await git.sign_with(keys[-1] if keys else None)
                 try:
                     written: _Written | _Lost | None = None
                     if (

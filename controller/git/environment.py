@@ -119,6 +119,17 @@ def environment(folder: pathlib.Path, url: str, credentials: Credentials) -> dic
     return env
 
 
+def with_config(env: dict[str, str], pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """`env` (one `environment` built) with the configuration `pairs` added after its own."""
+    count = int(env.get("GIT_CONFIG_COUNT", "0"))
+    added = dict(env)
+    for index, (key, value) in enumerate(pairs, start=count):
+        added[f"GIT_CONFIG_KEY_{index}"] = key
+        added[f"GIT_CONFIG_VALUE_{index}"] = value
+    added["GIT_CONFIG_COUNT"] = str(count + len(pairs))
+    return added
+
+
 def _write_private(path: pathlib.Path, content: bytes) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:

@@ -8,6 +8,7 @@ appear in a message.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -16,6 +17,7 @@ from controller import kube as kube_
 from controller.api import spec as model
 from controller.azure import credentials as azure_credentials
 from controller.git import credentials as git_credentials
+from controller.git import signing
 
 
 class SecretMissing(errors.StalledError):
@@ -85,3 +87,16 @@ async def git_credentials_at(
         return None
     secret = await read(kube, namespace=namespace, name=ref.name, field=field)
     return git_credentials.credentials_from_secret(secret.data, secret=secret.name)
+
+
+async def signing_key_at(
+    kube: kube_.Kube, *, namespace: str, ref: model.SecretRef | None, field: str
+) -> signing.SigningKey | None:
+    """The commit signing key a spec names at `field` (SSH or OpenPGP); None: unsigned."""
+    if ref is None:
+        return None
+    secret = await read(kube, namespace=namespace, name=ref.name, field=field)
+    # In a thread: a passphrase-protected OpenSSH key is decrypted with bcrypt (CPU-bound).
+    return await asyncio.to_thread(
+        signing.signing_key_from_secret, secret.data, secret=secret.name, field=field
+    )

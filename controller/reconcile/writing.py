@@ -175,6 +175,12 @@ class WriteCatalog:
         object, so the result is recorded at once."""
         previous = status_.CatalogStatus.of(ctx.status)
         credentials = await self._credentials(ctx, catalog)
+        signing_key = await secrets.signing_key_at(
+            self.services.kube,
+            namespace=ctx.namespace,
+            ref=catalog.signing_secret_ref,
+            field="spec.catalog.signing.secretRef",
+        )
         writer = self.services.catalog
         if writer is None:
             raise errors.StalledError("CatalogUnavailable", "the operator has no catalog writer")
@@ -191,6 +197,7 @@ class WriteCatalog:
             branch=catalog.git.branch,
             push_branch=catalog.push_branch,
             credentials=credentials,
+            signing=signing_key,
             author_name=catalog.commit.author_name,
             author_email=catalog.commit.author_email,
             message=lambda files: _message(ctx, catalog, latest, files),

@@ -19,7 +19,7 @@ from tests.e2e import buildjobs
 from tests.e2e.catalogs import GIT_PASSWORD, GIT_USER, MANIFEST
 from tests.e2e.catalogs import git_secret as _git_secret
 from tests.e2e.catalogs import with_catalog as _with_catalog
-from tests.env import gitserver, kube, kwok, oci, registry
+from tests.env import gitserver, kube, kwok, oci, registry, signing_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -212,3 +212,61 @@ def test_catalog_failures_have_their_reason_and_leave_the_remote_alone(
     assert git_server.head("catalog", "main") == before
     assert GIT_PASSWORD not in operator.logs()
     assert "wrong" not in json.dumps(obj["status"])
+
+
+def test_a_protected_catalog_takes_only_signed_commits_from_the_operator(
+    cluster: kube.Cluster,
+    namespace: str,
+    start_operator: StartOperator,
+    kwok_node: kwok.Kwok,
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    base_image: str,
+    git_server: gitserver.GitServer,
+    tmp_path: pathlib.Path,
+) -> None:
+    """The catalog's branch refuses unsigned commits (a pre-receive hook, as a protected branch):
+    without its signing key the operator says why the push was refused; with the key in a Secret
+    (`spec.catalog.signing`) the commit lands signed, and the key shows nowhere."""
+    key = signing_keys.ssh_key(tmp_path / "keys", passphrase="Signing-Passphrase-9")
+    git_server.require_signed("catalog", ssh_keys={"catalog-bot": key.public.decode()})
+    buildjobs.push_secret(cluster, namespace, oci_registry.host)
+    _git_secret(cluster, namespace)
+    operator = start_operator()
+    before = git_server.head("catalog", "main")
+    body = _with_catalog(
+        buildjobs.runner_image(namespace, oci_registry.host, base_image),
+        git_server.url("catalog"),
+        ["Environments/webapp/environment.yaml"],
+    )
+    cluster.apply(namespace, json.dumps(body))
+    _build_to_verified(cluster, namespace, pusher)
+    refused = cluster.wait_condition(
+        namespace, buildjobs.NAME, "CatalogSynced", status="False", reason="CatalogPushRefused",
+        timeout=60,
+    )  # fmt: skip
+    message = kube.condition(refused, "CatalogSynced")["message"]  # type: ignore[index]
+    assert "is not signed by a trusted key" in message  # what the server said, passed on
+    assert git_server.head("catalog", "main") == before
+
+    (keys := tmp_path / "keys" / "secret").mkdir()
+    (keys / "identity").write_bytes(key.private)
+    cluster.plane.kubectl(
+        "create", "secret", "generic", "catalog-signing", "-n", namespace,
+        f"--from-file=identity={keys / 'identity'}",
+        "--from-literal=passphrase=Signing-Passphrase-9",
+    )  # fmt: skip
+    body["spec"]["catalog"]["signing"] = {"secretRef": {"name": "catalog-signing"}}
+    cluster.apply(namespace, json.dumps(body))
+    ready = cluster.wait_condition(namespace, buildjobs.NAME, "Ready", status="True", timeout=90)
+    head = git_server.head("catalog", "main")
+    assert ready["status"]["catalog"]["revision"] == head != before
+    assert git_server.signatures("catalog", "-1", "main")[0][:2] == ("G", "catalog-bot")
+    text = _remote_file(git_server, "Environments/webapp/environment.yaml", tmp_path, "main")
+    assert ready["status"]["latestImage"]["reference"] in text
+    logs = operator.logs()
+    for line in key.private.splitlines():
+        if len(line) >= 16 and b"-----" not in line:
+            assert line.decode() not in logs
+    assert "Signing-Passphrase-9" not in logs
+    assert "Signing-Passphrase-9" not in json.dumps(ready)

@@ -31,7 +31,7 @@ import threading
 import typing
 import urllib.parse
 from collections.abc import Iterator, Mapping, Set
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 REALM = "ade-test-git"
 FileContent = bytes | str | None
@@ -251,6 +251,61 @@ class GitServer:
         """`git show` of `revision`: the commit's author, message and diff."""
         return self._git("--git-dir", str(self.path(name)), "show", "--stat", "--patch", revision)
 
+    def signatures(self, name: str, *revisions: str) -> list[tuple[str, str, str]]:
+        """(`%G?`, signer, subject) of each commit `git log revisions` lists, as this server's
+        git sees them after `require_signed`: "G" is a good signature by a trusted key, "N" none.
+        """
+        bare = self.path(name)
+        shown = subprocess.run(
+            ["git", "--git-dir", str(bare), "log", "--format=%G?%x00%GS%x00%s", *revisions],
+            env={**git_env(self.folder), "GNUPGHOME": str(bare / "gnupg")},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        return [cast(tuple[str, str, str], tuple(line.split("\0"))) for line in shown.splitlines()]
+
+    def require_signed(
+        self, name: str, *, ssh_keys: Mapping[str, str] | None = None, openpgp_key: bytes = b""
+    ) -> None:
+        """Refuse, in a pre-receive hook as a protected branch does, any push that brings a
+        commit `git verify-commit` does not accept: unsigned, or signed by a key not trusted here.
+        `ssh_keys`: principal -> public key line (git's `gpg.ssh.allowedSignersFile`);
+        `openpgp_key`: an armoured public key (or keys), imported into the repository's GnuPG home.
+        """
+        bare = self.path(name)
+        allowed = bare / "allowed_signers"
+        allowed.write_text(
+            "".join(
+                f'{who} namespaces="git" {key.strip()}\n' for who, key in (ssh_keys or {}).items()
+            )
+        )
+        self._git("--git-dir", str(bare), "config", "gpg.ssh.allowedSignersFile", str(allowed))
+        home = bare / "gnupg"
+        home.mkdir(mode=0o700, exist_ok=True)
+        if openpgp_key:
+            gpg_env = {**git_env(self.folder), "GNUPGHOME": str(home)}
+
+            def gpg(*args: str, given: bytes = b"") -> str:
+                return subprocess.run(
+                    ["gpg", "--batch", "--quiet", *args],
+                    input=given,
+                    env=gpg_env,
+                    check=True,
+                    capture_output=True,
+                    timeout=60,
+                ).stdout.decode()
+
+            gpg("--import", given=openpgp_key)
+            # trusted as a host trusts a key registered with it (`%G?` then says G, not U)
+            listing = gpg("--with-colons", "--list-keys")
+            prints = [line.split(":")[9] for line in listing.splitlines() if line[:4] == "fpr:"]
+            gpg("--import-ownertrust", given="".join(f"{fp}:6:\n" for fp in prints).encode())
+        hook = bare / "hooks" / "pre-receive"
+        hook.write_text(_SIGNED_ONLY.replace("@GNUPGHOME@", str(home)))
+        hook.chmod(0o755)
+
     def requests_for(self, name: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.path.startswith(f"/{name}.git/")]
@@ -258,7 +313,7 @@ class GitServer:
     def _git(self, *args: str, check: bool = True) -> str:
         result = subprocess.run(
             ["git", *args],
-            env=git_env(self.folder),
+            env={**git_env(self.folder), "GITSERVER_ADMIN": "1"},
             cwd=self.folder,
             capture_output=True,
             text=True,
@@ -274,6 +329,25 @@ class GitServer:
     def _record(self, request: Request) -> None:
         with self._lock:
             self.requests.append(request)
+
+
+_SIGNED_ONLY = """#!/bin/sh
+# Installed by GitServer.require_signed: every new commit must be signed by a trusted key.
+# Setup commits (GitServer.commit, a local push) stand for the admin's, as a host's bypass list.
+[ -n "$GITSERVER_ADMIN" ] && exit 0
+export GNUPGHOME=@GNUPGHOME@
+zero=0000000000000000000000000000000000000000
+while read -r _ new ref; do
+  [ "$new" = "$zero" ] && continue
+  # the commits this push brings: none the repository already has (on any branch)
+  for commit in $(git rev-list "$new" --not --all); do
+    if ! git verify-commit "$commit" >/dev/null 2>&1; then
+      echo "$ref: commit $commit is not signed by a trusted key" >&2
+      exit 1
+    fi
+  done
+done
+"""
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -3,7 +3,9 @@ running as a pod on the real node: a user's first `helm install`, for real.
 
 The pod runs as the chart says (non-root, read-only root file system, no capabilities, seccomp
 RuntimeDefault), passes its probes, and takes a RunnerImage through a real rootless BuildKit Job
-(on the same node), verification and catalog write-back to Ready. The only settings that differ
+(on the same node), verification and catalog write-back to Ready; the catalog's branch takes only
+signed commits, so the commit is signed in the pod (OpenPGP with a passphrase: GnuPG and its
+agent under the read-only root). The only settings that differ
 from a cluster are the network ones the test node needs (`tests.env.node`): host networking for
 the operator and its build pods, and the API server's address on loopback.
 """
@@ -21,13 +23,14 @@ import pytest
 
 from tests.e2e import buildjobs, catalogs
 from tests.e2e.releases import chart_values, install, ready_pod
-from tests.env import gitserver, helm, kube, node, node_images, registry
+from tests.env import gitserver, helm, kube, node, node_images, registry, signing_keys
 from tests.observability import prom
 
 pytestmark = pytest.mark.e2e
 
 NAME = buildjobs.NAME
 MANIFEST = "Environments/webapp/environment.yaml"
+PASSPHRASE = "Pod-Signing-Passphrase"
 
 
 def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
@@ -48,12 +51,26 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         users = {catalogs.GIT_USER: catalogs.GIT_PASSWORD}
         server = stack.enter_context(gitserver.running(tmp_path / "git", users))
         server.create_repo("catalog", {MANIFEST: catalogs.MANIFEST.format(name="webapp")})
+        # a protected branch: the commit must be signed (OpenPGP: GnuPG and its agent in the pod)
+        key = signing_keys.openpgp_key(tmp_path / "keys", passphrase=PASSPHRASE)
+        server.require_signed("catalog", openpgp_key=key.public)
         buildjobs.push_secret(cluster, namespace, oci_registry.host)
         catalogs.git_secret(cluster, namespace)
+        (tmp_path / "keys" / "git.asc").write_bytes(key.private)
+        plane.kubectl(
+            "create", "secret", "generic", "catalog-signing", "-n", namespace,
+            f"--from-file=git.asc={tmp_path / 'keys' / 'git.asc'}",
+            f"--from-literal=passphrase={PASSPHRASE}",
+        )  # fmt: skip
         body = buildjobs.on_real_node(
             buildjobs.runner_image(namespace, oci_registry.host, base_image), real_node
         )
-        catalogs.with_catalog(body, server.url("catalog"), [MANIFEST])
+        catalogs.with_catalog(
+            body,
+            server.url("catalog"),
+            [MANIFEST],
+            signing={"secretRef": {"name": "catalog-signing"}},
+        )
         cluster.apply(namespace, json.dumps(body))
 
         values = chart_values(plane, images, real_node, namespace=namespace)
@@ -83,6 +100,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
         ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=240)
         to_ready = time.monotonic() - start
         pod = ready_pod(plane, release_namespace)
+        signed = server.signatures("catalog", "-1", "main")[0]
         queried = dashboard_on_the_pod(scraper, prom.dashboard_of(monitoring), namespace)
 
     # The pod wrote it, as the chart's ServiceAccount (no other operator runs in this test).
@@ -101,6 +119,7 @@ def test_the_chart_runs_the_operator_image_on_the_real_node_to_ready(
     assert status["restartCount"] == 0
     assert status["ready"] is True
     assert ready["status"]["latestImage"]["digest"].startswith("sha256:")
+    assert signed[:2] == ("G", "Catalog Bot <bot@example.test>"), signed
     with capsys.disabled():
         print(f"\n[figure] a real Prometheus scraped the operator pod: {queried}")
     started = _seconds(status["state"]["running"]["startedAt"]) - _seconds(

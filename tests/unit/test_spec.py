@@ -64,6 +64,7 @@ def full_spec() -> dict[str, Any]:
                 "messageTemplate": "Pin {image}",
             },
             "pushBranch": "runner-updates",
+            "signing": {"secretRef": {"name": "catalog-signing"}},
         },
         "triggers": {
             "baseImage": {"interval": "6h", "enabled": False},
@@ -151,6 +152,7 @@ def test_parse_full_spec_reads_every_field() -> None:
                 author_name="Bot", author_email="bot@example.com", message_template="Pin {image}"
             ),
             push_branch="runner-updates",
+            signing_secret_ref=model.SecretRef("catalog-signing"),
         ),
         triggers=model.Triggers(
             base_image=model.Trigger(interval="6h", enabled=False),
@@ -298,6 +300,13 @@ def _delete(raw: dict[str, Any], path: str) -> None:
     ("path", "value", "field", "problem"),
     [
         ("image.registry", 42, "spec.image.registry", "must be of type str"),
+        ("catalog.signing", {}, "spec.catalog.signing.secretRef", "is required"),
+        (
+            "catalog.signing",
+            {"secretRef": {}},
+            "spec.catalog.signing.secretRef.name",
+            "is required",
+        ),
         ("image.registry", True, "spec.image.registry", "must be of type str"),
         ("image.tag", ["x"], "spec.image.tag", "must be of type str"),
         ("image.pushSecretRef", "push-creds", "spec.image.pushSecretRef", "must be an object"),

@@ -7,10 +7,12 @@ import asyncio
 import dataclasses
 import datetime
 import pathlib
+import subprocess
 from typing import Any, cast
 
 import pytest
 
+from controller import errors
 from controller.api import spec as model
 from controller.api import status
 from controller.catalog import repository
@@ -240,10 +242,12 @@ class FakeWriter:
 
     def __init__(self) -> None:
         self.pending: list[repository._Pending] = []
+        self.enqueued = asyncio.Event()
 
     def enqueue(self, change: repository.Change) -> repository.Ticket:
         future: asyncio.Future[repository.Result] = asyncio.get_running_loop().create_future()
         self.pending.append(repository._Pending(change, future, 0.0))
+        self.enqueued.set()
         return repository.Ticket(self.pending[-1])
 
 
@@ -345,3 +349,69 @@ async def test_a_new_image_supersedes_the_queued_change_and_a_deletion_withdraws
     assert writer.pending[1].future.cancelled()
     await asyncio.sleep(0)
     assert waker.woken == []
+
+
+# -- the signing key: read from its Secret and handed to the writer with the change --------------
+
+
+SIGNED_SPEC = {
+    **SPEC,
+    "catalog": {**SPEC["catalog"], "signing": {"secretRef": {"name": "catalog-signing"}}},  # type: ignore[dict-item]
+}
+
+
+async def test_the_signing_key_goes_with_the_change(tmp_path: pathlib.Path) -> None:
+    key = subprocess_keygen(tmp_path)
+    services = fakes.make_services(
+        tmp_path, kube_=fakes.FakeKube({"catalog-signing": {"identity": key}})
+    )
+    writer = FakeWriter()
+    services.catalog = cast(repository.CatalogWriter, writer)
+    step = writing.WriteCatalog(services, memory_.ObjectMemory())
+    ctx = fakes.context(
+        SIGNED_SPEC, status={"latestImage": {"reference": IMAGE, "digest": "sha256:" + "d" * 64}}
+    )
+    task = asyncio.create_task(step(ctx))
+    await asyncio.wait_for(writer.enqueued.wait(), 10)  # the key is read in a worker thread
+    task.cancel()
+    (pending,) = writer.pending
+    assert pending.change.signing is not None
+    assert pending.change.signing.format == "ssh"
+    assert pending.change.signing.secret == "catalog-signing"
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason", "says"),
+    [
+        (None, "SecretNotFound", "Secret 'catalog-signing' not found"),
+        ({"username": b"x"}, "SigningKeyInvalid", "has neither of the keys"),
+    ],
+)
+async def test_a_signing_secret_that_cannot_sign_stalls_naming_the_field(
+    tmp_path: pathlib.Path, secret: dict[str, bytes] | None, reason: str, says: str
+) -> None:
+    secrets = {} if secret is None else {"catalog-signing": secret}
+    services = fakes.make_services(tmp_path, kube_=fakes.FakeKube(secrets))
+    writer = FakeWriter()
+    services.catalog = cast(repository.CatalogWriter, writer)
+    step = writing.WriteCatalog(services, memory_.ObjectMemory())
+    ctx = fakes.context(
+        SIGNED_SPEC, status={"latestImage": {"reference": IMAGE, "digest": "sha256:" + "d" * 64}}
+    )
+    with pytest.raises(errors.StalledError) as raised:
+        await step(ctx)
+    assert raised.value.reason == reason
+    assert str(raised.value).startswith("spec.catalog.signing.secretRef: ")
+    assert says in str(raised.value)
+    assert writer.pending == []  # nothing was handed to the writer: no unsigned commit
+
+
+def subprocess_keygen(folder: pathlib.Path) -> bytes:
+    path = folder / "signing-key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return path.read_bytes()
