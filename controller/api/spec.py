@@ -137,6 +137,13 @@ class CatalogSync:
 
 
 @dataclasses.dataclass(frozen=True)
+class CatalogSigning:
+    """The Secret with the key that signs the operator's commits (`controller.git.signing`)."""
+
+    secret_ref: SecretRef
+
+
+@dataclasses.dataclass(frozen=True)
 class Catalog:
     git: CatalogGit
     manifests: tuple[str, ...]
@@ -154,8 +161,8 @@ class Catalog:
     format: CatalogFormat = CatalogFormat.ENVIRONMENT_DEFINITION
     repository_field: str = ""
     """With format YAML: the path that gets the repository, `field` then getting the tag."""
-    signing_secret_ref: SecretRef | None = None
-    """The Secret with the key that signs the operator's commits (None: unsigned)."""
+    signing: CatalogSigning | None = None
+    """How the operator's commits are signed (None: unsigned)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -403,17 +410,17 @@ def _catalog(reader: _Reader) -> Catalog:
         interval=reader.text("interval"),
         format=reader.enum("format", CatalogFormat, CatalogFormat.ENVIRONMENT_DEFINITION),
         repository_field=reader.text("repositoryField", ""),
-        signing_secret_ref=_signing(reader.child("signing")),
+        signing=_signing(reader.child("signing")),
     )
 
 
-def _signing(reader: _Reader | None) -> SecretRef | None:
+def _signing(reader: _Reader | None) -> CatalogSigning | None:
     if reader is None:
         return None
     ref = _secret_ref(reader, "secretRef")
     if ref is None:
         raise errors.SpecError(f"{reader.path}.secretRef", "is required")
-    return ref
+    return CatalogSigning(secret_ref=ref)
 
 
 def _catalog_sync(reader: _Reader | None) -> CatalogSync | None:

@@ -178,7 +178,7 @@ class WriteCatalog:
         signing_key = await secrets.signing_key_at(
             self.services.kube,
             namespace=ctx.namespace,
-            ref=catalog.signing_secret_ref,
+            ref=None if catalog.signing is None else catalog.signing.secret_ref,
             field="spec.catalog.signing.secretRef",
         )
         writer = self.services.catalog

@@ -152,7 +152,7 @@ def test_parse_full_spec_reads_every_field() -> None:
                 author_name="Bot", author_email="bot@example.com", message_template="Pin {image}"
             ),
             push_branch="runner-updates",
-            signing_secret_ref=model.SecretRef("catalog-signing"),
+            signing=model.CatalogSigning(secret_ref=model.SecretRef("catalog-signing")),
         ),
         triggers=model.Triggers(
             base_image=model.Trigger(interval="6h", enabled=False),
