@@ -143,6 +143,27 @@ class CatalogSigning:
     secret_ref: SecretRef
 
 
+class PullRequestProvider(enum.StrEnum):
+    GITHUB = "GitHub"
+
+
+@dataclasses.dataclass(frozen=True)
+class PullRequestSpec:
+    """One pull request from the push branch into the branch (`controller.hosting.pulls`)."""
+
+    provider: PullRequestProvider = PullRequestProvider.GITHUB
+    api_url: str = ""
+    """The host's API (empty: GitHub's, for a repository on github.com)."""
+    repository: str = ""
+    """`owner/name` (empty: from the git URL)."""
+    secret_ref: SecretRef | None = None
+    """The Secret with the API token (key `token`); None: the git Secret's token or password."""
+    title: str = ""
+    """The title (empty: the one commit's subject, or a count)."""
+    interval: str | None = None
+    """How often an open pull request is looked at (None: the default, 1m)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Catalog:
     git: CatalogGit
@@ -163,6 +184,8 @@ class Catalog:
     """With format YAML: the path that gets the repository, `field` then getting the tag."""
     signing: CatalogSigning | None = None
     """How the operator's commits are signed (None: unsigned)."""
+    pull_request: PullRequestSpec | None = None
+    """Open a pull request from `push_branch` into the branch (None: the push is the end)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -411,6 +434,20 @@ def _catalog(reader: _Reader) -> Catalog:
         format=reader.enum("format", CatalogFormat, CatalogFormat.ENVIRONMENT_DEFINITION),
         repository_field=reader.text("repositoryField", ""),
         signing=_signing(reader.child("signing")),
+        pull_request=_pull_request(reader.child("pullRequest")),
+    )
+
+
+def _pull_request(reader: _Reader | None) -> PullRequestSpec | None:
+    if reader is None:
+        return None
+    return PullRequestSpec(
+        provider=reader.enum("provider", PullRequestProvider, PullRequestProvider.GITHUB),
+        api_url=reader.text("apiUrl", ""),
+        repository=reader.text("repository", ""),
+        secret_ref=_secret_ref(reader, "secretRef"),
+        title=reader.text("title", ""),
+        interval=reader.text("interval"),
     )
 
 

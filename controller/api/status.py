@@ -187,6 +187,32 @@ def _optional_strings(value: object) -> tuple[str, ...] | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class PullRequestStatus:
+    """`status.catalog.pullRequest`: the pull request that carries the push branch's commits."""
+
+    number: int
+    url: str
+    state: str
+    """open, merged or closed (closed without merging)."""
+    head: str
+    """This RunnerImage's commit on the push branch that it carries (as last looked at)."""
+
+    @classmethod
+    def of(cls, data: Any) -> PullRequestStatus | None:
+        if not isinstance(data, Mapping) or not isinstance(data.get("number"), int):
+            return None
+        return cls(
+            number=data["number"],
+            url=str(data.get("url") or ""),
+            state=str(data.get("state") or ""),
+            head=str(data.get("head") or ""),
+        )
+
+    def to_status(self) -> dict[str, Any]:
+        return {"number": self.number, "url": self.url, "state": self.state, "head": self.head}
+
+
+@dataclasses.dataclass(frozen=True)
 class CatalogStatus:
     """`status.catalog`: the catalog as the write-back step last read and wrote it.
 
@@ -211,6 +237,8 @@ class CatalogStatus:
     synced_revision: str | None = None
     """The revision ADE was last asked to sync (`spec.catalog.sync`)."""
     synced_at: str | None = None
+    pull_request: PullRequestStatus | None = None
+    """The pull request from the push branch (`spec.catalog.pullRequest`)."""
 
     @classmethod
     def of(cls, status: Mapping[str, Any]) -> CatalogStatus:
@@ -229,6 +257,7 @@ class CatalogStatus:
             fingerprint=_optional_str(data, "fingerprint"),
             synced_revision=_optional_str(data, "syncedRevision"),
             synced_at=_optional_str(data, "syncedAt"),
+            pull_request=PullRequestStatus.of(data.get("pullRequest")),
         )
 
     def to_status(self) -> dict[str, Any]:
@@ -243,6 +272,7 @@ class CatalogStatus:
             "fingerprint": self.fingerprint,
             "syncedRevision": self.synced_revision,
             "syncedAt": self.synced_at,
+            "pullRequest": None if self.pull_request is None else self.pull_request.to_status(),
         }
 
 

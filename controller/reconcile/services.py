@@ -17,6 +17,7 @@ from controller.azure import cache as azure_cache
 from controller.azure import clients as azure_clients
 from controller.builds import backend, inprocess, retries
 from controller.catalog import repository
+from controller.hosting import hosts as hosts_
 from controller.reconcile import images, limits, wake
 from controller.reconcile import owners as owners_
 
@@ -46,6 +47,8 @@ class Services:
     )
     owners: owners_.Owners = dataclasses.field(default_factory=owners_.Owners)
     """Which RunnerImage pushes which image repository (kopf's index, set by the handlers)."""
+    hosts: hosts_.Hosts = dataclasses.field(default_factory=hosts_.Hosts)
+    """Clients of git hosts' APIs (pull requests)."""
     reconcile_timeout: float | None = None
     """The most one reconcile's steps may take (`ADE_RECONCILE_TIMEOUT`); None: no limit."""
 

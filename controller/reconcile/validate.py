@@ -192,6 +192,12 @@ def _catalog(catalog: model.Catalog) -> Iterator[errors.SpecError]:
     yield from _catalog_fields(catalog)
     if catalog.interval is not None:
         yield from _duration("spec.catalog.interval", catalog.interval, MIN_CATALOG_INTERVAL, None)
+    pull = catalog.pull_request
+    if pull is not None and pull.interval is not None:
+        field = "spec.catalog.pullRequest.interval"
+        yield from _duration(field, pull.interval, MIN_CATALOG_INTERVAL, None)
+    if pull is not None and not catalog.push_branch:
+        yield errors.SpecError("spec.catalog.pullRequest", "needs spec.catalog.pushBranch")
     if catalog.push_branch and catalog.push_branch == catalog.git.branch:
         yield errors.SpecError(
             "spec.catalog.pushBranch", "must differ from spec.catalog.git.branch (or be empty)"

@@ -36,7 +36,7 @@ from controller.catalog import manifests, ownership, repository
 from controller.git import credentials as git_credentials
 from controller.observe import events as events_
 from controller.observe.conditions import find as conditions_find
-from controller.reconcile import claims, secrets, steps
+from controller.reconcile import claims, pulls, secrets, steps
 from controller.reconcile import memory as memory_
 from controller.reconcile import services as services_
 from controller.sources import git as git_
@@ -102,8 +102,7 @@ class WriteCatalog:
         requested = ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION)
         unchanged = previous.fingerprint == fingerprint and requested == self.checks.request
         if unchanged and not await self._moved(ctx, catalog):
-            await self._sync(ctx, catalog, previous)
-            return outcome(previous, catalog)
+            return await self._finish(ctx, catalog, previous)
         queued = self.checks.queued
         if queued is None or (queued.fingerprint, queued.request) != (fingerprint, requested):
             if queued is not None:  # superseded (a new image, new settings): taken back
@@ -156,9 +155,29 @@ class WriteCatalog:
             )
         if edit.unmatched:
             raise ManifestNotFound(edit.unmatched)
-        if edit.blocked() is None:
-            recorded = await self._sync(ctx, catalog, recorded)
-        return outcome(recorded, catalog)
+        if edit.blocked() is not None:
+            return outcome(recorded, catalog)
+        return await self._finish(ctx, catalog, recorded)
+
+    async def _finish(
+        self, ctx: steps.Context, catalog: model.Catalog, recorded: status_.CatalogStatus
+    ) -> steps.Outcome:
+        """The catalog as written: with a pull request, as it says (`pulls.follow`); then, once
+        the catalog's branch has the change, have ADE sync it."""
+        settled = outcome(recorded, catalog)
+        if catalog.pull_request is not None:
+            settled = await pulls.follow(
+                self.services, self.memory, ctx, catalog=catalog, recorded=recorded, settled=settled
+            )
+            if settled.kind is not steps.Kind.DONE:
+                return settled
+            recorded = (
+                status_.CatalogStatus.of({"catalog": ctx.updates.get("catalog")})
+                if ctx.updates.get("catalog")
+                else recorded
+            )
+        await self._sync(ctx, catalog, recorded)
+        return settled
 
     async def _enqueue(
         self,
