@@ -145,6 +145,7 @@ class CatalogSigning:
 
 class PullRequestProvider(enum.StrEnum):
     GITHUB = "GitHub"
+    AZURE_REPOS = "AzureRepos"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,9 +154,10 @@ class PullRequestSpec:
 
     provider: PullRequestProvider = PullRequestProvider.GITHUB
     api_url: str = ""
-    """The host's API (empty: GitHub's, for a repository on github.com)."""
+    """The host's API: GitHub's (empty: https://api.github.com for github.com), or Azure Repos'
+    organization URL (empty: from a dev.azure.com or *.visualstudio.com git URL)."""
     repository: str = ""
-    """`owner/name` (empty: from the git URL)."""
+    """GitHub's `owner/name`, Azure Repos' `project/name` (empty: from the git URL)."""
     secret_ref: SecretRef | None = None
     """The Secret with the API token (key `token`); None: the git Secret's token or password."""
     title: str = ""

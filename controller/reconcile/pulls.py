@@ -28,7 +28,7 @@ import time
 from controller import durations, errors
 from controller.api import spec as model
 from controller.api import status as status_
-from controller.hosting import github, pulls
+from controller.hosting import hosts, pulls
 from controller.reconcile import memory as memory_
 from controller.reconcile import secrets, steps
 from controller.reconcile import services as services_
@@ -161,17 +161,15 @@ async def _host(
     catalog: model.Catalog,
     spec: model.PullRequestSpec,
 ) -> pulls.Host:
-    field = "spec.catalog.pullRequest"
     try:
-        repository = spec.repository or github.repository_of(catalog.git.url)
-    except ValueError as error:
-        raise errors.SpecError(f"{field}.repository", f"is required: {error}") from None
-    api_url = spec.api_url or github.api_url_of(catalog.git.url)
-    if not api_url:
-        raise errors.SpecError(
-            f"{field}.apiUrl",
-            "is required for a repository outside github.com (GitHub Enterprise: https://HOST/api/v3)",
+        api_url, repository = hosts.locate(
+            spec.provider.value,
+            git_url=catalog.git.url,
+            api_url=spec.api_url,
+            repository=spec.repository,
         )
+    except hosts.Unlocated as missing:
+        raise errors.SpecError(f"spec.catalog.pullRequest.{missing.field}", str(missing)) from None
     token = await _token(services, ctx, catalog, spec)
     return services.hosts.get(
         provider=spec.provider.value, api_url=api_url, repository=repository, token=token

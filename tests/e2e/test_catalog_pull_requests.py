@@ -1,12 +1,15 @@
-"""Catalog changes through a pull request, end to end: the operator pushes its branch and opens
-one pull request on a GitHub emulator (`tests.env.github`, checked against GitHub's published
-API description; the git side is the real git server), updates it when a second RunnerImage
+"""Catalog changes through a pull request, end to end, on GitHub and on Azure Repos: the operator
+pushes its branch and opens one pull request on the host's emulator (`tests.env.github`,
+`tests.env.azure_repos`, each checked against the host's published API description, driven by the
+real client library; the git side is the real git server), updates it when a second RunnerImage
 pushes the same branch (never a second one), turns Ready when it is merged (a real merge in the
-repository), and stalls with the pull request's URL when one is closed without merging.
+repository), and stalls with the pull request's URL when one is closed without merging. Every
+request the operator made, and every answer, is validated against the description.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 from collections.abc import Iterator
@@ -19,7 +22,18 @@ from tests.e2e import buildjobs
 from tests.e2e.catalogs import GIT_PASSWORD, GIT_USER, MANIFEST
 from tests.e2e.catalogs import git_secret as _git_secret
 from tests.e2e.catalogs import with_catalog as _with_catalog
-from tests.env import github, github_openapi, gitserver, kube, kwok, oci, registry
+from tests.env import (
+    azure_repos,
+    azure_repos_spec,
+    azure_repos_wire,
+    github,
+    github_openapi,
+    gitserver,
+    kube,
+    kwok,
+    oci,
+    registry,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -39,14 +53,96 @@ def git_server(tmp_path: pathlib.Path) -> Iterator[gitserver.GitServer]:
         yield server
 
 
-@pytest.fixture
-def hub(git_server: gitserver.GitServer) -> Iterator[github.GitHubEmulator]:
-    with github.GitHubEmulator(git_server, token=TOKEN, owner="org") as emulator:
-        yield emulator
+@dataclasses.dataclass
+class Hub:
+    """One host's emulator, seen the same way for either host."""
+
+    provider: str
+    emulator: Any
+    api_url: str
+    repository: str
+
+    def pulls(self) -> list[dict[str, Any]]:
+        """Each pull request: number, head (branch name), body, state (open/merged/closed)."""
+        if self.provider == "GitHub":
+            return [
+                {
+                    "number": p["number"],
+                    "head": p["head"]["ref"],
+                    "base": p["base"]["ref"],
+                    "body": p["body"] or "",
+                    "state": "merged" if p["merged"] else p["state"],
+                }
+                for p in self.emulator.pulls("catalog")
+            ]
+        states = {"active": "open", "completed": "merged", "abandoned": "closed"}
+        return [
+            {
+                "number": p["pullRequestId"],
+                "head": p["sourceRefName"].removeprefix("refs/heads/"),
+                "base": p["targetRefName"].removeprefix("refs/heads/"),
+                "body": p.get("description") or "",
+                "state": states[p["status"]],
+            }
+            for p in self.emulator.pulls("catalog")
+        ]
+
+    def merge(self, number: int) -> None:
+        if self.provider == "GitHub":
+            self.emulator.merge("catalog", number)
+        else:
+            self.emulator.complete("catalog", number)
+
+    def close(self, number: int) -> None:
+        if self.provider == "GitHub":
+            self.emulator.close("catalog", number)
+        else:
+            self.emulator.abandon("catalog", number)
+
+    def validate_traffic(self) -> set[tuple[str, str, int]]:
+        """Every recorded exchange against the host's description; the operations seen."""
+        operations = set()
+        for record in self.emulator.requests:
+            assert record.path_template is not None, record.path
+            operations.add((record.method, record.path_template, record.status))
+            if self.provider == "GitHub":
+                github_openapi.validate_response(
+                    record.method, record.path_template, record.status, record.response_json
+                )
+                if record.request_json is not None:
+                    github_openapi.validate_request(
+                        record.method, record.path_template, record.request_json
+                    )
+            elif record.path_template in (
+                azure_repos_wire.LOCATIONS_TEMPLATE,
+                azure_repos_wire.RESOURCE_AREAS_TEMPLATE,
+            ):
+                azure_repos_spec.validate_discovery(
+                    record.path_template, record.status, record.response_json
+                )
+            else:
+                azure_repos_spec.validate_response(
+                    record.method, record.path_template, record.status, record.response_json
+                )
+                if record.request_json is not None:
+                    azure_repos_spec.validate_request(
+                        record.method, record.path_template, record.request_json
+                    )
+        return operations
+
+
+@pytest.fixture(params=["GitHub", "AzureRepos"])
+def hub(request: pytest.FixtureRequest, git_server: gitserver.GitServer) -> Iterator[Hub]:
+    if request.param == "GitHub":
+        with github.GitHubEmulator(git_server, token=TOKEN, owner="org") as emulator:
+            yield Hub("GitHub", emulator, emulator.base_url, "org/catalog")
+    else:
+        with azure_repos.running(git_server, token=TOKEN, organization="org", project="proj") as az:
+            yield Hub("AzureRepos", az, az.base_url, "proj/catalog")
 
 
 def _runner(
-    namespace: str, registry_host: str, base_image: str, url: str, hub_url: str, name: str
+    namespace: str, registry_host: str, base_image: str, url: str, hub: Hub, name: str
 ) -> dict[str, Any]:
     manifest = WEBAPP if name == buildjobs.NAME else OTHER
     body = _with_catalog(
@@ -55,8 +151,9 @@ def _runner(
         [manifest],
         pushBranch=PUSH_BRANCH,
         pullRequest={
-            "apiUrl": hub_url,
-            "repository": "org/catalog",
+            "provider": hub.provider,
+            "apiUrl": hub.api_url,
+            "repository": hub.repository,
             "secretRef": {"name": "github"},
             "interval": "10s",
         },
@@ -87,20 +184,23 @@ def test_one_pull_request_opened_updated_merged_then_a_closed_one_stalls(
     pusher: oci.Pusher,
     base_image: str,
     git_server: gitserver.GitServer,
-    hub: github.GitHubEmulator,
+    hub: Hub,
+    tmp_path: pathlib.Path,
 ) -> None:
     buildjobs.push_secret(cluster, namespace, oci_registry.host)
     _git_secret(cluster, namespace)
     cluster.plane.kubectl(
         "create", "secret", "generic", "github", "-n", namespace, f"--from-literal=token={TOKEN}"
     )
-    operator = start_operator(ADE_RESYNC_INTERVAL="2s")
+    operator = start_operator(
+        ADE_RESYNC_INTERVAL="2s", AZURE_DEVOPS_CACHE_DIR=str(tmp_path / "azure-devops-cache")
+    )
     url, base_before = git_server.url("catalog"), git_server.head("catalog", "main")
     first, second = buildjobs.NAME, "other-runner"
 
     cluster.apply(
         namespace,
-        json.dumps(_runner(namespace, oci_registry.host, base_image, url, hub.base_url, first)),
+        json.dumps(_runner(namespace, oci_registry.host, base_image, url, hub, first)),
     )
     _build(cluster, namespace, pusher, first, 1)
     waiting = cluster.wait_condition(
@@ -112,14 +212,13 @@ def test_one_pull_request_opened_updated_merged_then_a_closed_one_stalls(
     assert pull["url"] in kube.condition(waiting, "CatalogSynced")["message"]  # type: ignore[index]
     assert kube.condition(waiting, "Stalled") is None
     assert git_server.head("catalog", "main") == base_before  # nothing merged yet
-    (opened,) = hub.pulls("catalog")
-    assert opened["head"]["ref"] == PUSH_BRANCH
-    assert opened["base"]["ref"] == "main"
+    (opened,) = hub.pulls()
+    assert (opened["head"], opened["base"], opened["state"]) == (PUSH_BRANCH, "main", "open")
 
     # a second RunnerImage pushing the same branch: the same pull request, its text updated
     cluster.apply(
         namespace,
-        json.dumps(_runner(namespace, oci_registry.host, base_image, url, hub.base_url, second)),
+        json.dumps(_runner(namespace, oci_registry.host, base_image, url, hub, second)),
     )
     _build(cluster, namespace, pusher, second, 1)
     other = kube.wait_for(
@@ -132,17 +231,17 @@ def test_one_pull_request_opened_updated_merged_then_a_closed_one_stalls(
         what="the second RunnerImage's pull request",
     )
     assert other["status"]["catalog"]["pullRequest"]["number"] == 1
-    (updated,) = hub.pulls("catalog")
     kube.wait_for(
-        lambda: second in (hub.pulls("catalog")[0]["body"] or ""),
+        lambda: second in hub.pulls()[0]["body"],
         timeout=30,
         what="the pull request's body listing both images",
     )
-    assert f"{namespace}/{first}" in hub.pulls("catalog")[0]["body"]
+    (updated,) = hub.pulls()
+    assert f"{namespace}/{first}" in updated["body"]
     assert updated["number"] == 1
 
     # merged: both are Ready, and the catalog's branch has both changes
-    hub.merge("catalog", 1)
+    hub.merge(1)
     for name in (first, second):
         ready = cluster.wait_condition(namespace, name, "Ready", status="True", timeout=60)
         assert ready["status"]["catalog"]["pullRequest"]["state"] == "merged"
@@ -150,30 +249,20 @@ def test_one_pull_request_opened_updated_merged_then_a_closed_one_stalls(
     assert f"{namespace}/{second}" in git_server.show("catalog", f"main:{OTHER}")
 
     # a new image: a new pull request; closed without merging: Stalled with its URL
-    changed = _runner(namespace, oci_registry.host, base_image, url, hub.base_url, first)
+    changed = _runner(namespace, oci_registry.host, base_image, url, hub, first)
     changed["spec"]["buildArgs"] = {"REVISION": "2"}
     cluster.apply(namespace, json.dumps(changed))
     _build(cluster, namespace, pusher, first, 2)
-    kube.wait_for(lambda: len(hub.pulls("catalog")) == 2, timeout=60, what="a second pull request")
-    hub.close("catalog", 2)
+    kube.wait_for(lambda: len(hub.pulls()) == 2, timeout=60, what="a second pull request")
+    hub.close(2)
     stalled = cluster.wait_condition(
         namespace, first, "Stalled", status="True", reason="PullRequestClosed", timeout=60
     )
     message = kube.condition(stalled, "Stalled")["message"]  # type: ignore[index]
-    assert hub.pulls("catalog")[1]["html_url"] in message
+    assert stalled["status"]["catalog"]["pullRequest"]["number"] == 2
+    assert stalled["status"]["catalog"]["pullRequest"]["url"] in message
     assert TOKEN not in operator.logs()
     assert TOKEN not in json.dumps(stalled)
-    # every call the operator made, and every answer, is as GitHub's API description says
-    operations = set()
-    for record in hub.requests:
-        assert record.path_template is not None, record.path
-        operations.add((record.method, record.path_template, record.status))
-        github_openapi.validate_response(
-            record.method, record.path_template, record.status, record.response_json
-        )
-        if record.request_json is not None:
-            github_openapi.validate_request(
-                record.method, record.path_template, record.request_json
-            )
-    assert ("POST", "/repos/{owner}/{repo}/pulls", 201) in operations
-    assert ("PATCH", "/repos/{owner}/{repo}/pulls/{pull_number}", 200) in operations
+    # every call the operator made, and every answer, is as the host's API description says
+    operations = hub.validate_traffic()
+    assert {method for method, _, status in operations if status < 300} >= {"GET", "POST", "PATCH"}

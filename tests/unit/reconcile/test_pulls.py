@@ -14,7 +14,7 @@ import pytest
 
 from controller import errors
 from controller.api import status as status_
-from controller.hosting import github, pulls
+from controller.hosting import github, hosts, pulls
 from controller.reconcile import memory as memory_
 from controller.reconcile import pulls as reconcile_pulls
 from controller.reconcile import steps
@@ -327,3 +327,48 @@ def test_the_repository_and_api_of_a_git_url(url: str, repository: str, api: str
 def test_a_url_without_owner_and_name_is_refused() -> None:
     with pytest.raises(ValueError, match="owner/name"):
         github.repository_of("https://git.example/catalog.git")
+
+
+@pytest.mark.parametrize(
+    ("url", "api", "repository"),
+    [
+        (
+            "https://dev.azure.com/contoso/Platform/_git/catalog",
+            "https://dev.azure.com/contoso",
+            "Platform/catalog",
+        ),
+        (
+            "https://dev.azure.com/contoso/My%20Project/_git/catalog",
+            "https://dev.azure.com/contoso",
+            "My Project/catalog",
+        ),
+        (
+            "https://contoso.visualstudio.com/Platform/_git/catalog",
+            "https://contoso.visualstudio.com",
+            "Platform/catalog",
+        ),
+        (
+            "git@ssh.dev.azure.com:v3/contoso/Platform/catalog",
+            "https://dev.azure.com/contoso",
+            "Platform/catalog",
+        ),
+    ],
+)
+def test_an_azure_repos_url_names_its_organization_project_and_repository(
+    url: str, api: str, repository: str
+) -> None:
+    assert hosts.locate("AzureRepos", git_url=url, api_url="", repository="") == (api, repository)
+
+
+def test_what_a_url_cannot_tell_is_asked_for_by_field() -> None:
+    with pytest.raises(hosts.Unlocated) as missing:
+        hosts.locate("AzureRepos", git_url="https://git.example/c.git", api_url="", repository="")
+    assert missing.value.field == "apiUrl"
+    with pytest.raises(hosts.Unlocated) as unnamed:
+        hosts.locate(
+            "AzureRepos", git_url="https://git.example/c.git", api_url="https://a", repository=""
+        )
+    assert unnamed.value.field == "repository"
+    assert hosts.locate(
+        "AzureRepos", git_url="https://git.example/c.git", api_url="https://a", repository="p/c"
+    ) == ("https://a", "p/c")
