@@ -193,6 +193,9 @@ async def prepare(folder: pathlib.Path, key: SigningKey, base_env: Mapping[str, 
         return Signer(key, config, {}, key.fingerprint)
     home = place / "gnupg"
     home.mkdir(mode=0o700)
+    # The agent of this home lives for one write: a fixed S2K count spares it the calibration
+    # (seconds at start-up) for a protection that ends with the write anyway.
+    _write_private(home / "gpg-agent.conf", b"s2k-count 65536\nallow-loopback-pinentry\n")
     env = {**base_env, "GNUPGHOME": str(home)}
     signer = Signer(key, config, {"GNUPGHOME": str(home)}, "", home, env)
     try:

@@ -63,16 +63,23 @@ def api_url_of(url: str) -> str | None:
 
 
 class GitHubRepository:
-    """`pulls.Host` for `repository` (`owner/name`) at `api_url`, authenticated by `token`."""
+    """`pulls.Host` for `repository` (`owner/name`) at `api_url`, authenticated by `token`: a
+    token, or a GitHub App installation whose tokens PyGithub asks for (and renews)."""
 
     name = "GitHub"
 
-    def __init__(self, *, api_url: str, repository: str, token: str) -> None:
+    def __init__(self, *, api_url: str, repository: str, token: pulls.Credential) -> None:
         self.api_url = api_url.rstrip("/")
         self.repository = repository
         self.owner = repository.partition("/")[0]
+        auth: Auth.Auth
+        if isinstance(token, pulls.GitHubApp):  # installation tokens, renewed before they lapse
+            app = Auth.AppAuth(token.app_id, token.private_key)
+            auth = app.get_installation_auth(token.installation_id)
+        else:
+            auth = Auth.Token(token)
         self._client = Github(
-            auth=Auth.Token(token),
+            auth=auth,
             base_url=self.api_url,
             timeout=TIMEOUT,
             retry=None,

@@ -55,10 +55,13 @@ class Hosts:
             collections.OrderedDict()
         )
 
-    def get(self, *, provider: str, api_url: str, repository: str, token: str) -> pulls.Host:
+    def get(
+        self, *, provider: str, api_url: str, repository: str, token: pulls.Credential
+    ) -> pulls.Host:
         """The client of `repository` at `api_url` with `token` (`provider`: GitHub or
-        AzureRepos, whose `repository` is `project/name`)."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        AzureRepos, whose `repository` is `project/name`; a GitHub App only for GitHub)."""
+        material = token if isinstance(token, str) else repr(token) + token.private_key
+        digest = hashlib.sha256(material.encode()).hexdigest()
         key = (provider, api_url, repository, digest)
         client = self._clients.get(key)
         if client is None:
@@ -71,10 +74,12 @@ class Hosts:
         return client
 
 
-def _client(provider: str, *, api_url: str, repository: str, token: str) -> pulls.Host:
+def _client(provider: str, *, api_url: str, repository: str, token: pulls.Credential) -> pulls.Host:
     if provider == GITHUB:
         return github.GitHubRepository(api_url=api_url, repository=repository, token=token)
     if provider == AZURE_REPOS:
+        if not isinstance(token, str):
+            raise ValueError("a GitHub App cannot sign in to Azure Repos: give a token (PAT)")
         project, _, name = repository.partition("/")
         return azure_repos.AzureReposRepository(
             organization_url=api_url, project=project, repository=name, token=token

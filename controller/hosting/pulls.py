@@ -17,7 +17,10 @@ A host (`Host`) is reached through an adapter (`controller.hosting.github`); its
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Literal, Protocol
+
+from controller import errors
 
 State = Literal["open", "merged", "closed"]
 Verdict = Literal["merged", "open", "closed", "new"]
@@ -25,6 +28,53 @@ Verdict = Literal["merged", "open", "closed", "new"]
 MARKER = "<!-- ade-runner-operator: this description is rewritten on every push -->"
 MAX_LISTED = 50
 """Commits and files listed in a body at most (the rest are counted)."""
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class GitHubApp:
+    """A GitHub App installation (Flux's Secret keys `githubAppID`, `githubAppInstallationID`,
+    `githubAppPrivateKey`): short-lived installation tokens are asked for with the key."""
+
+    app_id: int
+    installation_id: int
+    private_key: str
+
+    def __repr__(self) -> str:
+        return f"GitHubApp(app_id={self.app_id}, installation_id={self.installation_id})"
+
+
+Credential = str | GitHubApp
+"""A token (a PAT, an installation token), or a GitHub App that makes its own."""
+
+APP_KEYS = ("githubAppID", "githubAppInstallationID", "githubAppPrivateKey")
+
+
+def credential_from_secret(data: Mapping[str, bytes], *, secret: str, field: str) -> Credential:
+    """The API credential in a Secret's decoded `data`: key `token`, or Flux's GitHub App keys
+    (`APP_KEYS`, all three); `errors.StalledError` naming the key at fault, never a value."""
+
+    def problem(text: str) -> errors.StalledError:
+        return errors.StalledError("SecretInvalid", f"{field}: Secret {secret!r} {text}")
+
+    given = [key for key in APP_KEYS if data.get(key)]
+    if given:
+        missing = [key for key in APP_KEYS if key not in given]
+        if missing:
+            raise problem(f"has {', '.join(given)} but not {', '.join(missing)}")
+        numbers = []
+        for key in APP_KEYS[:2]:
+            text = data[key].decode(errors="replace").strip()
+            if not text.isdigit():
+                raise problem(f"key {key!r} must be a number")
+            numbers.append(int(text))
+        key = data[APP_KEYS[2]].decode(errors="replace").strip()
+        if "PRIVATE KEY-----" not in key:
+            raise problem(f"key {APP_KEYS[2]!r} is not a PEM private key")
+        return GitHubApp(numbers[0], numbers[1], key + "\n")
+    token = (data.get("token") or b"").decode(errors="replace").strip()
+    if not token:
+        raise problem(f"has neither key 'token' nor the GitHub App keys {', '.join(APP_KEYS)}")
+    return token
 
 
 @dataclasses.dataclass(frozen=True)

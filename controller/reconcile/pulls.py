@@ -171,9 +171,12 @@ async def _host(
     except hosts.Unlocated as missing:
         raise errors.SpecError(f"spec.catalog.pullRequest.{missing.field}", str(missing)) from None
     token = await _token(services, ctx, catalog, spec)
-    return services.hosts.get(
-        provider=spec.provider.value, api_url=api_url, repository=repository, token=token
-    )
+    try:
+        return services.hosts.get(
+            provider=spec.provider.value, api_url=api_url, repository=repository, token=token
+        )
+    except ValueError as refused:  # a GitHub App for Azure Repos
+        raise errors.SpecError("spec.catalog.pullRequest.secretRef", str(refused)) from None
 
 
 async def _token(
@@ -181,19 +184,13 @@ async def _token(
     ctx: steps.Context,
     catalog: model.Catalog,
     spec: model.PullRequestSpec,
-) -> str:
+) -> pulls.Credential:
     if spec.secret_ref is not None:
         field = "spec.catalog.pullRequest.secretRef"
         secret = await secrets.read(
             services.kube, namespace=ctx.namespace, name=spec.secret_ref.name, field=field
         )
-        raw = secret.data.get("token") or b""
-        token = raw.decode(errors="replace").strip()
-        if not token:
-            raise errors.StalledError(
-                "SecretInvalid", f"{field}: Secret {spec.secret_ref.name!r} has no key 'token'"
-            )
-        return token
+        return pulls.credential_from_secret(secret.data, secret=secret.name, field=field)
     field = "spec.catalog.git.secretRef"
     credentials = await secrets.git_credentials_at(
         services.kube, namespace=ctx.namespace, ref=catalog.git.secret_ref, field=field

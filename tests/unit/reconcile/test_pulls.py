@@ -372,3 +372,55 @@ def test_what_a_url_cannot_tell_is_asked_for_by_field() -> None:
     assert hosts.locate(
         "AzureRepos", git_url="https://git.example/c.git", api_url="https://a", repository="p/c"
     ) == ("https://a", "p/c")
+
+
+def test_a_github_app_or_a_token_is_read_from_the_secret_naming_keys() -> None:
+    def read(data: dict[str, bytes]) -> pulls.Credential:
+        return pulls.credential_from_secret(
+            data, secret="gh", field="spec.catalog.pullRequest.secretRef"
+        )
+
+    assert read({"token": b"ghp_x\n"}) == "ghp_x"
+    pem = b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"
+    app = read(
+        {"githubAppID": b"123", "githubAppInstallationID": b"456\n", "githubAppPrivateKey": pem}
+    )
+    assert isinstance(app, pulls.GitHubApp)
+    assert (app.app_id, app.installation_id) == (123, 456)
+    assert "MIIE" not in repr(app)
+    for data, says in (
+        ({}, "has neither key 'token' nor the GitHub App keys"),
+        (
+            {"githubAppID": b"1"},
+            "has githubAppID but not githubAppInstallationID, githubAppPrivateKey",
+        ),
+        (
+            {"githubAppID": b"x", "githubAppInstallationID": b"1", "githubAppPrivateKey": pem},
+            "'githubAppID' must be a number",
+        ),
+        (
+            {"githubAppID": b"1", "githubAppInstallationID": b"1", "githubAppPrivateKey": b"nope"},
+            "is not a PEM private key",
+        ),
+    ):
+        with pytest.raises(errors.StalledError, match=says) as raised:
+            read(data)
+        assert str(raised.value).startswith("spec.catalog.pullRequest.secretRef: Secret 'gh' ")
+
+
+async def test_a_github_app_cannot_sign_in_to_azure_repos(tmp_path: pathlib.Path) -> None:
+    catalog = {
+        **SPEC["catalog"],
+        "git": {**SPEC["catalog"]["git"], "url": "https://dev.azure.com/o/p/_git/c"},
+        "pullRequest": {"provider": "AzureRepos", "secretRef": {"name": "app"}},
+    }
+    obj = Object(tmp_path, FakeHost(), {**SPEC, "catalog": catalog})
+    obj.services.hosts = hosts.Hosts()
+    pem = b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n"
+    obj.services.kube.secrets["app"] = {  # type: ignore[attr-defined]
+        "githubAppID": b"1",
+        "githubAppInstallationID": b"2",
+        "githubAppPrivateKey": pem,
+    }
+    with pytest.raises(errors.SpecError, match="a GitHub App cannot sign in to Azure Repos"):
+        await obj.reconcile()
