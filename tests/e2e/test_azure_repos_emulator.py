@@ -10,19 +10,16 @@ their commits, iterations and changed files, completes them for real (the bare r
 `main` moves), abandons and reactivates them; a wrong token gets 401, injected rate limiting
 and 5xx show what the client (msrest, urllib3) does with them.
 
-Every request and response the emulator recorded is validated against the description: after
-each test (an autouse fixture) and all together at the end, where the schema used for each
-(method, path, status) is printed. A test proves the validator is not vacuous: bodies broken on
-purpose must fail it.
+As for GitHub (`tests.e2e.hosts`), each exchange the emulator recorded is checked against the
+description after every test and again, all of them, at the end, which prints the schemas used
+per (method, path, status); deliberately broken bodies prove that the validator is not vacuous.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import pathlib
-import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -43,8 +40,10 @@ from azure.devops.v7_1.git.models import (
 from msrest.authentication import BasicAuthentication
 from msrest.exceptions import ClientRequestError
 
+from tests.e2e import hosts
+from tests.e2e.hosts import BRANCH, REPO, branch, is_ancestor
+from tests.e2e.hosts import git as run_git
 from tests.env import azure_repos_spec as spec
-from tests.env import gitserver
 from tests.env.azure_repos import (
     LOCATIONS_TEMPLATE,
     RESOURCE_AREAS_TEMPLATE,
@@ -57,9 +56,7 @@ from tests.env.gitserver import GitServer
 pytestmark = pytest.mark.e2e
 
 TOKEN = "ado0emulated0personal0access0token0000000000000000"
-REPO = "catalog"
 PROJECT = "proj"
-BRANCH = "ade/runner-updates"
 MAIN = "refs/heads/main"
 CHANGES_LOCATION = "4216bdcf-b6b1-4d59-8b82-c34cc183fc8b"
 
@@ -96,9 +93,7 @@ def forget_discovery() -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    folder = tmp_path_factory.mktemp("azure-repos-emulator") / "git"
-    with gitserver.running(folder, {"user": "pw"}) as server:
-        server.create_repo(REPO, {"a.yaml": "runner: x\n"})
+    with hosts.catalog_server(tmp_path_factory.mktemp("azure-repos-emulator") / "git") as server:
         yield server
 
 
@@ -123,10 +118,7 @@ def git(emulator: AzureReposEmulator) -> GitClient:
 @pytest.fixture(autouse=True)
 def exchanges_match_the_description(emulator: AzureReposEmulator) -> Iterator[None]:
     """After each test: every exchange it caused matches the published description."""
-    before = len(emulator.requests)
-    yield
-    for record in emulator.requests[before:]:
-        validate(record)
+    yield from hosts.validated_after(lambda: emulator.requests, validate)
 
 
 def validate(record: Request) -> None:
@@ -158,29 +150,6 @@ def validate(record: Request) -> None:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def run_git(server: GitServer, *args: str) -> subprocess.CompletedProcess[str]:
-    """git in the bare repository, as an admin (no hook refuses it)."""
-    return subprocess.run(
-        ["git", "--git-dir", str(server.path(REPO)), *args],
-        env={**gitserver.git_env(server.folder), "GITSERVER_ADMIN": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-def branch(server: GitServer, name: str, *changes: dict[str, str | None]) -> str:
-    """Branch `name` off main with one commit per `changes`; its head."""
-    for number, files in enumerate(changes, 1):
-        server.commit(REPO, files, f"{name}: change {number}", branch=name)
-    return server.head(REPO, name)
-
-
-def is_ancestor(server: GitServer, commit: str, of: str) -> bool:
-    return run_git(server, "merge-base", "--is-ancestor", commit, of).returncode == 0
 
 
 def parents(server: GitServer, commit: str) -> list[str]:
@@ -242,21 +211,13 @@ def raw(
 ) -> tuple[int, dict[str, str], Any]:
     """One request without the client: status, headers (lower-case names), parsed JSON (None
     for a body that is not JSON)."""
-    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=30)
-    try:
-        headers = {"Accept": accept, "User-Agent": "raw-test"}
-        if authorization is not None:
-            headers["Authorization"] = authorization
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        connection.request(method, f"/{emulator.organization}{path}", body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        found = {k.lower(): v for k, v in response.getheaders()}
-        is_json = found.get("content-type", "").startswith("application/json")
-        return response.status, found, json.loads(data) if is_json else None
-    finally:
-        connection.close()
+    headers = {"Accept": accept, "User-Agent": "raw-test"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    target = f"/{emulator.organization}{path}"
+    status, found, data = hosts.request(emulator.port, method, target, body, headers)
+    is_json = found.get("content-type", "").startswith("application/json")
+    return status, found, json.loads(data) if is_json else None
 
 
 # -- discovery and the repository --------------------------------------------------------------
@@ -944,17 +905,5 @@ def test_validator_is_not_vacuous(git: GitClient, server: GitServer) -> None:
 def test_every_recorded_exchange_matches_the_description(emulator: AzureReposEmulator) -> None:
     """All exchanges of the module, validated again together; the schema of each is shown."""
     records = emulator.requests
-    exercised = {(r.method.lower(), r.path_template) for r in records if 200 <= r.status < 300}
-    wanted = {(m, t) for t, methods in spec.OPERATIONS.items() for m in methods}
-    if not wanted <= exercised:
-        pytest.skip("run the whole module: only some operations were exercised")
-    for record in records:
-        validate(record)
-    lines = [
-        f"{method:7} {path} {status}: {', '.join(sorted(schemas))}"
-        for (method, path, status), schemas in sorted(_SCHEMAS_USED.items())
-    ]
-    print(f"\n{len(records)} exchanges validated:\n" + "\n".join(lines))
-    statuses = {r.status for r in records}
+    statuses = hosts.validate_all(records, spec.OPERATIONS, validate, _SCHEMAS_USED, 7)
     assert {200, 201, 400, 401, 404, 405, 409, 429, 500, 502, 503} <= statuses
-    assert all(r.path_template for r in records if r.status < 400)

@@ -13,12 +13,13 @@ import pytest
 
 from controller import errors
 from controller.hosting import azure_repos as azure_host
-from tests.env import azure_repos, gitserver
+from tests.e2e import hosts
+from tests.e2e.hosts import BRANCH
+from tests.env import azure_repos
 
 pytestmark = pytest.mark.e2e
 
 TOKEN = "azdo-pat-HostAdapter42"
-BRANCH = "ade/runner-updates"
 
 
 @pytest.fixture(autouse=True)
@@ -28,16 +29,11 @@ def client_cache(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 @pytest.fixture
-def server(tmp_path: pathlib.Path) -> Iterator[gitserver.GitServer]:
-    with gitserver.running(tmp_path / "git", {"user": "pw"}) as running:
-        running.create_repo("catalog", {"a.yaml": "runner: x\n"})
-        running.commit("catalog", {"a.yaml": "runner: y\n"}, "Use runner y", branch=BRANCH)
-        yield running
-
-
-@pytest.fixture
-def hub(server: gitserver.GitServer) -> Iterator[azure_repos.AzureReposEmulator]:
-    with azure_repos.running(server, token=TOKEN) as emulator:
+def hub(tmp_path: pathlib.Path) -> Iterator[azure_repos.AzureReposEmulator]:
+    with (
+        hosts.catalog_server(tmp_path / "git", with_branch=True) as server,
+        azure_repos.running(server, token=TOKEN) as emulator,
+    ):
         yield emulator
 
 
@@ -52,45 +48,17 @@ def _host(
 async def test_open_find_describe_edit_and_never_a_second(
     hub: azure_repos.AzureReposEmulator,
 ) -> None:
-    host = _host(hub)
-    assert await host.find_open(head=BRANCH, base="main") is None
-    opened = await host.open(head=BRANCH, base="main", title="t", body="b")
-    assert opened is not None
-    assert (opened.number, opened.state) == (1, "open")
+    opened = await hosts.open_find_describe_edit(
+        _host(hub), lambda: hub.pulls("catalog"), lambda: hub.complete("catalog", 1)
+    )
     assert opened.url == f"{hub.base_url}/proj/_git/catalog/pullrequest/1"
-    again = await host.open(head=BRANCH, base="main", title="t2", body="b2")  # exists: the same
-    assert again is not None
-    assert again.number == 1
-    assert len(hub.pulls("catalog")) == 1
-    contents = await host.contents(1)
-    assert [subject for _, subject in contents.commits] == ["Use runner y"]
-    assert contents.files == ("a.yaml",)
-    edited = await host.edit(1, title="New title", body="New body")
-    assert (edited.title, edited.body) == ("New title", "New body")
-    found = await host.find_open(head=BRANCH, base="main")
-    assert found is not None
-    assert found.number == 1
-    hub.complete("catalog", 1)
-    merged = await host.get(1)
-    assert merged is not None
-    assert merged.state == "merged"
-    assert await host.get(99) is None
-    # completed: nothing left between the branches, so no new pull request
-    assert await host.open(head=BRANCH, base="main", title="t", body="b") is None
-    assert len(hub.pulls("catalog")) == 1
 
 
 async def test_a_refused_token_and_a_missing_repository_stall_naming_the_field(
     hub: azure_repos.AzureReposEmulator,
 ) -> None:
-    with pytest.raises(errors.StalledError) as refused:
-        await _host(hub, token="azdo-wrong").find_open(head=BRANCH, base="main")
-    assert refused.value.reason == "PullRequestAuthFailed"
-    assert str(refused.value).startswith("spec.catalog.pullRequest: Azure DevOps refused the token")
-    assert "azdo-wrong" not in str(refused.value)
-    with pytest.raises(errors.StalledError) as missing:
-        await _host(hub, repository="nothing").find_open(head=BRANCH, base="main")
-    assert missing.value.reason == "PullRequestRepositoryNotFound"
+    wrong, missing = _host(hub, token="azdo-wrong"), _host(hub, repository="nothing")
+    await hosts.refused_and_missing(wrong, missing, "Azure DevOps refused the token", "azdo-wrong")
 
 
 async def test_a_rate_limit_is_paced_by_retry_after(hub: azure_repos.AzureReposEmulator) -> None:
@@ -116,6 +84,4 @@ async def test_a_server_error_and_an_unreachable_host_are_transient(
     gone = azure_host.AzureReposRepository(
         organization_url="http://127.0.0.1:9/org", project="proj", repository="catalog", token=TOKEN
     )
-    with pytest.raises(errors.TransientError) as unreachable:
-        await gone.find_open(head=BRANCH, base="main")
-    assert unreachable.value.reason == "PullRequestHostUnavailable"
+    await hosts.unreachable(gone)

@@ -16,7 +16,6 @@ purpose must fail it.
 
 from __future__ import annotations
 
-import http.client
 import inspect
 import json
 import pathlib
@@ -38,6 +37,8 @@ from github import (
 from github.PullRequest import PullRequest
 from github.Repository import Repository
 
+from tests.e2e import hosts
+from tests.e2e.hosts import BRANCH, REPO, branch, git, is_ancestor
 from tests.env import github_openapi as spec
 from tests.env import gitserver
 from tests.env.github import HTML_ROOT, GitHubEmulator, Request, running
@@ -46,8 +47,6 @@ from tests.env.gitserver import GitServer
 pytestmark = pytest.mark.e2e
 
 TOKEN = "ghp_emulated0token0for0the0tests00000000"
-REPO = "catalog"
-BRANCH = "ade/runner-updates"
 DOCS = "https://docs.github.com/rest"
 
 _SCHEMAS_USED: dict[tuple[str, str, int], set[str]] = {}
@@ -59,9 +58,7 @@ _SCHEMAS_USED: dict[tuple[str, str, int], set[str]] = {}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitServer]:
-    folder = tmp_path_factory.mktemp("github-emulator") / "git"
-    with gitserver.running(folder, {"user": "pw"}) as server:
-        server.create_repo(REPO, {"a.yaml": "runner: x\n"})
+    with hosts.catalog_server(tmp_path_factory.mktemp("github-emulator") / "git") as server:
         yield server
 
 
@@ -87,10 +84,7 @@ def repo(gh: Github) -> Repository:
 @pytest.fixture(autouse=True)
 def exchanges_match_the_description(emulator: GitHubEmulator) -> Iterator[None]:
     """After each test: every exchange it caused matches GitHub's description."""
-    before = len(emulator.requests)
-    yield
-    for record in emulator.requests[before:]:
-        validate(record)
+    yield from hosts.validated_after(lambda: emulator.requests, validate)
 
 
 def validate(record: Request) -> None:
@@ -119,29 +113,6 @@ def validate(record: Request) -> None:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def git(server: GitServer, *args: str) -> subprocess.CompletedProcess[str]:
-    """git in the bare repository, as an admin (no hook refuses it)."""
-    return subprocess.run(
-        ["git", "--git-dir", str(server.path(REPO)), *args],
-        env={**gitserver.git_env(server.folder), "GITSERVER_ADMIN": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-
-
-def branch(server: GitServer, name: str, *changes: dict[str, str | None]) -> str:
-    """Branch `name` off main with one commit per `changes`; its head."""
-    for number, files in enumerate(changes, 1):
-        server.commit(REPO, files, f"{name}: change {number}", branch=name)
-    return server.head(REPO, name)
-
-
-def is_ancestor(server: GitServer, commit: str, of: str) -> bool:
-    return git(server, "merge-base", "--is-ancestor", commit, of).returncode == 0
-
-
 def raw(
     emulator: GitHubEmulator,
     method: str,
@@ -150,19 +121,11 @@ def raw(
     token: str | None = TOKEN,
 ) -> tuple[int, dict[str, str], Any]:
     """One request without PyGithub: status, headers (lower-case names), parsed JSON body."""
-    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=30)
-    try:
-        headers = {"Accept": "application/vnd.github+json", "User-Agent": "raw-test"}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        connection.request(method, f"/api/v3{path}", body=body, headers=headers)
-        response = connection.getresponse()
-        data = response.read()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(data)
-    finally:
-        connection.close()
+    headers = {"Accept": "application/vnd.github+json", "User-Agent": "raw-test"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    status, found, data = hosts.request(emulator.port, method, f"/api/v3{path}", body, headers)
+    return status, found, json.loads(data)
 
 
 def github_error(caught: pytest.ExceptionInfo[GithubException]) -> tuple[int, dict[str, Any]]:
@@ -727,17 +690,5 @@ def test_validator_is_not_vacuous(
 def test_every_recorded_exchange_matches_the_description(emulator: GitHubEmulator) -> None:
     """All exchanges of the module, validated again together; the schema of each is shown."""
     records = emulator.requests
-    exercised = {(r.method.lower(), r.path_template) for r in records if 200 <= r.status < 300}
-    wanted = {(m, t) for t, methods in spec.OPERATIONS.items() for m in methods}
-    if not wanted <= exercised:
-        pytest.skip("run the whole module: only some operations were exercised")
-    for record in records:
-        validate(record)
-    lines = [
-        f"{method:5} {path} {status}: {', '.join(sorted(schemas))}"
-        for (method, path, status), schemas in sorted(_SCHEMAS_USED.items())
-    ]
-    print(f"\n{len(records)} exchanges validated:\n" + "\n".join(lines))
-    statuses = {r.status for r in records}
+    statuses = hosts.validate_all(records, spec.OPERATIONS, validate, _SCHEMAS_USED, 5)
     assert {200, 201, 400, 401, 403, 404, 405, 409, 422, 429, 502, 503} <= statuses
-    assert all(r.path_template for r in records if r.status < 400)

@@ -30,23 +30,23 @@ another method, 405.
 `Retry-After` and `X-RateLimit-*`) or with a 5xx (500 and 503: a WrappedException; 502 and 504:
 an HTML page, as from the front door). Every request is recorded in `requests` (method, path,
 the description's path template, status, request and response JSON), never with its
-credentials. Test helpers that bypass HTTP: `pulls`, `complete`, `abandon`.
+credentials. Test helpers that bypass HTTP: `pulls`, `complete`, `abandon`. The lifecycle, the
+records, the faults' queue and the HTTP handler are shared with the GitHub emulator
+(`tests.env.api_emulator`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import threading
 import time
-import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
+from tests.env import api_emulator
 from tests.env import azure_repos_spec as spec
-from tests.env import httpserver
+from tests.env.api_emulator import parse_json, split_target
 from tests.env.azure_repos_diffs import commit_diffs
 from tests.env.azure_repos_git import RepoGit
 from tests.env.azure_repos_pulls import Pull, PullRequests, now
@@ -58,7 +58,6 @@ from tests.env.azure_repos_wire import (
     OPERATIONS,
     RESOURCE_AREAS_TEMPLATE,
     Answer,
-    Fault,
     Handler,
     api_version,
     authenticated,
@@ -80,38 +79,26 @@ __all__ = [
 
 
 @dataclasses.dataclass(frozen=True)
-class Request:
-    """One request as the emulator saw it and answered it (never with its credentials)."""
+class Request(api_emulator.Request):
+    """One request as the emulator saw it and answered it (never with its credentials); its
+    `path_template` may be a discovery template, its `response_json` None for a body that is not
+    JSON (401, the 404 page, 502/504)."""
 
-    method: str
-    path: str
-    """The URL path as sent, without the query."""
-    query: Mapping[str, str]
-    path_template: str | None
-    """The description's path template (`spec.PULLS`...), a discovery template, or None."""
-    status: int
-    request_json: Any
-    """The body, parsed; None when there was none or it was not JSON (`malformed`)."""
-    response_json: Any
-    """The answer's JSON; None for a body that is not JSON (401, the 404 page, 502/504)."""
-    time: float
-    """`time.monotonic()` at arrival."""
-    fault: bool = False
-    """Answered by `fail_next`."""
-    malformed: bool = False
-    user_agent: str | None = None
     accept: str | None = None
     api_version: str | None = None
     """The api-version asked for (query or `Accept`), None if none."""
     response_headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-class AzureReposEmulator:
+class AzureReposEmulator(api_emulator.Emulator[Request]):
     """The pull request API of Azure Repos for the organization `organization` and its project
     `project` over `git`'s repositories; serves once started (`start()`/`stop()`, or `with`).
     Only `token` is accepted; it belongs to `user`, who creates, closes and merges.
     `synchronous_completion`: answer a completing PATCH with the completed pull request rather
-    than, as the service does, with the queued one."""
+    than, as the service does, with the queued one. `fail_next`: 429 as Azure DevOps's rate
+    limiting, a 5xx as a server error."""
+
+    handler = Handler
 
     def __init__(
         self,
@@ -123,42 +110,16 @@ class AzureReposEmulator:
         user: str = "ade-bot",
         synchronous_completion: bool = False,
     ) -> None:
-        self.git = git
-        self.token = token
+        super().__init__("azure-repos", git, token=token, user=user)
         self.organization = organization
         self.project = project
-        self.user = user
         self.synchronous_completion = synchronous_completion
         self._created = now()
         self._process = str(uuid.uuid4())
-        self._lock = threading.RLock()
-        self._faults: list[Fault] = []
-        self._requests: list[Request] = []
-        self._http = httpserver.LoopbackServer("azure-repos")
         self._pulls = PullRequests(lambda: self.site, lambda name: RepoGit(self.git, name))
         self._views = Views(self._pulls, self._repository_json)
 
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Serve on 127.0.0.1 and a free port, in a thread."""
-        self._http.start(type("Handler", (Handler,), {"owner": self}))
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> AzureReposEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     # -- addresses ---------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._http.port
 
     @property
     def base_url(self) -> str:
@@ -168,24 +129,6 @@ class AzureReposEmulator:
     @property
     def site(self) -> Site:
         return Site(self.base_url, self.organization, self.project, self.user, self._created)
-
-    # -- faults and records ------------------------------------------------------------------
-
-    def fail_next(self, status: int, *, retry_after: int | None = None, times: int = 1) -> None:
-        """Answer the next `times` authenticated requests with `status`: 429 as Azure DevOps's
-        rate limiting (with `Retry-After: retry_after` when given), a 5xx as a server error."""
-        with self._lock:
-            self._faults.append(Fault(status, retry_after, times))
-
-    @property
-    def requests(self) -> list[Request]:
-        """Every request so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
 
     # -- test helpers (no HTTP) --------------------------------------------------------------
 
@@ -220,17 +163,11 @@ class AzureReposEmulator:
     ) -> tuple[int, bytes, list[tuple[str, str]]]:
         """Answer one request (status, body, headers) and record it."""
         arrived = time.monotonic()
-        url = urllib.parse.urlsplit(target)
-        query = {key: values[-1] for key, values in urllib.parse.parse_qs(url.query).items()}
-        template, params = route(url.path, self.organization)
-        request_json: Any = None
-        malformed = fault = False
+        path, query = split_target(target)
+        template, params = route(path, self.organization)
+        request_json, malformed = parse_json(raw)
+        fault = False
         version: str | None = None
-        if raw.strip():
-            try:
-                request_json = json.loads(raw)
-            except ValueError:
-                malformed = True
         activity = str(uuid.uuid4())
         with self._lock:
             try:
@@ -252,7 +189,7 @@ class AzureReposEmulator:
             self._requests.append(
                 Request(
                     method=method,
-                    path=url.path,
+                    path=path,
                     query=query,
                     path_template=template,
                     status=status,
@@ -291,15 +228,6 @@ class AzureReposEmulator:
         for key, value in answer.headers.items():
             out.extend((key, part) for part in value.split("\n"))
         return answer.status, data, out
-
-    def _take_fault(self) -> Fault | None:
-        if not self._faults:
-            return None
-        fault = self._faults[0]
-        fault.remaining -= 1
-        if fault.remaining <= 0:
-            self._faults.pop(0)
-        return fault
 
     # -- operations --------------------------------------------------------------------------
 
@@ -396,27 +324,6 @@ def _joined(headers: list[tuple[str, str]]) -> dict[str, str]:
     return joined
 
 
-@contextlib.contextmanager
-def running(
-    git: GitServer,
-    *,
-    token: str,
-    organization: str = "org",
-    project: str = "proj",
-    user: str = "ade-bot",
-    synchronous_completion: bool = False,
-) -> Iterator[AzureReposEmulator]:
-    """A started emulator over `git`'s repositories, stopped on exit."""
-    emulator = AzureReposEmulator(
-        git,
-        token=token,
-        organization=organization,
-        project=project,
-        user=user,
-        synchronous_completion=synchronous_completion,
-    )
-    try:
-        emulator.start()
-        yield emulator
-    finally:
-        emulator.stop()
+running = AzureReposEmulator
+"""`with running(git, token=...) as emulator`: a started emulator over `git`'s repositories,
+stopped on exit (the emulator is its own context manager)."""

@@ -32,6 +32,7 @@ from typing import Any
 
 from tests.env.azure_repos_git import RepoGit
 from tests.env.azure_repos_shapes import AzureError, Site
+from tests.env.bare_repo import identity_env
 
 __all__ = ["Iteration", "Pull", "PullRequests", "now", "query_int", "short"]
 
@@ -235,7 +236,8 @@ class PullRequests:
             f"Merge pull request {pull.id} from {short(pull.source_ref)} into "
             f"{short(pull.target_ref)}"
         )
-        sha = git.commit_tree(tree, [pull.target, pull.source], message, (site.user, site.email))
+        who = (site.user, site.email)
+        sha = git.commit_tree(tree, [pull.target, pull.source], message, identity_env(who, who))
         git.move(f"refs/pull/{pull.id}/merge", sha, None, "test merge")
         return sha
 
@@ -358,15 +360,16 @@ class PullRequests:
         git = self.git(pull.repo)
         site = self.site()
         who = (site.user, site.email)
+        people = identity_env(who, who)
         message = str(options.get("mergeCommitMessage") or f"Merged PR {pull.id}: {pull.title}")
         if strategy in ("rebase", "rebaseMerge"):
-            rebased = git.rebase(pull.target, pull.source, who)
+            rebased = git.rebase(pull.target, pull.source, identity_env(who))
             if rebased is None or strategy == "rebase":
                 return rebased
             rebased_tree = git.commit(rebased).tree
-            return git.commit_tree(rebased_tree, [pull.target, rebased], message, who)
+            return git.commit_tree(rebased_tree, [pull.target, rebased], message, people)
         tree = git.merge_tree(pull.target, pull.source)
         if tree is None:
             return None
         parents = [pull.target] if strategy == "squash" else [pull.target, pull.source]
-        return git.commit_tree(tree, parents, message, who)
+        return git.commit_tree(tree, parents, message, people)

@@ -7,21 +7,20 @@ corrections, plus the schemas of what the description leaves out (error bodies, 
 members no schema defines without `allOf` tripping over it); the `date-time`, `uuid`, `uri`,
 `int32` and `int64` formats are checked; and `corrected` applies the departures from the
 description that `tests.env.azure_repos_spec.CORRECTIONS` explains (`ReferenceLinks`,
-`Change.item`, `changeType`).
+`Change.item`, `changeType`). The conversion to JSON Schema and the checking are shared with the
+GitHub validator (`tests.env.api_schema`).
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
-import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped,unused-ignore]
-import referencing
-import referencing.jsonschema
+from tests.env import api_schema
+from tests.env.api_schema import SchemaMismatch
 
 __all__ = ["AREA", "LOCATION", "WRAPPED_EXCEPTION", "SchemaMismatch", "Schemas", "corrected"]
 
@@ -76,18 +75,6 @@ AREA: Mapping[str, Any] = {
 """One resource area (the client's `ResourceAreaInfo`; no description publishes it)."""
 
 _URI = "urn:azure-repos-subset"
-_DOCUMENTATION = frozenset({"description", "readOnly", "discriminator", "example", "externalDocs"})
-
-
-class SchemaMismatch(AssertionError):
-    """A body that does not match the description; `errors` lists every violation found."""
-
-    def __init__(self, what: str, schema: str, errors: Sequence[str]) -> None:
-        self.what = what
-        self.schema = schema
-        self.errors = list(errors)
-        listed = "\n  ".join(self.errors[:20])
-        super().__init__(f"{what} does not match {schema}:\n  {listed}")
 
 
 def corrected(published: Mapping[str, Any]) -> dict[str, Any]:
@@ -127,107 +114,39 @@ def corrected(published: Mapping[str, Any]) -> dict[str, Any]:
     return definitions
 
 
-def json_schema(node: Any, *, strict: bool, in_properties: bool = False) -> Any:
-    """Swagger 2.0 schema -> JSON Schema draft 4: references made absolute, documentation
-    dropped; `strict`: no members beyond those defined."""
-    if isinstance(node, list):
-        return [json_schema(item, strict=strict) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if in_properties:  # property names, not keywords
-        return {key: json_schema(value, strict=strict) for key, value in node.items()}
-    if "$ref" in node:  # draft 4 ignores a reference's siblings (descriptions, here)
-        return {"$ref": f"{_URI}{node['$ref']}"}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in _DOCUMENTATION or key.startswith("x-"):
-            continue
-        out[key] = json_schema(value, strict=strict, in_properties=key == "properties")
-    if strict and "properties" in out and "additionalProperties" not in out:
-        out["additionalProperties"] = False
-    return out
+def _datetime(value: str) -> None:
+    datetime.datetime.fromisoformat(re.sub(r"(\.\d{6})\d", r"\1", value))
 
 
-def _format_checker() -> jsonschema.FormatChecker:
-    checker = jsonschema.FormatChecker()
-
-    def is_datetime(value: object) -> bool:
-        if not isinstance(value, str):
-            return True
-        if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?(Z|[+-]\d\d:\d\d)", value):
-            raise ValueError(f"{value!r} is not an ISO 8601 date-time with a zone")
-        datetime.datetime.fromisoformat(re.sub(r"(\.\d{6})\d", r"\1", value))
+def _bounded(bits: int) -> api_schema.Check:
+    def check(value: object) -> bool:
+        if isinstance(value, int) and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+            raise ValueError(f"{value} is out of the int{bits} range")
         return True
 
-    def is_uuid(value: object) -> bool:
-        if isinstance(value, str) and not re.fullmatch(
-            r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", value
-        ):
-            raise ValueError(f"{value!r} is not a GUID")
-        return True
-
-    def is_uri(value: object) -> bool:
-        if isinstance(value, str) and not re.fullmatch(r"[a-z][a-z0-9+.-]*://\S+", value):
-            raise ValueError(f"{value!r} is not an absolute URI")
-        return True
-
-    def bounded(bits: int) -> Any:
-        def check(value: object) -> bool:
-            if isinstance(value, int) and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
-                raise ValueError(f"{value} is out of the int{bits} range")
-            return True
-
-        return check
-
-    checker.checks("date-time", raises=ValueError)(is_datetime)
-    checker.checks("uuid", raises=ValueError)(is_uuid)
-    checker.checks("uri", raises=ValueError)(is_uri)
-    checker.checks("int32", raises=ValueError)(bounded(32))
-    checker.checks("int64", raises=ValueError)(bounded(64))
-    return checker
+    return check
 
 
-FORMATS = _format_checker()
+FORMATS = api_schema.format_checker(
+    {
+        "date-time": api_schema.matching(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,7})?(Z|[+-]\d\d:\d\d)",
+            "{} is not an ISO 8601 date-time with a zone",
+            _datetime,
+        ),
+        "uuid": api_schema.matching(
+            r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", "{} is not a GUID"
+        ),
+        "uri": api_schema.matching(r"[a-z][a-z0-9+.-]*://\S+", "{} is not an absolute URI"),
+        "int32": _bounded(32),
+        "int64": _bounded(64),
+    }
+)
 
 
-class Schemas:
-    """Checks bodies against schemas that may reference `definitions` (published ones)."""
+class Schemas(api_schema.Validator):
+    """Checks bodies against schemas that may reference `definitions` (published ones, as
+    `corrected`)."""
 
     def __init__(self, definitions: Mapping[str, Any]) -> None:
-        self.definitions = corrected(definitions)
-
-    @functools.cache  # noqa: B019 - one instance per subset, kept for the session
-    def _registry(self, strict: bool) -> referencing.Registry[Any]:
-        document = {
-            "definitions": {
-                name: json_schema(schema, strict=strict)
-                for name, schema in self.definitions.items()
-            }
-        }
-        resource = referencing.jsonschema.DRAFT4.create_resource(document)
-        registry: referencing.Registry[Any] = referencing.Registry().with_resource(_URI, resource)
-        return registry
-
-    def check(self, what: str, name: str, schema: Any, body: Any, *, strict: bool) -> None:
-        """Raise `SchemaMismatch` (`what` does not match `name`) listing every violation."""
-        validator = jsonschema.Draft4Validator(
-            json_schema(schema, strict=strict),
-            registry=self._registry(strict),
-            format_checker=FORMATS,
-        )
-        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
-        if errors:
-            raise SchemaMismatch(
-                what,
-                name,
-                [f"at /{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors],
-            )
-
-    @staticmethod
-    def format_problem(value: str, format_name: str) -> str | None:
-        """Why `value` is not of the format `format_name`; None if it is (or is unknown)."""
-        try:
-            FORMATS.check(value, format_name)
-        except jsonschema.FormatError as error:
-            return str(error.message)
-        return None
+        super().__init__(_URI, ("definitions",), corrected(definitions), FORMATS)

@@ -41,21 +41,23 @@ client's `WrappedException` model; the published example
 `specification/graph/4.1/httpExamples/Descriptors/GetDescriptorById.json`). The discovery calls
 (`OPTIONS {org}/_apis`, `GET {org}/_apis/ResourceAreas`) are in no published description:
 `validate_discovery` checks them against the client's `ApiResourceLocation` and
-`ResourceAreaInfo` models.
+`ResourceAreaInfo` models. The machinery (extraction, the conversion to JSON Schema, checking
+and reporting) is shared with the GitHub validator: `tests.env.api_schema`.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import pathlib
 import re
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tests.env.azure_repos_schema import AREA, LOCATION, SchemaMismatch, Schemas
+from tests.env import api_schema
+from tests.env.api_schema import SchemaMismatch, UnknownOperation, refs, schema_name
+from tests.env.azure_repos_schema import AREA, LOCATION, Schemas
 
 __all__ = [
     "CHANGES",
@@ -138,42 +140,14 @@ DISCOVERY: Mapping[str, Mapping[str, Any]] = {
 }
 """Discovery path templates -> the item schema of their wrapped list (the client's models)."""
 
-_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch"})
 _STATUS_ALIASES: Mapping[tuple[str, str, int], str] = {("post", PULLS, 201): "200"}
 _NO_JSON_ERRORS = frozenset({401, 502, 504})
 """Error statuses the emulator answers without a JSON body (see `tests.env.azure_repos`)."""
 
 
-class UnknownOperation(LookupError):
-    """The subset has no such operation (path template and method)."""
-
-
-# -- extraction --------------------------------------------------------------------------------
-
-
-def _strip(node: Any, *, in_properties: bool = False) -> Any:
-    """A copy without `x-ms-examples` (a property so named is kept)."""
-    if isinstance(node, dict):
-        return {
-            key: _strip(value, in_properties=key == "properties" and not in_properties)
-            for key, value in node.items()
-            if in_properties or key != "x-ms-examples"
-        }
-    if isinstance(node, list):
-        return [_strip(item) for item in node]
-    return node
-
-
-def _refs(node: Any) -> Iterable[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            else:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
+def _examples(key: str) -> bool:
+    """`x-ms-examples` (pointers to example files not kept): dropped from the subset."""
+    return key == "x-ms-examples"
 
 
 def extract(
@@ -183,15 +157,9 @@ def extract(
 ) -> dict[str, Any]:
     """The subset of the full description `full`: the operations asked for and, recursively, the
     definitions and parameters they reference (and `EXTRA_DEFINITIONS`)."""
-    paths: dict[str, Any] = {}
-    for template, methods in operations.items():
-        item = full["paths"][template]
-        kept = {key: value for key, value in item.items() if key not in _METHODS}
-        for method in methods:
-            kept[method] = item[method]
-        paths[template] = _strip(kept)
+    paths = api_schema.kept_paths(full, operations, _examples)
     found: dict[str, dict[str, Any]] = {"definitions": {}, "parameters": {}}
-    pending = [*_refs(paths), *(f"#/definitions/{name}" for name in EXTRA_DEFINITIONS)]
+    pending = [*refs(paths), *(f"#/definitions/{name}" for name in EXTRA_DEFINITIONS)]
     while pending:
         ref = pending.pop()
         match = re.fullmatch(r"#/(definitions|parameters)/([^/]+)", ref)
@@ -200,9 +168,9 @@ def extract(
         kind, name = match.groups()
         if name in found[kind]:
             continue
-        value = _strip(full[kind][name])
+        value = api_schema.strip(full[kind][name], _examples)
         found[kind][name] = value
-        pending.extend(_refs(value))
+        pending.extend(refs(value))
     head = ("swagger", "info", "host", "x-ms-vss-area", "x-ms-vss-resource-area-id", "basePath")
     return {
         **{key: full[key] for key in head if key in full},
@@ -243,11 +211,7 @@ def _check(what: str, name: str, schema: Any, body: Any, *, strict: bool) -> Non
 
 
 def _operation(method: str, path_template: str) -> Mapping[str, Any]:
-    try:
-        found: Mapping[str, Any] = subset()["paths"][path_template][method.lower()]
-    except KeyError:
-        raise UnknownOperation(f"{method.upper()} {path_template} is not in the subset") from None
-    return found
+    return api_schema.operation(subset(), method, path_template)
 
 
 def _parameters(method: str, path_template: str) -> list[Mapping[str, Any]]:
@@ -259,14 +223,6 @@ def _parameters(method: str, path_template: str) -> list[Mapping[str, Any]]:
         else:
             resolved.append(parameter)
     return resolved
-
-
-def _name(schema: Mapping[str, Any], inline: str) -> str:
-    if "$ref" in schema:
-        return str(schema["$ref"])
-    if schema.get("type") == "array" and "$ref" in schema.get("items", {}):
-        return f"array of {schema['items']['$ref']}"
-    return inline
 
 
 def response_schema(method: str, path_template: str, status: int) -> tuple[Any, str]:
@@ -283,7 +239,7 @@ def response_schema(method: str, path_template: str, status: int) -> tuple[Any, 
     schema = listed.get("schema")
     if schema is None:
         return None, "no body"
-    name = _name(schema, f"inline {method.upper()} {path_template} {status}")
+    name = schema_name(schema, f"inline {method.upper()} {path_template} {status}")
     if schema.get("type") == "array":
         wrapper = {
             "type": "object",
@@ -301,11 +257,8 @@ def validate_response(
     the schema used. Raises `SchemaMismatch` or `UnknownOperation`."""
     schema, name = response_schema(method, path_template, status)
     what = f"response {status} to {method.upper()} {path_template}"
-    if schema is None:
-        if body not in (None, b"", ""):
-            raise SchemaMismatch(what, name, ["a JSON body where none is expected"])
-        return name
-    _check(what, name, schema, body, strict=strict)
+    none = "a JSON body where none is expected"
+    _schemas().check_response(what, name, schema, body, strict=strict, none=none)
     if name.startswith("VssJsonCollectionWrapper") and body["count"] != len(body["value"]):
         raise SchemaMismatch(what, name, [f"count {body['count']} != {len(body['value'])} items"])
     return name
@@ -317,16 +270,12 @@ def validate_request(method: str, path_template: str, body: Any, *, strict: bool
     what = f"request {method.upper()} {path_template}"
     bodies = [p for p in _parameters(method, path_template) if p.get("in") == "body"]
     if not bodies:
-        if body is not None:
-            raise SchemaMismatch(what, "no body", ["a body where the description has none"])
+        _schemas().check_request(what, "no body", None, body, required=False)
         return "no body"
     schema = bodies[0]["schema"]
-    name = _name(schema, f"inline {what}")
-    if body is None:
-        if bodies[0].get("required", False):
-            raise SchemaMismatch(what, name, ["no body, but the description requires one"])
-        return name
-    _check(what, name, schema, body, strict=strict)
+    name = schema_name(schema, f"inline {what}")
+    required = bool(bodies[0].get("required", False))
+    _schemas().check_request(what, name, schema, body, required=required, strict=strict)
     return name
 
 
@@ -361,7 +310,7 @@ def _query_problems(parameter: Mapping[str, Any], value: str) -> list[str]:
     if kind == "boolean" and value.lower() not in ("true", "false"):
         return [f"{value!r} is not a boolean"]
     if kind == "string" and "format" in parameter:
-        problem = Schemas.format_problem(value, parameter["format"])
+        problem = _schemas().format_problem(value, parameter["format"])
         return [] if problem is None else [problem]
     return []
 
@@ -395,25 +344,10 @@ def validate_discovery(path_template: str, status: int, body: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command", required=True)
-    make = commands.add_parser("extract", help="write the subset of a full git.json")
-    make.add_argument("description", type=pathlib.Path, help="a full git.json (7.1)")
-    make.add_argument("--out", type=pathlib.Path, default=SUBSET_FILE)
-    make.add_argument("--commit", default=SOURCE["commit"], help="vsts-rest-api-specs commit")
-    make.add_argument("--file-commit", default=None, help="the commit that last changed it")
-    arguments = parser.parse_args(argv)
-    full = json.loads(arguments.description.read_text(encoding="utf-8-sig"))
-    source = {
-        **SOURCE,
-        "commit": arguments.commit,
-        "file_commit": arguments.file_commit or SOURCE["file_commit"],
-    }
-    document = extract(full, OPERATIONS, source)
-    arguments.out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    size = arguments.out.stat().st_size
-    print(f"wrote {arguments.out} ({size} bytes, {len(document['definitions'])} definitions)")
-    return 0
+    options = {"--file-commit": "the commit that last changed it"}
+    return api_schema.extract_command(
+        argv, __doc__, "git.json (7.1)", SUBSET_FILE, SOURCE, options, extract, "definitions"
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The HTTP surface of the Azure Repos emulator (`tests.env.azure_repos`): which paths and
 methods exist (the description's templates, matched without regard to case as the service
 does, and the two discovery calls), the api-version rules, authentication and its 401, the
-answers `fail_next` injects, and the request handler.
+answers `fail_next` injects, and the request handler (`tests.env.api_emulator`'s, with OPTIONS).
 """
 
 from __future__ import annotations
@@ -11,14 +11,15 @@ import binascii
 import dataclasses
 import hmac
 import http
-import http.server
 import re
 import time
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
+from tests.env import api_emulator
 from tests.env import azure_repos_spec as spec
+from tests.env.api_emulator import Fault
 from tests.env.azure_repos_shapes import MAX_VERSION, AzureError
 
 __all__ = [
@@ -66,15 +67,6 @@ NOT_FOUND_PAGE = (
     b"<!DOCTYPE html><html><head><title>The resource cannot be found.</title></head>"
     b"<body><h1>404 - The resource cannot be found.</h1></body></html>"
 )
-
-
-@dataclasses.dataclass
-class Fault:
-    """A failure `fail_next` queued: `status`, `Retry-After`, how many requests it has left."""
-
-    status: int
-    retry_after: int | None
-    remaining: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,48 +181,8 @@ def fault_answer(fault: Fault, activity: str) -> Answer:
     return error_answer(AzureError.server_error(fault.status, activity, headers))
 
 
-class Owner(Protocol):
-    def answer(
-        self, method: str, target: str, headers: Mapping[str, str], raw: bytes
-    ) -> tuple[int, bytes, list[tuple[str, str]]]: ...
+class Handler(api_emulator.Handler):
+    """The shared handler, answering OPTIONS too (the discovery of resource locations)."""
 
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    """Hands every request to `owner.answer` (set on a subclass) and sends its answer."""
-
-    owner: Owner
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the owner records requests instead."""
-
-    def do_GET(self) -> None:
+    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server names it so
         self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def do_OPTIONS(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        status, data, out = self.owner.answer(self.command, self.path, headers, raw)
-        self.send_response(status, http.HTTPStatus(status).phrase)
-        for key, value in out:
-            self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)

@@ -19,29 +19,29 @@ secondary rate limit does (403 or 429, `Retry-After`) or with a 5xx.
 
 Every request is recorded in `requests` (method, path, the description's path template, status,
 request and response JSON), never with its token, so that a test can validate all of them. Test
-helpers that bypass HTTP: `pulls`, `merge`, `close`.
+helpers that bypass HTTP: `pulls`, `merge`, `close`. The lifecycle, the records, the faults'
+queue and the HTTP handler are shared with the Azure Repos emulator (`tests.env.api_emulator`).
 
 Imports go one way: this module -> `tests.env.github_shapes` -> `tests.env.github_git`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hmac
-import http.server
 import json
 import re
 import secrets
-import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+from tests.env import api_emulator
 from tests.env import github_shapes as shapes
-from tests.env import httpserver
-from tests.env.github_git import EMPTY_TREE, BareRepo
+from tests.env.api_emulator import Request, parse_json, split_target
+from tests.env.bare_repo import identity_env
+from tests.env.github_git import EMPTY_TREE, GitHubRepo
 from tests.env.github_shapes import (
     API_PREFIX,
     HOST,
@@ -82,46 +82,20 @@ _ROUTES = [
 
 
 @dataclasses.dataclass(frozen=True)
-class Request:
-    """One request as the emulator saw it and answered it (never with its credentials)."""
-
-    method: str
-    path: str
-    """The URL path as sent (with `/api/v3`), without the query."""
-    query: Mapping[str, str]
-    path_template: str | None
-    """The description's path template (`/repos/{owner}/{repo}/pulls`); None: no such path."""
-    status: int
-    request_json: Any
-    """The body, parsed; None when there was none or it was not JSON (`malformed`)."""
-    response_json: Any
-    time: float
-    """`time.monotonic()` at arrival."""
-    fault: bool = False
-    """Answered by `fail_next`."""
-    malformed: bool = False
-    """The body was not JSON (answered 400)."""
-    user_agent: str | None = None
-
-
-@dataclasses.dataclass
-class _Fault:
-    status: int
-    retry_after: int | None
-    remaining: int
-
-
-@dataclasses.dataclass(frozen=True)
 class _Answer:
     status: int
     body: Any
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-class GitHubEmulator:
+class GitHubEmulator(api_emulator.Emulator[Request]):
     """The pull request API of GitHub (Enterprise layout) over `git`'s repositories; serves once
     started (`start()`/`stop()`, or `with`). Only `token` is accepted, as `Authorization: token
-    <t>` or `Bearer <t>`; it belongs to the user `user`, who authors what is created."""
+    <t>` or `Bearer <t>`; it belongs to the user `user`, who authors what is created.
+    `fail_next`: 403 or 429 as GitHub's secondary rate limit, else GitHub's error body for that
+    status (a 5xx: a server error)."""
+
+    handler = api_emulator.Handler
 
     def __init__(
         self,
@@ -131,39 +105,13 @@ class GitHubEmulator:
         owner: str = "org",
         user: str = "ade-bot",
     ) -> None:
-        self.git = git
-        self.token = token
+        super().__init__("github", git, token=token, user=user)
         self.owner = owner
-        self.user = user
-        self._lock = threading.RLock()
         self._pulls: dict[str, list[Pull]] = {}
-        self._faults: list[_Fault] = []
-        self._requests: list[Request] = []
         self._used = 0
         self._reset = int(time.time()) + 3600
-        self._http = httpserver.LoopbackServer("github")
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Serve on 127.0.0.1 and a free port, in a thread."""
-        self._http.start(type("Handler", (_Handler,), {"owner": self}))
-
-    def stop(self) -> None:
-        self._http.stop()
-
-    def __enter__(self) -> GitHubEmulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- addresses ---------------------------------------------------------------------------
-
-    @property
-    def port(self) -> int:
-        return self._http.port
 
     @property
     def base_url(self) -> str:
@@ -172,25 +120,6 @@ class GitHubEmulator:
 
     def html_url(self, repo: str) -> str:
         return shapes.html_url(self.owner, repo)
-
-    # -- faults and records ------------------------------------------------------------------
-
-    def fail_next(self, status: int, *, retry_after: int | None = None, times: int = 1) -> None:
-        """Answer the next `times` authenticated requests with `status`: 403 or 429 as GitHub's
-        secondary rate limit (with `Retry-After: retry_after` when given), else GitHub's error
-        body for that status (a 5xx: a server error)."""
-        with self._lock:
-            self._faults.append(_Fault(status, retry_after, times))
-
-    @property
-    def requests(self) -> list[Request]:
-        """Every request so far, oldest first."""
-        with self._lock:
-            return list(self._requests)
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._requests.clear()
 
     # -- test helpers (no HTTP) --------------------------------------------------------------
 
@@ -225,12 +154,10 @@ class GitHubEmulator:
 
     def answer(
         self, method: str, target: str, headers: Mapping[str, str], raw: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
+    ) -> tuple[int, bytes, list[tuple[str, str]]]:
         """Answer one request (status, JSON body, headers) and record it."""
         arrived = time.monotonic()
-        url = urllib.parse.urlsplit(target)
-        path = url.path
-        query = {key: values[-1] for key, values in urllib.parse.parse_qs(url.query).items()}
+        path, query = split_target(target)
         template, params = _route(path)
         if template is not None and method not in _OPERATIONS[template]:
             template, params = None, {}  # GitHub has no such operation: 404 below
@@ -248,11 +175,7 @@ class GitHubEmulator:
                 self._used += 1
                 taken = self._take_fault()
                 fault = taken is not None
-                if raw.strip():
-                    try:
-                        request_json = json.loads(raw)
-                    except ValueError:
-                        malformed = True
+                request_json, malformed = parse_json(raw)
                 if taken is not None:
                     raise fault_error(taken.status, taken.retry_after, request_id)
                 if malformed:
@@ -265,6 +188,7 @@ class GitHubEmulator:
             except GitHubError as error:
                 answer = _Answer(error.status, error.body, error.headers)
             out_headers = {
+                "Content-Type": "application/json; charset=utf-8",
                 **self._rate_headers(),
                 "X-GitHub-Request-Id": request_id,
                 "X-GitHub-Media-Type": "github.v3; format=json",
@@ -286,22 +210,13 @@ class GitHubEmulator:
                     user_agent=headers.get("user-agent"),
                 )
             )
-        return answer.status, answer.body, out_headers
+        return answer.status, json.dumps(answer.body).encode(), list(out_headers.items())
 
     def _authenticated(self, headers: Mapping[str, str]) -> bool:
         scheme, _, value = headers.get("authorization", "").partition(" ")
         if scheme.lower() not in ("token", "bearer"):
             return False
         return hmac.compare_digest(value.strip().encode(), self.token.encode())
-
-    def _take_fault(self) -> _Fault | None:
-        if not self._faults:
-            return None
-        fault = self._faults[0]
-        fault.remaining -= 1
-        if fault.remaining <= 0:
-            self._faults.pop(0)
-        return fault
 
     def _rate_headers(self) -> dict[str, str]:
         return {
@@ -352,9 +267,9 @@ class GitHubEmulator:
 
     # -- repositories ------------------------------------------------------------------------
 
-    def _bare(self, repo: str) -> BareRepo:
+    def _bare(self, repo: str) -> GitHubRepo:
         """The `GitServer` repository `repo`, for git."""
-        return BareRepo(self.git, repo)
+        return GitHubRepo(self.git, repo)
 
     def _repo(self, owner: str, name: str, doc: str) -> str:
         if owner.lower() != self.owner.lower() or not self._bare(name).exists():
@@ -586,12 +501,10 @@ class GitHubEmulator:
             )
         bare = self._bare(pull.repo)
         commits = bare.rev_list(base_sha, head_sha)
-        committer = {"GIT_COMMITTER_NAME": "GitHub", "GIT_COMMITTER_EMAIL": f"noreply@{HOST}"}
-        author = {
-            "GIT_AUTHOR_NAME": self.user,
-            "GIT_AUTHOR_EMAIL": f"{self.user}@users.noreply.{HOST}",
-            **committer,
-        }
+        committer = identity_env(("GitHub", f"noreply@{HOST}"))
+        author = identity_env(
+            ("GitHub", f"noreply@{HOST}"), (self.user, f"{self.user}@users.noreply.{HOST}")
+        )
         if method == "rebase":
             merged = bare.rebase(base_sha, head_sha, committer)
         else:
@@ -611,7 +524,8 @@ class GitHubEmulator:
                 merged = bare.commit_tree(tree, [base_sha], text, author)
         if merged is None:
             raise GitHubError(405, "Pull Request is not mergeable", documentation_url=doc)
-        moved = bare.move_branch(pull.base, merged, base_sha, f"merge pull request #{pull.number}")
+        reason = f"merge pull request #{pull.number}"
+        moved = bare.move(f"refs/heads/{pull.base}", merged, base_sha, reason)
         if not moved:
             raise GitHubError(
                 405,
@@ -701,52 +615,6 @@ def _check_types(body: Mapping[str, Any], types: Mapping[str, type], doc: str) -
             )
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    owner: GitHubEmulator
-    protocol_version = "HTTP/1.1"
-    timeout = 30
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: requests are recorded in `GitHubEmulator.requests` instead."""
-
-    def do_GET(self) -> None:
-        self._serve()
-
-    def do_POST(self) -> None:
-        self._serve()
-
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        status, body, out = self.owner.answer(self.command, self.path, headers, raw)
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in out.items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-
-@contextlib.contextmanager
-def running(
-    git: GitServer, *, token: str, owner: str = "org", user: str = "ade-bot"
-) -> Iterator[GitHubEmulator]:
-    """A started emulator over `git`'s repositories, stopped on exit."""
-    emulator = GitHubEmulator(git, token=token, owner=owner, user=user)
-    try:
-        emulator.start()
-        yield emulator
-    finally:
-        emulator.stop()
+running = GitHubEmulator
+"""`with running(git, token=...) as emulator`: a started emulator over `git`'s repositories,
+stopped on exit (the emulator is its own context manager)."""

@@ -25,13 +25,13 @@ Validation turns the OpenAPI 3.0 schemas into JSON Schema (draft 4, which OpenAP
 `uri` formats are checked (jsonschema checks neither without optional packages). A response
 whose status the operation does not list (GitHub answers 401, 429 and 5xx on every endpoint,
 but its description lists them on few) is checked against `basic-error`, the shape of every
-GitHub error body, and reported as such by `response_schema`.
+GitHub error body, and reported as such by `response_schema`. The machinery (extraction, the
+conversion to JSON Schema, checking and reporting) is shared with the Azure Repos validator:
+`tests.env.api_schema`.
 """
 
 from __future__ import annotations
 
-import argparse
-import copy
 import dataclasses
 import datetime
 import functools
@@ -40,12 +40,11 @@ import pathlib
 import re
 import sys
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped,unused-ignore]
-import referencing
-import referencing.jsonschema
+from tests.env import api_schema
+from tests.env.api_schema import SchemaMismatch, UnknownOperation, refs, schema_name
 
 SUBSET_FILE = pathlib.Path(__file__).with_suffix(".json")
 
@@ -82,53 +81,27 @@ UPSTREAM_INFO: Mapping[str, Any] = {
 """`info` of api.github.com.json at `SOURCE["commit"]`: @octokit/openapi replaces it with its
 own, so `extract` puts this one back when given that package's copy."""
 
-_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 _URI = "urn:github-openapi-subset"
 _ERROR_SCHEMA = "#/components/schemas/basic-error"
 
-
-class UnknownOperation(LookupError):
-    """The subset has no such operation (path template and method)."""
-
-
-class SchemaMismatch(AssertionError):
-    """A body that does not match the description; `errors` lists every violation found."""
-
-    def __init__(self, what: str, schema: str, errors: Sequence[str]) -> None:
-        self.what = what
-        self.schema = schema
-        self.errors = list(errors)
-        listed = "\n  ".join(self.errors[:20])
-        super().__init__(f"{what} does not match {schema}:\n  {listed}")
-
-
-# -- extraction --------------------------------------------------------------------------------
+__all__ = [
+    "OPERATIONS",
+    "SOURCE",
+    "SchemaMismatch",
+    "UnknownOperation",
+    "extract",
+    "request_schema",
+    "response_schema",
+    "subset",
+    "validate_request",
+    "validate_response",
+    "validate_schema",
+]
 
 
-def _strip(node: Any, *, in_properties: bool = False) -> Any:
-    """A copy without `examples` and `x-octokit` members (a property so named is kept)."""
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if not in_properties and (key == "examples" or key.startswith("x-octokit")):
-                continue
-            out[key] = _strip(value, in_properties=key == "properties" and not in_properties)
-        return out
-    if isinstance(node, list):
-        return [_strip(item) for item in node]
-    return node
-
-
-def _refs(node: Any) -> Iterable[str]:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key == "$ref" and isinstance(value, str):
-                yield value
-            else:
-                yield from _refs(value)
-    elif isinstance(node, list):
-        for item in node:
-            yield from _refs(item)
+def _documentation_only(key: str) -> bool:
+    """`examples` and the `x-octokit` extension: dropped from the subset."""
+    return key == "examples" or key.startswith("x-octokit")
 
 
 def extract(
@@ -138,15 +111,9 @@ def extract(
 ) -> dict[str, Any]:
     """The subset of the full description `full`: the operations asked for and, recursively, the
     components they reference."""
-    paths: dict[str, Any] = {}
-    for template, methods in operations.items():
-        item = full["paths"][template]
-        kept = {key: value for key, value in item.items() if key not in _METHODS}
-        for method in methods:
-            kept[method] = item[method]
-        paths[template] = _strip(kept)
+    paths = api_schema.kept_paths(full, operations, _documentation_only)
     components: dict[str, dict[str, Any]] = {}
-    pending = list(_refs(paths))
+    pending = list(refs(paths))
     seen: set[str] = set()
     while pending:
         ref = pending.pop()
@@ -157,9 +124,9 @@ def extract(
         if match is None:
             raise ValueError(f"unexpected reference {ref}")
         kind, name = match.groups()
-        value = _strip(full["components"][kind][name])
+        value = api_schema.strip(full["components"][kind][name], _documentation_only)
         components.setdefault(kind, {})[name] = value
-        pending.extend(_refs(value))
+        pending.extend(refs(value))
     ordered = {
         kind: {name: components[kind][name] for name in sorted(components[kind])}
         for kind in sorted(components)
@@ -187,72 +154,34 @@ def subset() -> dict[str, Any]:
     return loaded
 
 
-_DOCUMENTATION = frozenset({"nullable", "example", "discriminator", "xml", "externalDocs"})
-"""OpenAPI-only schema members (`nullable` is turned into JSON Schema; the others document)."""
+def _datetime(value: str) -> None:
+    datetime.datetime.fromisoformat(value)
 
 
-def _json_schema(node: Any, *, in_properties: bool = False) -> Any:
-    """OpenAPI 3.0 schema -> JSON Schema draft 4: `nullable`, references made absolute."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if in_properties:  # property names, not keywords
-        return {key: _json_schema(value) for key, value in node.items()}
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key == "$ref":
-            out[key] = f"{_URI}{value}"
-        elif key in _DOCUMENTATION or key.startswith("x-"):
-            continue
-        else:
-            out[key] = _json_schema(value, in_properties=key in ("properties", "patternProperties"))
-    if node.get("nullable") is True:
-        return {"anyOf": [out, {"type": "null"}]}
-    return out
+def _uri(value: str) -> None:
+    parts = urllib.parse.urlsplit(value)
+    if not parts.scheme or not (parts.netloc or parts.scheme in ("urn", "mailto")):
+        raise ValueError(f"{value!r} is not an absolute URI")
+    if any(character.isspace() for character in value):
+        raise ValueError(f"{value!r} has white space")
 
 
-@functools.cache
-def _registry() -> referencing.Registry[Any]:
-    document = _json_schema_document()
-    resource = referencing.jsonschema.DRAFT4.create_resource(document)
-    registry: referencing.Registry[Any] = referencing.Registry().with_resource(_URI, resource)
-    return registry
+_FORMATS = api_schema.format_checker(
+    {
+        "date-time": api_schema.matching(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+            "{} is not an RFC 3339 date-time",
+            _datetime,
+        ),
+        "uri": api_schema.strings(_uri),
+    }
+)
 
 
 @functools.cache
-def _json_schema_document() -> dict[str, Any]:
-    schemas = copy.deepcopy(subset()["components"].get("schemas", {}))
-    return {"components": {"schemas": {name: _json_schema(s) for name, s in schemas.items()}}}
-
-
-def _format_checker() -> jsonschema.FormatChecker:
-    checker = jsonschema.FormatChecker()
-
-    def is_datetime(value: object) -> bool:
-        if not isinstance(value, str):
-            return True
-        if not re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)", value):
-            raise ValueError(f"{value!r} is not an RFC 3339 date-time")
-        datetime.datetime.fromisoformat(value)
-        return True
-
-    def is_uri(value: object) -> bool:
-        if not isinstance(value, str):
-            return True
-        parts = urllib.parse.urlsplit(value)
-        if not parts.scheme or not (parts.netloc or parts.scheme in ("urn", "mailto")):
-            raise ValueError(f"{value!r} is not an absolute URI")
-        if any(character.isspace() for character in value):
-            raise ValueError(f"{value!r} has white space")
-        return True
-
-    checker.checks("date-time", raises=ValueError)(is_datetime)
-    checker.checks("uri", raises=ValueError)(is_uri)
-    return checker
-
-
-_FORMATS = _format_checker()
+def _validator() -> api_schema.Validator:
+    schemas = subset()["components"].get("schemas", {})
+    return api_schema.Validator(_URI, ("components", "schemas"), schemas, _FORMATS)
 
 
 def _resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -264,11 +193,7 @@ def _resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _operation(method: str, path_template: str) -> Mapping[str, Any]:
-    try:
-        found: Mapping[str, Any] = subset()["paths"][path_template][method.lower()]
-    except KeyError:
-        raise UnknownOperation(f"{method.upper()} {path_template} is not in the subset") from None
-    return found
+    return api_schema.operation(subset(), method, path_template)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -299,16 +224,7 @@ def _response_target(method: str, path_template: str, status: int) -> _Target:
     if media is None or "schema" not in media:
         return _Target(None, "no body")
     schema = media["schema"]
-    return _Target(schema, _name(schema, f"inline {method.upper()} {path_template} {status}"))
-
-
-def _name(schema: Mapping[str, Any], inline: str) -> str:
-    if "$ref" in schema:
-        return str(schema["$ref"])
-    items = schema.get("items", {})
-    if schema.get("type") == "array" and "$ref" in items:
-        return f"array of {items['$ref']}"
-    return inline
+    return _Target(schema, schema_name(schema, f"inline {method.upper()} {path_template} {status}"))
 
 
 def request_schema(method: str, path_template: str) -> tuple[Any, bool, str]:
@@ -319,21 +235,12 @@ def request_schema(method: str, path_template: str) -> tuple[Any, bool, str]:
         return None, False, "no body"
     body = _resolve(body)
     schema = body["content"]["application/json"]["schema"]
-    name = _name(schema, f"inline {method.upper()} {path_template}")
+    name = schema_name(schema, f"inline {method.upper()} {path_template}")
     return schema, bool(body.get("required", False)), name
 
 
 def _check(what: str, name: str, schema: Any, body: Any) -> None:
-    validator = jsonschema.Draft4Validator(
-        _json_schema(schema), registry=_registry(), format_checker=_FORMATS
-    )
-    errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
-    if errors:
-        raise SchemaMismatch(
-            what,
-            name,
-            [f"at /{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in errors],
-        )
+    _validator().check(what, name, schema, body)
 
 
 def validate_response(method: str, path_template: str, status: int, body: Any) -> str:
@@ -341,11 +248,8 @@ def validate_response(method: str, path_template: str, status: int, body: Any) -
     the schema used. Raises `SchemaMismatch` or `UnknownOperation`."""
     target = _response_target(method, path_template, status)
     what = f"response {status} to {method.upper()} {path_template}"
-    if target.schema is None:
-        if body not in (None, b"", ""):
-            raise SchemaMismatch(what, target.name, ["a body where the description has none"])
-        return target.name
-    _check(what, target.name, target.schema, body)
+    none = "a body where the description has none"
+    _validator().check_response(what, target.name, target.schema, body, none=none)
     return target.name
 
 
@@ -363,15 +267,7 @@ def validate_request(method: str, path_template: str, body: Any) -> str:
     the schema used. Raises `SchemaMismatch` or `UnknownOperation`."""
     schema, required, name = request_schema(method, path_template)
     what = f"request {method.upper()} {path_template}"
-    if schema is None:
-        if body is not None:
-            raise SchemaMismatch(what, name, ["a body where the description has none"])
-        return name
-    if body is None:
-        if required:
-            raise SchemaMismatch(what, name, ["no body, but the description requires one"])
-        return name
-    _check(what, name, schema, body)
+    _validator().check_request(what, name, schema, body, required=required)
     return name
 
 
@@ -379,26 +275,11 @@ def validate_request(method: str, path_template: str, body: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    commands = parser.add_subparsers(dest="command", required=True)
-    make = commands.add_parser("extract", help="write the subset of a full description")
-    make.add_argument("description", type=pathlib.Path, help="a full api.github.com.json")
-    make.add_argument("--out", type=pathlib.Path, default=SUBSET_FILE)
-    make.add_argument("--commit", default=SOURCE["commit"], help="rest-api-description commit")
-    make.add_argument("--obtained-via", default=None, help="how the file was had, if not cloned")
-    arguments = parser.parse_args(argv)
-    full = json.loads(arguments.description.read_text())
-    source = {
-        "repository": SOURCE["repository"],
-        "path": SOURCE["path"],
-        "commit": arguments.commit,
-        **({"obtained_via": arguments.obtained_via} if arguments.obtained_via else {}),
-    }
-    document = extract(full, OPERATIONS, source)
-    arguments.out.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
-    size = arguments.out.stat().st_size
-    print(f"wrote {arguments.out} ({size} bytes, {len(document['paths'])} paths)")
-    return 0
+    cloned = {key: value for key, value in SOURCE.items() if key != "obtained_via"}
+    options = {"--obtained-via": "how the file was had, if not cloned"}
+    return api_schema.extract_command(
+        argv, __doc__, "api.github.com.json", SUBSET_FILE, cloned, options, extract, "paths"
+    )
 
 
 if __name__ == "__main__":
