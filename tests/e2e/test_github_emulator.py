@@ -40,7 +40,7 @@ from github.Repository import Repository
 from tests.e2e import hosts
 from tests.e2e.hosts import BRANCH, REPO, branch, git, is_ancestor
 from tests.env import github_openapi as spec
-from tests.env import gitserver
+from tests.env import gitserver, signing_keys
 from tests.env.github import HTML_ROOT, GitHubEmulator, Request, running
 from tests.env.gitserver import GitServer
 
@@ -490,6 +490,48 @@ def test_wrong_token_is_401(emulator: GitHubEmulator) -> None:
     )
     status, _, body = raw(emulator, "GET", f"/repos/org/{REPO}", token=None)
     assert (status, body["message"]) == (401, "Requires authentication")
+
+
+def test_a_github_app_signs_in_with_its_jwt_for_installation_tokens(
+    emulator: GitHubEmulator,
+) -> None:
+    """PyGithub's App installation auth: a JWT (RS256, the App's key) asks for an installation
+    token, which then opens the repository; a JWT signed by another key is 401, an installation
+    of another App 404, and the JWT itself opens nothing else."""
+    key = signing_keys.rsa_key()
+    emulator.install_app(31, 310, key.public)
+
+    def client(app_id: int, installation: int, private: bytes) -> Github:
+        app = Auth.AppAuth(app_id, private.decode())
+        return Github(
+            auth=app.get_installation_auth(installation), base_url=emulator.base_url, retry=None
+        )
+
+    issued = emulator.apps.issued
+    good = client(31, 310, key.private)
+    try:
+        assert good.get_repo(f"org/{REPO}").full_name == f"org/{REPO}"
+        assert emulator.apps.issued == issued + 1
+        tokens = [r for r in emulator.requests if r.path.endswith("/access_tokens")]
+        assert tokens[-1].status == 201
+        assert tokens[-1].response_json["token"].startswith("ghs_")
+    finally:
+        good.close()
+    for app_id, installation, private, status in (
+        (31, 310, signing_keys.rsa_key().private, 401),
+        (32, 310, key.private, 404),
+        (31, 999, key.private, 404),
+    ):
+        bad = client(app_id, installation, private)
+        try:
+            with pytest.raises(GithubException) as refused:
+                bad.get_repo(f"org/{REPO}")
+        finally:
+            bad.close()
+        assert refused.value.status == status
+    jwt_only = Auth.AppAuth(31, key.private.decode()).token
+    status, _, body = raw(emulator, "GET", f"/repos/org/{REPO}", token=jwt_only)
+    assert (status, body["message"]) == (401, "Bad credentials")
 
 
 def test_secondary_rate_limit_and_server_errors(gh: Github, emulator: GitHubEmulator) -> None:

@@ -12,9 +12,10 @@ import pytest
 
 from controller import errors
 from controller.hosting import github as github_host
+from controller.hosting import pulls
 from tests.e2e import hosts
 from tests.e2e.hosts import BRANCH
-from tests.env import github
+from tests.env import github, signing_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -73,3 +74,23 @@ async def test_a_server_error_and_an_unreachable_host_are_transient(
         api_url="http://127.0.0.1:9/api/v3", repository="org/catalog", token=TOKEN
     )
     await hosts.unreachable(gone)
+
+
+async def test_a_github_app_gets_installation_tokens_and_uses_them(
+    hub: github.GitHubEmulator,
+) -> None:
+    key = signing_keys.rsa_key()
+    hub.install_app(4242, 77, key.public)
+    app = pulls.GitHubApp(4242, 77, key.private.decode())
+    host = github_host.GitHubRepository(api_url=hub.base_url, repository="org/catalog", token=app)
+    assert await host.find_open(head=BRANCH, base="main") is None
+    opened = await host.open(head=BRANCH, base="main", title="t", body="b")
+    assert opened is not None
+    assert hub.apps.issued == 1  # one installation token, used until it nears its end
+    other = pulls.GitHubApp(4242, 77, signing_keys.rsa_key().private.decode())  # not the App's key
+    with pytest.raises(errors.StalledError) as refused:
+        await github_host.GitHubRepository(
+            api_url=hub.base_url, repository="org/catalog", token=other
+        ).find_open(head=BRANCH, base="main")
+    assert refused.value.reason == "PullRequestAuthFailed"
+    assert "PRIVATE KEY" not in str(refused.value)

@@ -37,7 +37,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from tests.env import api_emulator
+from tests.env import api_emulator, github_apps
 from tests.env import github_shapes as shapes
 from tests.env.api_emulator import Request, parse_json, split_target
 from tests.env.bare_repo import identity_env
@@ -73,6 +73,7 @@ _OPERATIONS: Mapping[str, frozenset[str]] = {
     "/repos/{owner}/{repo}/pulls/{pull_number}/commits": frozenset({"GET"}),
     "/repos/{owner}/{repo}/pulls/{pull_number}/files": frozenset({"GET"}),
     "/repos/{owner}/{repo}/pulls/{pull_number}/merge": frozenset({"PUT"}),
+    github_apps.ACCESS_TOKENS: frozenset({"POST"}),
 }
 """What is served: path template (as GitHub's description spells it) -> methods."""
 _ROUTES = [
@@ -110,6 +111,8 @@ class GitHubEmulator(api_emulator.Emulator[Request]):
         self._pulls: dict[str, list[Pull]] = {}
         self._used = 0
         self._reset = int(time.time()) + 3600
+        self.apps = github_apps.Apps()
+        """GitHub Apps installed here (`install_app`), and the installation tokens they got."""
 
     # -- addresses ---------------------------------------------------------------------------
 
@@ -122,6 +125,11 @@ class GitHubEmulator(api_emulator.Emulator[Request]):
         return shapes.html_url(self.owner, repo)
 
     # -- test helpers (no HTTP) --------------------------------------------------------------
+
+    def install_app(self, app_id: int, installation_id: int, public_key: bytes) -> None:
+        """Install GitHub App `app_id` (its PEM public key) as `installation_id`: its JWTs get
+        installation tokens, which are then accepted as `token` is."""
+        self.apps.install(app_id, installation_id, public_key)
 
     def pulls(self, repo: str) -> list[dict[str, Any]]:
         """The pull requests of `repo` as `GET .../pulls/{number}` shows them, by number."""
@@ -168,8 +176,10 @@ class GitHubEmulator(api_emulator.Emulator[Request]):
             *(secrets.randbelow(16**n) for n in (4, 4, 6, 6, 8))
         )
         with self._lock:
+            # an App asking for an installation token signs in with its own JWT
+            app_asks = template == github_apps.ACCESS_TOKENS
             try:
-                if not self._authenticated(headers):
+                if not app_asks and not self._authenticated(headers):
                     message = "Bad credentials" if headers.get("authorization") else None
                     raise GitHubError(401, message or "Requires authentication")
                 self._used += 1
@@ -184,7 +194,11 @@ class GitHubEmulator(api_emulator.Emulator[Request]):
                     )
                 if template is None:
                     raise GitHubError(404, "Not Found")
-                answer = self._dispatch(method, template, params, query, request_json, path)
+                if app_asks:
+                    authorization = headers.get("authorization", "")
+                    answer = _Answer(201, self.apps.issue(authorization, params["installation_id"]))
+                else:
+                    answer = self._dispatch(method, template, params, query, request_json, path)
             except GitHubError as error:
                 answer = _Answer(error.status, error.body, error.headers)
             out_headers = {
@@ -216,7 +230,8 @@ class GitHubEmulator(api_emulator.Emulator[Request]):
         scheme, _, value = headers.get("authorization", "").partition(" ")
         if scheme.lower() not in ("token", "bearer"):
             return False
-        return hmac.compare_digest(value.strip().encode(), self.token.encode())
+        given = value.strip()
+        return hmac.compare_digest(given.encode(), self.token.encode()) or self.apps.accepts(given)
 
     def _rate_headers(self) -> dict[str, str]:
         return {

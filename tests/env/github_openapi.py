@@ -1,4 +1,5 @@
-"""GitHub's published OpenAPI description, cut down to the pull request calls the operator makes,
+"""GitHub's published OpenAPI description, cut down to the pull request calls the operator makes
+(and a GitHub App's request for an installation token),
 and a validator of request and response bodies against it (for `tests.env.github`'s emulator).
 
 The subset, `github_openapi.json` beside this file, holds the operations of `OPERATIONS` and the
@@ -17,7 +18,7 @@ the same number of characters in both files between anchor lines read in both.
 
 To regenerate from a newer description (a full `api.github.com.json`, any source)::
 
-    .venv/bin/python tests/env/github_openapi.py extract api.github.com.json \\
+    .venv/bin/python -m tests.env.github_openapi extract api.github.com.json \\
         --commit <rest-api-description commit> [--out tests/env/github_openapi.json]
 
 Validation turns the OpenAPI 3.0 schemas into JSON Schema (draft 4, which OpenAPI 3.0 extends):
@@ -63,6 +64,7 @@ OPERATIONS: Mapping[str, tuple[str, ...]] = {
     "/repos/{owner}/{repo}/pulls/{pull_number}/commits": ("get",),
     "/repos/{owner}/{repo}/pulls/{pull_number}/files": ("get",),
     "/repos/{owner}/{repo}/pulls/{pull_number}/merge": ("put",),
+    "/app/installations/{installation_id}/access_tokens": ("post",),
 }
 """The operations kept: path template (as the description spells it) -> methods."""
 

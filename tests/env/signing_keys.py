@@ -1,4 +1,5 @@
-"""Signing keys for tests, made by the real tools: `ssh-keygen` and GnuPG.
+"""Keys for tests: signing keys made by the real tools (`ssh-keygen`, GnuPG), and a GitHub App's
+RSA key pair.
 
 `ssh_key` gives an Ed25519 key pair (optionally passphrase-protected) as a Secret holds it and as
 git's allowed-signers file names it; `openpgp_key` gives an armoured OpenPGP secret key (Ed25519,
@@ -13,6 +14,9 @@ import os
 import pathlib
 import subprocess
 import uuid
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,3 +105,17 @@ def agents_with(text: str) -> list[str]:
         if text in shown:
             found.append(shown)
     return found
+
+
+def rsa_key() -> KeyPair:
+    """An RSA key pair in PEM (a GitHub App's: the private key as GitHub hands it out)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return KeyPair(private, public)
