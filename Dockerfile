@@ -57,11 +57,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
 # python3: the virtual environment's interpreter; git: the operator clones sources and catalog
 # repositories with the git CLI; openssh-client: git's SSH transport and SSH commit signing
-# (ssh-keygen -Y sign); gpg, gpg-agent: OpenPGP commit signing (spec.catalog.signing). The base
-# image's digest pins these versions.
+# (ssh-keygen -Y sign); gpg, gpg-agent: OpenPGP commit signing (spec.catalog.signing); tini: PID 1,
+# which reaps what is orphaned to it (a gpg-agent daemonizes: when it ends, its parent is PID 1,
+# and Python would leave it a zombie). The base image's digest pins these versions.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 git ca-certificates openssh-client gpg gpg-agent \
+ && apt-get install -y --no-install-recommends python3 git ca-certificates openssh-client gpg gpg-agent tini \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 ade-operator \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin ade-operator
@@ -71,5 +72,5 @@ USER 10001:10001
 WORKDIR /tmp
 # 8080: Prometheus /metrics (ADE_METRICS_PORT); 8081: kopf's /healthz (ADE_HEALTH_PORT).
 EXPOSE 8080 8081
-ENTRYPOINT ["ade-runner-operator"]
+ENTRYPOINT ["/usr/bin/tini", "--", "ade-runner-operator"]
 CMD ["run"]

@@ -168,6 +168,8 @@ class Signer:
     gnupg_home: pathlib.Path | None = None
     agent_env: dict[str, str] = dataclasses.field(default_factory=dict)
     """The whole environment GnuPG ran in (to stop its agent)."""
+    agent_pid: int | None = None
+    """The agent GnuPG started (it daemonizes: not the operator's child)."""
 
     async def close(self) -> None:
         """Stop the gpg-agent GnuPG started in the scratch folder (nothing for SSH)."""
@@ -177,6 +179,8 @@ class Signer:
         for command in (["--kill", "gpg-agent"], ["--remove-socketdir"]):
             with contextlib.suppress(OSError, SigningFailed):
                 await _run(["gpgconf", *command], env=self.agent_env, stdin=None, what="gpgconf")
+            if command[0] == "--kill" and self.agent_pid is not None:
+                await _gone(self.agent_pid)  # `--kill` asks; the agent ends a moment later
 
 
 async def prepare(folder: pathlib.Path, key: SigningKey, base_env: Mapping[str, str]) -> Signer:
@@ -205,6 +209,7 @@ async def prepare(folder: pathlib.Path, key: SigningKey, base_env: Mapping[str, 
             stdin=key.key,
             what="importing the OpenPGP key",
         )
+        signer.agent_pid = await _agent_pid(env)  # the import started it
         listing = await _run(
             ["gpg", "--batch", "--no-tty", "--with-colons", "--list-secret-keys"],
             env=env,
@@ -251,6 +256,36 @@ async def prepare(folder: pathlib.Path, key: SigningKey, base_env: Mapping[str, 
         )
         raise SigningKeyInvalid(_FIELD, key.secret, problem) from None
     return signer
+
+
+async def _agent_pid(env: Mapping[str, str]) -> int | None:
+    """The pid of the gpg-agent serving `env`'s GNUPGHOME (None: none runs, or it cannot say)."""
+    try:
+        said = await _run(
+            ["gpg-connect-agent", "--no-autostart", "getinfo pid", "/bye"],
+            env=env,
+            stdin=None,
+            what="asking the gpg-agent its pid",
+        )
+    except (OSError, SigningFailed):
+        return None
+    for line in said.splitlines():
+        if line.startswith("D ") and line[2:].strip().isdigit():
+            return int(line[2:].strip())
+    return None
+
+
+async def _gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait until process `pid` has ended (a zombie counts as ended), at most `timeout` s."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            stat = await asyncio.to_thread(pathlib.Path(f"/proc/{pid}/stat").read_text)
+        except OSError:
+            return
+        if stat.rpartition(")")[2].split()[:1] == ["Z"]:
+            return
+        await asyncio.sleep(0.02)
 
 
 def _secret_fingerprints(listing: str) -> list[str]:

@@ -16,8 +16,8 @@ title and body only when what the pull request holds changed (`pulls.describe`).
 
 A new image (a new commit on the branch) after a merge or a close opens a new pull request. The
 host is asked at most once per `spec.catalog.pullRequest.interval` (1m) for the same commit (each
-resync otherwise answers from status), so an open pull request costs about one API call a minute
-and no status write until it changes.
+resync otherwise answers from status), so an open pull request costs one API call a minute (its
+text is read again only when its head moved) and no status write until it changes.
 """
 
 from __future__ import annotations
@@ -44,6 +44,9 @@ class PullChecks:
 
     polled: float | None = None
     revision: str | None = None
+    described: tuple[int, str] | None = None
+    """The pull request and head whose title and body were last written or found right: the
+    text is read again (commits, files) only when the head moved."""
 
 
 async def follow(
@@ -87,10 +90,15 @@ async def follow(
             _record(ctx, recorded, None)
             return settled
         verdict = "open"
-    if verdict == "open" and found is not None:
+    if (
+        verdict == "open"
+        and found is not None
+        and checks.described != (found.number, found.head_sha)
+    ):
         title, body = pulls.describe(await host.contents(found.number), title=spec.title)
         if (title, body) != (found.title, found.body):
             found = await host.edit(found.number, title=title, body=body)
+        checks.described = (found.number, found.head_sha)
     assert found is not None
     checks.polled, checks.revision = time.monotonic(), revision
     seen = status_.PullRequestStatus(

@@ -117,6 +117,16 @@ def _change(
     )
 
 
+def _scratch_folders() -> set[pathlib.Path]:
+    """The catalog writers' scratch folders now (each write makes one, and removes it)."""
+    return set(pathlib.Path(tempfile.gettempdir()).glob("ade-catalog-*"))
+
+
+def _agents() -> set[str]:
+    """The gpg-agents of catalog writes now running (any writer on this machine)."""
+    return set(signing_keys.agents_with("ade-catalog-"))
+
+
 def _no_key_material_under(folder: pathlib.Path, pair: signing_keys.KeyPair) -> None:
     lines = [line for line in pair.private.splitlines() if len(line) >= 16 and b"-----" not in line]
     for path in folder.rglob("*"):
@@ -132,6 +142,7 @@ async def test_an_ssh_signed_commit_is_accepted_and_verifies(
     writer: tuple[CatalogWriter, list[GitOperation]],
     tmp_path: pathlib.Path,
 ) -> None:
+    before = _scratch_folders()
     result = await writer[0].submit(
         _change(
             server, repo, set_runner("envs/web/environment.yaml", "r.test/web:1"), _key(keys["ssh"])
@@ -140,8 +151,7 @@ async def test_an_ssh_signed_commit_is_accepted_and_verifies(
     assert result.commit == server.head(repo)
     assert server.signatures(repo, "-1")[0][:2] == ("G", "ops")
     _no_key_material_under(tmp_path, keys["ssh"])
-    leftovers = list(pathlib.Path(tempfile.gettempdir()).glob("ade-catalog-*/signing"))
-    assert leftovers == []
+    assert _scratch_folders() - before == set()  # the write's scratch folder, key included, is gone
 
 
 async def test_a_passphrase_protected_ssh_key_signs(
@@ -165,11 +175,12 @@ async def test_an_openpgp_key_with_a_passphrase_signs_and_leaves_no_agent(
     tmp_path: pathlib.Path,
 ) -> None:
     key = _key(keys["openpgp"], "pgp-Passphrase-2")
+    agents = _agents()
     await writer[0].submit(
         _change(server, repo, set_runner("envs/web/environment.yaml", "r.test/web:2"), key)
     )
     assert server.signatures(repo, "-1")[0][:2] == ("G", "Catalog Bot <bot@example.test>")
-    assert signing_keys.agents_with("ade-catalog-") == []
+    assert _agents() - agents == set()  # its agent has ended with the write
     _no_key_material_under(tmp_path, keys["openpgp"])
 
 
@@ -234,7 +245,7 @@ async def test_a_locked_openpgp_key_is_a_clear_error_that_shows_no_key(
     keys: dict[str, signing_keys.KeyPair],
     writer: tuple[CatalogWriter, list[GitOperation]],
 ) -> None:
-    head = server.head(repo)
+    head, agents = server.head(repo), _agents()
     for passphrase, problem in (
         ("", "is passphrase-protected: add its 'passphrase'"),
         ("wrong-passphrase", "'passphrase' does not unlock key 'git.asc'"),
@@ -246,5 +257,5 @@ async def test_a_locked_openpgp_key_is_a_clear_error_that_shows_no_key(
         assert problem in str(raised.value)
         assert "wrong-passphrase" not in str(raised.value)
     assert server.head(repo) == head
-    assert signing_keys.agents_with("ade-catalog-") == []
+    assert _agents() - agents == set()
     await asyncio.sleep(0)

@@ -442,7 +442,8 @@ def test_the_dockerfile_matches_the_operator_and_the_chart(chart: helm.Helm) -> 
     env = helm.container_env(deployment)
     assert expose.split() == [env["ADE_METRICS_PORT"], env["ADE_HEALTH_PORT"]]
     (entrypoint,) = [rest for word, rest in instructions if word == "ENTRYPOINT"]
-    assert json.loads(entrypoint) == ["ade-runner-operator"]
+    # tini as PID 1 reaps what is orphaned to it (a gpg-agent, daemonized, once it ends)
+    assert json.loads(entrypoint) == ["/usr/bin/tini", "--", "ade-runner-operator"]
     assert pod["containers"][0]["args"] == ["run"]
     copies = " ".join(rest for word, rest in instructions if word == "COPY")
     assert "--from=buildkit /usr/bin/buildctl" in copies

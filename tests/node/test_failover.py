@@ -85,6 +85,9 @@ def kill_operator_process(pod: str) -> int:
             environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
+        program = cmdline.split(b"\0", 1)[0]
+        if program.endswith(b"tini"):  # PID 1 of the container: not the operator itself
+            continue
         if b"ade-runner-operator" in cmdline and f"HOSTNAME={pod}".encode() in environ:
             os.kill(int(entry.name), signal.SIGKILL)
             return int(entry.name)
