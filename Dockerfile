@@ -71,6 +71,6 @@ COPY --from=build /opt/ade-runner-operator /opt/ade-runner-operator
 USER 10001:10001
 WORKDIR /tmp
 # 8080: Prometheus /metrics (ADE_METRICS_PORT); 8081: kopf's /healthz (ADE_HEALTH_PORT).
-EXPOSE 8080 8081
+EXPOSE 8080 8081 9292
 ENTRYPOINT ["/usr/bin/tini", "--", "ade-runner-operator"]
 CMD ["run"]

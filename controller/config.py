@@ -8,6 +8,7 @@
 | `ADE_PROGRESS_INTERVAL` | `2s` | how often work in flight is looked at (the net: builds wake it) |
 | `ADE_METRICS_PORT` | `8080` | port of the Prometheus `/metrics` endpoint; `0` turns it off |
 | `ADE_HEALTH_PORT` | `8081` | port of the liveness endpoint `/healthz`; `0` turns it off |
+| `ADE_RECEIVER_PORT` | `9292` | port of the webhook receivers (`POST /hook/...`); `0`: off |
 | `ADE_LOG_FORMAT` | `plain` | `plain` or `json` |
 | `ADE_LOG_LEVEL` | `INFO` | `DEBUG`, `INFO`, `WARNING` or `ERROR` |
 | `ADE_PEERING` | (empty: standalone) | name of a kopf peering object, for several replicas |
@@ -66,6 +67,7 @@ class Config:
     catalog_batch_max_window: float = 5.0
     metrics_port: int = 8080
     health_port: int = 8081
+    receiver_port: int = 9292
     log_format: LogFormat = LogFormat.PLAIN
     log_level: str = "INFO"
     peering: str = ""
@@ -151,6 +153,7 @@ def from_env(env: Mapping[str, str]) -> Config:
         catalog_batch_max_window=_duration(env, "ADE_CATALOG_BATCH_MAX_WINDOW", "5s", minimum=0.0),
         metrics_port=_port(env, "ADE_METRICS_PORT", Config.metrics_port),
         health_port=_port(env, "ADE_HEALTH_PORT", Config.health_port),
+        receiver_port=_port(env, "ADE_RECEIVER_PORT", Config.receiver_port),
         log_format=log_format,
         log_level=level,
         peering=env.get("ADE_PEERING", "").strip(),

@@ -29,10 +29,12 @@ from controller.api import identity
 from controller.builds import job
 from controller.observe import metrics
 from controller.observe import status as status_
+from controller.receivers import directory, nudges, observing, server
 from controller.reconcile import cycle, owners, runner, services
 
 _RESOURCE = (identity.GROUP, identity.VERSION, identity.PLURAL)
 _JOBS = ("batch", "v1", "jobs")
+_RECEIVERS = (identity.GROUP, identity.VERSION, identity.RECEIVER_PLURAL)
 MAX_RETRY_DELAY = 300.0
 CONSISTENCY_TIMEOUT = 60.0
 """How long kopf waits for the echo of its own patch before it trusts an older body (its default
@@ -164,6 +166,8 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         if services_.azure is not None:
             await services_.azure.aclose()
 
+    _register_receivers(registry, config, services_)
+
     @kopf.on.delete(*_RESOURCE, registry=registry)
     async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # Nothing outside the cluster is removed: pushed images and catalog commits stay (see
@@ -171,6 +175,50 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         # and are collected by the garbage collector.
         namespace, name = body.metadata.namespace or "", body.metadata.name or ""
         cycle.forget(services_, namespace=namespace, name=name, state=memo.get("state"))
+
+
+def _register_receivers(
+    registry: kopf.OperatorRegistry, config: config_.Config, services_: services.Services
+) -> None:
+    """The webhook receivers' endpoint (on every replica: it only reads and annotates) and the
+    WebhookReceivers' status (the active replica's)."""
+    listening = config.receiver_port != 0
+    endpoint = server.ReceiverServer(
+        directory.Directory(services_.kube, config.namespaces),
+        nudges.Nudger(services_.kube),
+        port=config.receiver_port,
+    )
+
+    @kopf.on.startup(registry=registry)
+    async def start_receivers(**_: Any) -> None:
+        if listening:
+            try:
+                await endpoint.start()
+            except OSError as error:  # e.g. the port is taken: a configuration error
+                raise kopf.PermanentError(
+                    f"ADE_RECEIVER_PORT: cannot listen on {config.receiver_port}: {error}"
+                ) from None
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_receivers(**_: Any) -> None:
+        await endpoint.stop()
+
+    # An event handler and a timer: kopf writes nothing of its own to a WebhookReceiver (no
+    # finalizer, no last-handled record), so the operator needs only its status.
+    @kopf.on.event(*_RECEIVERS, registry=registry)
+    @kopf.timer(
+        *_RECEIVERS,
+        interval=config.resync_interval,
+        initial_delay=config.resync_interval,
+        registry=registry,
+    )
+    async def on_receiver(body: kopf.Body, type: str | None = None, **_: Any) -> None:
+        if type == "DELETED" or body.metadata.deletion_timestamp:
+            return
+        try:
+            await observing.observe(services_.kube, body, listening=listening)
+        except kube.KubeError as error:
+            raise kopf.TemporaryError(str(error), delay=retry_delay(0)) from None
 
 
 def _configure(settings: kopf.OperatorSettings, config: config_.Config) -> None:

@@ -145,6 +145,30 @@ class Kube:
             {"metadata": {"annotations": dict(annotations)}},
         )
 
+    async def list_custom(
+        self, *, group: str, version: str, plural: str, namespace: str | None
+    ) -> list[dict[str, Any]]:
+        """The namespaced custom objects of `plural` in `namespace` (None: every namespace)."""
+        if namespace is None:
+            found = await self._call(
+                f"listing {plural}",
+                self._custom.list_cluster_custom_object,
+                group,
+                version,
+                plural,
+            )
+        else:
+            found = await self._call(
+                f"listing {plural} in {namespace}",
+                self._custom.list_namespaced_custom_object,
+                group,
+                version,
+                namespace,
+                plural,
+            )
+        items: list[dict[str, Any]] = (found or {}).get("items") or []
+        return items
+
     async def create(self, body: Mapping[str, Any]) -> bool:
         """Create a ConfigMap or Job; False when it already existed (409)."""
         kind = body["kind"]

@@ -18,11 +18,12 @@ from tests.env import operator as operator_
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlplane.ControlPlane]:
     folder = tmp_path_factory.mktemp("control-plane")
     with controlplane.running(folder) as plane:
-        plane.kubectl("apply", "-f", str(controlplane.REPO / "crds" / "runnerimages.yaml"))
+        plane.kubectl("apply", "-f", str(controlplane.REPO / "crds"))
         plane.kubectl(
             "wait",
             "--for=condition=Established",
             "crd/runnerimages.runners.ade.dev",
+            "crd/webhookreceivers.runners.ade.dev",
             "--timeout=60s",
         )
         yield plane

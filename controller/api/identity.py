@@ -22,3 +22,7 @@ waiting for it (its pushes lost every race of a round), so the object records it
 KOPF_STATE_PREFIX = f"kopf.{GROUP}"
 """Annotation prefix of kopf's own bookkeeping. It must differ from GROUP: kopf ignores changes
 to annotations under its prefix, and the reconcile-request annotation must be seen."""
+
+RECEIVER_KIND = "WebhookReceiver"
+RECEIVER_PLURAL = "webhookreceivers"
+"""The WebhookReceiver API (crds/webhookreceivers.yaml), in the same group and version."""

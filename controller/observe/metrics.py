@@ -147,6 +147,28 @@ CONFORMANCE_FAILURES = prometheus_client.Counter(
     registry=REGISTRY,
 )
 
+# -- webhook receivers ---------------------------------------------------------------------------
+
+WEBHOOK_EVENTS = prometheus_client.Counter(
+    f"{PREFIX}_webhook_events_total",
+    "Events the webhook receivers answered, by receiver type and outcome (accepted, ignored, "
+    "unauthorized, malformed, oversized, replayed, not_found, unavailable).",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_RECONCILE_REQUESTS = prometheus_client.Counter(
+    f"{PREFIX}_webhook_reconcile_requests_total",
+    "Reconciles of RunnerImages the webhook receivers asked for (one per object and change).",
+    ["type"],
+    registry=REGISTRY,
+)
+WEBHOOK_DURATION = prometheus_client.Histogram(
+    f"{PREFIX}_webhook_request_duration_seconds",
+    "Time from an event's arrival to its answer.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+
 _queued: set[tuple[str, str]] = set()
 BUILDS_QUEUED.set_function(lambda: len(_queued))
 
@@ -265,3 +287,11 @@ def report_conformance_findings(rules: Iterable[str]) -> None:
     """One count per finding, by its rule."""
     for rule in rules:
         CONFORMANCE_FAILURES.labels(rule=str(rule)).inc()
+
+
+def report_webhook(*, type_: str, outcome: str, seconds: float, requested: int = 0) -> None:
+    """One event a receiver answered (`type_`: its type, "" for an unknown path)."""
+    WEBHOOK_EVENTS.labels(type=type_ or "unknown", outcome=outcome).inc()
+    WEBHOOK_DURATION.observe(seconds)
+    if requested:
+        WEBHOOK_RECONCILE_REQUESTS.labels(type=type_).inc(requested)

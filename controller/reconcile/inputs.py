@@ -94,7 +94,14 @@ class ResolveInputs:
             context_dir=folder,
             source_date_epoch=epoch,
         )
-        ctx.updates.update({"sourceRevision": revision, "baseImageDigest": digest, "buildKey": key})
+        ctx.updates.update(
+            {
+                "sourceRevision": revision,
+                "baseImage": base.reference,
+                "baseImageDigest": digest,
+                "buildKey": key,
+            }
+        )
         base_text = "scratch" if base.reference is None else f"{base.reference}@{digest}"
         return steps.Outcome.done(
             "Resolved", f"revision {identity.short_revision(revision)}, base {base_text}"

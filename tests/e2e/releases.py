@@ -45,7 +45,12 @@ def chart_values(
         "watchNamespaces": [namespace],
         "hostNetwork": True,
         "apiServer": {"host": "127.0.0.1", "port": str(plane.api_port)},
-        "ports": {"metrics": controlplane.free_port(), "health": controlplane.free_port()},
+        # hostNetwork: the node's ports, so free ones (the receiver's too, not the default 9292).
+        "ports": {
+            "metrics": controlplane.free_port(),
+            "health": controlplane.free_port(),
+            "receiver": controlplane.free_port(),
+        },
         "operator": {
             "logFormat": "plain",
             "buildkitImage": images.buildkit,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import pathlib
 import re
 import shutil
@@ -20,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator, docker_config_json
+from tests.conftest import PUSH_PASSWORD, StartOperator
+from tests.e2e.daemon_builds import operator_env, push_secret
 from tests.env import buildkitd, dockerd, gitserver, images, kube, oci, registry, tokenserver
 
 pytestmark = pytest.mark.e2e
@@ -35,51 +35,6 @@ RUN find /scripts/ -type f -iname "*.sh" -exec sed -i 's/\\r$//' {} + \\
  && find /scripts/ -type f -iname "*.sh" -exec chmod +x {} +
 """
 SCRIPTS = {"deploy.sh": "#!/bin/sh\necho deploying\n", "delete.sh": "#!/bin/sh\necho deleting\n"}
-
-
-@pytest.fixture(scope="session")
-def buildkit(
-    tmp_path_factory: pytest.TempPathFactory, oci_registry: registry.Registry
-) -> Iterator[buildkitd.BuildkitDaemon]:
-    folder = tmp_path_factory.mktemp("docker-config")
-    # buildctl reads push credentials from DOCKER_CONFIG: the tests' own base-image pushes.
-    with buildkitd.push_credentials(folder, docker_config_json(oci_registry.host)):
-        # A short folder: buildkitd's unix socket path must fit in 107 bytes.
-        short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
-        daemon = buildkitd.BuildkitDaemon(short, insecure_registries=[oci_registry.host])
-        daemon.start()
-        yield daemon
-        daemon.stop()
-        shutil.rmtree(short, ignore_errors=True)
-
-
-@pytest.fixture
-def pusher(oci_registry: registry.Registry) -> Iterator[oci.Pusher]:
-    with oci.Pusher(oci_registry.host, username=PUSH_USER, password=PUSH_PASSWORD) as client:
-        yield client
-
-
-@pytest.fixture
-def core(
-    buildkit: buildkitd.BuildkitDaemon, oci_registry: registry.Registry, namespace: str
-) -> str:
-    """The stand-in core image pushed for this test; returns the repository reference."""
-    repository = f"{oci_registry.host}/{namespace}/core"
-    images.push_core(buildkit, f"{repository}:4.0", revision="1")
-    return repository
-
-
-def _operator_env(buildkit: buildkitd.BuildkitDaemon, **extra: str) -> dict[str, str]:
-    tools = str(buildkit.bin)
-    return {"ADE_BUILDKIT_ADDR": buildkit.address, "PATH": f"{tools}:{os.environ['PATH']}", **extra}
-
-
-def _push_secret(cluster: kube.Cluster, namespace: str, host: str, password: str) -> None:
-    cluster.plane.kubectl(
-        "create", "secret", "docker-registry", "push", "-n", namespace,
-        f"--docker-server={host}", f"--docker-username={PUSH_USER}",
-        f"--docker-password={password}",
-    )  # fmt: skip
 
 
 def _runner(namespace: str, host: str, core: str, **spec: Any) -> dict[str, Any]:
@@ -111,8 +66,8 @@ def test_daemon_build_pushes_the_digest_the_registry_serves(
     pusher: oci.Pusher,
     core: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
-    operator = start_operator(**_operator_env(buildkit))
+    push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    operator = start_operator(**operator_env(buildkit))
     cluster.apply(namespace, json.dumps(_runner(namespace, oci_registry.host, core)))
     ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
     latest = ready["status"]["latestImage"]
@@ -156,10 +111,8 @@ def test_a_finished_build_wakes_its_reconcile_at_once(
     core: str,
 ) -> None:
     """With the progress timer a minute away, only the build's own end can bring Ready soon."""
-    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
-    start_operator(
-        **_operator_env(buildkit, ADE_PROGRESS_INTERVAL="60s", ADE_RESYNC_INTERVAL="10m")
-    )
+    push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    start_operator(**operator_env(buildkit, ADE_PROGRESS_INTERVAL="60s", ADE_RESYNC_INTERVAL="10m"))
     applied = time.monotonic()
     cluster.apply(namespace, json.dumps(_runner(namespace, oci_registry.host, core)))
     ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
@@ -179,8 +132,8 @@ def test_failing_dockerfile_reports_the_build_log(
     oci_registry: registry.Registry,
     core: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
-    start_operator(**_operator_env(buildkit))
+    push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    start_operator(**operator_env(buildkit))
     body = _runner(namespace, oci_registry.host, core)
     body["spec"]["source"]["inline"]["dockerfile"] = DOCKERFILE + "RUN echo broken-step && exit 3\n"
     cluster.apply(namespace, json.dumps(body))
@@ -211,14 +164,14 @@ def test_bad_inputs_end_in_the_documented_condition(
     reason: str,
     fragment: str,
 ) -> None:
-    operator = start_operator(**_operator_env(buildkit))
+    operator = start_operator(**operator_env(buildkit))
     host = oci_registry.host
     body = _runner(namespace, host, "unused")
     scratch = "FROM scratch\nCOPY scripts/ /scripts/\n"
     body["spec"]["source"]["inline"]["dockerfile"] = scratch
     if case != "missing-secret":
         password = "not-the-password" if case == "wrong-password" else PUSH_PASSWORD
-        _push_secret(cluster, namespace, host, password)
+        push_secret(cluster, namespace, host, password)
     if case == "no-from":
         body["spec"]["source"]["inline"]["dockerfile"] = "COPY scripts/ /scripts/\n"
     if case == "unreachable-registry":
@@ -249,8 +202,8 @@ def test_git_source_ref_that_does_not_exist(
             "create", "secret", "generic", "git", "-n", namespace,
             "--from-literal=username=ci", "--from-literal=password=g1t-pa55",
         )  # fmt: skip
-        _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
-        operator = start_operator(**_operator_env(buildkit))
+        push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+        operator = start_operator(**operator_env(buildkit))
         body = _runner(namespace, oci_registry.host, "unused")
         body["spec"]["source"] = {
             "git": {
@@ -287,7 +240,7 @@ def test_docker_backend_build_and_push(
     pusher: oci.Pusher,
     core: str,
 ) -> None:
-    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
     operator = start_operator(DOCKER_HOST=docker_engine.host)
     body = _runner(namespace, oci_registry.host, core)
     body["spec"]["build"]["backend"] = "Docker"
@@ -311,8 +264,8 @@ def test_a_ready_resource_idles_without_any_request(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Built, pushed, verified: then timer reconciles every second touch nothing at all."""
-    _push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
-    operator = start_operator(**_operator_env(buildkit, ADE_RESYNC_INTERVAL="1s"))
+    push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
+    operator = start_operator(**operator_env(buildkit, ADE_RESYNC_INTERVAL="1s"))
     cluster.apply(namespace, json.dumps(_runner(namespace, oci_registry.host, core)))
     cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
     before = _reconcile_count(operator.metrics())

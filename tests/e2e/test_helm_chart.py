@@ -3,8 +3,10 @@
 Chart: `helm lint`, renders with default (cluster-wide) and namespaced values, RBAC exactly as
 listed here, the Deployment's security context, probes and scratch volumes, peering and the
 PodDisruptionBudget with several replicas, workload identity, the monitoring objects (every
-metric an alert or a dashboard panel reads exists in `controller/observe/metrics.py`), values the
-schema refuses with a message naming the field, and the CRD being the one in `crds/`.
+metric an alert or a dashboard panel reads exists in `controller/observe/metrics.py`), the webhook
+receiver's port, Service, Ingress (/hook/ only) and NetworkPolicy rule (and none of them when its
+port is 0), values the schema refuses with a message naming the field, and the CRDs being the ones
+in `crds/`.
 
 Image: no base image can be pulled here, so the Dockerfile is checked statically (hadolint, and
 its pins against the code and the chart) and the wheel it installs is built and inspected.
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = controlplane.REPO
 NAMESPACED = {"watchNamespaces": "{team-a,team-b}"}
+FULLNAME = "ade-ade-runner-operator"  # release "ade"
 CLIENT_ID = "0b7c4f62-3e1a-4d9b-8f25-0a1de0a7e001"
 
 # What the operator may do, in each watched namespace (Role) or everywhere (ClusterRole).
@@ -40,6 +43,9 @@ RULES = {
     ("runners.ade.dev", "runnerimages"): ["list", "watch", "patch"],
     ("runners.ade.dev", "runnerimages/status"): ["patch"],
     ("runners.ade.dev", "runnerimages/finalizers"): ["update"],
+    # The webhook receiver: WebhookReceivers read, only their status written.
+    ("runners.ade.dev", "webhookreceivers"): ["get", "list", "watch"],
+    ("runners.ade.dev", "webhookreceivers/status"): ["patch"],
     ("", "events"): ["create"],
     ("", "secrets"): ["get"],
     ("", "configmaps"): ["create", "delete"],
@@ -66,6 +72,12 @@ def rules_of(role: helm.Manifest) -> dict[tuple[str, str], list[str]]:
     return out
 
 
+def service(docs: list[helm.Manifest], suffix: str) -> helm.Manifest:
+    """The chart's Service `<fullname>-<suffix>` (metrics, receiver)."""
+    (found,) = helm.find(docs, "Service", f"{FULLNAME}-{suffix}")
+    return found
+
+
 def named_rules(role: helm.Manifest) -> list[tuple[str, str, str, tuple[str, ...]]]:
     return [
         (group, resource, name, tuple(rule["verbs"]))
@@ -79,7 +91,17 @@ def named_rules(role: helm.Manifest) -> list[tuple[str, str, str, tuple[str, ...
 # -- lint and renders ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [{}, NAMESPACED, {"replicas": "3"}], ids=str)
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        NAMESPACED,
+        {"replicas": "3"},
+        {"receiver.ingress.enabled": "true", "networkPolicy.enabled": "true"},
+        {"ports.receiver": "0", "receiver.ingress.enabled": "true"},
+    ],
+    ids=str,
+)
 def test_helm_lint_is_clean(chart: helm.Helm, values: dict[str, str]) -> None:
     result = chart.run("lint", "--strict", str(helm.CHART), *helm.set_args(values))
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
@@ -96,7 +118,8 @@ def test_default_values_watch_the_whole_cluster_through_a_cluster_role(chart: he
             "ClusterRole",
             "ClusterRoleBinding",
             "Deployment",
-            "Service",
+            "Service",  # metrics
+            "Service",  # the webhook receiver
             "ConfigMap",
         ]
     )
@@ -218,12 +241,16 @@ def test_the_pod_is_locked_down(chart: helm.Helm) -> None:
 
     # Probes hit kopf's /healthz on the port the operator serves it on (ADE_HEALTH_PORT).
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"metrics": int(env["ADE_METRICS_PORT"]), "health": int(env["ADE_HEALTH_PORT"])}
+    assert ports == {
+        "metrics": int(env["ADE_METRICS_PORT"]),
+        "health": int(env["ADE_HEALTH_PORT"]),
+        "receiver": int(env["ADE_RECEIVER_PORT"]),
+    }
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
-    service = helm.one(chart.template(), "Service")
-    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
-    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    metrics_service = service(chart.template(), "metrics")
+    assert [p["targetPort"] for p in metrics_service["spec"]["ports"]] == ["metrics"]
+    assert metrics_service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
 def test_the_rendered_environment_is_a_valid_operator_configuration(chart: helm.Helm) -> None:
@@ -236,6 +263,7 @@ def test_the_rendered_environment_is_a_valid_operator_configuration(chart: helm.
         assert parsed.clusterwide is (not values or "replicas" in values)
         assert parsed.metrics_port == 8080
         assert parsed.health_port == 8081
+        assert parsed.receiver_port == 9292
         assert (parsed.registry_timeout, parsed.reconcile_timeout) == (30.0, 600.0)
     assert config_.from_env(ade).buildkit_addr == "tcp://bk:1234"
 
@@ -304,12 +332,12 @@ def test_monitoring_objects_read_metrics_the_operator_exports(chart: helm.Helm) 
         "AdeRunnerCatalogPushFailed",
         "AdeRunnerOperatorDown",
     }
-    service = helm.one(docs, "Service")["metadata"]["name"]
+    job = service(docs, "metrics")["metadata"]["name"]
     for name, alert in alerts.items():
         used = metric_names(alert["expr"])
         assert used, name
         assert used <= known, f"{name} reads {used - known}, which the operator does not export"
-        assert f'job="{service}"' in alert["expr"], name
+        assert f'job="{job}"' in alert["expr"], name
         assert alert["annotations"]["summary"]
 
     dashboard = helm.one(docs, "ConfigMap")
@@ -329,6 +357,189 @@ def test_monitoring_objects_read_metrics_the_operator_exports(chart: helm.Helm) 
     assert helm.find(chart.template(), "ServiceMonitor") == []
     assert helm.find(chart.template(), "PrometheusRule") == []
     assert helm.find(chart.template(), "NetworkPolicy") == []
+
+
+# -- the webhook receiver ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("host_network", [False, True], ids=["pod-network", "host-network"])
+def test_the_receiver_port_is_served_behind_its_own_service(
+    chart: helm.Helm, host_network: bool
+) -> None:
+    docs = chart.template(
+        {
+            "ports.receiver": "9393",
+            "receiver.service.type": "NodePort",
+            "receiver.service.port": "8088",
+            "receiver.service.annotations.example\\.com/team": "platform",
+            "hostNetwork": str(host_network).lower(),
+        }
+    )
+    deployment = helm.one(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod.get("hostNetwork", False) is host_network
+    (container,) = pod["containers"]
+    assert helm.container_env(deployment)["ADE_RECEIVER_PORT"] == "9393"
+    (port,) = [p for p in container["ports"] if p["name"] == "receiver"]
+    # With hostNetwork the container port is the node's port: no separate hostPort is set.
+    assert port == {"name": "receiver", "containerPort": 9393, "protocol": "TCP"}
+
+    receiver = service(docs, "receiver")
+    assert receiver["metadata"]["namespace"] == "ade-system"
+    assert receiver["metadata"]["annotations"] == {"example.com/team": "platform"}
+    assert receiver["spec"]["type"] == "NodePort"
+    assert receiver["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # One port, to the receiver alone: the metrics and health ports are not behind it.
+    assert receiver["spec"]["ports"] == [
+        {"name": "receiver", "port": 8088, "targetPort": "receiver", "protocol": "TCP"}
+    ]
+    assert [p["targetPort"] for p in service(docs, "metrics")["spec"]["ports"]] == ["metrics"]
+    # The default: port 9292 behind a ClusterIP Service on port 80, no Ingress.
+    defaults = chart.template()
+    assert helm.container_env(helm.one(defaults, "Deployment"))["ADE_RECEIVER_PORT"] == "9292"
+    receiver = service(defaults, "receiver")
+    assert receiver["spec"]["type"] == "ClusterIP"
+    assert receiver["spec"]["ports"] == [
+        {"name": "receiver", "port": 80, "targetPort": "receiver", "protocol": "TCP"}
+    ]
+    assert "annotations" not in receiver["metadata"]
+    assert helm.find(defaults, "Ingress") == []
+
+
+def test_receiver_port_zero_renders_no_receiver_at_all(chart: helm.Helm) -> None:
+    docs = chart.template(
+        {
+            "ports.receiver": "0",
+            "receiver.ingress.enabled": "true",
+            "receiver.ingress.host": "hooks.example.com",
+            "networkPolicy.enabled": "true",
+            "networkPolicy.receiverFrom[0].podSelector.matchLabels.app": "ingress",
+        }
+    )
+    deployment = helm.one(docs, "Deployment")
+    # The operator's own default is 9292: the chart must say 0 for it to be off.
+    assert helm.container_env(deployment)["ADE_RECEIVER_PORT"] == "0"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert [p["name"] for p in container["ports"]] == ["metrics", "health"]
+    assert helm.find(docs, "Service", f"{FULLNAME}-receiver") == []
+    assert [s["metadata"]["name"] for s in helm.find(docs, "Service")] == [f"{FULLNAME}-metrics"]
+    assert helm.find(docs, "Ingress") == []
+    policy = helm.one(docs, "NetworkPolicy")
+    (rule,) = policy["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["metrics", "health"]
+    assert "from" not in rule
+
+
+def test_the_network_policy_opens_the_receiver_port_alone_from_receiver_from(
+    chart: helm.Helm,
+) -> None:
+    metrics_from = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    receiver_from = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+    }
+    docs = chart.template(
+        {
+            "networkPolicy.enabled": "true",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name": "monitoring",
+            "networkPolicy.receiverFrom[0].namespaceSelector.matchLabels"
+            ".kubernetes\\.io/metadata\\.name": "ingress-nginx",
+            "networkPolicy.receiverFrom[0].podSelector.matchLabels"
+            ".app\\.kubernetes\\.io/name": "ingress-nginx",
+        }
+    )
+    policy = helm.one(docs, "NetworkPolicy")
+    deployment = helm.one(docs, "Deployment")
+    assert policy["spec"]["podSelector"] == deployment["spec"]["selector"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in policy["spec"]
+    metrics_rule, receiver_rule = policy["spec"]["ingress"]
+    # The metrics and health rule is as it was, from metricsFrom only.
+    assert metrics_rule == {
+        "ports": [{"port": "metrics", "protocol": "TCP"}, {"port": "health", "protocol": "TCP"}],
+        "from": [metrics_from],
+    }
+    # The receiver's rule: its port alone, from receiverFrom only.
+    assert receiver_rule == {
+        "ports": [{"port": "receiver", "protocol": "TCP"}],
+        "from": [receiver_from],
+    }
+    # The named port the rule opens is the container's receiver port.
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "receiver" in {p["name"] for p in container["ports"]}
+
+    # receiverFrom empty (the default): the receiver port from anywhere, the rest still closed.
+    open_policy = helm.one(chart.template({"networkPolicy.enabled": "true"}), "NetworkPolicy")
+    assert open_policy["spec"]["ingress"] == [
+        {"ports": [{"port": "metrics", "protocol": "TCP"}, {"port": "health", "protocol": "TCP"}]},
+        {"ports": [{"port": "receiver", "protocol": "TCP"}]},
+    ]
+
+
+def test_the_ingress_routes_only_hook_to_the_receiver_service(chart: helm.Helm) -> None:
+    docs = chart.template(
+        {
+            "receiver.ingress.enabled": "true",
+            "receiver.ingress.className": "nginx",
+            "receiver.ingress.host": "hooks.example.com",
+            "receiver.ingress.annotations.cert-manager\\.io/cluster-issuer": "letsencrypt",
+            "receiver.ingress.tls[0].secretName": "ade-receiver-tls",
+            "receiver.ingress.tls[0].hosts[0]": "hooks.example.com",
+        }
+    )
+    ingress = helm.one(docs, "Ingress")
+    assert ingress["apiVersion"] == "networking.k8s.io/v1"
+    assert ingress["metadata"]["name"] == f"{FULLNAME}-receiver"
+    assert ingress["metadata"]["namespace"] == "ade-system"
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+    backend = {"service": {"name": f"{FULLNAME}-receiver", "port": {"name": "receiver"}}}
+    assert ingress["spec"] == {
+        "ingressClassName": "nginx",
+        "tls": [{"secretName": "ade-receiver-tls", "hosts": ["hooks.example.com"]}],
+        "rules": [
+            {
+                "host": "hooks.example.com",
+                "http": {"paths": [{"path": "/hook/", "pathType": "Prefix", "backend": backend}]},
+            }
+        ],
+    }
+    # The backend is the receiver Service's one port, by name.
+    receiver = service(docs, "receiver")
+    assert [p["name"] for p in receiver["spec"]["ports"]] == ["receiver"]
+
+    # No host, class or TLS given: every host, the default class, plain HTTP; still /hook/ only.
+    bare = helm.one(chart.template({"receiver.ingress.enabled": "true"}), "Ingress")
+    assert bare["spec"] == {
+        "rules": [
+            {"http": {"paths": [{"path": "/hook/", "pathType": "Prefix", "backend": backend}]}}
+        ]
+    }
+    assert "annotations" not in bare["metadata"]
+
+
+@pytest.mark.parametrize("values", [{}, NAMESPACED], ids=["clusterwide", "namespaced"])
+def test_webhook_receivers_are_read_and_only_their_status_patched(
+    chart: helm.Helm, values: dict[str, str]
+) -> None:
+    docs = chart.template(values)
+    roles = helm.find(docs, "Role" if values else "ClusterRole")
+    assert roles
+    for role in roles:
+        granted = {
+            key: verbs for key, verbs in rules_of(role).items() if "webhookreceivers" in key[1]
+        }
+        assert granted == {
+            ("runners.ade.dev", "webhookreceivers"): ["get", "list", "watch"],
+            ("runners.ade.dev", "webhookreceivers/status"): ["patch"],
+        }
+        assert named_rules(role) == []
+        # No wildcard anywhere: every group, resource and verb is named.
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], rule
+    # Nothing refers to cluster-admin or any other ClusterRole but the chart's own.
+    for binding in helm.find(docs, "ClusterRoleBinding") + helm.find(docs, "RoleBinding"):
+        assert binding["roleRef"]["name"] == FULLNAME
 
 
 # -- values the schema refuses -------------------------------------------------------------------
@@ -356,6 +567,23 @@ def test_monitoring_objects_read_metrics_the_operator_exports(chart: helm.Helm) 
             "at '/securityContext/allowPrivilegeEscalation'",
         ),
         ({"azureWorkloadIdentity.clientId": "nope"}, "at '/azureWorkloadIdentity/clientId'"),
+        ({"ports.receiver": "-1"}, "at '/ports/receiver'"),
+        ({"ports.receiver": "70000"}, "at '/ports/receiver'"),
+        ({"receiver.ingres.enabled": "true"}, "at '/receiver': additional properties 'ingres'"),
+        (
+            {"receiver.service.prot": "80"},
+            "at '/receiver/service': additional properties 'prot'",
+        ),
+        (
+            {"receiver.ingress.tls[0].secret": "x"},
+            "at '/receiver/ingress/tls/0': additional properties 'secret'",
+        ),
+        ({"receiver.ingress.host": "Hooks_Example"}, "at '/receiver/ingress/host'"),
+        ({"receiver.service.type": "External"}, "at '/receiver/service/type'"),
+        (
+            {"networkPolicy.receiverfrom[0].podSelector.matchLabels.a": "b"},
+            "at '/networkPolicy': additional properties 'receiverfrom'",
+        ),
         (
             {"azureWorkloadIdentity.enabled": "true"},
             "azureWorkloadIdentity.clientId: required when azureWorkloadIdentity.enabled",
@@ -374,20 +602,24 @@ def test_bad_values_fail_naming_the_field(
 # -- the CRD -------------------------------------------------------------------------------------
 
 
-def test_the_chart_crd_is_the_one_in_crds(chart: helm.Helm) -> None:
-    source = REPO / "crds" / "runnerimages.yaml"
-    in_chart = helm.CHART / "crds" / "runnerimages.yaml"
+@pytest.mark.parametrize("plural", ["runnerimages", "webhookreceivers"])
+def test_the_chart_crd_is_the_one_in_crds(chart: helm.Helm, plural: str) -> None:
+    source = REPO / "crds" / f"{plural}.yaml"
+    in_chart = helm.CHART / "crds" / f"{plural}.yaml"
+    assert in_chart.is_symlink(), f"deploy/helm/ade-runner-operator/crds/{plural}.yaml is a link"
+    assert in_chart.readlink() == pathlib.Path(f"../../../../crds/{plural}.yaml")
     assert in_chart.read_bytes() == source.read_bytes(), (
-        "deploy/helm/ade-runner-operator/crds/runnerimages.yaml differs from crds/runnerimages.yaml"
-        " (it is a link to it: restore with `ln -sf ../../../../crds/runnerimages.yaml`)"
+        f"deploy/helm/ade-runner-operator/crds/{plural}.yaml differs from crds/{plural}.yaml"
+        f" (it is a link to it: restore with `ln -sf ../../../../crds/{plural}.yaml`)"
     )
     (expected,) = helm.parse_documents(source.read_text())
     included = chart.template(extra=["--include-crds"])
     crds = {d["metadata"]["name"]: d for d in helm.find(included, "CustomResourceDefinition")}
-    assert crds["runnerimages.runners.ade.dev"] == expected
-    # kopf's peering resources come with it (used when replicas > 1).
+    assert crds[f"{plural}.runners.ade.dev"] == expected
+    # kopf's peering resources come with them (used when replicas > 1).
     assert set(crds) == {
         "runnerimages.runners.ade.dev",
+        "webhookreceivers.runners.ade.dev",
         "clusterkopfpeerings.kopf.dev",
         "kopfpeerings.kopf.dev",
     }
@@ -440,7 +672,11 @@ def test_the_dockerfile_matches_the_operator_and_the_chart(chart: helm.Helm) -> 
         int(gid),
     )
     env = helm.container_env(deployment)
-    assert expose.split() == [env["ADE_METRICS_PORT"], env["ADE_HEALTH_PORT"]]
+    assert expose.split() == [
+        env["ADE_METRICS_PORT"],
+        env["ADE_HEALTH_PORT"],
+        env["ADE_RECEIVER_PORT"],
+    ]
     (entrypoint,) = [rest for word, rest in instructions if word == "ENTRYPOINT"]
     # tini as PID 1 reaps what is orphaned to it (a gpg-agent, daemonized, once it ends)
     assert json.loads(entrypoint) == ["/usr/bin/tini", "--", "ade-runner-operator"]

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.e2e
 
 NAME = buildjobs.NAME
 CRD = "runnerimages.runners.ade.dev"
+RECEIVERS = "webhookreceivers.runners.ade.dev"
 
 # What kopf asks for and does without in namespaced mode (a Role cannot grant cluster-scoped
 # reads): it retries for about 54 s (its error backoffs), then assumes the listed namespaces exist
@@ -132,6 +133,8 @@ def test_the_chart_service_account_reconciles_to_ready_and_nothing_more(
     }
     assert env.pop("ADE_WORK_DIR") == "/var/lib/ade-runner-operator"
     env["ADE_WORK_DIR"] = str(tmp_path / "work")
+    assert env.pop("ADE_RECEIVER_PORT") == "9292"
+    env["ADE_RECEIVER_PORT"] = str(controlplane.free_port())
     operator = operator_.OperatorProcess(
         kubeconfig=kubeconfig,
         namespaces=(namespace,),
@@ -258,6 +261,14 @@ def test_the_chart_service_account_reconciles_to_ready_and_nothing_more(
     assert not can("create", "clusterroles")
     assert not can("update", "jobs.batch", "-n", namespace)
     assert not can("list", "runnerimages.runners.ade.dev", "--all-namespaces")
+    # WebhookReceivers: read in the watched namespace, only their status written.
+    for verb in ("get", "list", "watch"):
+        assert can(verb, RECEIVERS, "-n", namespace), verb
+    assert can("patch", RECEIVERS, "--subresource=status", "-n", namespace)
+    for verb in ("create", "update", "patch", "delete"):
+        assert not can(verb, RECEIVERS, "-n", namespace), verb
+    assert not can("list", RECEIVERS, "-n", other_namespace)
+    assert not can("list", RECEIVERS, "--all-namespaces")
 
 
 def test_cluster_wide_install_grants_the_same_everywhere_and_no_more(
@@ -289,6 +300,13 @@ def test_cluster_wide_install_grants_the_same_everywhere_and_no_more(
     assert not can("create", "clusterroles")
     assert not can("create", "pods", "-n", "default")
     assert not can("list", "namespaces")
+    # WebhookReceivers everywhere: read, and only their status written.
+    for verb in ("get", "list", "watch"):
+        assert can(verb, RECEIVERS, "--all-namespaces"), verb
+    assert can("patch", RECEIVERS, "--subresource=status", "-n", "default")
+    for verb in ("create", "update", "patch", "delete", "deletecollection"):
+        assert not can(verb, RECEIVERS, "-n", "default"), verb
+    assert not can("update", RECEIVERS, "--subresource=status", "-n", "default")
     # Two replicas: a disruption budget, and peering through the ClusterKopfPeering kopf needs.
     assert helm.find(docs, "PodDisruptionBudget")
     assert role["metadata"]["name"] == helm.one(docs, "ClusterRoleBinding")["roleRef"]["name"]

@@ -32,6 +32,7 @@ class OperatorProcess:
         self.module = module
         self.metrics_port = controlplane.free_port()
         self.health_port = controlplane.free_port()
+        self.receiver_port = controlplane.free_port()
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 60.0) -> None:
@@ -41,6 +42,7 @@ class OperatorProcess:
             "ADE_WATCH_NAMESPACES": ",".join(self.namespaces),
             "ADE_METRICS_PORT": str(self.metrics_port),
             "ADE_HEALTH_PORT": str(self.health_port),
+            "ADE_RECEIVER_PORT": str(self.receiver_port),
             "ADE_RESYNC_INTERVAL": "10m",
             **self.extra_env,
         }

@@ -99,10 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         core = f"{oci.host}/{images.CORE_REPOSITORY}:{images.CORE_TAG}"
         _say(f"seeding the stand-in ADE core image as {core}")
         images.push_core(builder, core)
-        plane.kubectl("apply", "-f", str(controlplane.REPO / "crds" / "runnerimages.yaml"))
+        plane.kubectl("apply", "-f", str(controlplane.REPO / "crds"))
         plane.kubectl(
             "wait", "--for=condition=Established", "crd/runnerimages.runners.ade.dev",
-            "--timeout=60s",
+            "crd/webhookreceivers.runners.ade.dev", "--timeout=60s",
         )  # fmt: skip
         plane.kubectl("create", "namespace", NAMESPACE)
         plane.kubectl(

@@ -17,7 +17,7 @@ def test_defaults_from_empty_env() -> None:
     assert cfg.max_concurrent_builds == 4
     assert cfg.build_pending_timeout == 300.0
     assert cfg.insecure_registries == ()
-    assert (cfg.metrics_port, cfg.health_port) == (8080, 8081)
+    assert (cfg.metrics_port, cfg.health_port, cfg.receiver_port) == (8080, 8081, 9292)
     assert cfg.log_format is config.LogFormat.PLAIN
     assert cfg.log_level == "INFO"
     assert cfg.peering == ""
@@ -31,6 +31,7 @@ def test_blank_values_mean_defaults() -> None:
         "ADE_PROGRESS_INTERVAL",
         "ADE_METRICS_PORT",
         "ADE_HEALTH_PORT",
+        "ADE_RECEIVER_PORT",
         "ADE_LOG_FORMAT",
         "ADE_LOG_LEVEL",
         "ADE_PEERING",
@@ -64,6 +65,7 @@ def test_every_variable_read() -> None:
             "ADE_RESYNC_INTERVAL": "1h30m",
             "ADE_METRICS_PORT": "0",
             "ADE_HEALTH_PORT": "65535",
+            "ADE_RECEIVER_PORT": "0",
             "ADE_LOG_FORMAT": " JSON ",
             "ADE_LOG_LEVEL": "debug",
             "ADE_PEERING": " ade-peering ",
@@ -75,6 +77,7 @@ def test_every_variable_read() -> None:
     assert cfg.resync_interval == 5400.0
     assert cfg.metrics_port == 0
     assert cfg.health_port == 65535
+    assert cfg.receiver_port == 0
     assert cfg.log_format is config.LogFormat.JSON
     assert cfg.log_level == "DEBUG"
     assert cfg.peering == "ade-peering"
@@ -105,6 +108,7 @@ def test_resync_of_one_second_is_allowed() -> None:
         ("ADE_METRICS_PORT", "-1"),
         ("ADE_HEALTH_PORT", "8081x"),
         ("ADE_HEALTH_PORT", "70000"),
+        ("ADE_RECEIVER_PORT", "-1"),
         ("ADE_LOG_FORMAT", "yaml"),
         ("ADE_LOG_LEVEL", "TRACE"),
         ("ADE_LOG_LEVEL", "CRITICAL"),

@@ -150,4 +150,8 @@ def test_timers_first_run_one_interval_after_the_object_is_seen(
         for timer in registry._spawning.get_all_handlers()
         if isinstance(timer, TimerHandler)
     }
-    assert timers == {"on_timer": (600.0, 600.0), "on_progress": (3.0, 3.0)}
+    assert timers == {
+        "on_timer": (600.0, 600.0),
+        "on_progress": (3.0, 3.0),
+        "on_receiver": (600.0, 600.0),
+    }

@@ -58,7 +58,7 @@ def test_no_label_is_unbounded() -> None:
         assert not names & UNBOUNDED, (collector, names)
         assert names <= {
             "namespace", "name", "result", "backend", "reason", "operation", "status",
-            "status_class", "purpose", "rule",
+            "status_class", "purpose", "rule", "type", "outcome",
         }, names  # fmt: skip
 
 

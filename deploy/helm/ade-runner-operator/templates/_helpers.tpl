@@ -56,6 +56,11 @@ app.kubernetes.io/part-of: ade-runner-operator
 {{- if or .Values.peering.enabled (gt (int .Values.replicas) 1) -}}true{{- end -}}
 {{- end -}}
 
+{{/* "true" when the webhook receiver is on (ports.receiver is not 0). */}}
+{{- define "ade.receiver" -}}
+{{- if gt (int .Values.ports.receiver) 0 -}}true{{- end -}}
+{{- end -}}
+
 {{- define "ade.peeringName" -}}
 {{- default (include "ade.fullname" .) .Values.peering.name -}}
 {{- end -}}
@@ -73,6 +78,16 @@ Every rule names the code that needs it; nothing else is granted.
 # The reconcile's one status patch per change (kopf writes status through the subresource).
 - apiGroups: [runners.ade.dev]
   resources: [runnerimages/status]
+  verbs: [patch]
+# WebhookReceivers (controller/receivers): kopf watches them (list, watch) and the receiver
+# reads them (get) to tell which one a request's path is for; the RunnerImages an event concerns
+# are nudged through the runnerimages patch above. Never created, changed or deleted.
+- apiGroups: [runners.ade.dev]
+  resources: [webhookreceivers]
+  verbs: [get, list, watch]
+# A WebhookReceiver's status (its webhookPath and Ready condition), through the subresource.
+- apiGroups: [runners.ade.dev]
+  resources: [webhookreceivers/status]
   verbs: [patch]
 # Build Jobs and their context ConfigMaps carry an owner reference with blockOwnerDeletion,
 # which clusters with the OwnerReferencesPermissionEnforcement admission plugin allow only to

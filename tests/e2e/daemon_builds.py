@@ -1,0 +1,61 @@
+"""Builds through a real buildkitd (BuildKitDaemon backend), shared by the end-to-end tests that
+run the operator's in-process builds: the daemon (once a session), the stand-in core image pushed
+for a test, the operator's environment for it, and the push Secret."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import PUSH_PASSWORD, PUSH_USER, docker_config_json
+from tests.env import buildkitd, images, kube, oci, registry
+
+
+@pytest.fixture(scope="session")
+def buildkit(
+    tmp_path_factory: pytest.TempPathFactory, oci_registry: registry.Registry
+) -> Iterator[buildkitd.BuildkitDaemon]:
+    folder = tmp_path_factory.mktemp("docker-config")
+    # buildctl reads push credentials from DOCKER_CONFIG: the tests' own base-image pushes.
+    with buildkitd.push_credentials(folder, docker_config_json(oci_registry.host)):
+        # A short folder: buildkitd's unix socket path must fit in 107 bytes.
+        short = pathlib.Path(tempfile.mkdtemp(prefix="bk-"))
+        daemon = buildkitd.BuildkitDaemon(short, insecure_registries=[oci_registry.host])
+        daemon.start()
+        yield daemon
+        daemon.stop()
+        shutil.rmtree(short, ignore_errors=True)
+
+
+@pytest.fixture
+def pusher(oci_registry: registry.Registry) -> Iterator[oci.Pusher]:
+    with oci.Pusher(oci_registry.host, username=PUSH_USER, password=PUSH_PASSWORD) as client:
+        yield client
+
+
+@pytest.fixture
+def core(
+    buildkit: buildkitd.BuildkitDaemon, oci_registry: registry.Registry, namespace: str
+) -> str:
+    """The stand-in core image pushed for this test; returns the repository reference."""
+    repository = f"{oci_registry.host}/{namespace}/core"
+    images.push_core(buildkit, f"{repository}:4.0", revision="1")
+    return repository
+
+
+def operator_env(buildkit: buildkitd.BuildkitDaemon, **extra: str) -> dict[str, str]:
+    tools = str(buildkit.bin)
+    return {"ADE_BUILDKIT_ADDR": buildkit.address, "PATH": f"{tools}:{os.environ['PATH']}", **extra}
+
+
+def push_secret(cluster: kube.Cluster, namespace: str, host: str, password: str) -> None:
+    cluster.plane.kubectl(
+        "create", "secret", "docker-registry", "push", "-n", namespace,
+        f"--docker-server={host}", f"--docker-username={PUSH_USER}",
+        f"--docker-password={password}",
+    )  # fmt: skip
