@@ -1,5 +1,6 @@
 """The operator's own calls to the Kubernetes API (beyond what kopf does): Secrets, Jobs, Pods,
-ConfigMaps. One place for every such request, on the `kubernetes` client run in worker threads.
+ConfigMaps, lists of custom objects. One place for every such request, on the `kubernetes`
+client run in worker threads.
 
 Creates are idempotent: 409 Conflict means the object already exists, and the caller adopts it.
 """
