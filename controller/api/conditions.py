@@ -16,8 +16,17 @@ REGISTRY_ACCESS: Final = "RegistryAccessReady"
 BUILT: Final = "Built"
 VERIFIED: Final = "Verified"
 CATALOG_SYNCED: Final = "CatalogSynced"
+IMAGES_RETAINED: Final = "ImagesRetained"
+"""Housekeeping (spec.retention): never holds Ready back, and Ready does not repeat its news."""
 
-STEP_CONDITIONS: Final = (INPUTS_RESOLVED, REGISTRY_ACCESS, BUILT, VERIFIED, CATALOG_SYNCED)
+STEP_CONDITIONS: Final = (
+    INPUTS_RESOLVED,
+    REGISTRY_ACCESS,
+    BUILT,
+    VERIFIED,
+    CATALOG_SYNCED,
+    IMAGES_RETAINED,
+)
 
 TRUE: Final = "True"
 FALSE: Final = "False"

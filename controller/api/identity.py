@@ -19,6 +19,10 @@ CATALOG_WRITTEN_ANNOTATION = f"{GROUP}/catalog-written"
 """Set by the operator to the commit that wrote a catalog change whose reconcile had stopped
 waiting for it (its pushes lost every race of a round), so the object records it at once."""
 
+RUNNER_IMAGE_LABEL = f"{GROUP}/runner-image"
+"""The image label (`<namespace>/<name>`) naming the RunnerImage that built and pushed an image:
+retention deletes only images whose label names it."""
+
 KOPF_STATE_PREFIX = f"kopf.{GROUP}"
 """Annotation prefix of kopf's own bookkeeping. It must differ from GROUP: kopf ignores changes
 to annotations under its prefix, and the reconcile-request annotation must be seen."""

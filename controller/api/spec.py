@@ -242,6 +242,17 @@ class HistoryLimit:
 
 
 @dataclasses.dataclass(frozen=True)
+class Retention:
+    """Which pushed images to keep (`controller.retention`); the others this RunnerImage built
+    are deleted from its repository."""
+
+    keep_last: int = 10
+    keep_for: str = "0s"
+    dry_run: bool = False
+    interval: str = "1h"
+
+
+@dataclasses.dataclass(frozen=True)
 class RunnerImageSpec:
     source: Source
     image: ImageSpec
@@ -255,6 +266,7 @@ class RunnerImageSpec:
     build: BuildSpec = BuildSpec()
     history_limit: HistoryLimit = HistoryLimit()
     suspend: bool = False
+    retention: Retention | None = None
 
 
 class _Reader:
@@ -524,6 +536,7 @@ def parse(raw: Mapping[str, Any]) -> RunnerImageSpec:
     triggers = spec.child("triggers")
     build = spec.child("build")
     history = spec.child("historyLimit")
+    retention = spec.child("retention")
     return RunnerImageSpec(
         source=_source(source),
         image=_image(image),
@@ -546,4 +559,12 @@ def parse(raw: Mapping[str, Any]) -> RunnerImageSpec:
             succeeded=history.integer("succeeded", 5), failed=history.integer("failed", 5)
         ),
         suspend=spec.flag("suspend", False),
+        retention=None
+        if retention is None
+        else Retention(
+            keep_last=retention.integer("keepLast", 10),
+            keep_for=retention.text("keepFor", "0s"),
+            dry_run=retention.flag("dryRun", False),
+            interval=retention.text("interval", "1h"),
+        ),
     )

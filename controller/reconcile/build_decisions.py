@@ -267,6 +267,8 @@ def make_plan(facts: Facts, record: status_.BuildRecord | None) -> backend.Build
         labels={
             f"{LABEL_PREFIX}.revision": found.inputs.revision,
             f"{api_identity.GROUP}/build-key": found.key,
+            # Who pushed it: retention deletes only images carrying its own name.
+            api_identity.RUNNER_IMAGE_LABEL: f"{facts.owner.namespace}/{facts.owner.name}",
         },
         cache_ref=buildctl.cache_ref(spec.image.registry, spec.image.repository),
         context_dir=found.context_dir,

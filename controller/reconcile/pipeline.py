@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from controller.reconcile import access, building, inputs, services, steps, verifying, writing
+from controller.reconcile import (
+    access,
+    building,
+    inputs,
+    retaining,
+    services,
+    steps,
+    verifying,
+    writing,
+)
 from controller.reconcile import memory as memory_
 
 
@@ -13,4 +22,5 @@ def default_steps(services_: services.Services, memory: memory_.ObjectMemory) ->
         building.Build(services_, memory),
         verifying.Verify(services_, memory),
         writing.WriteCatalog(services_, memory),
+        retaining.ApplyRetention(services_, memory),
     ]

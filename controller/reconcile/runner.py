@@ -306,7 +306,8 @@ async def _run_steps(
             desired[step.condition] = conditions.Condition.true(
                 step.condition, outcome.reason, outcome.message
             )
-            done.append(outcome.message)
+            if step.condition != types.IMAGES_RETAINED:  # housekeeping is not Ready's news
+                done.append(outcome.message)
             continue
         # Work in flight: not known yet. Blocked: known not to hold until something changes.
         state = (

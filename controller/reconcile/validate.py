@@ -99,6 +99,13 @@ def _problems(spec: model.RunnerImageSpec) -> Iterator[errors.SpecError]:
                 f"spec.triggers.{name}.interval", trigger.interval, MIN_TRIGGER_INTERVAL, None
             )
     yield from _build(spec.build)
+    if spec.retention is not None:
+        yield from _duration("spec.retention.keepFor", spec.retention.keep_for, 0.0, None)
+        yield from _duration(
+            "spec.retention.interval", spec.retention.interval, MIN_TRIGGER_INTERVAL, None
+        )
+        if spec.retention.keep_last < 1:
+            yield errors.SpecError("spec.retention.keepLast", "must be at least 1")
 
 
 def _build(build: model.BuildSpec) -> Iterator[errors.SpecError]:

@@ -97,6 +97,7 @@ __all__ = [
     "Action",
     "BlobNotFound",
     "CredentialSource",
+    "DeletionRefused",
     "Descriptor",
     "DigestMismatch",
     "Index",
@@ -131,7 +132,9 @@ USER_AGENT = "ade-runner-operator"
 CredentialSource = Mapping[str, auth.Credentials] | Callable[[str], auth.Credentials | None]
 RefLike = reference.Reference | str
 """A parsed reference, or text parsed with `reference.parse` (raising `InvalidReference`)."""
-Action = Literal["pull", "push"]
+Action = Literal["pull", "push", "delete"]
+TAGS_PAGE = 1000
+MAX_TAG_PAGES = 1000
 
 
 # -- pure helpers ------------------------------------------------------------------------------
@@ -181,6 +184,21 @@ def _registry_error(response: httpx.Response) -> str:
 
 
 # -- the client --------------------------------------------------------------------------------
+
+
+class DeletionRefused(RegistryProtocolError):
+    """The registry does not let these credentials delete this manifest (deletion turned off, no
+    delete permission, a lock): reported, not retried until the next pass."""
+
+
+def _next_page(link: str) -> str | None:
+    """The `rel="next"` URL of a `Link` header (RFC 8288), as distribution and ACR page tags."""
+    for part in link.split(","):
+        target, _, params = part.partition(";")
+        target = target.strip()
+        if 'rel="next"' in params.replace(" ", "") and target.startswith("<"):
+            return target.strip("<>")
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +321,65 @@ class RegistryClient:
             raise self._unexpected(target, response, f"HEAD manifest {ref.identifier}")
         manifest = await self.get_manifest(ref=ref)
         return manifest.descriptor
+
+    async def list_tags(self, *, ref: RefLike) -> list[str]:
+        """Every tag of `ref`'s repository, following the registry's pages (`Link`); [] for a
+        repository the registry does not know."""
+        ref = as_reference(ref)
+        target = self._target(ref)
+        url = self._url(target, f"tags/list?n={TAGS_PAGE}")
+        tags: list[str] = []
+        for _ in range(MAX_TAG_PAGES):
+            response = await self._request(target=target, method="GET", url=url, kind="tags")
+            body = await response.aread()
+            if response.status_code == 404:
+                return tags
+            if response.status_code != 200:
+                raise self._unexpected(target, response, "GET tags/list")
+            try:
+                found = json.loads(body).get("tags") or []
+            except (ValueError, AttributeError):
+                raise self._unexpected(target, response, "GET tags/list (not JSON)") from None
+            tags += [tag for tag in found if isinstance(tag, str)]
+            following = _next_page(response.headers.get("Link", ""))
+            if following is None:
+                return tags
+            url = urllib.parse.urljoin(url, following)
+        raise self._unexpected(target, response, f"GET tags/list (over {MAX_TAG_PAGES} pages)")
+
+    async def delete_manifest(self, *, ref: RefLike) -> bool:
+        """Delete the manifest `ref` names by digest (its tags go with it); False if it was gone
+        already. `DeletionRefused` when the registry does not allow it (405: deletion turned off;
+        401/403: the credentials may not delete; ACR's locks)."""
+        ref = as_reference(ref)
+        if ref.digest is None:
+            raise ValueError(f"{ref}: deletion is by digest")
+        target = self._target(ref, "delete")
+        try:
+            response = await self._request(
+                target=target,
+                method="DELETE",
+                url=self._url(target, f"manifests/{ref.digest}"),
+                kind="manifest",
+            )
+        except RegistryAuthError as error:
+            raise DeletionRefused(
+                str(error), registry=target.registry, repository=target.repository, status=403
+            ) from None
+        await response.aread()
+        if response.status_code in (200, 202, 204):
+            return True
+        if response.status_code == 404:
+            return False
+        if response.status_code in (405, 409, 423):
+            raise DeletionRefused(
+                f"{target.registry} does not allow deleting {target.repository}@{ref.digest}"
+                f" ({_registry_error(response)})",
+                registry=target.registry,
+                repository=target.repository,
+                status=response.status_code,
+            )
+        raise self._unexpected(target, response, f"DELETE manifest {ref.digest}")
 
     @overload
     async def get_manifest(self, *, ref: RefLike, platform: None = None) -> Manifest | Index: ...

@@ -497,3 +497,38 @@ def forged_token_status(impostor: TokenServer, checked: Registry, digest: str) -
     except urllib.error.HTTPError as error:
         error.close()
         return error.code
+
+
+# -- retention: tags and deletion --------------------------------------------------------------
+
+
+def pusher_credentials(host: str) -> dict[str, auth.Credentials]:
+    return {host: auth.Credentials(username="pusher", password=PUSHER_PASSWORD)}
+
+
+async def test_list_tags_follows_every_page(
+    registry: Registry, pusher: oci.Pusher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tags = {f"t{index:02d}" for index in range(7)}
+    for tag in tags:
+        pusher.push_image("ade/paged", oci.Image(labels={"n": tag}), tag=tag)
+    monkeypatch.setattr(client, "TAGS_PAGE", 2)  # four pages, joined through `Link`
+    async with make_client(credentials=reader(registry.host)) as registry_client:
+        assert set(await registry_client.list_tags(ref=ref(registry.host, "ade/paged"))) == tags
+        assert await registry_client.list_tags(ref=ref(registry.host, "ade/no-such")) == []
+
+
+async def test_delete_manifest_by_digest(registry: Registry, pusher: oci.Pusher) -> None:
+    built = pusher.push_image("ade/pruned", oci.Image(labels={"x": "1"}), tag="old")
+    target = ref(registry.host, f"ade/pruned@{built.digest}")
+    async with make_client(credentials=reader(registry.host)) as registry_client:
+        with pytest.raises(client.DeletionRefused) as refused:
+            await registry_client.delete_manifest(ref=target)  # a reader may not delete
+        assert READER_PASSWORD not in str(refused.value)
+    assert pusher.manifest_digest("ade/pruned", "old") == built.digest
+    async with make_client(credentials=pusher_credentials(registry.host)) as registry_client:
+        assert await registry_client.delete_manifest(ref=target) is True
+        assert await registry_client.delete_manifest(ref=target) is False  # gone already
+        with pytest.raises(ValueError, match="by digest"):
+            await registry_client.delete_manifest(ref=ref(registry.host, "ade/pruned:old"))
+    assert pusher.manifest_digest("ade/pruned", "old") is None

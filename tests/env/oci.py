@@ -175,6 +175,7 @@ class Image:
     media: MediaKind = "oci"
     compress: bool = True
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    created: str = "1970-01-01T00:00:00Z"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +205,7 @@ def build(image: Image) -> Built:
         settings["Labels"] = dict(image.labels)
     config_json = {
         **image.platform.as_json(),
-        "created": "1970-01-01T00:00:00Z",
+        "created": image.created,
         "config": settings,
         "rootfs": {"type": "layers", "diff_ids": [lay.diff_id for lay in layers]},
         "history": [{"created_by": "tests.env.oci"} for _ in layers],

@@ -1,0 +1,1 @@
+"""Registry retention: which images a RunnerImage may delete (policy, references: pure)."""

@@ -1,0 +1,1 @@
+"""Registry retention: the policy and the references the catalog makes."""
