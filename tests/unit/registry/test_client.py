@@ -644,3 +644,41 @@ async def test_a_manifest_not_its_digest_is_a_digest_mismatch() -> None:
     async with Harness(handler).client as registry_client:
         with pytest.raises(client.DigestMismatch, match=f"expected {MANIFEST_DIGEST}"):
             await registry_client.get_manifest(ref=REF)
+
+
+# -- deletion ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (405, "UNSUPPORTED"),  # distribution with `storage.delete.enabled: false`
+        (409, "DENIED"),  # a lock (ACR: "write-enabled/delete-enabled: false")
+    ],
+)
+async def test_a_registry_that_forbids_deletion_is_refused_once_not_retried(
+    status: int, code: str
+) -> None:
+    body = {"errors": [{"code": code, "message": "The operation is unsupported."}]}
+    harness = Harness(lambda r: httpx.Response(status, json=body))
+    digest = "sha256:" + "a" * 64
+    async with harness.client as registry_client:
+        with pytest.raises(client.DeletionRefused) as caught:
+            await registry_client.delete_manifest(ref=f"{LOCAL}@{digest}")
+    assert caught.value.status == status
+    assert code in str(caught.value)
+    assert [(r.method, r.url.path) for r in harness.requests] == [
+        ("DELETE", f"/v2/ade/runner/manifests/{digest}")
+    ]
+
+
+async def test_tags_pages_are_followed_through_link() -> None:
+    def pages(request: httpx.Request) -> httpx.Response:
+        last = request.url.params.get("last")
+        if last is None:
+            link = '</v2/ade/runner/tags/list?n=2&last=b>; rel="next"'
+            return httpx.Response(200, json={"tags": ["a", "b"]}, headers={"Link": link})
+        return httpx.Response(200, json={"name": "ade/runner", "tags": ["c"]})
+
+    async with Harness(pages).client as registry_client:
+        assert await registry_client.list_tags(ref=LOCAL) == ["a", "b", "c"]
