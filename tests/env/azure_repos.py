@@ -37,8 +37,11 @@ records, the faults' queue and the HTTP handler are shared with the GitHub emula
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import pathlib
 import time
 import uuid
 from collections.abc import Mapping
@@ -305,7 +308,7 @@ class AzureReposEmulator(api_emulator.Emulator[Request]):
 
     def _repository_json(self, name: str, brief: bool, *, links: bool = False) -> dict[str, Any]:
         folder = self.git.path(name)
-        size = sum(p.stat().st_size for p in (folder / "objects").rglob("*") if p.is_file())
+        size = _size(folder / "objects")
         return self.site.repository_json(
             name,
             remote_url=self.git.url(name),
@@ -327,3 +330,14 @@ def _joined(headers: list[tuple[str, str]]) -> dict[str, str]:
 running = AzureReposEmulator
 """`with running(git, token=...) as emulator`: a started emulator over `git`'s repositories,
 stopped on exit (the emulator is its own context manager)."""
+
+
+def _size(folder: pathlib.Path) -> int:
+    """Bytes under `folder`, read while git may be writing there: a push's quarantine folder
+    (`tmp_objdir-incoming-*`) and loose objects come and go between listing and reading."""
+    total = 0
+    for root, _, names in os.walk(folder):  # a folder gone meanwhile is skipped, not raised
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total

@@ -15,7 +15,12 @@ def monitoring_docs(tmp_path_factory: pytest.TempPathFactory) -> list[helm.Manif
     """The chart as `helm template` renders it with the PrometheusRule and the dashboard."""
     chart = helm.Helm(tmp_path_factory.mktemp("helm"))
     docs = chart.template(prom.MONITORING_VALUES, release=prom.RELEASE, namespace=prom.NAMESPACE)
-    service = helm.one(docs, "Service")["metadata"]["name"]
+    # the metrics Service is the one whose port is named `metrics` (the other: the receivers')
+    (service,) = [
+        s["metadata"]["name"]
+        for s in helm.find(docs, "Service")
+        if any(port["name"] == "metrics" for port in s["spec"]["ports"])
+    ]
     assert service == prom.JOB, f"the metrics Service is {service!r}; the tests expect {prom.JOB!r}"
     return docs
 
