@@ -46,11 +46,9 @@ def chart_values(
         "hostNetwork": True,
         "apiServer": {"host": "127.0.0.1", "port": str(plane.api_port)},
         # hostNetwork: the node's ports, so free ones (the receiver's too, not the default 9292).
-        "ports": {
-            "metrics": controlplane.free_port(),
-            "health": controlplane.free_port(),
-            "receiver": controlplane.free_port(),
-        },
+        "ports": dict(
+            zip(("metrics", "health", "receiver"), controlplane.free_ports(3), strict=True)
+        ),
         "operator": {
             "logFormat": "plain",
             "buildkitImage": images.buildkit,

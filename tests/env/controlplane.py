@@ -76,6 +76,19 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket is held until all are bound (the kernel may hand
+    a port just released to the next `free_port()`: an operator once got the same port for its
+    receivers and its health endpoint, and its health endpoint failed to bind)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
+
+
 class ControlPlane:
     """Starts and stops the control plane in `folder`; `kubeconfig` is the admin's."""
 
@@ -107,7 +120,7 @@ class ControlPlane:
             "apiserver-kubelet-client", "kube-apiserver-kubelet-client", client=True
         )
         self._write_kubeconfig(self.kubeconfig, "admin", "system:masters")
-        etcd_port, etcd_peer = free_port(), free_port()
+        etcd_port, etcd_peer = free_ports(2)
         self._spawn(
             "etcd",
             [

@@ -226,7 +226,7 @@ class Node:
             "kubelet-serving", self.name, hosts=(self.name, "localhost", "127.0.0.1")
         )
         kubeconfig = self.plane.user_kubeconfig(f"system:node:{self.name}", "system:nodes")
-        port, healthz = controlplane.free_port(), controlplane.free_port()
+        port, healthz = controlplane.free_ports(2)
         self.kubelet_root.mkdir(parents=True, exist_ok=True)
         config: dict[str, Any] = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",

@@ -30,9 +30,7 @@ class OperatorProcess:
         self.log = log
         self.extra_env = env or {}
         self.module = module
-        self.metrics_port = controlplane.free_port()
-        self.health_port = controlplane.free_port()
-        self.receiver_port = controlplane.free_port()
+        self.metrics_port, self.health_port, self.receiver_port = controlplane.free_ports(3)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 60.0) -> None:
