@@ -53,9 +53,21 @@ def operator_env(buildkit: buildkitd.BuildkitDaemon, **extra: str) -> dict[str, 
     return {"ADE_BUILDKIT_ADDR": buildkit.address, "PATH": f"{tools}:{os.environ['PATH']}", **extra}
 
 
-def push_secret(cluster: kube.Cluster, namespace: str, host: str, password: str) -> None:
+def push_secret(
+    cluster: kube.Cluster, namespace: str, host: str, password: str, user: str = PUSH_USER
+) -> None:
+    """The Secret `push`: `user`'s credentials for the registry at `host`."""
     cluster.plane.kubectl(
         "create", "secret", "docker-registry", "push", "-n", namespace,
-        f"--docker-server={host}", f"--docker-username={PUSH_USER}",
+        f"--docker-server={host}", f"--docker-username={user}",
         f"--docker-password={password}",
     )  # fmt: skip
+
+
+RUNNER_DOCKERFILE = """\
+ARG BASE_IMAGE=mcr.microsoft.com/deployment-environments/runners/core
+FROM ${BASE_IMAGE}:4.0
+COPY scripts/ /scripts/
+RUN sed -i 's/\\r$//' /scripts/*.sh && chmod +x /scripts/*.sh
+"""
+"""A runner on the stand-in core image (`core`), its scripts' CRLF made LF, made executable."""

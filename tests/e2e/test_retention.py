@@ -19,21 +19,17 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
+from tests.conftest import PUSH_PASSWORD, StartOperator
+from tests.e2e import daemon_builds
 from tests.e2e.catalogs import GIT_PASSWORD, GIT_USER, MANIFEST, git_secret, with_catalog
-from tests.e2e.daemon_builds import operator_env
+from tests.e2e.daemon_builds import operator_env, push_secret
 from tests.env import buildkitd, gitserver, kube, oci, registry, tokenserver
 
 pytestmark = pytest.mark.e2e
 
 PRUNER, PRUNER_PASSWORD = "pruner", "pRune-s3cret-Pa55"
 OWNER_LABEL = "runners.ade.dev/runner-image"
-DOCKERFILE = """\
-ARG BASE_IMAGE=mcr.microsoft.com/deployment-environments/runners/core
-FROM ${BASE_IMAGE}:4.0
-COPY scripts/ /scripts/
-RUN sed -i 's/\\r$//' /scripts/*.sh && chmod +x /scripts/*.sh
-"""
+DOCKERFILE = daemon_builds.RUNNER_DOCKERFILE
 SCRIPTS = {"deploy.sh": "#!/bin/sh\necho deploying\n", "delete.sh": "#!/bin/sh\necho deleting\n"}
 DAYS = 365
 PUSH_BRANCH = "runner-updates"
@@ -53,13 +49,6 @@ def pruner(token_server: tokenserver.TokenServer) -> Iterator[str]:
     )
     yield PRUNER
     del token_server.users[PRUNER]
-
-
-def _secret(cluster: kube.Cluster, namespace: str, host: str, user: str, password: str) -> None:
-    cluster.plane.kubectl(
-        "create", "secret", "docker-registry", "push", "-n", namespace,
-        f"--docker-server={host}", f"--docker-username={user}", f"--docker-password={password}",
-    )  # fmt: skip
 
 
 def _simulate(
@@ -161,7 +150,7 @@ def test_a_year_of_daily_builds_keeps_what_the_policy_and_the_catalog_name(
         branch=PUSH_BRANCH,
     )
     git_secret(cluster, namespace)
-    _secret(cluster, namespace, oci_registry.host, pruner, PRUNER_PASSWORD)
+    push_secret(cluster, namespace, oci_registry.host, PRUNER_PASSWORD, user=pruner)
     retention = {"keepLast": 10, "keepFor": "720h", "dryRun": True}
     body = _runner_image(
         namespace,
@@ -244,7 +233,7 @@ def test_a_registry_that_refuses_deletion_is_reported_not_retried(
         pusher, repository, f"{namespace}/bicep", 3, datetime.datetime.now(datetime.UTC)
     )
     # the push user may pull and push, not delete (an ACR token without `delete`)
-    _secret(cluster, namespace, oci_registry.host, PUSH_USER, PUSH_PASSWORD)
+    push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
     operator = start_operator(**operator_env(buildkit, ADE_RESYNC_INTERVAL="2s"))
     body = _runner_image(
         namespace, oci_registry.host, core, {"keepLast": 1, "keepFor": "0s", "interval": "1h"}

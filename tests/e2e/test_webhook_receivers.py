@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PUSH_PASSWORD, StartOperator
+from tests.e2e import daemon_builds
 from tests.e2e.daemon_builds import operator_env, push_secret
 from tests.env import buildkitd, gitserver, images, kube, oci, registry, webhooks
 from tests.env import operator as operator_
@@ -31,12 +32,7 @@ pytestmark = pytest.mark.e2e
 TOKEN = "wh-" + uuid.uuid4().hex  # grepped for in the operator's log
 GIT_USER, GIT_PASSWORD = "ci", "g1t-pa55-webhooks"
 REQUEST = "runners.ade.dev/reconcile-requested-at"
-DOCKERFILE = """\
-ARG BASE_IMAGE=mcr.microsoft.com/deployment-environments/runners/core
-FROM ${BASE_IMAGE}:4.0
-COPY scripts/ /scripts/
-RUN sed -i 's/\\r$//' /scripts/*.sh && chmod +x /scripts/*.sh
-"""
+DOCKERFILE = daemon_builds.RUNNER_DOCKERFILE
 DEPLOY = "#!/bin/sh\necho deploying\n"
 REPO = "contoso/runners"
 SOURCE = {"Dockerfile": DOCKERFILE, "scripts/deploy.sh": DEPLOY, "scripts/delete.sh": DEPLOY}
