@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Compiles the test environment's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubelet, kubectl, kwok, buildkitd, buildctl, rootlesskit, helm) from the Go
-# module proxy at the versions pinned in hack/tools.versions, caches them outside the repository
-# keyed by name and version, and reuses the cache.
+# kube-scheduler, kubelet, kubectl, kwok, buildkitd, buildctl, rootlesskit, helm, notation) from
+# the Go module proxy at the versions pinned in hack/tools.versions, caches them outside the
+# repository keyed by name and version, and reuses the cache.
 #
 #   hack/tools.sh              build what is missing, print progress, then the bin directory
 #   hack/tools.sh --print-bin  the same, but print only the bin directory on stdout
@@ -137,6 +137,19 @@ helm_() {
   build helm "$v" "helm.sh/helm/v3@$v" "" "$flags" helm.sh/helm/v3/cmd/helm
 }
 
+# The Notation CLI (tests verify the operator's image signatures with it). Version strings as
+# upstream's Makefile sets them for a tagged release (no build metadata), with the tag's commit
+# from the proxy's .info (its Origin.Hash; empty if the proxy did not record it).
+notation_() {
+  local v=$NOTATION_VERSION info commit x="-X github.com/notaryproject/notation/internal/version"
+  info=$(go mod download -json "github.com/notaryproject/notation@$v" |
+    sed -n 's/.*"Info": "\(.*\)",*/\1/p')
+  commit=$(sed -n 's/.*"Hash":"\([0-9a-f]*\)".*/\1/p' "$info")
+  build notation "$v" "github.com/notaryproject/notation@$v" "" \
+    "$x.Version=$v $x.BuildMetadata= $x.GitCommit=$commit" \
+    github.com/notaryproject/notation/cmd/notation
+}
+
 # The kstatus checker (hack/kstatus: main.go, go.mod), with sigs.k8s.io/cli-utils pinned to
 # CLI_UTILS_VERSION. Built from a copy of the folder (go.sum is made there, not in the repo) and
 # cached by that version and a hash of the checker's source, so an edit of main.go rebuilds it.
@@ -173,6 +186,7 @@ build kwok "$KWOK_VERSION" "sigs.k8s.io/kwok@$KWOK_VERSION" "" \
 buildkit
 rootlesskit
 helm_
+notation_
 kstatus_check
 
 # One directory of links to the pinned binaries, keyed by the versions file.
@@ -192,6 +206,7 @@ for b in buildkitd buildctl; do
 done
 ln -sfn "$cache/rootlesskit-$ROOTLESSKIT_VERSION/rootlesskit" "$bin/rootlesskit"
 ln -sfn "$cache/helm-$HELM_VERSION/helm" "$bin/helm"
+ln -sfn "$cache/notation-$NOTATION_VERSION/notation" "$bin/notation"
 ln -sfn "$kstatus_dir/kstatus-check" "$bin/kstatus-check"
 $quiet || log "all tools ready in $bin"
 echo "$bin"

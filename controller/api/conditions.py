@@ -13,8 +13,12 @@ STALLED: Final = "Stalled"
 # Step conditions, one per reconcile step that does work in the world.
 INPUTS_RESOLVED: Final = "InputsResolved"
 REGISTRY_ACCESS: Final = "RegistryAccessReady"
+BASE_IMAGE_TRUSTED: Final = "BaseImageTrusted"
+"""spec.baseImageVerification: the base image carries a trusted signature."""
 BUILT: Final = "Built"
 VERIFIED: Final = "Verified"
+SIGNED: Final = "Signed"
+"""spec.signing: the image the catalog names is signed."""
 CATALOG_SYNCED: Final = "CatalogSynced"
 IMAGES_RETAINED: Final = "ImagesRetained"
 """Housekeeping (spec.retention): never holds Ready back, and Ready does not repeat its news."""
@@ -22,8 +26,10 @@ IMAGES_RETAINED: Final = "ImagesRetained"
 STEP_CONDITIONS: Final = (
     INPUTS_RESOLVED,
     REGISTRY_ACCESS,
+    BASE_IMAGE_TRUSTED,
     BUILT,
     VERIFIED,
+    SIGNED,
     CATALOG_SYNCED,
     IMAGES_RETAINED,
 )

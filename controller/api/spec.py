@@ -45,6 +45,14 @@ class BuildBackend(enum.StrEnum):
     DOCKER = "Docker"
 
 
+class ProvenanceMode(enum.StrEnum):
+    """BuildKit's SLSA provenance attestation: none, `mode=min` or `mode=max`."""
+
+    DISABLED = "Disabled"
+    MIN = "Min"
+    MAX = "Max"
+
+
 class TolerationOperator(enum.StrEnum):
     EXISTS = "Exists"
     EQUAL = "Equal"
@@ -222,6 +230,23 @@ class Toleration:
 
 
 @dataclasses.dataclass(frozen=True)
+class Attestations:
+    """The attestations BuildKit attaches to the pushed image (an image index then holds the
+    platform manifest and one attestation manifest per platform). The BuildKit backends only:
+    the Docker Engine's classic image store cannot hold them."""
+
+    provenance: ProvenanceMode = ProvenanceMode.MIN
+    sbom: bool = False
+    sbom_generator: str | None = None
+    """The SBOM scanner image (BuildKit's SBOM protocol); None: BuildKit's default
+    (`docker/buildkit-syft-scanner`), which the builder must be able to pull."""
+
+    @property
+    def default(self) -> bool:
+        return self == Attestations()
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildSpec:
     """How the image is built. Resources and placement (node selector, tolerations, service
     account) apply to the Job backend only, and are not part of the build key: where a build
@@ -233,6 +258,7 @@ class BuildSpec:
     node_selector: Mapping[str, str] = dataclasses.field(default_factory=dict)
     tolerations: tuple[Toleration, ...] = ()
     service_account_name: str | None = None
+    attestations: Attestations = Attestations()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +278,30 @@ class Retention:
     interval: str = "1h"
 
 
+class SignatureProvider(enum.StrEnum):
+    NOTATION = "Notation"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSigning:
+    """Sign every pushed image (`spec.signing`): a Notary Project signature, stored in the
+    registry as an OCI referrer of the image, made with the key and certificate chain of a
+    `kubernetes.io/tls` Secret (`tls.key`, `tls.crt`, optional `ca.crt`)."""
+
+    secret_ref: SecretRef
+    provider: SignatureProvider = SignatureProvider.NOTATION
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseImageVerification:
+    """Build only on a base image signed by a trusted certificate
+    (`spec.baseImageVerification`): the Secret's `*.crt` and `*.pem` keys are the trusted
+    root or signing certificates."""
+
+    secret_ref: SecretRef
+    provider: SignatureProvider = SignatureProvider.NOTATION
+
+
 @dataclasses.dataclass(frozen=True)
 class RunnerImageSpec:
     source: Source
@@ -267,6 +317,8 @@ class RunnerImageSpec:
     history_limit: HistoryLimit = HistoryLimit()
     suspend: bool = False
     retention: Retention | None = None
+    signing: ImageSigning | None = None
+    base_image_verification: BaseImageVerification | None = None
 
 
 class _Reader:
@@ -509,6 +561,17 @@ def _build(reader: _Reader) -> BuildSpec:
         node_selector=reader.string_map("nodeSelector", brackets=True),
         tolerations=tuple(_toleration(item) for item in reader.children("tolerations")),
         service_account_name=reader.text("serviceAccountName"),
+        attestations=_attestations(reader.child("attestations")),
+    )
+
+
+def _attestations(reader: _Reader | None) -> Attestations:
+    if reader is None:
+        return Attestations()
+    return Attestations(
+        provenance=reader.enum("provenance", ProvenanceMode, ProvenanceMode.MIN),
+        sbom=reader.flag("sbom", False),
+        sbom_generator=reader.text("sbomGenerator"),
     )
 
 
@@ -537,6 +600,10 @@ def parse(raw: Mapping[str, Any]) -> RunnerImageSpec:
     build = spec.child("build")
     history = spec.child("historyLimit")
     retention = spec.child("retention")
+    signing = _signature_secret(spec.child("signing"), "spec.signing")
+    base_check = _signature_secret(
+        spec.child("baseImageVerification"), "spec.baseImageVerification"
+    )
     return RunnerImageSpec(
         source=_source(source),
         image=_image(image),
@@ -567,4 +634,17 @@ def parse(raw: Mapping[str, Any]) -> RunnerImageSpec:
             dry_run=retention.flag("dryRun", False),
             interval=retention.text("interval", "1h"),
         ),
+        signing=None if signing is None else ImageSigning(*signing),
+        base_image_verification=None if base_check is None else BaseImageVerification(*base_check),
     )
+
+
+def _signature_secret(
+    reader: _Reader | None, field: str
+) -> tuple[SecretRef, SignatureProvider] | None:
+    if reader is None:
+        return None
+    ref = _secret_ref(reader, "secretRef")
+    if ref is None:
+        raise errors.SpecError(f"{field}.secretRef", "is required")
+    return ref, reader.enum("provider", SignatureProvider, SignatureProvider.NOTATION)

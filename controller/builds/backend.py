@@ -117,6 +117,10 @@ class BuildPlan:
     """Where the build pod runs (the Job backend's; the others ignore it). Not in the key."""
     source_date_epoch: int | None = None
     """The source's time for reproducible digests (BuildKit backends; see `buildctl`)."""
+    attestations: model.Attestations = dataclasses.field(
+        default_factory=lambda: model.Attestations(provenance=model.ProvenanceMode.DISABLED)
+    )
+    """What BuildKit attaches to the image (the BuildKit backends'; Docker ignores it)."""
 
     @property
     def name(self) -> str:
@@ -136,6 +140,11 @@ class BuildPlan:
             cache_ref=self.cache_ref,
             labels=self.labels,
             source_date_epoch=self.source_date_epoch,
+            provenance=None
+            if self.attestations.provenance is model.ProvenanceMode.DISABLED
+            else self.attestations.provenance.value.lower(),
+            sbom=self.attestations.sbom,
+            sbom_generator=self.attestations.sbom_generator,
         )
 
 

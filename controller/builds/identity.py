@@ -2,8 +2,9 @@
 
 The build key is a hash of everything that changes the image: the source revision, the base
 image digest, and the spec fields that reach the build (Dockerfile path, build args, platforms,
-target, destination). The same key means the same image: no build. The tag template is rendered
-from the revision, the key and the build time, so every build gets its own tag.
+target, destination, and the attestations when not the default). The same key means the same
+image: no build. The tag template is rendered from the revision, the key and the build time, so
+every build gets its own tag.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Inputs:
     base_digest: str | None
 
     def key_material(self, spec: model.RunnerImageSpec) -> dict[str, Any]:
-        return {
+        material = {
             "v": KEY_VERSION,
             "revision": self.revision,
             "baseImage": self.base_image,
@@ -45,6 +46,16 @@ class Inputs:
             "target": spec.target,
             "image": f"{spec.image.registry}/{spec.image.repository}",
         }
+        attestations = spec.build.attestations
+        if not attestations.default:
+            # Only when not the default, so that the keys of images built before attestations
+            # existed stay the same (no rebuild of everything on an upgrade).
+            material["attestations"] = {
+                "provenance": attestations.provenance.value,
+                "sbom": attestations.sbom,
+                "sbomGenerator": attestations.sbom_generator,
+            }
+        return material
 
 
 def build_key(spec: model.RunnerImageSpec, inputs: Inputs) -> str:

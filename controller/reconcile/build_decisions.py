@@ -277,6 +277,7 @@ def make_plan(facts: Facts, record: status_.BuildRecord | None) -> backend.Build
         resources=spec.build.resources,
         placement=backend.PodPlacement.of(spec.build),
         source_date_epoch=found.source_date_epoch,
+        attestations=spec.build.attestations,
         attempt=attempt,
         retries=again,
     )

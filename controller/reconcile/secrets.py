@@ -12,12 +12,15 @@ import asyncio
 import json
 from typing import Any
 
+from cryptography import x509
+
 from controller import errors
 from controller import kube as kube_
 from controller.api import spec as model
 from controller.azure import credentials as azure_credentials
 from controller.git import credentials as git_credentials
 from controller.git import signing
+from controller.signatures import keys as signature_keys
 
 
 class SecretMissing(errors.StalledError):
@@ -100,3 +103,45 @@ async def signing_key_at(
     return await asyncio.to_thread(
         signing.signing_key_from_secret, secret.data, secret=secret.name, field=field
     )
+
+
+async def image_signing_key(
+    kube: kube_.Kube, *, namespace: str, ref: model.SecretRef, field: str
+) -> signature_keys.SigningKey:
+    """The image signing key and certificate chain of the TLS Secret at `field`."""
+    secret = await read(kube, namespace=namespace, name=ref.name, field=field)
+    key, certificate = secret.data.get("tls.key"), secret.data.get("tls.crt")
+    if key is None or certificate is None:
+        raise errors.StalledError(
+            "SigningKeyInvalid",
+            f"{field}: Secret {ref.name!r} needs tls.key and tls.crt (a kubernetes.io/tls"
+            " Secret, as cert-manager writes it)",
+        )
+    try:
+        return signature_keys.load_signing_key(key, certificate, secret.data.get("ca.crt"))
+    except signature_keys.KeyInvalid as error:
+        raise errors.StalledError(
+            "SigningKeyInvalid", f"{field}: Secret {ref.name!r}: {error}"
+        ) from None
+
+
+async def trusted_certificates(
+    kube: kube_.Kube, *, namespace: str, ref: model.SecretRef, field: str
+) -> list[x509.Certificate]:
+    """The trusted certificates of the Secret at `field`: every `*.crt` and `*.pem` key."""
+    secret = await read(kube, namespace=namespace, name=ref.name, field=field)
+    found: list[x509.Certificate] = []
+    names = sorted(name for name in secret.data if name.endswith((".crt", ".pem")))
+    if not names:
+        raise errors.StalledError(
+            "TrustedCertificatesInvalid",
+            f"{field}: Secret {ref.name!r} has no key ending in .crt or .pem",
+        )
+    for name in names:
+        try:
+            found += signature_keys.load_trusted(secret.data[name], where=name)
+        except signature_keys.KeyInvalid as error:
+            raise errors.StalledError(
+                "TrustedCertificatesInvalid", f"{field}: Secret {ref.name!r}: {error}"
+            ) from None
+    return found

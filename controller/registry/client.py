@@ -210,7 +210,9 @@ class _Target:
 
     @property
     def scope(self) -> str:
-        return f"repository:{self.repository}:{self.action}"
+        # A push reads too (does the blob exist?), so it asks for both, as docker does.
+        actions = "pull,push" if self.action == "push" else self.action
+        return f"repository:{self.repository}:{actions}"
 
 
 @dataclasses.dataclass(repr=False)
@@ -520,6 +522,39 @@ class RegistryClient:
                 repository=target.repository,
             )
 
+    async def call(
+        self,
+        *,
+        ref: RefLike,
+        action: Action,
+        method: str,
+        path: str,
+        kind: str,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        """One authenticated, retried request to `/v2/<repository>/<path>` (or to an absolute
+        `path`, such as an upload's Location) with its body read; for the protocol modules
+        beside this one (`uploads`, `referrers`). Raises like every operation here."""
+        ref = as_reference(ref)
+        target = self._target(ref, action)
+        url = path if path.startswith(("http://", "https://")) else self._url(target, path)
+        response = await self._request(
+            target=target, method=method, url=url, kind=kind, headers=headers, content=content
+        )
+        await response.aread()
+        return response
+
+    def unexpected(self, *, ref: RefLike, response: httpx.Response, what: str) -> Exception:
+        """The error for an answer the protocol does not allow (for the protocol modules)."""
+        ref = as_reference(ref)
+        return self._unexpected(self._target(ref), response, what)
+
+    def absolute(self, *, ref: RefLike, location: str) -> str:
+        """An upload's `Location` (often relative to the registry) as an absolute URL."""
+        target = self._target(as_reference(ref))
+        return urllib.parse.urljoin(self._url(target, ""), location)
+
     # -- manifests ---------------------------------------------------------------------------
 
     async def _fetch_manifest(self, *, ref: reference.Reference) -> Manifest | Index:
@@ -625,6 +660,7 @@ class RegistryClient:
         kind: str,
         headers: Mapping[str, str] | None = None,
         stream: bool = False,
+        content: bytes | None = None,
     ) -> httpx.Response:
         """Send with authentication; a 401 is answered once by (re)authenticating. Returns any
         other response (open when `stream`); raises for auth failure and exhausted retries."""
@@ -635,7 +671,13 @@ class RegistryClient:
             if authorization is not None:
                 sent["Authorization"] = authorization
             response = await self._send(
-                target=target, method=method, url=url, kind=kind, headers=sent, stream=stream
+                target=target,
+                method=method,
+                url=url,
+                kind=kind,
+                headers=sent,
+                stream=stream,
+                content=content,
             )
             if response.status_code not in (401, 403):
                 return response

@@ -121,6 +121,17 @@ def test_example_is_accepted_with_defaults(cluster: kube.Cluster, namespace: str
         ("spec.build", {"resources": {"limits": {"cpu": 0.5}}}, "spec.build.resources.limits"),
         ("spec.build", {"nodeSelector": {"pool": "a b"}}, "should match"),
         ("spec.build", {"serviceAccountName": "Runner"}, "spec.build.serviceAccountName"),
+        (
+            "spec.build",
+            {"backend": "Docker", "attestations": {"sbom": True}},
+            "the Docker backend cannot attach attestations",
+        ),
+        (
+            "spec.build",
+            {"backend": "Docker", "attestations": {"provenance": "Max"}},
+            "the Docker backend cannot attach attestations",
+        ),
+        ("spec.build", {"attestations": {"provenance": "Full"}}, 'Unsupported value: "Full"'),
     ],
 )
 def test_invalid_resources_are_refused(

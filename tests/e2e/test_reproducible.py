@@ -20,6 +20,7 @@ import tempfile
 
 import pytest
 
+from controller.api import spec as model
 from controller.builds import backend, daemon_backend, inprocess
 from tests.benchmarks import test_build_figures
 from tests.conftest import docker_config_json
@@ -28,6 +29,7 @@ from tests.env import buildkitd, images, registry
 pytestmark = pytest.mark.e2e
 
 EPOCH = 1733400000
+NO_ATTESTATIONS = model.Attestations(provenance=model.ProvenanceMode.DISABLED)
 OWNER = backend.Owner(name="repro", namespace="team-a", uid="uid-1")
 
 
@@ -40,7 +42,12 @@ def _context(folder: pathlib.Path) -> pathlib.Path:
 
 
 async def _cold_build(
-    host: str, core: str, context: pathlib.Path, tag: str, epoch: int | None
+    host: str,
+    core: str,
+    context: pathlib.Path,
+    tag: str,
+    epoch: int | None,
+    attestations: model.Attestations = NO_ATTESTATIONS,
 ) -> str:
     """Build `context` on a new, empty buildkitd and push it as `tag`: the digest."""
     short = pathlib.Path(tempfile.mkdtemp(prefix="rp-"))
@@ -68,6 +75,7 @@ async def _cold_build(
             build_args={"BASE_IMAGE": core, "IMAGE_VERSION": "4.0"},
             labels={"runners.ade.dev/build-key": "k"},
             source_date_epoch=epoch,
+            attestations=attestations,
         )
         await builder.start(plan, docker_config=json.loads(docker_config_json(host)))
 
@@ -107,11 +115,19 @@ async def test_two_cold_builds_of_the_same_inputs_give_one_digest(
         await _cold_build(host, core, first, "c", None),
         await _cold_build(host, core, second, "d", None),
     ]
+    attested = [  # the operator's default: with SLSA provenance (mode=min), an image index
+        await _cold_build(host, core, first, "e", EPOCH, model.Attestations()),
+        await _cold_build(host, core, second, "f", EPOCH, model.Attestations()),
+    ]
     with capsys.disabled():
         print(
             f"\n[figure] reproducible digests, two cold BuildKitDaemon builds of the same inputs:"
             f" with the source's time {same[0][:19]} and {same[1][:19]} (equal:"
-            f" {same[0] == same[1]}); without it {control[0][:19]} and {control[1][:19]}"
+            f" {same[0] == same[1]}); without it {control[0][:19]} and {control[1][:19]};"
+            f" with min provenance {attested[0][:19]} and {attested[1][:19]} (equal:"
+            f" {attested[0] == attested[1]})"
         )
     assert same[0] == same[1]
     assert control[0] != control[1]
+    assert attested[0] == attested[1]
+    assert attested[0] != same[0]  # an index with an attestation, not the bare manifest

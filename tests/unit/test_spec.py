@@ -524,3 +524,17 @@ def test_placement_does_not_alias_input() -> None:
     assert parsed.build.node_selector["pool"] == "builds"
     assert parsed.build.resources.limits["memory"] == "4Gi"
     assert len(parsed.build.tolerations) == 3
+
+
+def test_attestations_default_to_min_provenance_and_no_sbom() -> None:
+    raw = minimal_spec()
+    raw["build"] = {"attestations": {}}
+    assert model.parse(raw).build.attestations == model.Attestations(
+        provenance=model.ProvenanceMode.MIN, sbom=False, sbom_generator=None
+    )
+    raw["build"] = {
+        "attestations": {"provenance": "Max", "sbom": True, "sbomGenerator": "r.local/scan:1"}
+    }
+    assert model.parse(raw).build.attestations == model.Attestations(
+        provenance=model.ProvenanceMode.MAX, sbom=True, sbom_generator="r.local/scan:1"
+    )

@@ -167,3 +167,22 @@ def test_reproducible_a_source_date_epoch_of_the_spec_wins() -> None:
     )
     assert options(args, "--opt").count("build-arg:SOURCE_DATE_EPOCH=1700000000") == 1
     assert "build-arg:SOURCE_DATE_EPOCH=5" not in options(args, "--opt")
+
+
+def test_no_attestation_unless_asked() -> None:
+    assert not [o for o in options(buildctl.arguments(request()), "--opt") if "attest" in o]
+
+
+@pytest.mark.parametrize("mode", ["min", "max"])
+def test_provenance_in_its_mode(mode: str) -> None:
+    args = buildctl.arguments(request(provenance=mode))
+    assert f"attest:provenance=mode={mode}" in options(args, "--opt")
+
+
+def test_sbom_with_buildkits_default_scanner_or_a_named_one() -> None:
+    default = buildctl.arguments(request(sbom=True))
+    assert "attest:sbom=" in options(default, "--opt")
+    named = buildctl.arguments(request(sbom=True, sbom_generator="127.0.0.1:5000/scanner:1"))
+    assert "attest:sbom=generator=127.0.0.1:5000/scanner:1" in options(named, "--opt")
+    ignored = buildctl.arguments(request(sbom=False, sbom_generator="x/scanner"))
+    assert not [o for o in options(ignored, "--opt") if o.startswith("attest:sbom")]

@@ -152,6 +152,33 @@ def test_key_material_names_every_material_field() -> None:
     }
 
 
+@pytest.mark.parametrize(
+    "attestations",
+    [
+        model.Attestations(provenance=model.ProvenanceMode.DISABLED),
+        model.Attestations(provenance=model.ProvenanceMode.MAX),
+        model.Attestations(sbom=True),
+        model.Attestations(sbom=True, sbom_generator="registry.local/scanner:1"),
+    ],
+    ids=["no provenance", "max provenance", "sbom", "sbom generator"],
+)
+def test_key_changes_with_the_attestations_asked_for(attestations: model.Attestations) -> None:
+    changed = key(git_spec(build=model.BuildSpec(attestations=attestations)))
+    assert changed != key()
+    assert (
+        INPUTS.key_material(git_spec(build=model.BuildSpec(attestations=attestations)))[
+            "attestations"
+        ]["provenance"]
+        == attestations.provenance.value
+    )
+
+
+def test_default_attestations_keep_the_keys_of_earlier_releases() -> None:
+    assert "attestations" not in INPUTS.key_material(git_spec())
+    explicit = model.BuildSpec(attestations=model.Attestations(provenance=model.ProvenanceMode.MIN))
+    assert key(git_spec(build=explicit)) == key()
+
+
 # --- inline_revision ----------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Notary Project (Notation) image signatures: the JWS envelope, signing keys, OCI artifacts."""

@@ -1,0 +1,1 @@
+"""Unit tests of the signatures package: Notary Project JWS envelopes, signing keys, artifacts."""
