@@ -19,11 +19,13 @@ ensure_venv() {
 
 # Shared by hack/*.sh: the Debian packages the test environment runs (runc for buildkitd's OCI
 # worker, the Docker engine, the distribution registry, a static busybox for the stand-in base
-# image, git, and prometheus for promtool and a real server that check the chart's alerts and
-# dashboard). Installs only what is missing (`apt-get update` once, then one install);
+# image, git, prometheus for promtool and a real server that check the chart's alerts and
+# dashboard, debootstrap for the real node's Debian image and containernetworking-plugins for
+# its loopback CNI plugin). Installs only what is missing (`apt-get update` once, then one install);
 # apt's output goes to a log that is shown only when it fails. Needs root, or sudo.
 ensure_debian_packages() {
-  local wanted=(runc docker.io docker-registry busybox-static git prometheus) missing=() pkg
+  local wanted=(runc docker.io docker-registry busybox-static git prometheus debootstrap
+    containernetworking-plugins) missing=() pkg
   local sudo=() log
   for pkg in "${wanted[@]}"; do
     if ! dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed; then

@@ -94,6 +94,11 @@ def _verify(reference: str, trusted: list[bytes], folder: pathlib.Path) -> tuple
     return done.returncode, done.stdout + done.stderr
 
 
+async def _digest(host: str, image: str) -> str:
+    async with _client(host) as client:
+        return (await client.resolve(ref=image)).digest
+
+
 async def _signatures(host: str, image: str) -> list[referrers.Referrer]:
     async with _client(host) as client:
         return await referrers.list_referrers(
@@ -165,7 +170,7 @@ def test_pushed_images_are_signed_and_notation_verifies_them(
     assert code != 0, said
 
     # An unsigned image (the base image), and a signature moved onto it: both refused.
-    base = f"{core}:4.0"
+    base = f"{core}@{asyncio.run(_digest(host, f'{core}:4.0'))}"
     code, said = _verify(base, [authority.root_pem], tmp_path / "unsigned")
     assert code != 0, said
     assert "no signature" in said
