@@ -38,6 +38,7 @@ from controller.reconcile import services as services_
 from controller.registry import client as registry_client
 from controller.registry import reference
 from controller.retention import inventory, policy, references
+from controller.signatures import referrers
 from controller.sources import git
 
 logger = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ class ApplyRetention:
                 if await client.delete_manifest(ref=f"{repository}@{image.digest}"):
                     logger.info("deleted %s (tags %s)", _named(repository, image), image.tags)
                 deleted.append(image.digest)  # gone either way (404: already)
+                await _delete_referrers(client, f"{repository}@{image.digest}")
             except registry_client.DeletionRefused as refused:
                 return deleted, str(refused)
         return deleted, None
@@ -262,3 +264,15 @@ def _time(text: str) -> datetime.datetime | None:
 def _named(repository: str, image: policy.Image) -> str:
     tag = f":{image.tags[0]}" if image.tags else ""
     return f"{repository}{tag}@{image.digest}"
+
+
+async def _delete_referrers(client: registry_client.RegistryClient, image: str) -> None:
+    """Delete what referred to a deleted image (its signatures, their referrers tag index):
+    nothing else can name them. A failure is logged, not fatal: they are only dangling."""
+    try:
+        gone = await referrers.delete_referrers(client, image=registry_client.as_reference(image))
+    except registry_client.RegistryError as error:
+        logger.warning("could not delete the referrers of %s: %s", image, error)
+        return
+    if gone:
+        logger.info("deleted %d referrer(s) of %s", gone, image)

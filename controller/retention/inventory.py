@@ -5,6 +5,8 @@ Tags are listed (every page), each resolved to its digest (HEAD), and each diges
 once: what a digest holds never changes, so `known` keeps it across passes (a repository of 365
 images costs 365 HEADs and, the first time only, 365 manifests and configs). An index is read
 through its first image manifest (attestation manifests, platform `unknown/unknown`, skipped).
+Referrers-tag-schema tags (`sha256-<hex>`: the index of an image's signatures, OCI distribution
+1.1) are not images, and are left out.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ import asyncio
 import dataclasses
 import datetime
 import json
+import re
 
 from controller.registry import client as registry_client
 from controller.registry import reference
 from controller.retention import policy
 
 READS_AT_ONCE = 8
+REFERRERS_TAG = re.compile(r"sha256-[0-9a-f]{64}")
 MAX_CONFIG = 1 << 20
 
 
@@ -33,7 +37,9 @@ async def images(
 ) -> list[policy.Image]:
     """The manifests `repository` (`registry/repository`) holds by tag; `known` is read and
     filled (digest -> what its config says)."""
-    tags = await client.list_tags(ref=repository)
+    tags = [
+        tag for tag in await client.list_tags(ref=repository) if not REFERRERS_TAG.fullmatch(tag)
+    ]
     gate = asyncio.Semaphore(READS_AT_ONCE)
 
     async def digest_of(tag: str) -> tuple[str, str | None]:

@@ -142,3 +142,21 @@ async def attach(
             )
             await uploads.put_manifest(client, ref=tagged, media_type=OCI_INDEX, data=index)
     return pushed.digest
+
+
+async def delete_referrers(client: RegistryClient, *, image: Reference) -> int:
+    """Delete every referrer of `image` (pinned by digest; usually deleted already) and its
+    referrers tag index; how many manifests went. A registry that deletes referrers with their
+    subject (ACR) lists none by then."""
+    if image.digest is None:
+        raise ValueError(f"{image}: referrers are deleted by digest")
+    gone = 0
+    for referrer in await list_referrers(client, image=image):
+        gone += await client.delete_manifest(ref=image.with_digest(referrer.digest))
+    tagged = Reference(image.registry, image.repository, tag=artifacts.referrers_tag(image.digest))
+    try:
+        index = await client.resolve(ref=tagged)
+    except registry_client.ManifestNotFound:
+        return gone
+    gone += await client.delete_manifest(ref=image.with_digest(index.digest))
+    return gone

@@ -44,6 +44,8 @@ build=(buildctl-daemonless.sh build --frontend dockerfile.v0
   --local context=/workspace/context --local dockerfile=/workspace/context
   --opt filename=Dockerfile)
 for arg in "$@"; do build+=(--opt "build-arg:${arg}"); done
+# SLSA provenance, as the operator attaches by default (spec.build.attestations): the same image.
+build+=(--opt "attest:provenance=mode=min")
 build+=(--output "type=image,name=${image},push=true"
   --export-cache "type=registry,ref=${cache},mode=max,ignore-error=true"
   --import-cache "type=registry,ref=${cache}"

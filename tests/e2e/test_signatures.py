@@ -24,15 +24,18 @@ import pytest
 
 from controller.registry import auth
 from controller.registry.client import RegistryClient, as_reference
+from controller.registry.errors import ManifestNotFound
 from controller.registry.manifests import OCI_MANIFEST
+from controller.retention import inventory
 from controller.signatures import artifacts, envelope, keys, referrers, trust
 from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
 from tests.e2e.daemon_builds import RUNNER_DOCKERFILE, operator_env, push_secret
-from tests.env import buildkitd, kube, notation, registry, signing_certs
+from tests.env import buildkitd, kube, notation, oci, registry, signing_certs, tokenserver
 
 pytestmark = pytest.mark.e2e
 
 NAME = "signed"
+DELETER_PASSWORD = "d3lete-s3cret-Pa55"
 SCRIPTS = {"deploy.sh": "#!/bin/sh\necho deploying\n", "delete.sh": "#!/bin/sh\necho deleting\n"}
 
 
@@ -244,3 +247,52 @@ def test_an_unsigned_base_image_is_not_built_on_until_it_is_signed(
     assert ready["status"]["baseImageSignature"]["digest"] == base_digest
     assert "CN=base-images.contoso.test" in ready["status"]["baseImageSignature"]["signer"]
     assert ready["status"]["builds"][0]["result"] == "Succeeded"
+
+
+def test_a_deleted_images_signatures_go_with_it_and_are_never_counted_as_images(
+    oci_registry: registry.Registry,
+    pusher: oci.Pusher,
+    namespace: str,
+    token_server: tokenserver.TokenServer,
+) -> None:
+    """Retention deletes an image's referrers after the image (distribution 2.8 keeps them, and
+    their `sha256-<hex>` tag index, otherwise), and its inventory skips that tag."""
+    host = oci_registry.host
+    repository = f"{namespace}/kept-and-gone"
+    built = pusher.push_image(repository, oci.Image(labels={"x": "1"}), tag="v1")
+    image = f"{host}/{repository}@{built.digest}"
+    authority = signing_certs.SigningAuthority("retention root")
+    issued = authority.issue("signer.contoso.test")
+    key = keys.load_signing_key(issued.tls_key, issued.tls_crt, issued.ca_crt)
+    deleter = f"deleter-{namespace}"
+    token_server.users[deleter] = tokenserver.User(
+        password=DELETER_PASSWORD, actions=frozenset({"pull", "push", "delete"})
+    )
+
+    async def run() -> tuple[list[str], int, list[str], int]:
+        credentials = {host: auth.Credentials(deleter, DELETER_PASSWORD)}
+        async with RegistryClient(credentials=credentials, insecure_hosts=[host]) as client:
+            now = datetime.datetime.now(datetime.UTC)
+            signature = await trust.sign_image(client, image=as_reference(image), key=key, now=now)
+            listed = await inventory.images(client, f"{host}/{repository}", {})
+            tags_before = await client.list_tags(ref=f"{host}/{repository}")
+            assert await client.delete_manifest(ref=image)
+            gone = await referrers.delete_referrers(client, image=as_reference(image))
+            tags_after = await client.list_tags(ref=f"{host}/{repository}")
+            try:
+                await client.get_manifest(ref=as_reference(image).with_digest(signature.signature))
+                left = 1
+            except ManifestNotFound:
+                left = 0
+            return [i.digest for i in listed] + tags_before, gone, tags_after, left
+
+    try:
+        listed_and_tags, gone, tags_after, left = asyncio.run(run())
+    finally:
+        del token_server.users[deleter]
+    assert listed_and_tags[0] == built.digest
+    assert len(listed_and_tags) == 1 + 2  # one image; tags v1 and the referrers tag
+    assert artifacts.referrers_tag(built.digest) in listed_and_tags
+    assert gone == 2  # the signature manifest and the tag index
+    assert tags_after == []
+    assert left == 0
