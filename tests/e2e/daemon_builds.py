@@ -9,6 +9,7 @@ import pathlib
 import shutil
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -71,3 +72,40 @@ COPY scripts/ /scripts/
 RUN sed -i 's/\\r$//' /scripts/*.sh && chmod +x /scripts/*.sh
 """
 """A runner on the stand-in core image (`core`), its scripts' CRLF made LF, made executable."""
+
+
+RUNNER_SCRIPTS = {
+    "deploy.sh": "#!/bin/sh\necho deploying\n",
+    "delete.sh": "#!/bin/sh\necho deleting\n",
+}
+
+
+def inline_runner(
+    name: str,
+    *,
+    host: str,
+    repository: str,
+    core: str,
+    dockerfile: str = RUNNER_DOCKERFILE,
+    build: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A RunnerImage of an inline source on the stand-in core image (`BASE_IMAGE=core`), built
+    by the BuildKitDaemon backend and pushed to `host/repository` with the Secret `push`;
+    `build` adds to `spec.build`, `spec` to the spec."""
+    return {
+        "apiVersion": "runners.ade.dev/v1alpha1",
+        "kind": "RunnerImage",
+        "metadata": {"name": name},
+        "spec": {
+            "source": {"inline": {"dockerfile": dockerfile, "scripts": RUNNER_SCRIPTS}},
+            "buildArgs": {"BASE_IMAGE": core},
+            "image": {
+                "registry": host,
+                "repository": repository,
+                "pushSecretRef": {"name": "push"},
+            },
+            "build": {"backend": "BuildKitDaemon", "timeout": "10m", **(build or {})},
+            **spec,
+        },
+    }

@@ -20,7 +20,7 @@ from controller.registry import auth
 from controller.registry.client import RegistryClient
 from controller.registry.manifests import Index, Manifest
 from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
-from tests.e2e.daemon_builds import operator_env, push_secret
+from tests.e2e.daemon_builds import inline_runner, operator_env, push_secret
 from tests.env import buildkitd, kube, registry, sbom_scanner
 
 pytestmark = pytest.mark.e2e
@@ -33,27 +33,19 @@ COPY scripts/ /scripts/
 RUN chmod +x /scripts/*.sh && mkdir -p /lib/apk/db \\
  && printf 'P:jq\\nV:1.7.1-r0\\n\\nP:azure-cli\\nV:2.67.0-r1\\n\\n' > /lib/apk/db/installed
 """
-SCRIPTS = {"deploy.sh": "#!/bin/sh\necho deploying\n", "delete.sh": "#!/bin/sh\necho deleting\n"}
 SLSA = ("https://slsa.dev/provenance/v0.2", "https://slsa.dev/provenance/v1")
 SPDX = "https://spdx.dev/Document"
 
 
 def _runner(namespace: str, host: str, core: str, build: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": "runners.ade.dev/v1alpha1",
-        "kind": "RunnerImage",
-        "metadata": {"name": NAME},
-        "spec": {
-            "source": {"inline": {"dockerfile": DOCKERFILE, "scripts": SCRIPTS}},
-            "buildArgs": {"BASE_IMAGE": core},
-            "image": {
-                "registry": host,
-                "repository": f"{namespace}/attested",
-                "pushSecretRef": {"name": "push"},
-            },
-            "build": {"backend": "BuildKitDaemon", "timeout": "10m", **build},
-        },
-    }
+    return inline_runner(
+        NAME,
+        host=host,
+        repository=f"{namespace}/attested",
+        core=core,
+        dockerfile=DOCKERFILE,
+        build=build,
+    )
 
 
 async def _statements(host: str, reference: str) -> tuple[Index, dict[str, Any]]:

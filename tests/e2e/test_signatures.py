@@ -29,33 +29,17 @@ from controller.registry.manifests import OCI_MANIFEST
 from controller.retention import inventory
 from controller.signatures import artifacts, envelope, keys, referrers, trust
 from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
-from tests.e2e.daemon_builds import RUNNER_DOCKERFILE, operator_env, push_secret
+from tests.e2e.daemon_builds import inline_runner, operator_env, push_secret
 from tests.env import buildkitd, kube, notation, oci, registry, signing_certs, tokenserver
 
 pytestmark = pytest.mark.e2e
 
 NAME = "signed"
 DELETER_PASSWORD = "d3lete-s3cret-Pa55"
-SCRIPTS = {"deploy.sh": "#!/bin/sh\necho deploying\n", "delete.sh": "#!/bin/sh\necho deleting\n"}
 
 
 def _runner(namespace: str, host: str, core: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "runners.ade.dev/v1alpha1",
-        "kind": "RunnerImage",
-        "metadata": {"name": NAME},
-        "spec": {
-            "source": {"inline": {"dockerfile": RUNNER_DOCKERFILE, "scripts": SCRIPTS}},
-            "buildArgs": {"BASE_IMAGE": core},
-            "image": {
-                "registry": host,
-                "repository": f"{namespace}/signed",
-                "pushSecretRef": {"name": "push"},
-            },
-            "build": {"backend": "BuildKitDaemon", "timeout": "10m"},
-            **spec,
-        },
-    }
+    return inline_runner(NAME, host=host, repository=f"{namespace}/signed", core=core, **spec)
 
 
 def _tls_secret(cluster: kube.Cluster, namespace: str, name: str, signer: Any) -> None:
@@ -100,6 +84,14 @@ def _verify(reference: str, trusted: list[bytes], folder: pathlib.Path) -> tuple
 async def _digest(host: str, image: str) -> str:
     async with _client(host) as client:
         return (await client.resolve(ref=image)).digest
+
+
+async def _sign(host: str, image: str, signer: signing_certs.Signer) -> trust.Signature:
+    """Sign `image` (by digest) as the operator does, with `signer`'s key and chain."""
+    key = keys.load_signing_key(signer.tls_key, signer.tls_crt, signer.ca_crt)
+    async with _client(host) as client:
+        now = datetime.datetime.now(datetime.UTC)
+        return await trust.sign_image(client, image=as_reference(image), key=key, now=now)
 
 
 async def _signatures(host: str, image: str) -> list[referrers.Referrer]:
@@ -183,15 +175,7 @@ def test_pushed_images_are_signed_and_notation_verifies_them(
 
     # Signing again with the same certificate (a restart, another replica, a rebuild to the same
     # digest) finds the signature there: one signature, not one per pass.
-    key = keys.load_signing_key(signer.tls_key, signer.tls_crt, signer.ca_crt)
-
-    async def sign_again() -> trust.Signature:
-        async with _client(host) as client:
-            return await trust.sign_image(
-                client, image=as_reference(pinned), key=key, now=datetime.datetime.now(datetime.UTC)
-            )
-
-    again = asyncio.run(sign_again())
+    again = asyncio.run(_sign(host, pinned, signer))
     assert not again.created
     assert again.signature == signature["signature"]
     assert len(asyncio.run(_signatures(host, pinned))) == 1
@@ -224,21 +208,8 @@ def test_an_unsigned_base_image_is_not_built_on_until_it_is_signed(
     assert not stalled.get("status", {}).get("builds")
 
     # The publisher signs the base image; the next pass trusts it and builds.
-    issued = publisher.issue("base-images.contoso.test")
-    key = keys.load_signing_key(issued.tls_key, issued.tls_crt, issued.ca_crt)
-
-    async def sign_base() -> str:
-        async with _client(host) as client:
-            digest = (await client.resolve(ref=f"{core}:4.0")).digest
-            await trust.sign_image(
-                client,
-                image=as_reference(f"{core}@{digest}"),
-                key=key,
-                now=datetime.datetime.now(datetime.UTC),
-            )
-            return digest
-
-    base_digest = asyncio.run(sign_base())
+    base_digest = asyncio.run(_digest(host, f"{core}:4.0"))
+    asyncio.run(_sign(host, f"{core}@{base_digest}", publisher.issue("base-images.contoso.test")))
     cluster.plane.kubectl(
         "annotate", "ri", NAME, "-n", namespace, "--overwrite",
         "runners.ade.dev/reconcile-requested-at=signed",
