@@ -286,7 +286,14 @@ def _bounded(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
 
 
 def _merge_status(patch: Mapping[str, Any], body: kopf.RawBody) -> None:
-    """Merge `patch` into the status of `body` (a kopf patch transformation)."""
+    """Merge `patch`, the early word, into the status of `body` (a kopf patch transformation),
+    unless the object has conditions already. kopf applies a transformation whose patch lost a
+    conflict again on a later cycle, against the body of then: by that time the reconcile may
+    have written its verdict (Stalled), which the stale early Reconciling would overwrite, and
+    the reconcile, having written it, would not write it again (seen under CPU load in
+    test_hostile_specs: objects left Reconciling for minutes)."""
+    if (body.get("status") or {}).get("conditions"):
+        return
     body["status"] = status_.apply_merge_patch(body.get("status") or {}, patch)
 
 

@@ -155,3 +155,16 @@ def test_timers_first_run_one_interval_after_the_object_is_seen(
         "on_progress": (3.0, 3.0),
         "on_receiver": (600.0, 600.0),
     }
+
+
+def test_the_early_word_never_overwrites_a_status_the_reconcile_wrote() -> None:
+    """kopf re-applies a transformation that lost a conflict on a later cycle: by then the
+    reconcile may have written Stalled, which the early Reconciling must not replace."""
+    early = {"observedGeneration": 1, "conditions": [{"type": "Reconciling", "status": "True"}]}
+    fresh: dict[str, Any] = {"metadata": {"name": "x"}}
+    handlers._merge_status(early, fresh)  # type: ignore[arg-type]
+    assert fresh["status"] == early
+    stalled = {"conditions": [{"type": "Stalled", "status": "True"}], "observedGeneration": 1}
+    decided: dict[str, Any] = {"metadata": {"name": "x"}, "status": dict(stalled)}
+    handlers._merge_status(early, decided)  # type: ignore[arg-type]
+    assert decided["status"] == stalled
