@@ -431,13 +431,16 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Retry-After", str(int(value)) if value.is_integer() else f"{value:g}")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
+        # Recorded before the headers leave: a HEAD's answer is complete with them, and a
+        # client that gets it can retry (and the test read the records) before a record made
+        # after the send exists.
         self.owner._record(
             dataclasses.replace(
                 record, status=fault.status, retry_after=fault.retry_after,
                 answered=time.monotonic(),
             )
         )  # fmt: skip
+        self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(payload)
 
