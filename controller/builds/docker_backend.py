@@ -12,8 +12,6 @@ import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import docker
-
 from controller import errors
 from controller.builds import backend, inprocess
 
@@ -47,6 +45,8 @@ class DockerBackend(inprocess.InProcessBackend):
             )
 
     def _client(self) -> Any:
+        import docker  # noqa: PLC0415 - the Docker SDK only for the Docker backend, when it builds
+
         if self._settings.base_url:
             return docker.APIClient(base_url=self._settings.base_url)
         return docker.APIClient(**docker.utils.kwargs_from_env())
@@ -54,6 +54,8 @@ class DockerBackend(inprocess.InProcessBackend):
     def _build_and_push(
         self, plan: backend.BuildPlan, docker_config: Mapping[str, Any] | None
     ) -> backend.BuildState:
+        import docker  # noqa: PLC0415 - loaded by _client: its errors
+
         api = self._client()
         try:
             repository, _, tag = plan.image.rpartition(":")

@@ -35,6 +35,11 @@ in its own modules: the clone cache and the per-repository lock (`clones`), git 
 - With `push_branch` (the operator's own branch, e.g. for pull requests) that branch is rebuilt on
   the base head at every write, its own commits replayed (`rebase --onto`), and pushed with
   `--force-with-lease`: it never falls behind, and the base branch is never touched.
+- A head seen moments ago is not fetched again before a push (`freshness`): while a build runs
+  (`expect`), the branch is fetched in the background, and the change that follows is committed on
+  that head and pushed as a compare-and-swap of it (`--force-with-lease=<branch>:<head>`, a
+  fast-forward: never a force). A head that moved meanwhile costs one rejected push, then the
+  fetch-and-replay above; after a lost race the writer fetches first again for a while.
 - Writes to one repository (URL + branch) are serialized in the process (`repository_lock`).
 - A clone that breaks under a write is discarded and the write tried once more on a fresh clone.
 """
@@ -51,8 +56,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from controller import errors, failpoints
+from controller.catalog import freshness, retrying
 from controller.catalog import replay as replay_
-from controller.catalog import retrying
 from controller.catalog.clones import CachedClone, CloneCache, clone_name, repository_lock, to_evict
 from controller.catalog.gitcli import (
     PURPOSE,
@@ -320,7 +325,8 @@ class CatalogWriter:
     windows give way to what is known of who is coming (`expect`) on a quiet lane: a batch
     leaves at once when no change expected on its lane is missing from it, else it waits for
     them, at most `max_window` after its first change. In a wave (a batch of several left less
-    than `max_window` ago) the windows rule.
+    than `max_window` ago) the windows rule. `trust_seen_head`: how long (seconds) a head the
+    clone saw is pushed on without a fetch first (`freshness`; 0: always fetch first).
     """
 
     def __init__(
@@ -337,6 +343,7 @@ class CatalogWriter:
         timeout: float = 120.0,
         metrics: MetricsHook | None = None,
         eager: bool = False,
+        trust_seen_head: float = freshness.SEEN_SECONDS,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -356,6 +363,10 @@ class CatalogWriter:
         self._lanes: dict[tuple[str, str, str], _Lane] = {}
         self._expected: dict[str, tuple[str, str, str]] = {}
         """Submitter -> the lane a change of theirs is coming to (`expect`)."""
+        self._heads = freshness.Heads(seen_for=trust_seen_head)
+        self._credentials: dict[str, Credentials | None] = {}
+        """URL -> the credentials its last change came with (what a prefetch uses)."""
+        self._prefetches: dict[freshness.Key, asyncio.Task[None]] = {}
 
     def expect(self, submitter: str, *, url: str, branch: str, push_branch: str = "") -> None:
         """`submitter` has work in flight that ends in a change to this lane (a build): with
@@ -365,6 +376,8 @@ class CatalogWriter:
         self._expected[submitter] = lane
         if previous is not None and previous != lane:
             self._moved(previous)
+        if previous != lane:
+            self._prefetch(url, branch)
 
     def unexpect(self, submitter: str) -> None:
         """`submitter` is no longer coming (its change is in, its work failed, it is gone)."""
@@ -405,6 +418,7 @@ class CatalogWriter:
         `ValueError` at once for a malformed change."""
         check_change(change)
         loop = asyncio.get_running_loop()
+        self._credentials[change.url] = change.credentials
         key = (change.url, change.branch, change.push_branch)
         lane = self._lanes.get(key)
         if lane is None:
@@ -425,6 +439,55 @@ class CatalogWriter:
         """Wait until every submitted change is written (or failed)."""
         while workers := [lane.worker for lane in self._lanes.values() if lane.worker]:
             await asyncio.gather(*workers, return_exceptions=True)
+        await asyncio.gather(*self._prefetches.values(), return_exceptions=True)
+
+    # -- prefetch: the head fetched while a build runs, so the write can push at once --------
+
+    def _prefetch(self, url: str, branch: str) -> None:
+        """Fetch `branch` in the background (someone started work that ends in a change to it):
+        when the change comes, its commit is made on a head seen moments ago and pushed without
+        a fetch first (`freshness`). Only with credentials a change to `url` came with, when no
+        write or prefetch of the branch is under way and its head was not just seen."""
+        key = (url, branch)
+        if key in self._prefetches or url not in self._credentials:
+            return
+        loop = asyncio.get_running_loop()
+        if not self._heads.prefetch_due(key, loop.time()):
+            return
+        if any(lane.worker for (u, b, _), lane in self._lanes.items() if (u, b) == key):
+            return  # a write is under way: it fetches
+        task = loop.create_task(
+            self._prefetch_now(url, branch, self._credentials[url]),
+            name=f"catalog prefetch {credentials_.scrub(url, None)}",
+        )
+        self._prefetches[key] = task
+        task.add_done_callback(lambda _: self._prefetches.pop(key, None))
+
+    async def _prefetch_now(self, url: str, branch: str, credentials: Credentials | None) -> None:
+        key = (url, branch)
+        loop = asyncio.get_running_loop()
+        try:
+            async with repository_lock(url=url, branch=branch):
+                if not self._heads.prefetch_due(key, loop.time()):
+                    return
+                async with (
+                    self.cache.use(url=url, branch=branch) as clone,
+                    open_git(
+                        url=url,
+                        credentials=credentials,
+                        clone=clone,
+                        cache=self.cache,
+                        timeout=self.timeout,
+                        metrics=self.metrics,
+                    ) as git,
+                ):
+                    await git.sync(branch)
+                    self._heads.saw(key, loop.time())
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # only a head start: the write itself reports failures
+            shown = credentials_.scrub(str(error), credentials)
+            logger.debug("prefetching %s failed: %s", credentials_.scrub(url, None), shown)
 
     async def _work(self, lane: _Lane) -> None:
         loop = asyncio.get_running_loop()
@@ -545,6 +608,7 @@ class CatalogWriter:
                             detail=damaged.detail,
                         ) from None
                     logger.warning("the clone of %s broke: %s", git.shown_url, damaged.detail)
+                    self._heads.forget((url, base))
                     await self.cache.discard(clone)
                     attempt, recloned, lost = attempt - 1, True, None
                     continue
@@ -580,41 +644,34 @@ class CatalogWriter:
         on), the edits run on the head the clone last fetched, and only then is the server asked
         for its head: when it moved, the commit is replayed on it (`replay`), or the edits run
         again there when the new commits touch what they depend on. So the window between
-        reading the branch and pushing holds a fetch, a replay and the push, not the edits."""
+        reading the branch and pushing holds a fetch, a replay and the push, not the edits.
+        When that head was seen moments ago and nobody else pushed lately (`freshness`), the
+        server is not asked first: the push is a compare-and-swap of the head, and a lost one
+        comes back as `_Lost` for the replay."""
         base, push_branch = lane.branch, lane.push_branch
         first = live[0].change
+        key = (lane.url, base)
         known = await git.checkout_known(base) if speculate else None
-        head = base_head = known if known is not None else await git.sync(base)
+        if known is None:
+            head = base_head = await git.sync(base)
+            self._saw(key)
+        else:
+            head = base_head = known
         lease: str | None = None
         if push_branch:
             env = identity(git.env, first.author_name, first.author_email)
             head, lease = await git.rebuild(
                 base=base, base_head=base_head, push_branch=push_branch, env=env
             )
-        applied = await git.apply([pending.change.apply for pending in live])
-        outcomes: dict[_Pending, Outcome] = dict(zip(live, applied, strict=True))
-        for pending, outcome in outcomes.items():
-            if isinstance(outcome, Exception):
-                shown = credentials_.scrub(str(outcome), pending.change.credentials)
-                logger.info("an edit of %s failed: %s", git.shown_url, shown)
-        changed = [p for p in live if not isinstance(outcomes[p], Exception) and outcomes[p]]
-        commit = None  # nothing changed (or the edits undid each other): no empty commit
-        author_env = git.env
-        if changed:
-            author = (changed[0].change.author_name, changed[0].change.author_email)
-            others = [(p.change.author_name, p.change.author_email) for p in changed]
-            message = batch_message(
-                [_message(p.change, outcomes[p]) for p in changed],
-                co_authors=[a for a in others if a != author],
-            )
-            for pending in live:
-                message = credentials_.scrub(message, pending.change.credentials)
-            author_env = identity(git.env, *author)
-            commit = await git.commit(message=message, env=author_env)
-        if known is not None:
+        outcomes, commit, author_env = await _apply_and_commit(git, live)
+        swap: str | None = None  # push as a compare-and-swap of the known head, unfetched
+        if known is not None and commit is not None and self._optimistic(key):
+            swap = known
+        elif known is not None:
             # read what a replay needs before asking the server: outside the window
             what = None if commit is None else await replay_.replayable(git, commit, known)
             fresh = await git.refresh(base)
+            self._saw(key)
             if fresh != known:
                 moved = await _onto(git, live, what, parent=known, fresh=fresh, env=author_env)
                 if moved is None:  # the new commits touch what the edits read: run them there
@@ -625,7 +682,7 @@ class CatalogWriter:
         if not push_branch:
             if commit is None:
                 return f"refs/heads/{base}", base_head, outcomes
-            lease = None
+            lease = swap
         elif lease == "" and commit is None:  # no branch yet, and nothing for one
             return f"refs/heads/{base}", base_head, outcomes
         elif new_head == lease:  # the branch is already what it should be
@@ -634,6 +691,8 @@ class CatalogWriter:
         verdict = await git.push(
             ref=ref, lease=lease, attempt=attempt, changes=len(live), commit=new_head
         )
+        if not push_branch:
+            self._pushed(key, verdict)
         if verdict != "ok":
             if push_branch or commit is None:
                 return None
@@ -643,12 +702,27 @@ class CatalogWriter:
             metrics_.report_catalog_commit()
         return ref, new_head, outcomes
 
+    def _saw(self, key: freshness.Key) -> None:
+        self._heads.saw(key, asyncio.get_running_loop().time())
+
+    def _pushed(self, key: freshness.Key, verdict: str) -> None:
+        now = asyncio.get_running_loop().time()
+        if verdict == "ok":
+            self._heads.saw(key, now)
+        else:
+            self._heads.lost_race(key, now)
+
+    def _optimistic(self, key: freshness.Key) -> bool:
+        return self._heads.optimistic(key, asyncio.get_running_loop().time())
+
     async def _replay(
         self, git: Git, lane: _Lane, lost: _Lost, what: replay_.Replayable, attempt: int
     ) -> _Written | _Lost | None:
         """The short retry: the lost commit replayed on the new head and pushed. None when the
         edits must run again (see `replay`)."""
+        key = (lane.url, lane.branch)
         head = await git.refresh(lane.branch)
+        self._saw(key)
         live = lost.live
         made = await replay_.replay(
             git, what, onto=head, depends_on=_depends_on(live), env=lost.env
@@ -660,6 +734,7 @@ class CatalogWriter:
         verdict = await git.push(
             ref=ref, lease=None, attempt=attempt, changes=len(live), commit=made
         )
+        self._pushed(key, verdict)
         if verdict != "ok":
             moved = dataclasses.replace(what, commit=made, parent=head)
             return dataclasses.replace(lost, parent=head, commit=made, replayable=moved)
@@ -683,6 +758,33 @@ class _Lost:
     env: dict[str, str]
     """git's environment with the commit's author and committer."""
     replayable: replay_.Replayable | None = None
+
+
+async def _apply_and_commit(
+    git: Git, live: list[_Pending]
+) -> tuple[dict[_Pending, Outcome], str | None, dict[str, str]]:
+    """Every edit applied on the checked-out head, and one commit of what changed: (each
+    change's outcome, the commit or None when nothing changed, git's environment with the
+    commit's author)."""
+    applied = await git.apply([pending.change.apply for pending in live])
+    outcomes: dict[_Pending, Outcome] = dict(zip(live, applied, strict=True))
+    for pending, outcome in outcomes.items():
+        if isinstance(outcome, Exception):
+            shown = credentials_.scrub(str(outcome), pending.change.credentials)
+            logger.info("an edit of %s failed: %s", git.shown_url, shown)
+    changed = [p for p in live if not isinstance(outcomes[p], Exception) and outcomes[p]]
+    if not changed:  # nothing changed (or the edits undid each other): no empty commit
+        return outcomes, None, git.env
+    author = (changed[0].change.author_name, changed[0].change.author_email)
+    others = [(p.change.author_name, p.change.author_email) for p in changed]
+    message = batch_message(
+        [_message(p.change, outcomes[p]) for p in changed],
+        co_authors=[a for a in others if a != author],
+    )
+    for pending in live:
+        message = credentials_.scrub(message, pending.change.credentials)
+    author_env = identity(git.env, *author)
+    return outcomes, await git.commit(message=message, env=author_env), author_env
 
 
 def _message(change: Change, outcome: Outcome) -> str:

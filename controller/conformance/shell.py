@@ -32,8 +32,6 @@ import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import bashlex
-
 SHELLS = frozenset({"sh", "bash", "ash", "dash", "zsh", "ksh"})
 PACKAGE_MANAGERS = frozenset(
     {"apk", "tdnf", "dnf", "microdnf", "yum", "apt-get", "apt", "zypper", "rpm"}
@@ -120,6 +118,8 @@ def heredoc_script(text: str) -> str | None:
 
 
 def _script(script: str, ctx: _Context) -> list[Command]:
+    import bashlex  # noqa: PLC0415 - on the first lint, not at start-up (megabytes of tables)
+
     try:
         # bashlex looks for a quoted delimiter (`<<'EOF'`) with its quotes: unquote it.
         trees = bashlex.parse(_HEREDOC.sub(r"<<\1\3", script))

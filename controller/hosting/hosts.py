@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 import hashlib
 
-from controller.hosting import azure_repos, github, pulls
+from controller.hosting import pulls
 
 MAX_CLIENTS = 256
 GITHUB, AZURE_REPOS = "GitHub", "AzureRepos"
@@ -24,7 +24,11 @@ def locate(provider: str, *, git_url: str, api_url: str, repository: str) -> tup
     """(the API's URL, the repository) of `git_url` on `provider`: as given, else told from the
     URL: GitHub's `https://api.github.com` and `owner/name` for github.com; Azure Repos'
     organization URL and `project/name` for dev.azure.com and *.visualstudio.com."""
+    # Each provider's adapter (and its client library, PyGithub or azure-devops: megabytes) is
+    # imported when a RunnerImage first uses it, not at start-up.
     if provider == AZURE_REPOS:
+        from controller.hosting import azure_repos  # noqa: PLC0415
+
         found = azure_repos.location_of(git_url)
         api_url = api_url or (found[0] if found else "")
         repository = repository or (f"{found[1]}/{found[2]}" if found else "")
@@ -34,6 +38,8 @@ def locate(provider: str, *, git_url: str, api_url: str, repository: str) -> tup
         if not repository:
             raise Unlocated("repository", "is required (PROJECT/REPOSITORY) for this git URL")
         return api_url, repository
+    from controller.hosting import github  # noqa: PLC0415
+
     api_url = api_url or github.api_url_of(git_url) or ""
     if not api_url:
         raise Unlocated(
@@ -76,10 +82,14 @@ class Hosts:
 
 def _client(provider: str, *, api_url: str, repository: str, token: pulls.Credential) -> pulls.Host:
     if provider == GITHUB:
+        from controller.hosting import github  # noqa: PLC0415
+
         return github.GitHubRepository(api_url=api_url, repository=repository, token=token)
     if provider == AZURE_REPOS:
         if not isinstance(token, str):
             raise ValueError("a GitHub App cannot sign in to Azure Repos: give a token (PAT)")
+        from controller.hosting import azure_repos  # noqa: PLC0415
+
         project, _, name = repository.partition("/")
         return azure_repos.AzureReposRepository(
             organization_url=api_url, project=project, repository=name, token=token

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import pytest
 
+from controller.catalog import freshness
 from controller.catalog.repository import CatalogWriter, Change, CloneCache, GitOperation
 from controller.git.credentials import Credentials
 from tests.env import gitserver
@@ -50,6 +51,23 @@ def repo(server: gitserver.GitServer) -> str:
 async def writer(tmp_path: pathlib.Path) -> AsyncIterator[tuple[CatalogWriter, list[GitOperation]]]:
     events: list[GitOperation] = []
     writer = CatalogWriter(cache=CloneCache(tmp_path / "cache"), window=0.05, metrics=events.append)
+    yield writer, events
+    await writer.aclose()
+
+
+@pytest.fixture
+async def fetching_writer(
+    tmp_path: pathlib.Path,
+) -> AsyncIterator[tuple[CatalogWriter, list[GitOperation]]]:
+    """A writer that always asks the server for the head before a push (`trust_seen_head=0`):
+    what it does under contention, or when the head it saw is old."""
+    events: list[GitOperation] = []
+    writer = CatalogWriter(
+        cache=CloneCache(tmp_path / "cache"),
+        window=0.05,
+        metrics=events.append,
+        trust_seen_head=0,
+    )
     yield writer, events
     await writer.aclose()
 
@@ -224,11 +242,13 @@ async def test_without_depends_on_the_edits_always_run_again(
 
 
 async def test_on_a_known_clone_the_edits_run_before_the_fetch_and_lose_no_race(
-    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+    server: gitserver.GitServer,
+    repo: str,
+    fetching_writer: tuple[CatalogWriter, list[GitOperation]],
 ) -> None:
     """A clone fetched before: the edits run on the head it knows, then the server is asked;
     a commit that landed meanwhile is built upon by replaying, before any push."""
-    catalog, events = writer
+    catalog, events = fetching_writer
     warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:7", {}, other="none")
     await catalog.submit(_change(server, repo, warm, _under_envs))
     events.clear()
@@ -246,9 +266,11 @@ async def test_on_a_known_clone_the_edits_run_before_the_fetch_and_lose_no_race(
 
 
 async def test_on_a_known_clone_new_commits_touching_a_dependency_run_the_edits_again(
-    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+    server: gitserver.GitServer,
+    repo: str,
+    fetching_writer: tuple[CatalogWriter, list[GitOperation]],
 ) -> None:
-    catalog, events = writer
+    catalog, events = fetching_writer
     warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:8", {}, other="none")
     await catalog.submit(_change(server, repo, warm, _under_envs))
     events.clear()
@@ -262,3 +284,96 @@ async def test_on_a_known_clone_new_commits_touching_a_dependency_run_the_edits_
     text = _file(server, repo, path)
     assert "templatePath: web.bicep" in text
     assert "runner: r.test/web:8" in text
+
+
+# -- a head seen moments ago: pushed on without a fetch, as a compare-and-swap -----------------
+
+
+def _operations(events: list[GitOperation]) -> list[tuple[str, str]]:
+    return [(event.operation, event.outcome) for event in events]
+
+
+async def test_a_head_seen_moments_ago_is_pushed_on_without_a_fetch(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    catalog, events = writer
+    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:9", {}, other="none")
+    await catalog.submit(_change(server, repo, warm, _under_envs))
+    events.clear()
+    edit = RacedEdit(server, repo, "envs/web/environment.yaml", "r.test/web:9", {}, other="none")
+    result = await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert _operations(events) == [("push", "ok")]  # the head our last push left: no fetch
+    assert result.commit == server.head(repo)
+    assert [c.subject for c in server.log(repo)][:2] == ["Use r.test/web:9", "Use r.test/db:9"]
+
+
+async def test_a_head_that_moved_since_it_was_seen_costs_one_rejected_push_then_fetches_first(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    catalog, events = writer
+    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:10", {}, other="none")
+    await catalog.submit(_change(server, repo, warm, _under_envs))
+    events.clear()
+    path = "envs/web/environment.yaml"
+    edit = RacedEdit(server, repo, path, "r.test/web:10", {"docs/notes.md": "theirs\n"})
+    await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert edit.runs == 1  # replayed on the moved head
+    assert _operations(events) == [("push", "rejected"), ("fetch", "ok"), ("push", "ok")]
+    assert [c.subject for c in server.log(repo)][:3] == [
+        "Use r.test/web:10",
+        "Another writer",
+        "Use r.test/db:10",
+    ]
+    events.clear()  # a race was lost here lately: the next write asks the server first
+    late = RacedEdit(server, repo, "envs/queue/environment.yaml", "r.test/q:10", {}, other="none")
+    await catalog.submit(_change(server, repo, late, _under_envs))
+    assert _operations(events) == [("fetch", "ok"), ("push", "ok")]
+
+
+async def test_a_branch_moved_back_is_never_fast_forwarded_over(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    """Someone force-pushes the branch back to an older commit (dropping ours): the next push,
+    a child of the head the clone saw, would be a fast-forward of that older commit and bring
+    the dropped commit back. The compare-and-swap refuses it; the commit is replayed on the
+    branch as it is now."""
+    catalog, events = writer
+    initial = server.head(repo)
+    dropped = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:11", {}, other="none")
+    await catalog.submit(_change(server, repo, dropped, _under_envs))
+    server.move_branch(repo, initial)
+    events.clear()
+    path = "envs/web/environment.yaml"
+    edit = RacedEdit(server, repo, path, "r.test/web:11", {}, other="none")
+    await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert _pushes(events) == ["rejected", "ok"]
+    assert [c.subject for c in server.log(repo)] == ["Use r.test/web:11", "Initial commit"]
+    assert "core:latest" in _file(server, repo, "envs/db/environment.yaml")
+    assert "runner: r.test/web:11" in _file(server, repo, path)
+
+
+async def test_a_branch_expected_to_change_is_fetched_ahead_and_the_write_needs_no_fetch(
+    server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
+) -> None:
+    """`expect` (a build started whose change will come here) fetches the branch in the
+    background: a commit another writer pushed before that is already under the write, which
+    then pushes at once and loses no race."""
+    catalog, events = writer
+    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:12", {}, other="none")
+    await catalog.submit(_change(server, repo, warm, _under_envs))
+    other = server.commit(repo, {"docs/notes.md": "theirs\n"}, "Another writer")
+    await asyncio.sleep(freshness.PREFETCH_AFTER_SECONDS)  # a head seen just now is not fetched
+    events.clear()
+    catalog.expect("ns/web", url=server.url(repo), branch="main")
+    deadline = asyncio.get_running_loop().time() + 30
+    while ("fetch", "ok") not in _operations(events):
+        assert asyncio.get_running_loop().time() < deadline, "no prefetch within 30 s"
+        await asyncio.sleep(0.02)
+    edit = RacedEdit(server, repo, "envs/web/environment.yaml", "r.test/web:12", {}, other="none")
+    await catalog.submit(_change(server, repo, edit, _under_envs))
+
+    assert _operations(events) == [("fetch", "ok"), ("push", "ok")]
+    assert server.log(repo)[1].sha == other

@@ -25,6 +25,7 @@ import io
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -32,6 +33,8 @@ import typing
 import urllib.parse
 from collections.abc import Iterator, Mapping, Set
 from typing import IO, Any, NamedTuple, cast
+
+from tests.env import httpserver
 
 REALM = "ade-test-git"
 FileContent = bytes | str | None
@@ -219,6 +222,10 @@ class GitServer:
         self._git("--git-dir", str(bare), "tag", *annotate, "--", tag, target)
         return self._git("--git-dir", str(bare), "rev-parse", f"{target}^{{commit}}")
 
+    def move_branch(self, name: str, sha: str, branch: str = "main") -> None:
+        """Point `branch` at `sha`, as a force-push would (e.g. back to an older commit)."""
+        self._git("--git-dir", str(self.path(name)), "update-ref", f"refs/heads/{branch}", sha)
+
     def head(self, name: str, branch: str = "main") -> str:
         """The sha `branch` points at now, read from disk."""
         return self._git("--git-dir", str(self.path(name)), "rev-parse", f"refs/heads/{branch}")
@@ -356,6 +363,11 @@ class _Server(http.server.ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: Any, git: GitServer) -> None:
         self.git = git
         super().__init__(address, handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        httpserver.no_delay(sock)
+        return sock, address
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
