@@ -51,8 +51,9 @@ import contextlib
 import dataclasses
 import datetime
 import logging
+import pathlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 from controller import errors, failpoints
@@ -463,6 +464,24 @@ class CatalogWriter:
         self._prefetches[key] = task
         task.add_done_callback(lambda _: self._prefetches.pop(key, None))
 
+    @contextlib.asynccontextmanager
+    async def _git(
+        self, url: str, branch: str, credentials: Credentials | None
+    ) -> AsyncIterator[tuple[pathlib.Path, Git]]:
+        """The cached clone of (url, branch) and git on it (hold `repository_lock` first)."""
+        async with (
+            self.cache.use(url=url, branch=branch) as clone,
+            open_git(
+                url=url,
+                credentials=credentials,
+                clone=clone,
+                cache=self.cache,
+                timeout=self.timeout,
+                metrics=self.metrics,
+            ) as git,
+        ):
+            yield clone, git
+
     async def _prefetch_now(self, url: str, branch: str, credentials: Credentials | None) -> None:
         key = (url, branch)
         loop = asyncio.get_running_loop()
@@ -470,17 +489,7 @@ class CatalogWriter:
             async with repository_lock(url=url, branch=branch):
                 if not self._heads.prefetch_due(key, loop.time()):
                     return
-                async with (
-                    self.cache.use(url=url, branch=branch) as clone,
-                    open_git(
-                        url=url,
-                        credentials=credentials,
-                        clone=clone,
-                        cache=self.cache,
-                        timeout=self.timeout,
-                        metrics=self.metrics,
-                    ) as git,
-                ):
+                async with self._git(url, branch, credentials) as (_, git):
                     await git.sync(branch)
                     self._heads.saw(key, loop.time())
         except asyncio.CancelledError:
@@ -564,17 +573,7 @@ class CatalogWriter:
         url, base, push_branch = lane.url, lane.branch, lane.push_branch
         ref = f"refs/heads/{push_branch or base}"
         credentials = batch[-1].change.credentials
-        async with (
-            self.cache.use(url=url, branch=base) as clone,
-            open_git(
-                url=url,
-                credentials=credentials,
-                clone=clone,
-                cache=self.cache,
-                timeout=self.timeout,
-                metrics=self.metrics,
-            ) as git,
-        ):
+        async with self._git(url, base, credentials) as (clone, git):
             attempt, recloned, rounds = 0, False, 0
             lost: _Lost | None = None
             while True:

@@ -293,18 +293,24 @@ def _operations(events: list[GitOperation]) -> list[tuple[str, str]]:
     return [(event.operation, event.outcome) for event in events]
 
 
+async def _write(
+    catalog: CatalogWriter, server: gitserver.GitServer, repo: str, path: str, runner: str
+) -> str:
+    """Set `runner:` in `path` with no other writer about; the commit."""
+    edit = RacedEdit(server, repo, path, runner, {}, other="none")
+    return (await catalog.submit(_change(server, repo, edit, _under_envs))).commit
+
+
 async def test_a_head_seen_moments_ago_is_pushed_on_without_a_fetch(
     server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
 ) -> None:
     catalog, events = writer
-    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:9", {}, other="none")
-    await catalog.submit(_change(server, repo, warm, _under_envs))
+    await _write(catalog, server, repo, "envs/db/environment.yaml", "r.test/db:9")
     events.clear()
-    edit = RacedEdit(server, repo, "envs/web/environment.yaml", "r.test/web:9", {}, other="none")
-    result = await catalog.submit(_change(server, repo, edit, _under_envs))
+    commit = await _write(catalog, server, repo, "envs/web/environment.yaml", "r.test/web:9")
 
     assert _operations(events) == [("push", "ok")]  # the head our last push left: no fetch
-    assert result.commit == server.head(repo)
+    assert commit == server.head(repo)
     assert [c.subject for c in server.log(repo)][:2] == ["Use r.test/web:9", "Use r.test/db:9"]
 
 
@@ -312,8 +318,7 @@ async def test_a_head_that_moved_since_it_was_seen_costs_one_rejected_push_then_
     server: gitserver.GitServer, repo: str, writer: tuple[CatalogWriter, list[GitOperation]]
 ) -> None:
     catalog, events = writer
-    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:10", {}, other="none")
-    await catalog.submit(_change(server, repo, warm, _under_envs))
+    await _write(catalog, server, repo, "envs/db/environment.yaml", "r.test/db:10")
     events.clear()
     path = "envs/web/environment.yaml"
     edit = RacedEdit(server, repo, path, "r.test/web:10", {"docs/notes.md": "theirs\n"})
@@ -327,8 +332,7 @@ async def test_a_head_that_moved_since_it_was_seen_costs_one_rejected_push_then_
         "Use r.test/db:10",
     ]
     events.clear()  # a race was lost here lately: the next write asks the server first
-    late = RacedEdit(server, repo, "envs/queue/environment.yaml", "r.test/q:10", {}, other="none")
-    await catalog.submit(_change(server, repo, late, _under_envs))
+    await _write(catalog, server, repo, "envs/queue/environment.yaml", "r.test/q:10")
     assert _operations(events) == [("fetch", "ok"), ("push", "ok")]
 
 
@@ -341,13 +345,11 @@ async def test_a_branch_moved_back_is_never_fast_forwarded_over(
     branch as it is now."""
     catalog, events = writer
     initial = server.head(repo)
-    dropped = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:11", {}, other="none")
-    await catalog.submit(_change(server, repo, dropped, _under_envs))
+    await _write(catalog, server, repo, "envs/db/environment.yaml", "r.test/db:11")
     server.move_branch(repo, initial)
     events.clear()
     path = "envs/web/environment.yaml"
-    edit = RacedEdit(server, repo, path, "r.test/web:11", {}, other="none")
-    await catalog.submit(_change(server, repo, edit, _under_envs))
+    await _write(catalog, server, repo, path, "r.test/web:11")
 
     assert _pushes(events) == ["rejected", "ok"]
     assert [c.subject for c in server.log(repo)] == ["Use r.test/web:11", "Initial commit"]
@@ -362,8 +364,7 @@ async def test_a_branch_expected_to_change_is_fetched_ahead_and_the_write_needs_
     background: a commit another writer pushed before that is already under the write, which
     then pushes at once and loses no race."""
     catalog, events = writer
-    warm = RacedEdit(server, repo, "envs/db/environment.yaml", "r.test/db:12", {}, other="none")
-    await catalog.submit(_change(server, repo, warm, _under_envs))
+    await _write(catalog, server, repo, "envs/db/environment.yaml", "r.test/db:12")
     other = server.commit(repo, {"docs/notes.md": "theirs\n"}, "Another writer")
     await asyncio.sleep(freshness.PREFETCH_AFTER_SECONDS)  # a head seen just now is not fetched
     events.clear()
@@ -372,8 +373,7 @@ async def test_a_branch_expected_to_change_is_fetched_ahead_and_the_write_needs_
     while ("fetch", "ok") not in _operations(events):
         assert asyncio.get_running_loop().time() < deadline, "no prefetch within 30 s"
         await asyncio.sleep(0.02)
-    edit = RacedEdit(server, repo, "envs/web/environment.yaml", "r.test/web:12", {}, other="none")
-    await catalog.submit(_change(server, repo, edit, _under_envs))
+    await _write(catalog, server, repo, "envs/web/environment.yaml", "r.test/web:12")
 
     assert _operations(events) == [("fetch", "ok"), ("push", "ok")]
     assert server.log(repo)[1].sha == other
