@@ -17,11 +17,10 @@ import json
 import re
 from typing import Any
 
+from controller.registry.manifests import OCI_INDEX, OCI_MANIFEST
 from controller.signatures.envelope import ARTIFACT_TYPE, MEDIA_TYPE, Target
 from controller.signatures.keys import SigningKey
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 EMPTY_CONFIG = b"{}"
 THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"

@@ -26,7 +26,6 @@ from controller.signatures import artifacts, envelope, keys, referrers
 MAX_ENVELOPE = 1024 * 1024
 MAX_SIGNATURES = 20
 """Signatures read per verification at most (a registry could list thousands)."""
-THUMBPRINTS = "io.cncf.notary.x509chain.thumbprint#S256"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +50,7 @@ def _leaf_thumbprint(annotations: dict[str, str] | object) -> str | None:
     if not isinstance(annotations, dict):
         return None
     try:
-        chain = json.loads(annotations.get(THUMBPRINTS, "[]"))
+        chain = json.loads(annotations.get(artifacts.THUMBPRINT_ANNOTATION, "[]"))
     except ValueError:
         return None
     return chain[0] if isinstance(chain, list) and chain and isinstance(chain[0], str) else None

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from controller.registry import auth
+from controller.registry.client import RegistryClient
 from tests.conftest import PUSH_PASSWORD, PUSH_USER, docker_config_json
 from tests.env import buildkitd, images, kube, oci, registry
 
@@ -109,3 +111,11 @@ def inline_runner(
             **spec,
         },
     }
+
+
+def registry_client(host: str) -> RegistryClient:
+    """A registry client of the test registry at `host` with the push credentials (what the
+    tests read pushed images, indexes and referrers with)."""
+    return RegistryClient(
+        credentials={host: auth.Credentials(PUSH_USER, PUSH_PASSWORD)}, insecure_hosts=[host]
+    )

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 
-from controller.registry import auth
-from controller.registry.client import RegistryClient
 from controller.registry.manifests import Index, Manifest
-from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
-from tests.e2e.daemon_builds import inline_runner, operator_env, push_secret
+from tests.conftest import PUSH_PASSWORD, StartOperator
+from tests.e2e.daemon_builds import inline_runner, operator_env, push_secret, registry_client
 from tests.env import buildkitd, kube, registry, sbom_scanner
 
 pytestmark = pytest.mark.e2e
@@ -51,8 +49,7 @@ def _runner(namespace: str, host: str, core: str, build: dict[str, Any]) -> dict
 async def _statements(host: str, reference: str) -> tuple[Index, dict[str, Any]]:
     """The image index at `reference` and its attestations' in-toto statements by predicate
     type, read from the registry."""
-    credentials = {host: auth.Credentials(PUSH_USER, PUSH_PASSWORD)}
-    async with RegistryClient(credentials=credentials, insecure_hosts=[host]) as client:
+    async with registry_client(host) as client:
         index = await client.get_manifest(ref=reference)
         assert isinstance(index, Index), f"{reference} is a plain manifest: no attestations"
         statements: dict[str, Any] = {}

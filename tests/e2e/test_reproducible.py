@@ -29,10 +29,9 @@ import pytest
 
 from controller.api import spec as model
 from controller.builds import backend, daemon_backend, inprocess
-from controller.registry import auth
-from controller.registry.client import RegistryClient
 from tests.benchmarks import test_build_figures
-from tests.conftest import PUSH_PASSWORD, PUSH_USER, docker_config_json
+from tests.conftest import docker_config_json
+from tests.e2e.daemon_builds import registry_client
 from tests.env import buildkitd, images, registry
 
 pytestmark = pytest.mark.e2e
@@ -100,8 +99,7 @@ async def _cold_build(
 
 async def _platform_manifest(host: str, repository_at_digest: str) -> str:
     """The linux/amd64 manifest digest of the index at `repository_at_digest`."""
-    credentials = {host: auth.Credentials(PUSH_USER, PUSH_PASSWORD)}
-    async with RegistryClient(credentials=credentials, insecure_hosts=[host]) as client:
+    async with registry_client(host) as client:
         manifest = await client.get_manifest(
             ref=f"{host}/{repository_at_digest}", platform="linux/amd64"
         )

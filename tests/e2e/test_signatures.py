@@ -29,7 +29,7 @@ from controller.registry.manifests import OCI_MANIFEST
 from controller.retention import inventory
 from controller.signatures import artifacts, envelope, keys, referrers, trust
 from tests.conftest import PUSH_PASSWORD, PUSH_USER, StartOperator
-from tests.e2e.daemon_builds import inline_runner, operator_env, push_secret
+from tests.e2e.daemon_builds import inline_runner, operator_env, push_secret, registry_client
 from tests.env import buildkitd, kube, notation, oci, registry, signing_certs, tokenserver
 
 pytestmark = pytest.mark.e2e
@@ -64,11 +64,6 @@ def _secret(
     cluster.apply(namespace, json.dumps(body))
 
 
-def _client(host: str) -> RegistryClient:
-    credentials = {host: auth.Credentials(PUSH_USER, PUSH_PASSWORD)}
-    return RegistryClient(credentials=credentials, insecure_hosts=[host])
-
-
 def _verify(reference: str, trusted: list[bytes], folder: pathlib.Path) -> tuple[int, str]:
     done = notation.verify(
         reference,
@@ -82,20 +77,20 @@ def _verify(reference: str, trusted: list[bytes], folder: pathlib.Path) -> tuple
 
 
 async def _digest(host: str, image: str) -> str:
-    async with _client(host) as client:
+    async with registry_client(host) as client:
         return (await client.resolve(ref=image)).digest
 
 
 async def _sign(host: str, image: str, signer: signing_certs.Signer) -> trust.Signature:
     """Sign `image` (by digest) as the operator does, with `signer`'s key and chain."""
     key = keys.load_signing_key(signer.tls_key, signer.tls_crt, signer.ca_crt)
-    async with _client(host) as client:
+    async with registry_client(host) as client:
         now = datetime.datetime.now(datetime.UTC)
         return await trust.sign_image(client, image=as_reference(image), key=key, now=now)
 
 
 async def _signatures(host: str, image: str) -> list[referrers.Referrer]:
-    async with _client(host) as client:
+    async with registry_client(host) as client:
         return await referrers.list_referrers(
             client, image=as_reference(image), artifact_type=envelope.ARTIFACT_TYPE
         )
@@ -103,7 +98,7 @@ async def _signatures(host: str, image: str) -> list[referrers.Referrer]:
 
 async def _move_signature(host: str, signed: str, other: str) -> None:
     """Tamper: attach `signed`'s signature envelope to `other`, as if it were `other`'s."""
-    async with _client(host) as client:
+    async with registry_client(host) as client:
         found = await referrers.list_referrers(
             client, image=as_reference(signed), artifact_type=envelope.ARTIFACT_TYPE
         )

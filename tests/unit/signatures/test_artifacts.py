@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from controller.registry import manifests
 from controller.signatures import artifacts, envelope, keys
 from tests.env.signing_certs import SigningAuthority
 
@@ -65,7 +66,7 @@ def test_referrer_descriptor(key: keys.SigningKey) -> None:
         "annotations": json.loads(manifest)["annotations"],
     }
     legacy = json.dumps(
-        {"mediaType": artifacts.OCI_MANIFEST, "config": {"mediaType": "application/x.config"}}
+        {"mediaType": manifests.OCI_MANIFEST, "config": {"mediaType": "application/x.config"}}
     ).encode()
     assert artifacts.referrer_descriptor(legacy)["artifactType"] == "application/x.config"
 
@@ -95,7 +96,7 @@ def test_referrers_tag_needs_a_digest() -> None:
 
 
 def test_referrers_index_adds_each_digest_once() -> None:
-    first = {"mediaType": artifacts.OCI_MANIFEST, "digest": "sha256:" + "1" * 64, "size": 10}
+    first = {"mediaType": manifests.OCI_MANIFEST, "digest": "sha256:" + "1" * 64, "size": 10}
     second = {**first, "digest": "sha256:" + "2" * 64, "artifactType": "application/x"}
     index = artifacts.add_to_referrers_index(None, first)
     assert json.loads(index) == {
@@ -109,6 +110,6 @@ def test_referrers_index_adds_each_digest_once() -> None:
 
 
 def test_referrers_index_refuses_something_else() -> None:
-    other = json.dumps({"schemaVersion": 2, "mediaType": artifacts.OCI_MANIFEST}).encode()
+    other = json.dumps({"schemaVersion": 2, "mediaType": manifests.OCI_MANIFEST}).encode()
     with pytest.raises(ValueError, match="does not hold an OCI image index"):
         artifacts.add_to_referrers_index(other, {"digest": "sha256:" + "1" * 64})
