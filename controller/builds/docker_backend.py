@@ -28,6 +28,9 @@ class DockerBackend(inprocess.InProcessBackend):
     def __init__(self, *, settings: DockerSettings, tasks: inprocess.Tasks) -> None:
         super().__init__(tasks=tasks)
         self._settings = settings
+        self._version: str | None = None
+        """The Engine API version the first client negotiated (`GET /version`): the later ones
+        use it, one round trip less per build."""
 
     async def _run(
         self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None
@@ -47,9 +50,13 @@ class DockerBackend(inprocess.InProcessBackend):
     def _client(self) -> Any:
         import docker  # noqa: PLC0415 - the Docker SDK only for the Docker backend, when it builds
 
+        version = self._version or "auto"
         if self._settings.base_url:
-            return docker.APIClient(base_url=self._settings.base_url)
-        return docker.APIClient(**docker.utils.kwargs_from_env())
+            api = docker.APIClient(base_url=self._settings.base_url, version=version)
+        else:
+            api = docker.APIClient(**docker.utils.kwargs_from_env(), version=version)
+        self._version = api.api_version
+        return api
 
     def _build_and_push(
         self, plan: backend.BuildPlan, docker_config: Mapping[str, Any] | None

@@ -139,6 +139,11 @@ class CloneCache:
         self._clones: dict[str, CachedClone] | None = None
         self._loading = asyncio.Lock()  # the first uses must not scan while a clone is made
         self._in_use: collections.Counter[str] = collections.Counter()
+        self.left_clean: dict[str, str] = {}
+        """Clone name -> the commit its work tree was last left a clean checkout of (`Git`
+        sets it after a checkout and a landed push, and drops it before anything else touches
+        the tree): a write starting there needs no checkout. In memory: a new process checks
+        out."""
 
     def path(self, *, url: str, branch: str) -> pathlib.Path:
         return self.folder / clone_name(url=url, branch=branch)
@@ -171,6 +176,7 @@ class CloneCache:
 
     async def discard(self, path: pathlib.Path) -> None:
         """Remove a clone: renamed away at once (so nothing can start using it), then deleted."""
+        self.left_clean.pop(path.name, None)
         if self._clones is not None:
             self._clones.pop(path.name, None)
         trash = self._trash(path)

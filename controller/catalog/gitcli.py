@@ -130,6 +130,16 @@ def _loose_ref(git_dir: pathlib.Path, ref: str) -> str | None:
     return text if _SHA.fullmatch(text) else None
 
 
+def _detached_head(git_dir: pathlib.Path) -> str | None:
+    """The sha of a detached HEAD (the clone's is, after a checkout or a commit), else None."""
+    return _loose_ref(git_dir, "HEAD")
+
+
+_TREE_KEPT: Final = frozenset({"rev-parse", "diff", "diff-tree", "cat-file", "fetch", "push"})
+"""git commands that leave the work tree, the index and HEAD as they are (any other forgets
+that the tree was left clean: `Git.left_clean`)."""
+
+
 def _parse_push(output: str, ref: str) -> tuple[str, str]:
     """(flag, summary) of `ref` in `git push --porcelain` output; ("", "") if not reported."""
     for line in output.splitlines():
@@ -200,6 +210,8 @@ class Git:
         self, *args: str, env: dict[str, str] | None = None, in_clone: bool = True
     ) -> process.Completed:
         where = ["--git-dir", str(self.clone / ".git"), "--work-tree", str(self.clone)]
+        if in_clone and args[0] not in _TREE_KEPT:
+            self._touched()
         try:
             waited = f"the git server {self.shown_url} (git {args[0]})"
             async with asyncio.timeout(self.timeout):
@@ -295,14 +307,29 @@ class Git:
         the server; that sha, or None when the clone has none (a fresh or foreign folder)."""
         if not (self.clone / ".git" / META).exists():
             return None
-        tracking = f"refs/remotes/origin/{branch}^{{commit}}"
-        done = await self.run("rev-parse", "--verify", "--quiet", tracking)
-        if done.returncode != 0:
-            return None
-        head = done.stdout.strip()
+        git_dir = self.clone / ".git"
+        head = _loose_ref(git_dir, f"refs/remotes/origin/{branch}")  # what fetch and push write
+        if head is None:  # packed (by gc), or none
+            tracking = f"refs/remotes/origin/{branch}^{{commit}}"
+            done = await self.run("rev-parse", "--verify", "--quiet", tracking)
+            if done.returncode != 0:
+                return None
+            head = done.stdout.strip()
         await self._tidy(gc=True)
+        left = self.cache.left_clean.pop(self.clone.name, None)
+        if left == head and _detached_head(git_dir) == head:
+            return head  # our last write left the tree a clean checkout of this head
         await self.checkout(head)
         return head
+
+    def left_clean(self, head: str) -> None:
+        """The work tree is a clean checkout of `head` now (a commit of every edit, pushed):
+        the next `checkout_known` of `head` need not check it out again."""
+        self.cache.left_clean[self.clone.name] = head
+
+    def _touched(self) -> None:
+        """The work tree is about to change: nothing is known of it until the next checkout."""
+        self.cache.left_clean.pop(self.clone.name, None)
 
     async def _tidy(self, *, gc: bool) -> None:
         """Clear what an interrupted git left behind; `git gc` when this use is due for one."""
@@ -314,6 +341,7 @@ class Git:
         """Make the work tree a clean checkout of `head` (detached)."""
         await self.local("checkout", "--quiet", "--force", "--detach", head)
         await self.local("clean", "-ffdxq")
+        self.left_clean(head)
 
     async def refresh(self, branch: str) -> str:
         """Fetch the server's `branch` head into the clone, leaving the work tree; that sha."""
@@ -442,6 +470,7 @@ class Git:
         that raises is dropped and the others run again from a clean tree (it may have written
         half its files); the commit holds exactly what the others changed."""
         failed: dict[int, Exception] = {}
+        self._touched()
         while True:
             reported = await asyncio.to_thread(_run_edits, edits, self.clone, failed)
             if len(reported) == len(edits) - len(failed):
@@ -474,7 +503,8 @@ class Git:
                     f"signing the commit for {self.shown_url} failed: {detail}"
                 )
             raise Damaged(detail)
-        return (await self.local("rev-parse", "--verify", "HEAD")).strip()
+        made = _detached_head(self.clone / ".git")
+        return made or (await self.local("rev-parse", "--verify", "HEAD")).strip()
 
     async def push(
         self, *, ref: str, lease: str | None, attempt: int, changes: int, commit: str = "HEAD"

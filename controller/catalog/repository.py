@@ -697,6 +697,8 @@ class CatalogWriter:
                 return None
             return _Lost(tuple(live), outcomes, parent=head, commit=commit, env=author_env)
         if commit is not None:
+            if not push_branch:  # the tree holds exactly the commit now on the branch
+                git.left_clean(commit)
             failpoints.hit(failpoints.Point.CATALOG_PUSHED)
             metrics_.report_catalog_commit()
         return ref, new_head, outcomes

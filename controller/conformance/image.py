@@ -1,7 +1,7 @@
 """Check that a pushed image is a valid ADE runner, reading it from the registry (I/O).
 
-`check_image` reads the image's manifest (an index is followed to the platform's manifest), its
-config and, if given, its base image's config, then its layers from the TOP one down, stopping
+`check_image` reads the image's manifest (an index is followed to the platform's manifest), then
+its config and, if given, its base image's config beside its layers, from the TOP one down, stopping
 as soon as the scripts are decided (`filesystem.Resolver`): a runner's scripts live in its top
 layers, so the big base layers are usually never downloaded. `rules` turns what was found into
 findings. Everything goes through `controller.registry.client` (credentials, tokens, retries):
@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from controller import concurrently
 from controller.conformance import filesystem, layers, rules
 from controller.registry import client as registry_client
 
@@ -61,40 +62,38 @@ async def check_image(
     max_content: int = layers.MAX_CONTENT,
 ) -> Report:
     """Check `image` (best pinned by digest) against the runner rules; `base` is the image it
-    was built from, for the entrypoint rule (skipped without it)."""
+    was built from, for the entrypoint rule (skipped without it). Its config and the base
+    image's are read beside its layers."""
     manifest = await client.get_manifest(ref=image, platform=platform)
-    config_bytes = await client.get_blob(
+    config_read = client.get_blob(
         ref=manifest.reference, digest=manifest.config.digest, max_size=MAX_CONFIG_SIZE
     )
-    image_config = _config(manifest, config_bytes)
-    base_config = None
-    if base is not None:
-        base_manifest = await client.get_manifest(ref=base, platform=platform)
-        base_bytes = await client.get_blob(
-            ref=base_manifest.reference,
-            digest=base_manifest.config.digest,
-            max_size=MAX_CONFIG_SIZE,
-        )
-        base_config = _config(base_manifest, base_bytes)
-
-    resolver = filesystem.Resolver(paths)
-    total = len(manifest.layers)
-    bytes_read, layers_read = len(config_bytes), 0
-    problem: rules.Finding | None = None
-    for position in range(total, 0, -1):  # the manifest lists layers bottom first
-        if resolver.done:
-            break
-        layers_read += 1
-        count, problem = await _apply_layer(
-            client=client,
-            manifest=manifest,
-            position=position,
-            resolver=resolver,
-            max_content=max_content,
-        )
-        bytes_read += count
-        if problem is not None:
-            break
+    async with (
+        concurrently.beside(config_read) as config_bytes_,
+        concurrently.beside(_base_config(client, base, platform)) as base_config_,
+    ):
+        resolver = filesystem.Resolver(paths)
+        total = len(manifest.layers)
+        bytes_read, layers_read = 0, 0
+        problem: rules.Finding | None = None
+        for position in range(total, 0, -1):  # the manifest lists layers bottom first
+            if resolver.done:
+                break
+            layers_read += 1
+            count, problem = await _apply_layer(
+                client=client,
+                manifest=manifest,
+                position=position,
+                resolver=resolver,
+                max_content=max_content,
+            )
+            bytes_read += count
+            if problem is not None:
+                break
+        config_bytes = await config_bytes_
+        image_config = _config(manifest, config_bytes)
+        base_config = await base_config_
+    bytes_read += len(config_bytes)
     files = dict(resolver.decided) if problem is not None else resolver.finish()
     findings = rules.evaluate(files.values(), image_config=image_config, base_config=base_config)
     if problem is not None:
@@ -108,6 +107,19 @@ async def check_image(
         layers_read=layers_read,
         layers_total=total,
     )
+
+
+async def _base_config(
+    client: registry_client.RegistryClient, base: registry_client.RefLike | None, platform: str
+) -> Mapping[str, Any] | None:
+    """The config of the base image `base` for `platform` (None without a base)."""
+    if base is None:
+        return None
+    manifest = await client.get_manifest(ref=base, platform=platform)
+    raw = await client.get_blob(
+        ref=manifest.reference, digest=manifest.config.digest, max_size=MAX_CONFIG_SIZE
+    )
+    return _config(manifest, raw)
 
 
 async def _apply_layer(

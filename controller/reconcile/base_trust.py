@@ -69,9 +69,7 @@ class TrustBaseImage:
             base = reference_.parse(inputs.base_image).with_digest(inputs.base_digest)
         except reference_.InvalidReference as error:
             raise errors.StalledError(REASON, str(error)) from None
-        config = await secrets.docker_config(
-            self.services.kube, namespace=ctx.namespace, spec=ctx.spec
-        )
+        config = await secrets.push_config(self.services.kube, ctx)
         registry = self.services.registry.client(config)
         try:
             signature = await trust.verify_image(registry, image=base, trusted=trusted, now=ctx.now)

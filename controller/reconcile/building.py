@@ -54,9 +54,7 @@ class Build:
             decision = decisions.decide(facts, seen)
         if isinstance(decision, decisions.Look) and decision.need is decisions.Need.TAG:
             try:
-                config = await secrets.docker_config(
-                    self.services.kube, namespace=ctx.namespace, spec=ctx.spec
-                )
+                config = await secrets.push_config(self.services.kube, ctx)
                 digest = await self.services.registry.resolve(
                     decision.plan.image,
                     docker_config=config,

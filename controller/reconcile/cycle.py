@@ -73,21 +73,31 @@ async def run(
             # once, not after the reconciles queued ahead of it (one small write, no work). An
             # object its spec alone decides (suspended, invalid) runs no step and its report
             # follows: nothing to say early. It still takes a slot: a burst of them all at once
-            # was a peak of memory that stayed resident.
-            progressed = (
-                ""
+            # was a peak of memory that stayed resident. The write runs beside the steps (its
+            # round trip is not theirs to wait out); the reconcile's own write waits for it, so
+            # the two land in order.
+            early = (
+                None
                 if runner.decided_by_spec(obj)
-                else await _say_progressing(services_, obj, datetime.datetime.now(datetime.UTC))
-            )
-            async with services_.reconcile_slots.held():
-                now = datetime.datetime.now(datetime.UTC)
-                report = await runner.reconcile(
-                    obj,
-                    pipeline.default_steps(services_, memory),
-                    now=now,
-                    reported=memory.reported,
-                    deadline=services_.reconcile_timeout,
+                else asyncio.ensure_future(
+                    _say_progressing(services_, obj, datetime.datetime.now(datetime.UTC))
                 )
+            )
+            try:
+                async with services_.reconcile_slots.held():
+                    now = datetime.datetime.now(datetime.UTC)
+                    report = await runner.reconcile(
+                        obj,
+                        pipeline.default_steps(services_, memory),
+                        now=now,
+                        reported=memory.reported,
+                        deadline=services_.reconcile_timeout,
+                    )
+            except BaseException:
+                if early is not None:
+                    early.cancel()
+                raise
+            progressed = "" if early is None else await early
             if report.status_patch:
                 try:
                     await status_writes.write(

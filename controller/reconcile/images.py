@@ -1,8 +1,9 @@
 """The registry as the steps reach it: a client per set of push credentials, a digest lookup.
 
 `Registry` holds what every client of the operator shares (registries reached over plain HTTP,
-a test transport); `client` makes one for the push Secret's credentials (or anonymous) and
-`resolve` looks up the digest a reference points at, its failures already reconcile errors.
+a test transport, the bearer tokens fetched so far); `client` makes one for the push Secret's
+credentials (or anonymous) and `resolve` looks up the digest a reference points at, its failures
+already reconcile errors.
 """
 
 from __future__ import annotations
@@ -23,6 +24,11 @@ class Registry:
     """An httpx transport for the registry client (tests only); None: the network."""
     timeout: float = 30.0
     """Seconds for one whole answer of the registry (`ADE_REGISTRY_TIMEOUT`)."""
+    tokens: registry_client.TokenStore = dataclasses.field(
+        default_factory=registry_client.TokenStore, compare=False, repr=False
+    )
+    """The registries' challenges and bearer tokens, shared by every client made here (per
+    credentials): a lookup sends its token at once instead of a 401 and a token request first."""
 
     def client(self, docker_config: Mapping[str, Any] | None) -> registry_client.RegistryClient:
         """A client with the credentials of `docker_config` (None: anonymous)."""
@@ -37,6 +43,7 @@ class Registry:
             insecure_hosts=self.insecure_hosts,
             transport=self.transport,
             timeout=self.timeout,
+            shared=self.tokens,
         )
 
     async def resolve(

@@ -182,9 +182,7 @@ class ResolveInputs:
             self.polls.base_checked, interval, generation=ctx.generation
         ):
             return str(previous)
-        config = await secrets.docker_config(
-            self.services.kube, namespace=ctx.namespace, spec=ctx.spec
-        )
+        config = await secrets.push_config(self.services.kube, ctx)
         digest = await self.services.registry.resolve(
             base.reference,
             docker_config=config,

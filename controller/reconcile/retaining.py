@@ -102,7 +102,7 @@ class ApplyRetention:
         spec = ctx.spec
         repository = f"{spec.image.registry}/{spec.image.repository}"
         owner = f"{ctx.namespace}/{ctx.name}"
-        config = await secrets.docker_config(self.services.kube, namespace=ctx.namespace, spec=spec)
+        config = await secrets.push_config(self.services.kube, ctx)
         client = self.services.registry.client(config)
         try:
             found = await inventory.images(client, repository, self.part.known)

@@ -20,6 +20,7 @@ from controller.api import spec as model
 from controller.azure import credentials as azure_credentials
 from controller.git import credentials as git_credentials
 from controller.git import signing
+from controller.reconcile import steps
 from controller.signatures import keys as signature_keys
 
 
@@ -70,6 +71,18 @@ async def docker_config(
             "SecretInvalid", f"{field}: Secret {ref.name!r} holds no valid .dockerconfigjson"
         )
     return parsed
+
+
+PUSH_CONFIG = "push-config"
+
+
+async def push_config(kube: kube_.Kube, ctx: steps.Context) -> dict[str, Any] | None:
+    """`docker_config` of the reconciled spec, read once per reconcile: building, verifying,
+    signing and retention all reach the registry with it."""
+    if PUSH_CONFIG not in ctx.reads:
+        ctx.reads[PUSH_CONFIG] = await docker_config(kube, namespace=ctx.namespace, spec=ctx.spec)
+    config: dict[str, Any] | None = ctx.reads[PUSH_CONFIG]
+    return config
 
 
 async def azure_client_secret(

@@ -62,9 +62,7 @@ class Sign:
             pinned = reference_.parse(image.reference).with_digest(image.digest)
         except reference_.InvalidReference as error:
             raise errors.StalledError("SigningFailed", str(error)) from None
-        config = await secrets.docker_config(
-            self.services.kube, namespace=ctx.namespace, spec=ctx.spec
-        )
+        config = await secrets.push_config(self.services.kube, ctx)
         registry = self.services.registry.client(config)
         try:
             signature = await trust.sign_image(registry, image=pinned, key=key, now=ctx.now)

@@ -88,6 +88,9 @@ class Context:
     """The image the build step built or adopted in this reconcile (None: nothing new)."""
     annotations: Mapping[str, str] = dataclasses.field(default_factory=dict)
     uid: str = ""
+    reads: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """What the steps read once per reconcile and share (the push Secret: `secrets.push_config`),
+    so a reconcile asks the API server once and every step sees the same."""
     events: list[events_.Event] = dataclasses.field(default_factory=list)
     """Events a step calls for beyond the summary's transitions (a repaired drift, new Dockerfile
     warnings): only for something that happened in this reconcile, never on every pass."""

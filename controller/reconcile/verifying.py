@@ -21,7 +21,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from controller import errors, failpoints
+from controller import concurrently, errors, failpoints
 from controller.api import conditions
 from controller.api import spec as model
 from controller.conformance import image as conformance_image
@@ -62,18 +62,18 @@ class Verify:
         anonymous = _anonymous_pull_required(ctx.spec)
         proof = (reference, digest, anonymous)
         if self.verified.proof != proof:
-            config = await secrets.docker_config(
-                self.services.kube, namespace=ctx.namespace, spec=ctx.spec
-            )
+            config = await secrets.push_config(self.services.kube, ctx)
             registry = self.services.registry.client(config)  # one token, one connection
+            # The image is read for conformance beside the checks of its tag (by digest: it
+            # does not depend on them); a failed check is said first all the same.
+            conformance = _conformance(ctx, reference=reference, digest=digest, registry=registry)
             try:
-                await self._tag_resolves(reference, digest, config, registry)
-                failpoints.hit(failpoints.Point.VERIFYING)
-                if anonymous:
-                    await self._anonymous_pull(reference, digest)
-                self.verified.conformance = await _conformance(
-                    ctx, reference=reference, digest=digest, registry=registry
-                )
+                async with concurrently.beside(conformance) as conformant:
+                    await self._tag_resolves(reference, digest, config, registry)
+                    failpoints.hit(failpoints.Point.VERIFYING)
+                    if anonymous:
+                        await self._anonymous_pull(reference, digest)
+                    self.verified.conformance = await conformant
             finally:
                 await registry.aclose()
             self.verified.proof = proof

@@ -8,9 +8,10 @@ anonymous mode to prove anonymous pull, and injectable transports for protocol t
 Authentication follows the registry's challenge. A 401 carries `WWW-Authenticate`: for `Basic`
 the configured credentials are sent; for `Bearer` a token is fetched from the realm (HTTP Basic
 with the credentials, or `grant_type=refresh_token` with an identity token, or anonymously when
-there are none) and cached per (realm, service, scope) until it expires. The challenge is
-remembered per host so later requests carry a token from the start. `anonymous=True` never sends
-any credential (used to prove that anonymous pull works).
+there are none) and cached per (realm, service, scope, credentials) until it expires. The
+challenge is remembered per host so later requests carry a token from the start. Both live in a
+`tokens.TokenStore`: the client's own, or one that the clients of a process share (`shared`).
+`anonymous=True` never sends any credential (used to prove that anonymous pull works).
 
 Time-outs: `timeout` bounds each read (httpx) and each whole answer — its headers, and the body
 of everything but a blob (a token, a manifest) — so a server that sends a byte at a time cannot
@@ -50,7 +51,7 @@ import httpx
 
 from controller import backoff
 from controller.observe import activity, metrics
-from controller.registry import auth, reference
+from controller.registry import auth, reference, tokens
 from controller.registry.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -80,6 +81,7 @@ from controller.registry.manifests import (
     select_platform,
 )
 from controller.registry.retry import is_retryable, parse_retry_after
+from controller.registry.tokens import TokenStore
 
 __all__ = [
     "ACCEPT",
@@ -111,6 +113,7 @@ __all__ = [
     "RegistryError",
     "RegistryProtocolError",
     "RegistryUnavailable",
+    "TokenStore",
     "as_reconcile_error",
     "as_reference",
     "credentials_from_docker_config",
@@ -215,15 +218,6 @@ class _Target:
         return f"repository:{self.repository}:{actions}"
 
 
-@dataclasses.dataclass(repr=False)
-class _Token:
-    value: str
-    expires: float
-
-    def __repr__(self) -> str:
-        return f"_Token(expires={self.expires})"
-
-
 @functools.cache
 def default_tls() -> ssl.SSLContext:
     """httpx's default verification (certifi's bundle, or `SSL_CERT_FILE` / `SSL_CERT_DIR`), built
@@ -251,6 +245,7 @@ class RegistryClient:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        shared: tokens.TokenStore | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -272,9 +267,8 @@ class RegistryClient:
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
         )
-        self._challenges: dict[str, auth.Challenge] = {}
-        self._tokens: dict[tuple[str, str, str], _Token] = {}
-        self._token_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._tokens = tokens.TokenStore() if shared is None else shared
+        """Challenges and tokens: this client's own, or those of every client sharing them."""
 
     def __repr__(self) -> str:
         return (
@@ -686,13 +680,13 @@ class RegistryClient:
             challenges = auth.parse_challenges(response.headers.get("WWW-Authenticate", ""))
             if response.status_code == 401 and not authenticated and challenges:
                 self._forget(target, authorization)
-                self._challenges[target.endpoint] = _pick(challenges)
+                self._tokens.challenges[target.endpoint] = _pick(challenges)
                 authenticated = True
                 continue
             raise self._auth_error(target, response, "the registry refused")
 
     async def _authorization(self, target: _Target) -> str | None:
-        challenge = self._challenges.get(target.endpoint)
+        challenge = self._tokens.challenges.get(target.endpoint)
         if challenge is None:
             return None
         credentials = self._credentials_for(target.registry)
@@ -709,10 +703,7 @@ class RegistryClient:
         """Drop the cached token that was just refused, so the next try fetches a new one."""
         if authorization is None or not authorization.startswith("Bearer "):
             return
-        value = authorization.removeprefix("Bearer ")
-        for key, token in list(self._tokens.items()):
-            if token.value == value:
-                del self._tokens[key]
+        self._tokens.forget(authorization.removeprefix("Bearer "))
 
     async def _token(
         self,
@@ -728,14 +719,13 @@ class RegistryClient:
                 repository=target.repository,
             )
         service = challenge.service or ""
-        key = (realm, service, target.scope)
-        lock = self._token_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            cached = self._tokens.get(key)
-            if cached is not None and cached.expires > self._clock():
+        key = (realm, service, target.scope, tokens.fingerprint(credentials))
+        async with self._tokens.lock(key):
+            cached = self._tokens.get(key, now=self._clock())
+            if cached is not None:
                 return cached.value
             token = await self._fetch_token(target, realm, service, credentials)
-            self._tokens[key] = token
+            self._tokens.put(key, token, now=self._clock())
             return token.value
 
     async def _fetch_token(
@@ -744,7 +734,7 @@ class RegistryClient:
         realm: str,
         service: str,
         credentials: auth.Credentials | None,
-    ) -> _Token:
+    ) -> tokens.Token:
         split = urllib.parse.urlsplit(realm)
         if split.scheme not in ("http", "https") or not split.netloc:
             raise RegistryProtocolError(
@@ -806,7 +796,7 @@ class RegistryClient:
                 repository=target.repository,
             )
         # Renew a little early: the registry checks expiry against its own clock.
-        return _Token(value, started + max(1.0, lifetime * 0.9))
+        return tokens.Token(value, started + max(1.0, lifetime * 0.9))
 
     async def _send(
         self,

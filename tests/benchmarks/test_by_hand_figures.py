@@ -111,11 +111,13 @@ class Where:
 
 def _rounds(
     where: Where, hand: by_hand_.ByHand, scenario: str, backend: str, home: pathlib.Path
-) -> tuple[list[float], list[float]]:
-    """One warm-up and `ROUNDS` timed rounds, alternating: (by hand, operator) seconds; then
-    both catalog files are checked to name what each side pushed last."""
+) -> tuple[list[float], list[float], list[float]]:
+    """One warm-up and `ROUNDS` timed rounds, alternating: (by hand, operator, the operator
+    rounds' `kubectl apply`) seconds; then both catalog files are checked to name what each side
+    pushed last."""
     by_hand: list[float] = []
     by_operator: list[float] = []
+    applies: list[float] = []
     previous: str | None = None
     pushed = ""
     for round_ in range(ROUNDS + 1):  # round 0: warm-up, not counted
@@ -136,17 +138,19 @@ def _rounds(
         )
         body["spec"]["buildArgs"]["TOOLS_VERSION"] = f"op-{round_}"
         catalogs.with_catalog(body, where.server.url("catalog"), [_manifest("op", backend)])
+        applied: list[float] = []
         spent, previous = by_hand_.operator_round(
-            where.cluster, where.api, where.namespace, body, previous
+            where.cluster, where.api, where.namespace, body, previous, applies=applied
         )
         if round_:
             by_hand.append(seconds)
             by_operator.append(spent)
+            applies += applied
     read = by_hand_.read_catalog
     assert pushed.rsplit("@", 1)[1] in read(where.server, _manifest("by-hand", backend), home)
     assert previous is not None
     assert previous in read(where.server, _manifest("op", backend), home)
-    return by_hand, by_operator
+    return by_hand, by_operator, applies
 
 
 @pytest.mark.timeout(900)
@@ -196,7 +200,7 @@ def test_operator_against_the_same_steps_by_hand(
             "BUILDKIT_HOST": kit.address,
             "DOCKER_CONFIG": str(credentials),
         }
-        figures: dict[str, tuple[list[float], list[float]]] = {}
+        figures: dict[str, tuple[list[float], list[float], list[float]]] = {}
         for scenario, dockerfile in SCENARIOS.items():
             for backend, script in BACKENDS.items():
                 env = dict(by_hand_env)

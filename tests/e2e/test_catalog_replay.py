@@ -16,11 +16,13 @@ import dataclasses
 import pathlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
 
 import pytest
 
 from controller.catalog import freshness
 from controller.catalog.repository import CatalogWriter, Change, CloneCache, GitOperation
+from controller.git import process as git_process
 from controller.git.credentials import Credentials
 from tests.env import gitserver
 
@@ -377,3 +379,46 @@ async def test_a_branch_expected_to_change_is_fetched_ahead_and_the_write_needs_
 
     assert _operations(events) == [("fetch", "ok"), ("push", "ok")]
     assert server.log(repo)[1].sha == other
+
+
+async def test_a_tree_our_last_write_left_clean_is_not_checked_out_again(
+    server: gitserver.GitServer,
+    repo: str,
+    writer: tuple[CatalogWriter, list[GitOperation]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a landed push the clone's tree is exactly the branch head: the next write edits it
+    as it is (no checkout, no clean). An edit that failed halfway leaves no such knowledge: the
+    write after it checks out and cleans, and what the failed edit left is in no commit."""
+    catalog, _ = writer
+    await _write(catalog, server, repo, "envs/db/environment.yaml", "r.test/db:13")
+    commands: list[str] = []
+    real = git_process.run_git
+
+    async def recording(*args: str, **kwargs: Any) -> git_process.Completed:
+        commands.append(next(a for a in args if not a.startswith("-") and "/" not in a))
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(git_process, "run_git", recording)
+    await _write(catalog, server, repo, "envs/web/environment.yaml", "r.test/web:13")
+    assert "checkout" not in commands
+    assert "clean" not in commands
+    assert "push" in commands
+
+    def half_written(worktree: pathlib.Path) -> list[str]:
+        (worktree / "envs" / "stray.yaml").write_text("left by a failed edit\n")
+        raise ValueError("the edit failed halfway")
+
+    failing = dataclasses.replace(
+        _change(server, repo, RacedEdit(server, repo, "", "", {}, other="none"), _under_envs),
+        apply=half_written,
+    )
+    with pytest.raises(ValueError, match="halfway"):
+        await catalog.submit(failing)
+    commands.clear()
+    commit = await _write(catalog, server, repo, "envs/queue/environment.yaml", "r.test/q:13")
+    assert "checkout" in commands
+    assert "clean" in commands
+    assert commit == server.head(repo)
+    assert "envs/stray.yaml" not in server.changes(repo)
+    assert "runner: r.test/q:13" in _file(server, repo, "envs/queue/environment.yaml")

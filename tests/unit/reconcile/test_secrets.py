@@ -9,7 +9,7 @@ import pytest
 
 from controller import errors, kube
 from controller.api import spec as model
-from controller.reconcile import secrets
+from controller.reconcile import secrets, steps
 from tests.unit.reconcile import fakes
 
 SPEC: dict[str, Any] = {
@@ -70,3 +70,24 @@ async def test_no_secret_named_is_anonymous() -> None:
     assert (
         await secrets.git_credentials_at(cluster, namespace="a", ref=None, field="spec.x") is None
     )
+
+
+async def test_the_push_secret_is_read_once_per_reconcile() -> None:
+    """Every step that reaches the registry asks for the push Secret; a reconcile reads it once
+    (a new reconcile, a new context: read again), and a failed read is not remembered."""
+    cluster = fakes.FakeKube({"push": 403})
+    spec = model.parse(SPEC)
+    ctx = steps.Context(
+        name="r", namespace="team-a", generation=1, spec=spec, status={}, now=fakes.NOW
+    )
+    with pytest.raises(errors.StalledError):
+        await secrets.push_config(cast(kube.Kube, cluster), ctx)
+    cluster.secrets["push"] = {".dockerconfigjson": b'{"auths": {}}'}
+    for _ in range(3):
+        assert await secrets.push_config(cast(kube.Kube, cluster), ctx) == {"auths": {}}
+    assert cluster.read == ["push", "push"]
+    again = steps.Context(
+        name="r", namespace="team-a", generation=1, spec=spec, status={}, now=fakes.NOW
+    )
+    await secrets.push_config(cast(kube.Kube, cluster), again)
+    assert cluster.read == ["push", "push", "push"]

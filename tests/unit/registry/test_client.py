@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from controller import backoff
-from controller.registry import auth, client, reference
+from controller.registry import auth, client, reference, tokens
 from tests import counters
 
 SECRET = "pa55-w0rd-" + "x" * 8
@@ -325,6 +325,53 @@ async def test_bearer_tokens_are_cached_until_they_expire() -> None:
         "Bearer t2",
     ], "the first 401 teaches the challenge; later requests carry a token from the start"
     assert all(r.url.scheme == "https" for r in harness.requests)
+
+
+async def test_clients_sharing_a_store_share_tokens_only_per_credentials() -> None:
+    """The operator's clients (one per lookup) share one `TokenStore`: a later client sends the
+    token at once, with no 401 and no token request; a client with other credentials, or none,
+    fetches its own and never sends another's."""
+    handler, issued = bearer_registry(token_body=lambda n: {"token": f"t{n}", "expires_in": 300})
+    store = client.TokenStore()
+    alice = {"registry.example.com": auth.Credentials(username="alice", password=SECRET)}
+    bob = {"registry.example.com": auth.Credentials(username="bob", password=SECRET)}
+    sent: list[tuple[str, str | None]] = []
+    for who, credentials in (("alice", alice), ("alice", alice), ("bob", bob), ("nobody", None)):
+        harness = Harness(handler, credentials=credentials, shared=store)
+        async with harness.client as registry_client:
+            await registry_client.resolve(ref=REF)
+        sent += [
+            (who, r.headers.get("Authorization"))
+            for r in harness.requests
+            if r.url.host != "auth.example.com"
+        ]
+    assert sent == [
+        ("alice", None),
+        ("alice", "Bearer t1"),
+        ("alice", "Bearer t1"),  # a new client: the store's challenge and token, at once
+        ("bob", "Bearer t2"),  # the challenge is known, the token is bob's own
+        ("nobody", "Bearer t3"),
+    ]
+    assert len(issued) == 3
+    assert "t1" not in repr(store)
+    assert len(store) == 3
+
+
+def test_token_store_keeps_the_most_recently_used_and_forgets_refused_ones() -> None:
+    store = tokens.TokenStore(max_tokens=2)
+    keys = [("realm", "svc", f"repository:r{n}:pull", "") for n in range(3)]
+    store.put(keys[0], tokens.Token("a", expires=100.0), now=0.0)
+    store.put(keys[1], tokens.Token("b", expires=100.0), now=0.0)
+    assert store.get(keys[0], now=1.0) is not None  # used: kept over keys[1]
+    store.put(keys[2], tokens.Token("c", expires=100.0), now=1.0)
+    assert [store.get(k, now=2.0) is not None for k in keys] == [True, False, True]
+    assert store.get(keys[0], now=100.0) is None, "expired"
+    store.forget("c")
+    assert store.get(keys[2], now=2.0) is None
+    assert tokens.fingerprint(None) == ""
+    alice = auth.Credentials(username="alice", password=SECRET)
+    assert SECRET not in tokens.fingerprint(alice)
+    assert len(tokens.fingerprint(alice)) == 64
 
 
 async def test_access_token_without_expiry_lives_sixty_seconds() -> None:
