@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from controller.api.identity import RUNNER_IMAGE_LABEL
 from tests.conftest import PUSH_PASSWORD, StartOperator
 from tests.e2e.daemon_builds import operator_env, push_secret
 from tests.env import buildkitd, dockerd, gitserver, images, kube, oci, registry, tokenserver
@@ -244,6 +245,7 @@ def test_docker_backend_build_and_push(
     operator = start_operator(DOCKER_HOST=docker_engine.host)
     body = _runner(namespace, oci_registry.host, core)
     body["spec"]["build"]["backend"] = "Docker"
+    body["spec"]["source"]["inline"]["dockerfile"] = DOCKERFILE + "COPY . /context/\n"
     cluster.apply(namespace, json.dumps(body))
     ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
     latest = ready["status"]["latestImage"]
@@ -251,6 +253,19 @@ def test_docker_backend_build_and_push(
     assert pusher.manifest_digest(repository, tag) == latest["digest"]
     assert kube.condition(ready, "Verified")["status"] == "True"  # type: ignore[index]
     assert PUSH_PASSWORD not in operator.logs()
+    # The labels, in one step (the classic builder makes the API's labels a step each), from a
+    # copy of the Dockerfile that is not part of the context the image copies.
+    image = latest["reference"]
+    shown = docker_engine.docker("image", "inspect", "--format", "{{json .Config.Labels}}", image)
+    assert json.loads(shown.stdout)[RUNNER_IMAGE_LABEL] == f"{namespace}/{NAME}"
+    steps = docker_engine.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", image)
+    labelled = [line for line in steps.stdout.splitlines() if "runners.ade.dev/" in line]
+    assert len(labelled) == 1, labelled
+    assert "build-key" in labelled[0]
+    copied = docker_engine.docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "ls", image, "-A", "/context"
+    )
+    assert sorted(copied.stdout.split()) == ["Dockerfile", "scripts"]
 
 
 def test_a_ready_resource_idles_without_any_request(

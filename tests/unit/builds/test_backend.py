@@ -5,6 +5,7 @@ read the operator's folder."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import pathlib
 import re
 from collections.abc import Mapping
@@ -124,8 +125,8 @@ def test_the_daemon_backend_builds_from_the_operators_folder(tmp_path: pathlib.P
     assert job.CONTEXT_MOUNT not in " ".join(args)
 
 
-def test_the_docker_backend_sends_the_operators_folder() -> None:
-    assert docker_backend.build_arguments(plan()) == {
+def test_the_docker_backend_sends_the_operators_folder(tmp_path: pathlib.Path) -> None:
+    assert docker_backend.build_arguments(plan(), tmp_path) == {
         "path": str(FOLDER),
         "dockerfile": "docker/Dockerfile",
         "tag": "contoso.azurecr.io/ade/runner:abc",
@@ -137,6 +138,54 @@ def test_the_docker_backend_sends_the_operators_folder() -> None:
         "forcerm": True,
         "decode": True,
     }
+
+
+def test_the_docker_backend_labels_in_one_instruction_of_a_copied_dockerfile(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The classic builder makes the API's labels one step each: the labels go in one LABEL
+    instruction of a copy of the Dockerfile, outside the context (the context's own is kept)."""
+    context, scratch = tmp_path / "context", tmp_path / "scratch"
+    (context / "docker").mkdir(parents=True)
+    scratch.mkdir()
+    original = "FROM core:4.0\nCOPY scripts/ /scripts/\n"
+    (context / "docker" / "Dockerfile").write_text(original)
+    labels = {"org.opencontainers.image.revision": "0123abc", "runners.ade.dev/owner": "ns/name"}
+    built = dataclasses.replace(plan(), target=None, context_dir=context, labels=labels)
+    arguments = docker_backend.build_arguments(built, scratch)
+    assert arguments["labels"] == {}
+    copy = pathlib.Path(arguments["dockerfile"])
+    assert copy.parent == scratch
+    assert copy.read_text() == (
+        original + 'LABEL "org.opencontainers.image.revision"="0123abc"'
+        ' "runners.ade.dev/owner"="ns/name"\n'
+    )
+    assert (context / "docker" / "Dockerfile").read_text() == original
+
+
+@pytest.mark.parametrize(
+    ("text", "labels", "target"),
+    [
+        ("FROM a\nRUN b\n", {"k": "v"}, "runtime"),  # the target stage may not be the last
+        ("FROM a\nRUN b \\\n", {"k": "v"}, None),  # the LABEL would continue RUN
+        ("FROM a\nRUN b \\\n# a comment\n\n", {"k": "v"}, None),
+        ("# escape=`\nFROM a\nRUN b `\n", {"k": "v"}, None),
+        ("FROM a\n", {"k": 'say "hi"'}, None),  # would need quoting
+        ("FROM a\n", {"k": "$HOME"}, None),  # would be expanded
+        ("FROM a\n", {}, None),
+    ],
+)
+def test_labels_stay_the_apis_where_a_line_appended_would_not_label_the_image(
+    text: str, labels: dict[str, str], target: str | None
+) -> None:
+    assert docker_backend.labelled_dockerfile(text, labels, target=target) is None
+
+
+def test_an_escape_directive_decides_what_continues_a_line() -> None:
+    text = "# escape=`\nFROM a\nRUN dir c:\\\n"  # a backslash ends the line: no continuation
+    assert docker_backend.labelled_dockerfile(text, {"k": "v"}, target=None) == (
+        text + 'LABEL "k"="v"\n'
+    )
 
 
 def test_the_plan_holds_no_credentials() -> None:
