@@ -159,6 +159,10 @@ class Backend(Protocol):
     async def prune(self, owner: Owner, *, keep: set[str]) -> None:
         """Remove the finished builds of `owner` whose names are not in `keep`."""
 
+    async def wait(self, plan: BuildPlan, *, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the build of `plan` to end; whether it ended. A
+        backend whose builds do not run in this process answers False at once."""
+
 
 def digest_from_metadata(text: str) -> str | None:
     """`containerimage.digest` from BuildKit's metadata file (JSON; never scraped as text)."""

@@ -3,7 +3,8 @@
 The registry of tasks is what makes `start` idempotent for these backends. It lives in memory:
 after an operator restart a build in flight is unknown (`Missing`) and is started again, which
 BuildKit's and Docker's layer caches make cheap. `on_finished(namespace, name, build)` is called
-when a build ends (not when its RunnerImage was deleted), so its object is reconciled at once.
+when a build ends (not when its RunnerImage was deleted), so its object is reconciled at once,
+unless a reconcile is waiting for that build (`wait`): that one goes on with it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ class Tasks:
     def __init__(self, *, on_finished: OnFinished | None = None) -> None:
         self._tasks: dict[tuple[str, str, str], asyncio.Task[backend.BuildState]] = {}
         self._on_finished = on_finished
+        self._awaited: set[tuple[str, str, str]] = set()
+        """Builds a reconcile is waiting for (`wait`)."""
+        self._taken: set[tuple[str, str, str]] = set()
+        """Awaited builds that ended: their end woke nobody, the waiter goes on with them."""
 
     @staticmethod
     def _key(plan: backend.BuildPlan) -> tuple[str, str, str]:
@@ -40,9 +45,33 @@ class Tasks:
             task.add_done_callback(functools.partial(self._finished, key))
 
     def _finished(self, key: tuple[str, str, str], task: asyncio.Task[backend.BuildState]) -> None:
-        forgotten = self._tasks.get(key) is not task  # its RunnerImage was deleted
-        if not forgotten and self._on_finished is not None:
+        if self._tasks.get(key) is not task:  # its RunnerImage was deleted
+            return
+        if key in self._awaited:
+            self._taken.add(key)  # the reconcile waiting for it goes on with it
+        elif self._on_finished is not None:
             self._on_finished(*key)
+
+    async def wait(self, plan: backend.BuildPlan, *, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for the build of `plan` to end; whether the waiter is
+        to go on with it. Exactly one side takes an ending build: the waiter (then its end
+        calls no `on_finished`), or `on_finished` (the wait timed out first, or was cancelled)."""
+        key = self._key(plan)
+        task = self._tasks.get(key)
+        if task is None or task.done() or key in self._awaited:
+            return False  # nothing to wait for, or its end is on_finished's already
+        self._awaited.add(key)
+        try:
+            await asyncio.wait([task], timeout=timeout)
+        except asyncio.CancelledError:
+            if key in self._taken and self._on_finished is not None:
+                self._on_finished(*key)  # nobody goes on with it now: wake as usual
+            raise
+        finally:
+            self._awaited.discard(key)
+            taken = key in self._taken
+            self._taken.discard(key)
+        return taken
 
     def state(self, plan: backend.BuildPlan) -> backend.BuildState:
         task = self._tasks.get(self._key(plan))
@@ -98,6 +127,9 @@ class InProcessBackend:
 
     async def prune(self, owner: backend.Owner, *, keep: set[str]) -> None:
         self._tasks.prune(owner, keep=keep)
+
+    async def wait(self, plan: backend.BuildPlan, *, timeout: float) -> bool:
+        return await self._tasks.wait(plan, timeout=timeout)
 
     async def _run(
         self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None

@@ -98,6 +98,10 @@ class JobBackend:
             return backend.BuildState(backend.Phase.PENDING, name=name, message=reason)
         return backend.BuildState(backend.Phase.RUNNING, name=name)
 
+    async def wait(self, plan: backend.BuildPlan, *, timeout: float) -> bool:
+        """A Job's end is seen through the watch of build Jobs (`handlers`), not waited for."""
+        return False
+
     async def prune(self, owner: backend.Owner, *, keep: set[str]) -> None:
         """Delete finished build Jobs (and their context ConfigMaps) beyond the history kept."""
         selector = f"{job.LABEL_RUNNERIMAGE}={job.labels(owner, '')[job.LABEL_RUNNERIMAGE]}"

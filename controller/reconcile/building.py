@@ -4,7 +4,9 @@ The decisions are `build_decisions.decide`'s (pure, with table tests); this step
 it reads the build's state from the backend, takes a build slot, looks the planned tag up in the
 registry — each only when the decision asks for it — then starts the build, frees or holds the
 slot, counts and logs builds, prunes finished ones, and writes `status.builds` and
-`status.latestImage`.
+`status.latestImage`. A build it started in this process (BuildKitDaemon, Docker) is waited for
+up to `SHORT_BUILD_SECONDS`: one that ends by then is decided on again at once, and the
+reconcile goes on to verify it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,15 @@ from controller.builds import backend
 from controller.observe import logs, metrics
 from controller.reconcile import build_decisions as decisions
 from controller.reconcile import memory as memory_
-from controller.reconcile import secrets, steps
+from controller.reconcile import secrets, steps, writing
 from controller.reconcile import services as services_
 
 logger = logging.getLogger(__name__)
+
+SHORT_BUILD_SECONDS = 1.0
+"""How long a reconcile that started an in-process build waits for it before it says the build
+runs and stops (the build's end then wakes the next one: `reconcile.wake`). Builds of a changed
+script end within it; a longer build shows as running one second later."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +40,29 @@ class Build:
     condition: str = conditions.BUILT
 
     async def __call__(self, ctx: steps.Context) -> steps.Outcome:
+        started, outcome = await self._step(ctx)
+        if started is None or outcome.kind is not steps.Kind.WAITING:
+            return outcome
+        # A build just started in this process may well end within moments (one script
+        # changed): waited for here, lending the reconcile slot, this reconcile goes on with it,
+        # rather than write that it builds, stop, and be woken for the rest.
+        writing.expect_while_building(
+            self.services.catalog, who=f"{ctx.namespace}/{ctx.name}", spec=ctx.spec
+        )
+        async with self.services.reconcile_slots.lent():
+            ended = await self._backend(ctx).wait(started, timeout=SHORT_BUILD_SECONDS)
+        if not ended:
+            return outcome
+        merged: dict[str, Any] = {
+            key: ctx.updates[key] for key in ("builds", "latestImage") if key in ctx.updates
+        }
+        again = dataclasses.replace(ctx, status={**ctx.status, **merged})
+        _, outcome = await self._step(again)
+        ctx.built = again.built
+        return outcome
+
+    async def _step(self, ctx: steps.Context) -> tuple[backend.BuildPlan | None, steps.Outcome]:
+        """Decide and act once: (the plan of a build it started, or None; the outcome)."""
         found = ctx.resolved()
         logs.bind_build_key(found.key)
         metrics.report_build_queued(namespace=ctx.namespace, name=ctx.name, queued=False)
@@ -67,7 +97,8 @@ class Build:
             seen = dataclasses.replace(seen, tag=decisions.Tag(digest))
             decision = decisions.decide(facts, seen)
         assert isinstance(decision, decisions.Decision)
-        return await self._act(ctx, decision, slot=slot, docker_config=config)
+        outcome = await self._act(ctx, decision, slot=slot, docker_config=config)
+        return (decision.plan if decision.start else None), outcome
 
     def _backend(self, ctx: steps.Context) -> backend.Backend:
         return self.services.backends[ctx.spec.build.backend]

@@ -313,9 +313,22 @@ def expect(
     if catalog is None:
         writer.unexpect(who)
     else:
-        writer.expect(
-            who, url=catalog.git.url, branch=catalog.git.branch, push_branch=catalog.push_branch
-        )
+        _coming(writer, who, catalog)
+
+
+def expect_while_building(
+    writer: repository.CatalogWriter | None, *, who: str, spec: model.RunnerImageSpec
+) -> None:
+    """`expect`, said by a reconcile that waits for the build it started (before it tells its
+    conditions): the batch waits for its change, the branch is fetched while it builds."""
+    if writer is not None and spec.catalog is not None:
+        _coming(writer, who, spec.catalog)
+
+
+def _coming(writer: repository.CatalogWriter, who: str, catalog: model.Catalog) -> None:
+    writer.expect(
+        who, url=catalog.git.url, branch=catalog.git.branch, push_branch=catalog.push_branch
+    )
 
 
 def _catalog_of(spec: Mapping[str, Any]) -> model.Catalog | None:

@@ -5,6 +5,7 @@ read the operator's folder."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import pathlib
 import re
@@ -215,3 +216,66 @@ async def test_in_process_backends_get_the_credentials_at_start_only() -> None:
     assert recording.given == [config]
     assert (await recording.state(plan())).phase is backend.Phase.SUCCEEDED
     await recording._tasks.close()
+
+
+class Gated(inprocess.InProcessBackend):
+    """An in-process backend whose build ends when `release` is set; `woken` records the
+    builds whose end called `on_finished`."""
+
+    def __init__(self) -> None:
+        self.woken: list[str] = []
+        super().__init__(tasks=inprocess.Tasks(on_finished=lambda ns, n, b: self.woken.append(b)))
+        self.release = asyncio.Event()
+
+    async def _run(
+        self, plan: backend.BuildPlan, *, docker_config: Mapping[str, Any] | None
+    ) -> backend.BuildState:
+        await self.release.wait()
+        return backend.BuildState(backend.Phase.SUCCEEDED, digest="sha256:" + "a" * 64)
+
+
+async def test_a_build_that_ends_while_its_reconcile_waits_wakes_nobody_else() -> None:
+    gated = Gated()
+    await gated.start(plan(), docker_config=None)
+    asyncio.get_running_loop().call_later(0.05, gated.release.set)
+    assert await gated.wait(plan(), timeout=5)
+    await asyncio.sleep(0)
+    assert gated.woken == [], "the waiting reconcile goes on with it: no wake"
+    assert (await gated.state(plan())).phase is backend.Phase.SUCCEEDED
+    await gated._tasks.close()
+
+
+async def test_a_build_longer_than_the_wait_wakes_its_reconcile_when_it_ends() -> None:
+    gated = Gated()
+    await gated.start(plan(), docker_config=None)
+    assert not await gated.wait(plan(), timeout=0.01)
+    assert (await gated.state(plan())).phase is backend.Phase.RUNNING
+    gated.release.set()
+    await asyncio.gather(*gated._tasks._tasks.values())
+    await asyncio.sleep(0)
+    assert gated.woken == [plan().name]
+    await gated._tasks.close()
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3, 4])
+async def test_a_build_ending_as_its_waiter_is_cancelled_is_taken_by_exactly_one_side(
+    turns: int,
+) -> None:
+    """Whatever the interleaving of the build's end and the waiter's cancellation: either the
+    waiter went on with the build, or `on_finished` woke its reconcile; never both, never
+    neither."""
+    gated = Gated()
+    await gated.start(plan(), docker_config=None)
+    waiter = asyncio.ensure_future(gated.wait(plan(), timeout=5))
+    await asyncio.sleep(0.01)
+    gated.release.set()
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    waiter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await waiter
+    await asyncio.gather(*gated._tasks._tasks.values())
+    await asyncio.sleep(0)
+    went_on = not waiter.cancelled() and waiter.result() is True
+    assert went_on != (gated.woken == [plan().name]), (went_on, gated.woken)
+    await gated._tasks.close()
