@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from controller.api.identity import RUNNER_IMAGE_LABEL
+from controller.reconcile import building
 from tests.conftest import PUSH_PASSWORD, StartOperator
 from tests.e2e.daemon_builds import operator_env, push_secret
 from tests.env import buildkitd, dockerd, gitserver, images, kube, oci, registry, tokenserver
@@ -111,11 +112,16 @@ def test_a_finished_build_wakes_its_reconcile_at_once(
     oci_registry: registry.Registry,
     core: str,
 ) -> None:
-    """With the progress timer a minute away, only the build's own end can bring Ready soon."""
+    """With the progress timer a minute away, only the build's own end can bring Ready soon. The
+    build outlasts the time its reconcile waits for it (`building.SHORT_BUILD_SECONDS`): that
+    reconcile stops, and the build's end wakes the next."""
     push_secret(cluster, namespace, oci_registry.host, PUSH_PASSWORD)
     start_operator(**operator_env(buildkit, ADE_PROGRESS_INTERVAL="60s", ADE_RESYNC_INTERVAL="10m"))
     applied = time.monotonic()
-    cluster.apply(namespace, json.dumps(_runner(namespace, oci_registry.host, core)))
+    body = _runner(namespace, oci_registry.host, core)
+    longer = f"{DOCKERFILE}RUN sleep {building.SHORT_BUILD_SECONDS * 3:g}\n"
+    body["spec"]["source"]["inline"]["dockerfile"] = longer
+    cluster.apply(namespace, json.dumps(body))
     ready = cluster.wait_condition(namespace, NAME, "Ready", status="True", timeout=300)
     seconds = time.monotonic() - applied
     build = ready["status"]["builds"][0]
