@@ -57,12 +57,15 @@ class Facts:
 
     @classmethod
     def of(cls, ctx: steps.Context, *, policy: retries.Policy, slot_limit: int) -> Facts:
+        """The facts of `ctx`, with the status as this reconcile's writes so far leave it (a
+        second decision in one reconcile sees the records and image the first one wrote)."""
+        status = {**ctx.status, **ctx.updates}
         return cls(
             spec=ctx.spec,
             found=ctx.resolved(),
             owner=backend.Owner(name=ctx.name, namespace=ctx.namespace, uid=ctx.uid),
-            latest=status_.LatestImage.of(ctx.status),
-            records=status_.BuildRecord.all_of(ctx.status),
+            latest=status_.LatestImage.of(status),
+            records=status_.BuildRecord.all_of(status),
             now=ctx.now,
             requested=ctx.annotations.get(api_identity.RECONCILE_REQUEST_ANNOTATION, ""),
             policy=policy,

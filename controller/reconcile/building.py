@@ -53,12 +53,7 @@ class Build:
             ended = await self._backend(ctx).wait(started, timeout=SHORT_BUILD_SECONDS)
         if not ended:
             return outcome
-        merged: dict[str, Any] = {
-            key: ctx.updates[key] for key in ("builds", "latestImage") if key in ctx.updates
-        }
-        again = dataclasses.replace(ctx, status={**ctx.status, **merged})
-        _, outcome = await self._step(again)
-        ctx.built = again.built
+        _, outcome = await self._step(ctx)  # decided on the records the first decision wrote
         return outcome
 
     async def _step(self, ctx: steps.Context) -> tuple[backend.BuildPlan | None, steps.Outcome]:
