@@ -112,12 +112,14 @@ async def check_image(
 async def _base_config(
     client: registry_client.RegistryClient, base: registry_client.RefLike | None, platform: str
 ) -> Mapping[str, Any] | None:
-    """The config of the base image `base` for `platform` (None without a base)."""
+    """The config of the base image `base` for `platform` (None without a base); what is read
+    by digest is kept for the next verification (`registry.contents`): the base is the same on
+    every build of a RunnerImage until it moves."""
     if base is None:
         return None
-    manifest = await client.get_manifest(ref=base, platform=platform)
+    manifest = await client.get_manifest(ref=base, platform=platform, keep=True)
     raw = await client.get_blob(
-        ref=manifest.reference, digest=manifest.config.digest, max_size=MAX_CONFIG_SIZE
+        ref=manifest.reference, digest=manifest.config.digest, max_size=MAX_CONFIG_SIZE, keep=True
     )
     return _config(manifest, raw)
 

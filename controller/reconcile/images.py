@@ -1,9 +1,9 @@
 """The registry as the steps reach it: a client per set of push credentials, a digest lookup.
 
 `Registry` holds what every client of the operator shares (registries reached over plain HTTP,
-a test transport, the bearer tokens fetched so far); `client` makes one for the push Secret's
-credentials (or anonymous) and `resolve` looks up the digest a reference points at, its failures
-already reconcile errors.
+a test transport, the bearer tokens fetched so far, the immutable content kept); `client` makes
+one for the push Secret's credentials (or anonymous) and `resolve` looks up the digest a
+reference points at, its failures already reconcile errors.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ class Registry:
     )
     """The registries' challenges and bearer tokens, shared by every client made here (per
     credentials): a lookup sends its token at once instead of a 401 and a token request first."""
+    kept: registry_client.Contents = dataclasses.field(
+        default_factory=registry_client.Contents, compare=False, repr=False
+    )
+    """What the clients made here read by digest and were asked to keep (a base image's manifest
+    and config, read on every verification), per credentials."""
 
     def client(self, docker_config: Mapping[str, Any] | None) -> registry_client.RegistryClient:
         """A client with the credentials of `docker_config` (None: anonymous)."""
@@ -44,6 +49,7 @@ class Registry:
             transport=self.transport,
             timeout=self.timeout,
             shared=self.tokens,
+            kept=self.kept,
         )
 
     async def resolve(

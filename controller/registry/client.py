@@ -11,6 +11,8 @@ with the credentials, or `grant_type=refresh_token` with an identity token, or a
 there are none) and cached per (realm, service, scope, credentials) until it expires. The
 challenge is remembered per host so later requests carry a token from the start. Both live in a
 `tokens.TokenStore`: the client's own, or one that the clients of a process share (`shared`).
+With `contents`, what a caller asks to keep (`keep=True`: a manifest read by digest, a blob) is
+read from the registry once per set of credentials (`contents.Contents`).
 `anonymous=True` never sends any credential (used to prove that anonymous pull works).
 
 Time-outs: `timeout` bounds each read (httpx) and each whole answer — its headers, and the body
@@ -51,7 +53,8 @@ import httpx
 
 from controller import backoff
 from controller.observe import activity, metrics
-from controller.registry import auth, reference, tokens
+from controller.registry import auth, contents, reference, tokens
+from controller.registry.contents import Contents
 from controller.registry.errors import (
     BlobNotFound,
     DigestMismatch,
@@ -98,6 +101,7 @@ __all__ = [
     "USER_AGENT",
     "Action",
     "BlobNotFound",
+    "Contents",
     "CredentialSource",
     "DeletionRefused",
     "Descriptor",
@@ -246,6 +250,7 @@ class RegistryClient:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         shared: tokens.TokenStore | None = None,
+        kept: contents.Contents | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -269,6 +274,8 @@ class RegistryClient:
         )
         self._tokens = tokens.TokenStore() if shared is None else shared
         """Challenges and tokens: this client's own, or those of every client sharing them."""
+        self._kept = kept
+        """Content read by digest that callers asked to keep (None: nothing is kept)."""
 
     def __repr__(self) -> str:
         return (
@@ -378,18 +385,23 @@ class RegistryClient:
         raise self._unexpected(target, response, f"DELETE manifest {ref.digest}")
 
     @overload
-    async def get_manifest(self, *, ref: RefLike, platform: None = None) -> Manifest | Index: ...
+    async def get_manifest(
+        self, *, ref: RefLike, platform: None = None, keep: bool = False
+    ) -> Manifest | Index: ...
 
     @overload
-    async def get_manifest(self, *, ref: RefLike, platform: Platform | str) -> Manifest: ...
+    async def get_manifest(
+        self, *, ref: RefLike, platform: Platform | str, keep: bool = False
+    ) -> Manifest: ...
 
     async def get_manifest(
-        self, *, ref: RefLike, platform: Platform | str | None = None
+        self, *, ref: RefLike, platform: Platform | str | None = None, keep: bool = False
     ) -> Manifest | Index:
         """The manifest or index at `ref`; with `platform`, the image manifest for it (an index
-        is followed to the matching entry; a plain manifest is returned as it is)."""
+        is followed to the matching entry; a plain manifest is returned as it is). `keep`: what
+        is read by digest is kept for the next such read (see `contents`)."""
         ref = as_reference(ref)
-        found = await self._fetch_manifest(ref=ref)
+        found = await self._fetch_manifest(ref=ref, keep=keep)
         if platform is None:
             return found
         wanted = Platform.parse(platform) if isinstance(platform, str) else platform
@@ -407,7 +419,7 @@ class RegistryClient:
                     platform=str(wanted),
                     available=available,
                 )
-            found = await self._fetch_manifest(ref=ref.with_digest(entry.digest))
+            found = await self._fetch_manifest(ref=ref.with_digest(entry.digest), keep=keep)
         if isinstance(found, Manifest):
             return found
         raise RegistryProtocolError(
@@ -422,11 +434,20 @@ class RegistryClient:
         ref: RefLike,
         digest: str,
         max_size: int = DEFAULT_MAX_BLOB_SIZE,
+        keep: bool = False,
     ) -> bytes:
-        """A blob's bytes, verified against `digest`, refused past `max_size` bytes."""
+        """A blob's bytes, verified against `digest`, refused past `max_size` bytes. `keep`:
+        kept for the next read of the same blob (see `contents`)."""
+        key = self._kept_key(as_reference(ref), digest) if keep else None
+        found = self._kept.get(key) if self._kept is not None and key is not None else None
+        if isinstance(found, bytes) and len(found) <= max_size:
+            return found
         chunks: list[bytes] = []
         await self.copy_blob(ref=ref, digest=digest, sink=chunks.append, max_size=max_size)
-        return b"".join(chunks)
+        data = b"".join(chunks)
+        if self._kept is not None and key is not None:
+            self._kept.put(key, data, size=len(data))
+        return data
 
     async def copy_blob(
         self,
@@ -551,7 +572,29 @@ class RegistryClient:
 
     # -- manifests ---------------------------------------------------------------------------
 
-    async def _fetch_manifest(self, *, ref: reference.Reference) -> Manifest | Index:
+    def _kept_key(self, ref: reference.Reference, digest: str | None) -> contents.Key | None:
+        """Where content read by `digest` from `ref`'s repository is kept for this client's
+        credentials; None: not by digest, or nothing is kept."""
+        if self._kept is None or digest is None:
+            return None
+        registry = auth.normalize_host(ref.registry)
+        who = tokens.fingerprint(self._credentials_for(ref.registry))
+        return (registry, ref.repository, digest, who)
+
+    async def _fetch_manifest(
+        self, *, ref: reference.Reference, keep: bool = False
+    ) -> Manifest | Index:
+        key = self._kept_key(ref, ref.digest) if keep else None
+        if key is not None and self._kept is not None:
+            found = self._kept.get(key)
+            if isinstance(found, Manifest | Index):
+                return found
+        fetched = await self._read_manifest(ref=ref)
+        if key is not None and self._kept is not None:
+            self._kept.put(key, fetched, size=fetched.descriptor.size)
+        return fetched
+
+    async def _read_manifest(self, *, ref: reference.Reference) -> Manifest | Index:
         target = self._target(ref)
         response = await self._request(
             target=target,

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from controller import backoff
-from controller.registry import auth, client, reference, tokens
+from controller.registry import auth, client, contents, reference, tokens
 from tests import counters
 
 SECRET = "pa55-w0rd-" + "x" * 8
@@ -372,6 +372,52 @@ def test_token_store_keeps_the_most_recently_used_and_forgets_refused_ones() -> 
     alice = auth.Credentials(username="alice", password=SECRET)
     assert SECRET not in tokens.fingerprint(alice)
     assert len(tokens.fingerprint(alice)) == 64
+
+
+async def test_content_kept_by_digest_is_read_once_per_credentials() -> None:
+    """What a caller asks to keep (a manifest read by digest, a blob) comes from the registry
+    once per set of credentials; a tag, content not asked to be kept, and another client's
+    credentials always go to the registry."""
+    blob = b'{"config": {}}'
+    blob_digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if "/blobs/" in request.url.path:
+            return httpx.Response(200, content=blob)
+        return manifest_response(request)
+
+    kept = client.Contents()
+    alice = {"registry.example.com": auth.Credentials(username="alice", password=SECRET)}
+    bob = {"registry.example.com": auth.Credentials(username="bob", password=SECRET)}
+    pinned = REF.with_digest(MANIFEST_DIGEST)
+    read: dict[str, int] = {}
+    for who, credentials in (("alice", alice), ("alice", alice), ("bob", bob), ("nobody", None)):
+        harness = Harness(handler, credentials=credentials, kept=kept)
+        async with harness.client as registry:
+            for _ in range(2):
+                assert (await registry.get_manifest(ref=pinned, keep=True)).digest == (
+                    MANIFEST_DIGEST
+                )
+                assert await registry.get_blob(ref=REF, digest=blob_digest, keep=True) == blob
+            await registry.get_manifest(ref=REF, keep=True)  # a tag: never kept
+            await registry.get_manifest(ref=pinned)  # not asked to keep
+            await registry.get_blob(ref=REF, digest=blob_digest)
+        read[who] = read.get(who, 0) + len(harness.requests)
+    assert read == {"alice": 2 + 3 + 3, "bob": 2 + 3, "nobody": 2 + 3}
+    assert len(kept) == 6, "a manifest and a blob per credentials"
+    assert SECRET not in repr(kept)
+
+
+def test_contents_keep_the_most_recently_used_and_nothing_large() -> None:
+    kept = contents.Contents(max_entries=2)
+    keys = [("registry", "repo", f"sha256:{n}", "") for n in range(3)]
+    kept.put(keys[0], b"a", size=1)
+    kept.put(keys[1], b"b", size=1)
+    assert kept.get(keys[0]) == b"a"  # used: kept over keys[1]
+    kept.put(keys[2], b"c", size=1)
+    assert [kept.get(k) for k in keys] == [b"a", None, b"c"]
+    kept.put(keys[1], b"large", size=contents.MAX_ENTRY_BYTES + 1)
+    assert kept.get(keys[1]) is None
 
 
 async def test_access_token_without_expiry_lives_sixty_seconds() -> None:
