@@ -18,6 +18,8 @@
 #   TOLERATIONS    the pod's tolerations, in JSON (default: none)
 #   BUILD_TIMEOUT  how long to wait for the Job (default 10m)
 #   CATALOG_BRANCH (default main)
+#   SOURCE_DATE_EPOCH the time the image's files and history get (default 0, as the operator's
+#                  for an inline source)
 set -euo pipefail
 context="$1" image="$2" url="$3" manifest="$4"
 shift 4
@@ -42,11 +44,12 @@ done < <(cd "$context" && find . -type f | sed 's|^\./||' | sort)
 
 build=(buildctl-daemonless.sh build --frontend dockerfile.v0
   --local context=/workspace/context --local dockerfile=/workspace/context
-  --opt filename=Dockerfile)
+  --opt filename=Dockerfile --opt "build-arg:SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}")
 for arg in "$@"; do build+=(--opt "build-arg:${arg}"); done
 # SLSA provenance, as the operator attaches by default (spec.build.attestations): the same image.
 build+=(--opt "attest:provenance=mode=min")
-build+=(--output "type=image,name=${image},push=true"
+# Reproducible timestamps, as the operator's builds: the image's files get SOURCE_DATE_EPOCH.
+build+=(--output "type=image,name=${image},push=true,rewrite-timestamp=true"
   --export-cache "type=registry,ref=${cache},mode=max,ignore-error=true"
   --import-cache "type=registry,ref=${cache}"
   --metadata-file /tmp/metadata.json)
