@@ -139,14 +139,22 @@ class CloneCache:
         self._clones: dict[str, CachedClone] | None = None
         self._loading = asyncio.Lock()  # the first uses must not scan while a clone is made
         self._in_use: collections.Counter[str] = collections.Counter()
-        self.left_clean: dict[str, str] = {}
-        """Clone name -> the commit its work tree was last left a clean checkout of (`Git`
-        sets it after a checkout and a landed push, and drops it before anything else touches
-        the tree): a write starting there needs no checkout. In memory: a new process checks
-        out."""
+        self._clean: dict[str, str] = {}
+        """Clone name -> the commit its work tree was last left a clean checkout of
+        (`left_clean`, `touched`). In memory: a new process checks out."""
 
     def path(self, *, url: str, branch: str) -> pathlib.Path:
         return self.folder / clone_name(url=url, branch=branch)
+
+    def left_clean(self, path: pathlib.Path, head: str) -> None:
+        """The work tree of the clone at `path` is a clean checkout of `head` now (`Git` says
+        so after a checkout and a landed push): a write starting there needs no checkout."""
+        self._clean[path.name] = head
+
+    def touched(self, path: pathlib.Path) -> str | None:
+        """Forget that the tree at `path` was left clean (something is about to change it);
+        the commit it was a clean checkout of, or None."""
+        return self._clean.pop(path.name, None)
 
     def gc_due(self, path: pathlib.Path) -> bool:
         """Whether the clone at `path` is due for a `git gc` (counted per use)."""
@@ -176,7 +184,7 @@ class CloneCache:
 
     async def discard(self, path: pathlib.Path) -> None:
         """Remove a clone: renamed away at once (so nothing can start using it), then deleted."""
-        self.left_clean.pop(path.name, None)
+        self.touched(path)
         if self._clones is not None:
             self._clones.pop(path.name, None)
         trash = self._trash(path)

@@ -130,14 +130,9 @@ def _loose_ref(git_dir: pathlib.Path, ref: str) -> str | None:
     return text if _SHA.fullmatch(text) else None
 
 
-def _detached_head(git_dir: pathlib.Path) -> str | None:
-    """The sha of a detached HEAD (the clone's is, after a checkout or a commit), else None."""
-    return _loose_ref(git_dir, "HEAD")
-
-
 _TREE_KEPT: Final = frozenset({"rev-parse", "diff", "diff-tree", "cat-file", "fetch", "push"})
 """git commands that leave the work tree, the index and HEAD as they are (any other forgets
-that the tree was left clean: `Git.left_clean`)."""
+that the tree was left clean: `CloneCache.left_clean`)."""
 
 
 def _parse_push(output: str, ref: str) -> tuple[str, str]:
@@ -316,8 +311,8 @@ class Git:
                 return None
             head = done.stdout.strip()
         await self._tidy(gc=True)
-        left = self.cache.left_clean.pop(self.clone.name, None)
-        if left == head and _detached_head(git_dir) == head:
+        left = self.cache.touched(self.clone)
+        if left == head and _loose_ref(git_dir, "HEAD") == head:  # HEAD is detached
             return head  # our last write left the tree a clean checkout of this head
         await self.checkout(head)
         return head
@@ -325,11 +320,11 @@ class Git:
     def left_clean(self, head: str) -> None:
         """The work tree is a clean checkout of `head` now (a commit of every edit, pushed):
         the next `checkout_known` of `head` need not check it out again."""
-        self.cache.left_clean[self.clone.name] = head
+        self.cache.left_clean(self.clone, head)
 
     def _touched(self) -> None:
         """The work tree is about to change: nothing is known of it until the next checkout."""
-        self.cache.left_clean.pop(self.clone.name, None)
+        self.cache.touched(self.clone)
 
     async def _tidy(self, *, gc: bool) -> None:
         """Clear what an interrupted git left behind; `git gc` when this use is due for one."""
@@ -503,7 +498,7 @@ class Git:
                     f"signing the commit for {self.shown_url} failed: {detail}"
                 )
             raise Damaged(detail)
-        made = _detached_head(self.clone / ".git")
+        made = _loose_ref(self.clone / ".git", "HEAD")  # detached: the commit's sha
         return made or (await self.local("rev-parse", "--verify", "HEAD")).strip()
 
     async def push(
