@@ -11,8 +11,8 @@ with the credentials, or `grant_type=refresh_token` with an identity token, or a
 there are none) and cached per (realm, service, scope, credentials) until it expires. The
 challenge is remembered per host so later requests carry a token from the start. Both live in a
 `tokens.TokenStore`: the client's own, or one that the clients of a process share (`shared`).
-With `contents`, what a caller asks to keep (`keep=True`: a manifest read by digest, a blob) is
-read from the registry once per set of credentials (`contents.Contents`).
+With `kept` (a `contents.Contents`), what a caller asks to keep (`keep=True`: a manifest read by
+digest, a blob) is read from the registry once per set of credentials.
 `anonymous=True` never sends any credential (used to prove that anonymous pull works).
 
 Time-outs: `timeout` bounds each read (httpx) and each whole answer — its headers, and the body

@@ -67,8 +67,8 @@ def custom_objects(plane: controlplane.ControlPlane) -> client.CustomObjectsApi:
 
 def warm_openapi(cluster: kube.Cluster) -> None:
     """Have the API server build its OpenAPI v2 document, as a running cluster has it: a fresh
-    one builds it on the first request (4 s on this machine), and that request is the first
-    `kubectl apply` of a change, the first timed operator round."""
+    one builds it on the first request (4 s on this machine), which a client-side `kubectl
+    apply` of a change makes (`apply_figures`)."""
     cluster.plane.kubectl("get", "--raw", "/openapi/v2")
 
 
@@ -88,7 +88,7 @@ def operator_round(
 
     Server-side, as Flux applies (and Argo CD applies in-process, with its OpenAPI schema cached):
     kubectl's client-side apply of a custom resource downloads and parses the API server's whole
-    OpenAPI v2 document on every run (75 ms here, more on a cluster with more APIs), a cost of
+    OpenAPI v2 document on every run (60-75 ms here, more on a cluster with more APIs), a cost of
     the kubectl binary, not of the operator. The watch sees Ready the moment it is written, where
     polling would add half its interval and load the API server beside the operator."""
     name = body["metadata"]["name"]
