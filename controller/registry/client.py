@@ -438,15 +438,16 @@ class RegistryClient:
     ) -> bytes:
         """A blob's bytes, verified against `digest`, refused past `max_size` bytes. `keep`:
         kept for the next read of the same blob (see `contents`)."""
-        key = self._kept_key(as_reference(ref), digest) if keep else None
-        found = self._kept.get(key) if self._kept is not None and key is not None else None
+        kept = self._kept if keep else None
+        key = self._kept_key(as_reference(ref), digest)
+        found = kept.get(key) if kept is not None else None
         if isinstance(found, bytes) and len(found) <= max_size:
             return found
         chunks: list[bytes] = []
         await self.copy_blob(ref=ref, digest=digest, sink=chunks.append, max_size=max_size)
         data = b"".join(chunks)
-        if self._kept is not None and key is not None:
-            self._kept.put(key, data, size=len(data))
+        if kept is not None:
+            kept.put(key, data, size=len(data))
         return data
 
     async def copy_blob(
@@ -572,11 +573,9 @@ class RegistryClient:
 
     # -- manifests ---------------------------------------------------------------------------
 
-    def _kept_key(self, ref: reference.Reference, digest: str | None) -> contents.Key | None:
+    def _kept_key(self, ref: reference.Reference, digest: str) -> contents.Key:
         """Where content read by `digest` from `ref`'s repository is kept for this client's
-        credentials; None: not by digest, or nothing is kept."""
-        if self._kept is None or digest is None:
-            return None
+        credentials."""
         registry = auth.normalize_host(ref.registry)
         who = tokens.fingerprint(self._credentials_for(ref.registry))
         return (registry, ref.repository, digest, who)
@@ -584,14 +583,15 @@ class RegistryClient:
     async def _fetch_manifest(
         self, *, ref: reference.Reference, keep: bool = False
     ) -> Manifest | Index:
-        key = self._kept_key(ref, ref.digest) if keep else None
-        if key is not None and self._kept is not None:
-            found = self._kept.get(key)
-            if isinstance(found, Manifest | Index):
-                return found
+        kept = self._kept if keep else None
+        if kept is None or ref.digest is None:  # a tag may move: read it every time
+            return await self._read_manifest(ref=ref)
+        key = self._kept_key(ref, ref.digest)
+        found = kept.get(key)
+        if isinstance(found, Manifest | Index):
+            return found
         fetched = await self._read_manifest(ref=ref)
-        if key is not None and self._kept is not None:
-            self._kept.put(key, fetched, size=fetched.descriptor.size)
+        kept.put(key, fetched, size=fetched.descriptor.size)
         return fetched
 
     async def _read_manifest(self, *, ref: reference.Reference) -> Manifest | Index:
