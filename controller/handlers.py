@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import hashlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, cast
 
 import kopf
@@ -28,7 +27,6 @@ from controller import config as config_
 from controller.api import identity
 from controller.builds import job
 from controller.observe import metrics
-from controller.observe import status as status_
 from controller.receivers import directory, nudges, observing, server
 from controller.reconcile import cycle, owners, runner, services
 
@@ -42,8 +40,10 @@ is 5 s). The reconcile writes the status itself, so the status write's event com
 of kopf's last-handled patch; under watch lag (5,000 objects created at once) the echo came later
 than 5 s, kopf took the body without its last-handled record for the truth and ran the creation
 again for about 4,000 objects (23,315 writes instead of 20,000, 761 of them after the burst). kopf
-never makes a no-op patch of a RunnerImage (it stores the last-handled record only when it changed),
-so the wait ends with the echo, well before this, except when a watch is re-listed."""
+stores the last-handled record only when it changed, and the one patch that changes nothing (the
+first word said again on its echo, `first_cycle_status`) answers with the version of the write
+before it, whose echo is still to come: the wait ends with the echo, well before this, except
+when a watch is re-listed."""
 
 
 def retry_delay(retry: int) -> float:
@@ -93,8 +93,10 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
             info = kopf.login_with_kubeconfig(**kwargs)
         return None if info is None else _bounded(info)
 
+    # Async, as every handler here: kopf runs a sync one in a thread, a hop through the
+    # executor (and the GIL) on every event of every RunnerImage.
     @kopf.index(*_RESOURCE, id="runner_repositories", registry=registry)
-    def runner_repositories(
+    async def runner_repositories(
         namespace: str | None, name: str | None, spec: kopf.Spec, meta: kopf.Meta, **_: Any
     ) -> dict[str, owners.Claim]:
         # Which RunnerImage pushes which repository (catalog ownership, duplicates refused).
@@ -142,15 +144,15 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
     @kopf.on.event(*_RESOURCE, when=_not_taken_yet, registry=registry)
     async def on_appear(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         # A new RunnerImage says Reconciling in kopf's first cycle of it, the one that only adds
-        # the finalizer; on_change runs a cycle later. A transformation, not a merge patch: kopf
-        # applies it after the finalizer. Written before it, the status made an event without
-        # the finalizer, kopf tried to add it twice, and the second (refused, then a no-op) left
-        # the object unhandled until some other write came (a timer's: up to a minute).
-        early = cycle.first_word(
-            runner.ObjectView.of(body), now=datetime.datetime.now(datetime.UTC)
-        )
-        if early is not None:
-            patch.fns.append(functools.partial(_merge_status, early))
+        # the finalizer; on_change runs a cycle later. See `first_cycle_status`.
+        words = first_cycle_status(body, now=datetime.datetime.now(datetime.UTC))
+        if words is not None:
+            patch.status.update(words)
+        if words and "conditions" in words:
+            # The reconciles of a burst wait for it (limits.Arrivals): first words go first.
+            services_.reconcile_slots.arrivals.expect(
+                body.metadata.namespace or "", body.metadata.name or ""
+            )
 
     @kopf.on.event(*_JOBS, labels={job.LABEL_MANAGED_BY: job.MANAGED_BY}, registry=registry)
     async def on_build_job(type: str | None, body: kopf.Body, **_: Any) -> None:
@@ -285,16 +287,29 @@ def _bounded(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
     )
 
 
-def _merge_status(patch: Mapping[str, Any], body: kopf.RawBody) -> None:
-    """Merge `patch`, the early word, into the status of `body` (a kopf patch transformation),
-    unless the object has conditions already. kopf applies a transformation whose patch lost a
-    conflict again on a later cycle, against the body of then: by that time the reconcile may
-    have written its verdict (Stalled), which the stale early Reconciling would overwrite, and
-    the reconcile, having written it, would not write it again (seen under CPU load in
-    test_hostile_specs: objects left Reconciling for minutes)."""
-    if (body.get("status") or {}).get("conditions"):
-        return
-    body["status"] = status_.apply_merge_patch(body.get("status") or {}, patch)
+def first_cycle_status(body: kopf.Body, *, now: datetime.datetime) -> dict[str, Any] | None:
+    """The status merge patch of kopf's first cycle of a RunnerImage (no finalizer yet), or None.
+
+    A new object's first word (`cycle.first_word`: Reconciling) goes as a merge patch, which
+    kopf sends before its finalizer's JSON patch, in the same cycle: a new object shows
+    Reconciling after one write, not after the finalizer's round trip (in a burst of 50 creates,
+    that round trip was most of the first status's wait). It is sent once: after a conflict kopf
+    keeps only transformations for a later cycle, so the early word never lands over a verdict
+    the reconcile wrote since (it was a transformation before, and had to check for that).
+
+    Then the watch shows the status write without the finalizer, and kopf, seeing no finalizer,
+    adds it again as a JSON patch tested against that event's resourceVersion, which the
+    finalizer's write has moved on: refused (422), kept for the next cycle, where it was a
+    no-op that skipped the handlers, and the object waited for some other write (a timer's: up
+    to a minute). So on that echo the status merge patch is said again, unchanged: the API
+    server writes nothing for it, and answers with the object as it is now, which kopf then
+    tests its finalizer against (it is there already: nothing more to write).
+    """
+    early = cycle.first_word(runner.ObjectView.of(body), now=now)
+    if early is not None:
+        return early
+    said = body.status.get("observedGeneration")
+    return None if said is None else {"observedGeneration": said}
 
 
 def _not_taken_yet(type: str | None, body: kopf.Body, **_: Any) -> bool:

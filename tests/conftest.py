@@ -26,6 +26,11 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[controlp
             "crd/webhookreceivers.runners.ade.dev",
             "--timeout=60s",
         )
+        # Established is not served yet: until the API server's cache of a new resource is
+        # filled, a list is answered 429 "storage is (re)initializing" with Retry-After 1 s, and
+        # the first operator to start (kopf lists, then watches) lost a second to it. kubectl
+        # waits the Retry-After out.
+        plane.kubectl("get", "runnerimages,webhookreceivers", "--all-namespaces")
         yield plane
 
 

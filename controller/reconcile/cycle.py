@@ -47,6 +47,8 @@ async def run(
 ) -> runner.Report:
     """Reconcile the object `read` (at resourceVersion `version`) once; the report says what to
     write and post."""
+    # Its first word (if it had one to say) is behind it: other reconciles may take their slots.
+    services_.reconcile_slots.arrivals.arrived(read.namespace, read.name)
     with logs.bind(namespace=read.namespace, name=read.name):  # on every line of this reconcile
         # The object's lock first, then a slot: a reconcile that lends its slot while its catalog
         # change waits (see ReconcileSlots) takes one back holding only its own lock, so no slot
@@ -176,10 +178,11 @@ def first_word(read: runner.ObjectView, *, now: datetime.datetime) -> dict[str, 
     kopf has taken it (no finalizer yet); None when there is nothing to say early.
 
     kopf's first cycle of a new object only adds its finalizer; the reconcile runs on the next
-    cycle, after that patch's round trip through the API server. Said in the first cycle (kopf
-    writes the status right after the finalizer, as a patch transformation: `handlers`), a burst
-    of new objects each shows Reconciling one round trip sooner, and the reconcile then reads it
-    from the body: `run` says nothing twice.
+    cycle, after that patch's round trip through the API server. Said in the first cycle, as
+    kopf's first write of the object (`handlers.first_cycle_status`), a new object shows
+    Reconciling after one write, and the reconcile then reads it from the body: `run` says
+    nothing twice. The caller counts it as arriving (`limits.Arrivals`) so that the reconciles
+    of a burst wait for it.
     """
     early = runner.progress(read, now=now)
     if early is None or runner.decided_by_spec(read):
@@ -197,6 +200,7 @@ def forget(
     """Drop what the operator keeps of a deleted RunnerImage (its metrics too, and a catalog
     change still queued for it)."""
     metrics.forget(namespace=namespace, name=name)
+    services_.reconcile_slots.arrivals.arrived(namespace, name)
     services_.forget(namespace=namespace, name=name)
     if state is not None:
         writing.withdraw(state.memory)

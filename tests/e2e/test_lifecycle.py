@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import time
 
@@ -115,3 +116,34 @@ def test_documented_finalizer_removal_when_the_operator_is_gone(
     kube.wait_for(
         lambda: cluster.get(namespace, NAME) is None, timeout=15, what="the object to be gone"
     )
+
+
+def test_a_new_object_says_reconciling_in_its_first_write_and_is_reconciled_at_once(
+    cluster: kube.Cluster, namespace: str, start_operator: StartOperator
+) -> None:
+    """The first word goes before kopf's finalizer (one write, not two in sequence), and the
+    echo of it (an object without the finalizer) makes kopf refuse nothing: a refused finalizer
+    patch left the object waiting for a timer, which here would be ten minutes away."""
+    start_operator(ADE_PROGRESS_INTERVAL="10m")
+    since = datetime.datetime.now(datetime.UTC)
+    name = "first-word"
+    cluster.plane.kubectl(
+        "create", "-n", namespace, "-f", "-", input=json.dumps(samples.offline(name))
+    )
+    obj = cluster.wait_condition(namespace, name, "Stalled", status="True", timeout=20)
+    assert obj["metadata"]["finalizers"] == ["runners.ade.dev/finalizer"]
+    requests = sorted(
+        (
+            event
+            for event in cluster.writes_by(kube.OPERATOR_USER, since=since)
+            if event["objectRef"].get("resource") == "runnerimages"
+            and event["objectRef"].get("name") == name
+        ),
+        key=lambda event: event["requestReceivedTimestamp"],
+    )
+    said = [
+        (event["verb"], event["objectRef"].get("subresource", ""), event["responseStatus"]["code"])
+        for event in requests
+    ]
+    assert said[:2] == [("patch", "status", 200), ("patch", "", 200)], said  # word, finalizer
+    assert all(code < 400 for _, _, code in said), said

@@ -25,6 +25,7 @@ class Server:
         self.most = 0
         self.watching = 0
         self.peers: set[object] = set()
+        self.arrived: list[str] = []
         self.release = asyncio.Event()
         self.changed = asyncio.Condition()
 
@@ -48,6 +49,7 @@ class Server:
             await self.release.wait()
             return response
         self.peers.add(request.transport and request.transport.get_extra_info("peername"))
+        self.arrived.append(f"{request.method} {request.path}")
         await self._count(1)
         self.most = max(self.most, self.in_flight)
         try:
@@ -117,6 +119,54 @@ async def test_watches_do_not_take_a_slot(server: tuple[Server, str]) -> None:
         assert response.status == 200
         for watch in watches:
             watch.close()
+
+
+async def test_a_status_write_overtakes_the_requests_queued_before_it(
+    server: tuple[Server, str],
+) -> None:
+    """In a burst, a new object's first word (the only status write through kopf's session)
+    does not wait behind the finalizer patches, Events and records queued before it."""
+    state, url = server
+    async with _session(1) as session:
+
+        async def send(method: str, path: str) -> None:
+            async with session.request(method, f"{url}{path}", json={}) as response:
+                await response.read()
+
+        holder = asyncio.create_task(send("GET", "/holder"))
+        await state.until_in_flight(1)
+        queued = [
+            asyncio.create_task(send("PATCH", "/apis/x/ns/a")),
+            asyncio.create_task(send("POST", "/api/v1/events")),
+        ]
+        await asyncio.sleep(0.05)
+        queued.append(asyncio.create_task(send("PATCH", "/apis/x/ns/b/status")))
+        queued.append(asyncio.create_task(send("PATCH", "/apis/x/ns/c")))
+        await asyncio.sleep(0.05)
+        state.release.set()
+        await asyncio.wait_for(asyncio.gather(holder, *queued), timeout=10)
+    assert state.arrived == [
+        "GET /holder",
+        "PATCH /apis/x/ns/b/status",
+        "PATCH /apis/x/ns/a",
+        "POST /api/v1/events",
+        "PATCH /apis/x/ns/c",
+    ]
+
+
+async def test_a_request_cancelled_while_queued_takes_no_slot(server: tuple[Server, str]) -> None:
+    state, url = server
+    async with _session(1) as session:
+        holder = asyncio.create_task(session.get(f"{url}/holder"))
+        await state.until_in_flight(1)
+        cancelled = asyncio.create_task(session.get(f"{url}/cancelled"))
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        state.release.set()
+        await asyncio.wait_for(holder, timeout=10)
+        after = await asyncio.wait_for(session.get(f"{url}/after"), timeout=10)
+        assert after.status == 200
+    assert "GET /cancelled" not in state.arrived
 
 
 def test_a_bound_below_one_is_refused() -> None:

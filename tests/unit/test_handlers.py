@@ -4,6 +4,7 @@ progress timer looks at, which Jobs are watched (the rest is `controller.reconci
 from __future__ import annotations
 
 import asyncio
+import datetime
 import pathlib
 from typing import Any, cast
 
@@ -157,14 +158,42 @@ def test_timers_first_run_one_interval_after_the_object_is_seen(
     }
 
 
-def test_the_early_word_never_overwrites_a_status_the_reconcile_wrote() -> None:
-    """kopf re-applies a transformation that lost a conflict on a later cycle: by then the
-    reconcile may have written Stalled, which the early Reconciling must not replace."""
-    early = {"observedGeneration": 1, "conditions": [{"type": "Reconciling", "status": "True"}]}
-    fresh: dict[str, Any] = {"metadata": {"name": "x"}}
-    handlers._merge_status(early, fresh)  # type: ignore[arg-type]
-    assert fresh["status"] == early
-    stalled = {"conditions": [{"type": "Stalled", "status": "True"}], "observedGeneration": 1}
-    decided: dict[str, Any] = {"metadata": {"name": "x"}, "status": dict(stalled)}
-    handlers._merge_status(early, decided)  # type: ignore[arg-type]
-    assert decided["status"] == stalled
+def _runner_image(status: dict[str, Any] | None = None, **spec: Any) -> kopf.Body:
+    return kopf.Body(
+        cast(
+            kopf.RawBody,
+            {
+                "metadata": {"namespace": "ns", "name": "x", "generation": 1},
+                "spec": {
+                    "source": {"inline": {"dockerfile": "FROM scratch\n"}},
+                    "image": {"registry": "r.example", "repository": "x"},
+                    **spec,
+                },
+                "status": status or {},
+            },
+        )
+    )
+
+
+def test_a_new_object_says_reconciling_in_kopfs_first_cycle() -> None:
+    now = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    said = handlers.first_cycle_status(_runner_image(), now=now)
+    assert said is not None
+    assert said["observedGeneration"] == 1
+    assert [(c["type"], c["status"]) for c in said["conditions"]] == [("Reconciling", "True")]
+
+
+def test_the_echo_of_the_first_word_says_it_again_unchanged() -> None:
+    """The watch shows the first word before the finalizer: kopf adds the finalizer again, tested
+    against the resourceVersion of that echo. The unchanged status patch makes kopf test it
+    against the object as it is now (refused otherwise, and the object waited for a timer)."""
+    now = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    first = handlers.first_cycle_status(_runner_image(), now=now)
+    assert first is not None
+    echo = handlers.first_cycle_status(_runner_image(first), now=now)
+    assert echo == {"observedGeneration": 1}
+
+
+def test_an_object_its_spec_decides_says_nothing_in_kopfs_first_cycle() -> None:
+    now = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    assert handlers.first_cycle_status(_runner_image(suspend=True), now=now) is None
