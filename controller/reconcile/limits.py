@@ -21,11 +21,11 @@ object counts as arriving when its reconcile never comes (its first word lost, s
 @dataclasses.dataclass
 class Arrivals:
     """New objects whose first word is on its way: the `Reconciling` that kopf's first cycle of
-    an object writes right after its finalizer (see `handlers.on_appear`), until the object's
+    an object writes before its finalizer (`handlers.first_cycle_status`), until the object's
     first reconcile begins.
 
     A reconcile takes its slot only once none is on its way (`ReconcileSlots.held`), for at most
-    `patience` seconds. The first word is two small writes and no work; a reconcile is many
+    `patience` seconds. The first word is one small write and no work; a reconcile is many
     requests and most of the operator's CPU. In a burst of creates, the reconciles of the first
     objects otherwise ran beside the first cycles of the others and each new object said
     Reconciling only after them (50 at once: first status 6-8x a create). Objects its spec alone
