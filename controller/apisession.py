@@ -12,8 +12,8 @@ than streams). Every request but a watch holds a slot until its whole body is re
 its connection is back in the pool, ready for the next one, when the slot is released.
 
 A status write goes first (`is_status_write`): through kopf's session, that is only the first
-word of a new RunnerImage and its echo (`handlers.first_cycle_status`; the reconcile writes its
-status through `controller.kube`, and kopf keeps its progress in annotations). In a burst of
+word of a new RunnerImage (`handlers.first_cycle_status`; the reconcile writes its status
+through `controller.kube`, and kopf keeps its progress in annotations). In a burst of
 creates, the finalizer patches, Events and last-handled records of the objects before it
 otherwise held the slots it waited for.
 """

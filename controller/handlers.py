@@ -39,11 +39,8 @@ CONSISTENCY_TIMEOUT = 60.0
 is 5 s). The reconcile writes the status itself, so the status write's event comes before the echo
 of kopf's last-handled patch; under watch lag (5,000 objects created at once) the echo came later
 than 5 s, kopf took the body without its last-handled record for the truth and ran the creation
-again for about 4,000 objects (23,315 writes instead of 20,000, 761 of them after the burst). kopf
-stores the last-handled record only when it changed, and the one patch that changes nothing (the
-first word said again on its echo, `first_cycle_status`) answers with the version of the write
-before it, whose echo is still to come: the wait ends with the echo, well before this, except
-when a watch is re-listed."""
+again for about 4,000 objects (23,315 writes instead of 20,000, 761 of them after the burst). The
+wait ends with the echo, well before this, except when a watch is re-listed."""
 
 
 def retry_delay(retry: int) -> float:
@@ -107,9 +104,11 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
             created=str(meta.get("creationTimestamp") or ""),
         )
 
-    @kopf.on.resume(*_RESOURCE, registry=registry)
-    @kopf.on.create(*_RESOURCE, registry=registry)
-    @kopf.on.update(*_RESOURCE, registry=registry)
+    # Every handler that makes kopf add its finalizer (the changes', the timers', the deletion's)
+    # waits, through `when=_taken`, until a new object's first word is written: see `_taken`.
+    @kopf.on.resume(*_RESOURCE, when=_taken, registry=registry)
+    @kopf.on.create(*_RESOURCE, when=_taken, registry=registry)
+    @kopf.on.update(*_RESOURCE, when=_taken, registry=registry)
     async def on_change(body: kopf.Body, memo: kopf.Memo, retry: int, **kwargs: Any) -> None:
         services_.owners.index = kwargs["runner_repositories"]
         await _reconcile(services_, body, memo, retry)
@@ -120,6 +119,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         *_RESOURCE,
         interval=config.resync_interval,
         initial_delay=config.resync_interval,
+        when=_taken,
         registry=registry,
     )
     async def on_timer(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -132,7 +132,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         # The reconcile that said Reconciling has just looked: the first look is one interval on
         # (kopf would run a timer at once when `when` turns true: a second reconcile, for nothing).
         initial_delay=config.progress_interval,
-        when=_reconciling,
+        when=_taken_and_reconciling,
         registry=registry,
     )
     async def on_progress(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -142,13 +142,13 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
         await _reconcile(services_, body, memo, retry=0)
 
     @kopf.on.event(*_RESOURCE, when=_not_taken_yet, registry=registry)
-    async def on_appear(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        # A new RunnerImage says Reconciling in kopf's first cycle of it, the one that only adds
-        # the finalizer; on_change runs a cycle later. See `first_cycle_status`.
+    async def on_appear(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        # A new RunnerImage says Reconciling in kopf's first cycle of it, the only write of that
+        # cycle; the finalizer comes on its echo, on_change a cycle later. See `first_cycle_status`.
         words = first_cycle_status(body, now=datetime.datetime.now(datetime.UTC))
         if words is not None:
             patch.status.update(words)
-        if words and "conditions" in words:
+            memo[_SAYING] = body.metadata.get("resourceVersion")
             # The reconciles of a burst wait for it (limits.Arrivals): first words go first.
             services_.reconcile_slots.arrivals.expect(
                 body.metadata.namespace or "", body.metadata.name or ""
@@ -170,7 +170,7 @@ def register(registry: kopf.OperatorRegistry, config: config_.Config) -> None:
 
     _register_receivers(registry, config, services_)
 
-    @kopf.on.delete(*_RESOURCE, registry=registry)
+    @kopf.on.delete(*_RESOURCE, when=_taken, registry=registry)
     async def on_delete(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # Nothing outside the cluster is removed: pushed images and catalog commits stay (see
         # README, "Deleting a RunnerImage"). Objects the operator creates carry owner references
@@ -288,28 +288,36 @@ def _bounded(info: kopf.ConnectionInfo) -> kopf.AiohttpSession:
 
 
 def first_cycle_status(body: kopf.Body, *, now: datetime.datetime) -> dict[str, Any] | None:
-    """The status merge patch of kopf's first cycle of a RunnerImage (no finalizer yet), or None.
+    """The status merge patch of kopf's first cycle of a new RunnerImage, or None.
 
-    A new object's first word (`cycle.first_word`: Reconciling) goes as a merge patch, which
-    kopf sends before its finalizer's JSON patch, in the same cycle: a new object shows
-    Reconciling after one write, not after the finalizer's round trip (in a burst of 50 creates,
-    that round trip was most of the first status's wait). It is sent once: after a conflict kopf
-    keeps only transformations for a later cycle, so the early word never lands over a verdict
-    the reconcile wrote since (it was a transformation before, and had to check for that).
-
-    Then the watch shows the status write without the finalizer, and kopf, seeing no finalizer,
-    adds it again as a JSON patch tested against that event's resourceVersion, which the
-    finalizer's write has moved on: refused (422), kept for the next cycle, where it was a
-    no-op that skipped the handlers, and the object waited for some other write (a timer's: up
-    to a minute). So on that echo the status merge patch is said again, unchanged: the API
-    server writes nothing for it, and answers with the object as it is now, which kopf then
-    tests its finalizer against (it is there already: nothing more to write).
+    A new object's first word (`cycle.first_word`: Reconciling) is kopf's only write in its first
+    cycle of the object: a new object shows Reconciling after one write, not after the
+    finalizer's round trip (in a burst of 50 creates, that round trip was most of the first
+    status's wait). The handlers that make kopf add its finalizer wait for the word's echo
+    (`_taken`), so the finalizer's JSON patch is tested against the version the word made.
+    A merge patch is sent once (kopf keeps only transformations after a conflict), so the early
+    word never lands over a verdict the reconcile wrote since.
     """
-    early = cycle.first_word(runner.ObjectView.of(body), now=now)
-    if early is not None:
-        return early
-    said = body.status.get("observedGeneration")
-    return None if said is None else {"observedGeneration": said}
+    return cycle.first_word(runner.ObjectView.of(body), now=now)
+
+
+_SAYING = "first-word-at"
+"""The memo key of the resourceVersion whose kopf cycle says a new object's first word."""
+
+
+def _taken(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
+    """Whether kopf may take this RunnerImage: add its finalizer, run its changes, timers and
+    deletion. Not in the cycle that says a new object's first word (`on_appear` runs first in a
+    cycle and notes it), so that the word is that cycle's only write.
+
+    When kopf added its finalizer in that cycle too, the word's echo (the status, without the
+    finalizer) made it add the finalizer again, tested against the echo's resourceVersion, which
+    the finalizer's write had moved on: refused (422), kept, then a no-op that skipped the
+    handlers, and the object waited for a timer. The echo had to say the word again, unchanged,
+    for kopf to find its finalizer in the answer: one more request per new object, in the burst.
+    Now the finalizer is added on that echo, tested against the word's own version.
+    """
+    return memo.get(_SAYING) != body.metadata.get("resourceVersion")
 
 
 def _not_taken_yet(type: str | None, body: kopf.Body, **_: Any) -> bool:
@@ -319,6 +327,11 @@ def _not_taken_yet(type: str | None, body: kopf.Body, **_: Any) -> bool:
     if type == "DELETED" or meta.deletion_timestamp:
         return False
     return identity.FINALIZER not in (meta.get("finalizers") or [])
+
+
+def _taken_and_reconciling(body: kopf.Body, memo: kopf.Memo, status: kopf.Status, **_: Any) -> bool:
+    """The progress timer's filter: `_taken` and `_reconciling`."""
+    return _taken(body, memo) and _reconciling(status)
 
 
 def _reconciling(status: kopf.Status, **_: Any) -> bool:

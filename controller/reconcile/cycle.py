@@ -177,11 +177,11 @@ def first_word(read: runner.ObjectView, *, now: datetime.datetime) -> dict[str, 
     """The `Reconciling=True` status patch of a RunnerImage as the watch first shows it, before
     kopf has taken it (no finalizer yet); None when there is nothing to say early.
 
-    kopf's first cycle of a new object only adds its finalizer; the reconcile runs on the next
-    cycle, after that patch's round trip through the API server. Said in the first cycle, as
-    kopf's first write of the object (`handlers.first_cycle_status`), a new object shows
-    Reconciling after one write, and the reconcile then reads it from the body: `run` says
-    nothing twice. The caller counts it as arriving (`limits.Arrivals`) so that the reconciles
+    kopf adds its finalizer to a new object and reconciles it only a cycle later, after that
+    patch's round trip through the API server. Said in the first cycle, as kopf's only write of
+    that cycle (`handlers.first_cycle_status`; the finalizer is added on its echo), a new object
+    shows Reconciling after one write, and the reconcile then reads it from the body: `run`
+    says nothing twice. The caller counts it as arriving (`limits.Arrivals`) so that the reconciles
     of a burst wait for it.
     """
     early = runner.progress(read, now=now)

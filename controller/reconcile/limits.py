@@ -21,8 +21,8 @@ object counts as arriving when its reconcile never comes (its first word lost, s
 @dataclasses.dataclass
 class Arrivals:
     """New objects whose first word is on its way: the `Reconciling` that kopf's first cycle of
-    an object writes before its finalizer (`handlers.first_cycle_status`), until the object's
-    first reconcile begins.
+    an object writes, its only write, before the finalizer (`handlers.first_cycle_status`),
+    until the object's first reconcile begins.
 
     A reconcile takes its slot only once none is on its way (`ReconcileSlots.held`), for at most
     `patience` seconds. The first word is one small write and no work; a reconcile is many

@@ -121,9 +121,11 @@ def test_documented_finalizer_removal_when_the_operator_is_gone(
 def test_a_new_object_says_reconciling_in_its_first_write_and_is_reconciled_at_once(
     cluster: kube.Cluster, namespace: str, start_operator: StartOperator
 ) -> None:
-    """The first word goes before kopf's finalizer (one write, not two in sequence), and the
-    echo of it (an object without the finalizer) makes kopf refuse nothing: a refused finalizer
-    patch left the object waiting for a timer, which here would be ten minutes away."""
+    """The first word goes before kopf's finalizer (one write, not two in sequence), the
+    finalizer is added on its echo (an object without the finalizer) and kopf refuses nothing: a
+    refused finalizer patch left the object waiting for a timer, which here would be ten minutes
+    away. The status is written twice: the word, then the verdict (the echo said the word again,
+    unchanged, when the finalizer went in the word's own cycle)."""
     start_operator(ADE_PROGRESS_INTERVAL="10m")
     since = datetime.datetime.now(datetime.UTC)
     name = "first-word"
@@ -147,3 +149,4 @@ def test_a_new_object_says_reconciling_in_its_first_write_and_is_reconciled_at_o
     ]
     assert said[:2] == [("patch", "status", 200), ("patch", "", 200)], said  # word, finalizer
     assert all(code < 400 for _, _, code in said), said
+    assert [subresource for _, subresource, _ in said].count("status") == 2, said

@@ -183,15 +183,49 @@ def test_a_new_object_says_reconciling_in_kopfs_first_cycle() -> None:
     assert [(c["type"], c["status"]) for c in said["conditions"]] == [("Reconciling", "True")]
 
 
-def test_the_echo_of_the_first_word_says_it_again_unchanged() -> None:
-    """The watch shows the first word before the finalizer: kopf adds the finalizer again, tested
-    against the resourceVersion of that echo. The unchanged status patch makes kopf test it
-    against the object as it is now (refused otherwise, and the object waited for a timer)."""
+def test_the_echo_of_the_first_word_says_nothing() -> None:
+    """Its echo (the status, without the finalizer yet) is the cycle that adds the finalizer."""
     now = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
     first = handlers.first_cycle_status(_runner_image(), now=now)
     assert first is not None
-    echo = handlers.first_cycle_status(_runner_image(first), now=now)
-    assert echo == {"observedGeneration": 1}
+    assert handlers.first_cycle_status(_runner_image(first), now=now) is None
+
+
+def test_no_handler_that_brings_the_finalizer_runs_in_the_cycle_of_the_first_word(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """The first word is the only write of its cycle: the changes, the timers and the deletion
+    (any of which makes kopf add its finalizer) wait for its echo, a newer resourceVersion."""
+    built = services.Services(
+        kube=cast(kube.Kube, None), backends={}, slots=limits.BuildSlots(limit=1), workdir=tmp_path
+    )
+    monkeypatch.setattr(assembly, "services_from_config", lambda _: built)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, config.from_env({}))
+    runner_images = [
+        handler
+        for handlers_ in (registry._changing, registry._spawning)
+        for handler in handlers_.get_all_handlers()
+        if handler.selector is not None and handler.selector.any_name == "runnerimages"
+    ]
+    assert {str(handler.id).rsplit(".", 1)[-1] for handler in runner_images} >= {
+        "on_change",
+        "on_timer",
+        "on_progress",
+        "on_delete",
+    }
+    working = {"observedGeneration": 1, "conditions": [{"type": "Reconciling", "status": "True"}]}
+    raw = dict(_runner_image(working))
+    body = kopf.Body(
+        cast(kopf.RawBody, {**raw, "metadata": {**raw["metadata"], "resourceVersion": "7"}})
+    )
+    saying = kopf.Memo({handlers._SAYING: "7"})
+    echoed = kopf.Memo({handlers._SAYING: "6"})
+    for handler in runner_images:
+        when: Any = handler.when  # called with the kwargs these filters read
+        assert when is not None, handler.id
+        assert not when(body=body, memo=saying, status=body.status), handler.id
+        assert when(body=body, memo=echoed, status=body.status), handler.id
 
 
 def test_an_object_its_spec_decides_says_nothing_in_kopfs_first_cycle() -> None:
