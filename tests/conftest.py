@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from kubernetes import client
 
 from tests.env import arm as arm_
 from tests.env import controlplane, kube, kwok, oci, registry, tokenserver
@@ -45,11 +46,21 @@ def cluster(control_plane: controlplane.ControlPlane) -> kube.Cluster:
     return kube.Cluster(control_plane)
 
 
+@pytest.fixture(scope="session")
+def admin_objects(control_plane: controlplane.ControlPlane) -> client.CustomObjectsApi:
+    """A client of custom objects as the cluster's admin, for the fixtures' own housekeeping."""
+    return kube.custom_objects(control_plane)
+
+
 @pytest.fixture
-def namespace(cluster: kube.Cluster) -> Iterator[str]:
+def namespace(cluster: kube.Cluster, admin_objects: client.CustomObjectsApi) -> Iterator[str]:
+    """A namespace of its own per test; deleted after the test (and after its operator stopped,
+    which depends on this fixture), its objects' finalizers taken off first so the namespace goes
+    at once instead of staying Terminating with them."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.plane.kubectl("create", "namespace", name)
     yield name
+    kube.release_finalized(admin_objects, name)
     cluster.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
