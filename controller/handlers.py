@@ -322,7 +322,9 @@ def _taken(body: kopf.Body, memo: kopf.Memo, **_: Any) -> bool:
 
 def _not_taken_yet(type: str | None, body: kopf.Body, **_: Any) -> bool:
     """Whether kopf has yet to take this RunnerImage (no finalizer, not being deleted): the
-    filter of `on_appear`, so that the other events call (and log) nothing."""
+    filter of `on_appear`, so that the other events call (and log) nothing. Not `_taken`'s
+    negation: on the first word's echo there is no finalizer yet, but the object is taken (kopf
+    adds the finalizer in that cycle), and `on_appear` finds nothing more to say."""
     meta = body.metadata
     if type == "DELETED" or meta.deletion_timestamp:
         return False

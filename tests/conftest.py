@@ -55,12 +55,14 @@ def admin_objects(control_plane: controlplane.ControlPlane) -> client.CustomObje
 @pytest.fixture
 def namespace(cluster: kube.Cluster, admin_objects: client.CustomObjectsApi) -> Iterator[str]:
     """A namespace of its own per test; deleted after the test (and after its operator stopped,
-    which depends on this fixture), its objects' finalizers taken off first so the namespace goes
-    at once instead of staying Terminating with them."""
+    which depends on this fixture). The operator's objects in it are deleted first, their
+    finalizers taken off (`kube.clear_namespace`), so that the namespace goes at once instead of
+    staying Terminating with them, and the next test does not share the machine with their
+    deletion."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.plane.kubectl("create", "namespace", name)
     yield name
-    kube.release_finalized(admin_objects, name)
+    kube.clear_namespace(admin_objects, name)
     cluster.plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 

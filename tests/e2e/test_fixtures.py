@@ -29,7 +29,7 @@ def _runner_image(name: str, finalizers: list[str]) -> dict[str, object]:
     }
 
 
-def test_a_namespace_left_with_finalized_objects_goes_once_they_are_released(
+def test_a_namespace_left_with_finalized_objects_is_emptied_at_once_and_goes(
     control_plane: controlplane.ControlPlane, admin_objects: client.CustomObjectsApi
 ) -> None:
     name = f"t-{uuid.uuid4().hex[:10]}"
@@ -43,7 +43,9 @@ def test_a_namespace_left_with_finalized_objects_goes_once_they_are_released(
         "apiVersion": "v1", "kind": "List", "items": objects,
     }))  # fmt: skip
 
-    assert kube.release_finalized(admin_objects, name) == 2
+    assert kube.clear_namespace(admin_objects, name) == 2
+    listed = control_plane.kubectl("get", "runnerimages", "-n", name, "-o", "name")
+    assert listed.stdout.strip() == ""  # all gone when it returns, not being deleted
     control_plane.kubectl("delete", "namespace", name, "--wait=false")
 
     def gone() -> bool:
@@ -51,4 +53,4 @@ def test_a_namespace_left_with_finalized_objects_goes_once_they_are_released(
         return found.returncode != 0 and "NotFound" in found.stderr
 
     kube.wait_for(gone, timeout=30, what=f"namespace {name} deleted")
-    assert kube.release_finalized(admin_objects, name) == 0  # nothing left, nothing to do
+    assert kube.clear_namespace(admin_objects, name) == 0  # nothing left, nothing to do

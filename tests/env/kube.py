@@ -41,27 +41,32 @@ def custom_objects(plane: controlplane.ControlPlane) -> client.CustomObjectsApi:
     )
 
 
-FINALIZED_PLURALS = (identity.PLURAL, identity.RECEIVER_PLURAL)
+OPERATOR_PLURALS = (identity.PLURAL, identity.RECEIVER_PLURAL)
 """The operator's kinds: kopf puts its finalizer on each (handlers and timers need it)."""
 
 
-def release_finalized(api: client.CustomObjectsApi, namespace: str) -> int:
-    """Take the finalizers off every object of the operator's kinds left in `namespace` (the
-    operator's, as it does when one is deleted, and any a test put there); how many were
-    released.
+def clear_namespace(api: client.CustomObjectsApi, namespace: str) -> int:
+    """Delete every object of the operator's kinds left in `namespace`, their finalizers (the
+    operator's, and any a test put there) taken off first, as the operator takes its own off when
+    one is deleted; how many had finalizers. Returns once they are gone.
 
-    For a test's teardown, after its operator stopped: a namespace deleted with finalized objects
-    in it stays Terminating for the rest of the session, and kube-controller-manager's namespace
-    controller goes over them again and again (after the 1,000-object burst benchmark, the API
-    server spent ~35% of a core on it, and every later test and benchmark shared the machine
-    with that)."""
-    left = [
-        (plural, obj["metadata"]["name"])
-        for plural in FINALIZED_PLURALS
-        for obj in cast(
+    For a test's teardown, after its operator stopped. A namespace deleted with finalized objects
+    in it stayed Terminating for the rest of the session, kube-controller-manager's namespace
+    controller going over them again and again (after the 1,000-object burst benchmark the API
+    server spent ~35% of a core on it, and every later test and benchmark shared the machine with
+    that); and a namespace of many objects, deleted in the background, was still being emptied
+    while the next test measured."""
+    left = {
+        plural: cast(
             dict[str, Any],
             api.list_namespaced_custom_object(identity.GROUP, identity.VERSION, namespace, plural),
         )["items"]
+        for plural in OPERATOR_PLURALS
+    }
+    finalized = [
+        (plural, obj["metadata"]["name"])
+        for plural, items in left.items()
+        for obj in items
         if obj["metadata"].get("finalizers")
     ]
 
@@ -76,8 +81,13 @@ def release_finalized(api: client.CustomObjectsApi, namespace: str) -> int:
                 raise
 
     with concurrent.futures.ThreadPoolExecutor(RELEASERS) as pool:
-        list(pool.map(lambda item: release(*item), left))
-    return len(left)
+        list(pool.map(lambda item: release(*item), finalized))
+    for plural, items in left.items():
+        if items:  # the API server deletes them all before it answers
+            api.delete_collection_namespaced_custom_object(
+                identity.GROUP, identity.VERSION, namespace, plural
+            )
+    return len(finalized)
 
 
 RELEASERS = 8
