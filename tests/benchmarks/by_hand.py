@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 
 from tests.benchmarks import test_build_figures
 from tests.env import controlplane, gitserver, kube
@@ -58,11 +58,6 @@ class ByHand:
         seconds = time.monotonic() - start
         assert done.returncode == 0, f"{self.script} failed:\n{done.stdout}\n{done.stderr}"
         return seconds, done.stdout.strip()
-
-
-def custom_objects(plane: controlplane.ControlPlane) -> client.CustomObjectsApi:
-    """The client `operator_round` polls the RunnerImage with (as the test's admin)."""
-    return client.CustomObjectsApi(config.new_client_from_config(str(plane.kubeconfig)))
 
 
 def warm_openapi(cluster: kube.Cluster) -> None:

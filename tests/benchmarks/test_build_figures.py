@@ -152,7 +152,7 @@ def test_example_cold_and_warm_build_on_the_daemon_backend(
     the registry cache the build before exported; the faster counts (noise only adds time).
     Created, patched and read in this process (no kubectl process in the measured time: starting
     one costs more than the warm build's steps)."""
-    api = client.CustomObjectsApi(config.new_client_from_config(str(control_plane.kubeconfig)))
+    api = kube.custom_objects(control_plane)
     runner_images = ("runners.ade.dev", "v1alpha1", namespace, "runnerimages")
     config_json = registry.docker_config_json(
         oci_registry.host, user=PUSH_USER, password=PUSH_PASSWORD

@@ -193,7 +193,7 @@ def test_operator_against_the_same_steps_by_hand(
             PATH=f"{kit.bin}:{os.environ['PATH']}",
         )
         by_hand_.warm_openapi(cluster)
-        api = by_hand_.custom_objects(control_plane)
+        api = kube.custom_objects(control_plane)
         home = tmp_path / "home"
         home.mkdir()
         by_hand_env = {

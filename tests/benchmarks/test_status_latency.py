@@ -16,11 +16,11 @@ import time
 from typing import Any
 
 import pytest
-from kubernetes import client, config, watch
+from kubernetes import client, watch
 
 from tests.conftest import StartOperator
 from tests.e2e import samples
-from tests.env import controlplane
+from tests.env import controlplane, kube
 
 pytestmark = [pytest.mark.e2e, pytest.mark.benchmark]
 
@@ -95,7 +95,7 @@ def test_a_burst_gets_its_first_status_without_queueing(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     start_operator()
-    api = client.CustomObjectsApi(config.new_client_from_config(str(control_plane.kubeconfig)))
+    api = kube.custom_objects(control_plane)
     first = FirstStatus(api, namespace, COUNT)
     creates = Creates(api, namespace)
     with concurrent.futures.ThreadPoolExecutor(max_workers=COUNT) as pool:
@@ -123,7 +123,7 @@ def test_apply_to_first_status_latency(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     start_operator()
-    api = client.CustomObjectsApi(config.new_client_from_config(str(control_plane.kubeconfig)))
+    api = kube.custom_objects(control_plane)
     first = FirstStatus(api, namespace, COUNT)
     creates = Creates(api, namespace)
     for index in range(COUNT):

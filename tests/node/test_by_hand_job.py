@@ -77,7 +77,7 @@ def test_operator_against_the_same_job_by_hand(
         buildjobs.push_secret(cluster, namespace, host)
         start_operator(**test_builds_real_node.operator_env(images))
         by_hand.warm_openapi(cluster)
-        api = by_hand.custom_objects(control_plane)
+        api = kube.custom_objects(control_plane)
         home = tmp_path / "home"
         home.mkdir()
         placement = node.placement(real_node.name)
